@@ -1,0 +1,905 @@
+//! # simnet: a deterministic simulated message network
+//!
+//! `simnet` moves opaque messages ([`Bytes`]) between named inboxes in *virtual
+//! time*. It knows nothing about the protocol that runs over it, so a protocol
+//! crate can depend on it (and test itself with it) without a cycle.
+//!
+//! What it simulates, per directed link (`from` → `to`):
+//! * latency with uniform jitter, and a bandwidth limit (serialisation delay);
+//! * loss, duplication, reordering (an extra delay for some messages) and
+//!   corruption (one byte flipped), each with a probability;
+//! * targeted [`Rule`]s: "drop the next 2 messages that match this predicate",
+//!   "delay every message to B by 50 ms", "corrupt data packets" ...;
+//! * partitions between two inboxes, and black holes (an inbox that swallows
+//!   everything), both of which can be healed;
+//! * bounded inboxes: a message that arrives at a full inbox is dropped and
+//!   counted as an overflow (what NATS calls a slow consumer).
+//!
+//! ## Determinism
+//! Everything is reproducible from one `u64` seed. Each directed link has its
+//! own ChaCha8 RNG derived from the seed and the two inbox names, so traffic on
+//! one link never perturbs the random choices made on another. Scheduled
+//! deliveries sit in a heap keyed by `(arrival time, sequence id)`, so ties
+//! always resolve in send order. No wall clock is read, no `HashMap` is
+//! iterated.
+//!
+//! ## Driving it
+//! ```
+//! use simnet::{SimNet, LinkConfig};
+//! use std::time::Duration;
+//!
+//! let mut net = SimNet::new(42);
+//! net.set_default_link(LinkConfig::new().latency(Duration::from_millis(1)));
+//! let a = net.add_inbox("A", 1024);
+//! let b = net.add_inbox("B", 1024);
+//! net.send(a, b, bytes::Bytes::from_static(b"hello"));
+//! // Nothing has arrived yet: time has not moved.
+//! assert!(net.recv(b).is_none());
+//! let t = net.next_arrival().unwrap();
+//! net.advance_to(t);
+//! assert_eq!(&net.recv(b).unwrap().payload[..], b"hello");
+//! assert_eq!(net.now(), Duration::from_millis(1));
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+/// Identifies an inbox of a [`SimNet`]; returned by [`SimNet::add_inbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InboxId(pub usize);
+
+/// A message in the network: who sent it, to whom, when, and its bytes.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The sending inbox.
+    pub from: InboxId,
+    /// The destination inbox.
+    pub to: InboxId,
+    /// Virtual time at which it was sent.
+    pub sent_at: Duration,
+    /// Per-link send sequence number (0, 1, 2 ... for each directed link);
+    /// used to count reordering.
+    pub link_seq: u64,
+    /// The message itself.
+    pub payload: Bytes,
+}
+
+/// Impairments of one directed link. Built with chained setters:
+///
+/// ```
+/// use simnet::LinkConfig;
+/// use std::time::Duration;
+/// let lossy = LinkConfig::new()
+///     .latency(Duration::from_millis(5))
+///     .jitter(Duration::from_millis(1))
+///     .loss(0.2)
+///     .duplicate(0.01);
+/// assert_eq!(lossy.loss_probability(), 0.2);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkConfig {
+    latency: Duration,
+    jitter: Duration,
+    bandwidth: Option<u64>,
+    loss: f64,
+    duplicate: f64,
+    reorder: f64,
+    reorder_delay: Duration,
+    corrupt: f64,
+}
+
+impl Default for LinkConfig {
+    /// A perfect link: no latency, infinite bandwidth, no impairments.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LinkConfig {
+    /// A perfect link: zero latency, unlimited bandwidth, nothing lost.
+    pub fn new() -> Self {
+        LinkConfig {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            bandwidth: None,
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_millis(5),
+            corrupt: 0.0,
+        }
+    }
+    /// One-way propagation delay.
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency = d;
+        self
+    }
+    /// Uniform extra delay in `[0, jitter]` added to each message. Jitter
+    /// larger than the gap between messages reorders them.
+    pub fn jitter(mut self, d: Duration) -> Self {
+        self.jitter = d;
+        self
+    }
+    /// Link rate in bytes per second: a message occupies the link for
+    /// `len / rate`, and messages queue behind each other. `None` = unlimited.
+    pub fn bandwidth(mut self, bytes_per_sec: Option<u64>) -> Self {
+        self.bandwidth = bytes_per_sec.filter(|b| *b > 0);
+        self
+    }
+    /// Probability in `[0, 1]` that a message is lost.
+    pub fn loss(mut self, p: f64) -> Self {
+        self.loss = p.clamp(0.0, 1.0);
+        self
+    }
+    /// Probability in `[0, 1]` that a message is delivered twice.
+    pub fn duplicate(mut self, p: f64) -> Self {
+        self.duplicate = p.clamp(0.0, 1.0);
+        self
+    }
+    /// Probability in `[0, 1]` that a message is held back by
+    /// [`reorder_delay`](Self::reorder_delay), so later ones overtake it.
+    pub fn reorder(mut self, p: f64) -> Self {
+        self.reorder = p.clamp(0.0, 1.0);
+        self
+    }
+    /// How long a reordered message is held back (default 5 ms).
+    pub fn reorder_delay(mut self, d: Duration) -> Self {
+        self.reorder_delay = d;
+        self
+    }
+    /// Probability in `[0, 1]` that one byte of a message is flipped in flight.
+    pub fn corrupt(mut self, p: f64) -> Self {
+        self.corrupt = p.clamp(0.0, 1.0);
+        self
+    }
+    /// The configured loss probability.
+    pub fn loss_probability(&self) -> f64 {
+        self.loss
+    }
+    /// The configured one-way latency.
+    pub fn latency_value(&self) -> Duration {
+        self.latency
+    }
+}
+
+/// What a [`Rule`] does to a message it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Deliver normally (useful to shield some messages from later rules).
+    Pass,
+    /// Lose the message.
+    Drop,
+    /// Deliver it twice.
+    Duplicate,
+    /// Deliver it after this extra delay.
+    Delay(Duration),
+    /// Flip one byte (chosen by the link's RNG) before delivery.
+    Corrupt,
+}
+
+type Predicate = Box<dyn FnMut(&Envelope) -> bool>;
+
+/// A targeted fault: messages that match `predicate` get `verdict`, for the
+/// next `count` matches (or forever). Rules are consulted in the order they
+/// were installed; the first one that matches and has uses left decides.
+pub struct Rule {
+    name: String,
+    predicate: Predicate,
+    verdict: Verdict,
+    remaining: Option<u64>,
+    hits: u64,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .field("verdict", &self.verdict)
+            .field("remaining", &self.remaining)
+            .field("hits", &self.hits)
+            .finish()
+    }
+}
+
+impl Rule {
+    /// A rule that applies `verdict` to every message matching `predicate`.
+    ///
+    /// ```
+    /// use simnet::{Rule, Verdict};
+    /// // Drop the first two messages that start with byte 0x01.
+    /// let r = Rule::new("drop two", Verdict::Drop, |e| e.payload.first() == Some(&1)).times(2);
+    /// assert_eq!(r.hits(), 0);
+    /// ```
+    pub fn new(
+        name: impl Into<String>,
+        verdict: Verdict,
+        predicate: impl FnMut(&Envelope) -> bool + 'static,
+    ) -> Self {
+        Rule {
+            name: name.into(),
+            predicate: Box::new(predicate),
+            verdict,
+            remaining: None,
+            hits: 0,
+        }
+    }
+    /// Apply only to the next `n` matching messages, then stop matching.
+    pub fn times(mut self, n: u64) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+    /// How many messages this rule has applied to so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+}
+
+/// Handle to an installed rule, for [`SimNet::rule_hits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleId(usize);
+
+/// Why a message did not reach its inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DropReason {
+    /// Random loss of the link.
+    Loss,
+    /// A [`Rule`] with [`Verdict::Drop`].
+    Rule,
+    /// The two inboxes are partitioned, or the destination is a black hole.
+    Partition,
+    /// The destination inbox was full.
+    Overflow,
+}
+
+/// Watches every message the network accepts and delivers. The protocol
+/// crate installs one to check its invariants (for swp: that no sender ever
+/// exceeds the window its receiver advertised) without simnet knowing the
+/// protocol.
+pub trait Monitor {
+    /// Called for each message handed to [`SimNet::send`], before impairments.
+    fn on_send(&mut self, _env: &Envelope, _now: Duration) {}
+    /// Called when a message lands in its destination inbox.
+    fn on_deliver(&mut self, _env: &Envelope, _now: Duration) {}
+    /// Called when a message is lost, with the reason.
+    fn on_drop(&mut self, _env: &Envelope, _reason: DropReason, _now: Duration) {}
+}
+
+/// Counters for one inbox. `sent` counts messages this inbox sent; the rest
+/// count messages addressed to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Messages sent from this inbox.
+    pub sent: u64,
+    /// Bytes sent from this inbox.
+    pub sent_bytes: u64,
+    /// Messages delivered into this inbox (duplicates included).
+    pub delivered: u64,
+    /// Bytes delivered into this inbox.
+    pub delivered_bytes: u64,
+    /// Messages to this inbox lost at random.
+    pub lost: u64,
+    /// Messages to this inbox dropped by a rule.
+    pub dropped_by_rule: u64,
+    /// Messages to this inbox dropped by a partition or black hole.
+    pub dropped_by_partition: u64,
+    /// Messages dropped because this inbox was full.
+    pub overflowed: u64,
+    /// Extra copies delivered to this inbox.
+    pub duplicated: u64,
+    /// Messages delivered after a message sent later on the same link.
+    pub reordered: u64,
+    /// Messages delivered with a flipped byte.
+    pub corrupted: u64,
+}
+
+impl InboxStats {
+    /// All messages addressed to this inbox that never arrived.
+    pub fn dropped(&self) -> u64 {
+        self.lost + self.dropped_by_rule + self.dropped_by_partition + self.overflowed
+    }
+}
+
+struct Inbox {
+    name: String,
+    capacity: usize,
+    queue: VecDeque<Envelope>,
+    stats: InboxStats,
+    black_hole: bool,
+}
+
+struct Link {
+    config: Option<LinkConfig>,
+    rng: ChaCha8Rng,
+    next_seq: u64,
+    max_delivered_seq: Option<u64>,
+    busy_until: Duration,
+}
+
+struct Scheduled {
+    at: Duration,
+    id: u64,
+    env: Envelope,
+    corrupted: bool,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.id) == (o.at, o.id)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.id).cmp(&(o.at, o.id))
+    }
+}
+
+/// The simulated network. See the [crate docs](crate).
+pub struct SimNet {
+    seed: u64,
+    now: Duration,
+    next_id: u64,
+    default_link: LinkConfig,
+    inboxes: Vec<Inbox>,
+    names: BTreeMap<String, InboxId>,
+    links: BTreeMap<(InboxId, InboxId), Link>,
+    partitions: BTreeSet<(InboxId, InboxId)>,
+    rules: Vec<Rule>,
+    heap: BinaryHeap<Reverse<Scheduled>>,
+    monitor: Option<Box<dyn Monitor>>,
+}
+
+impl fmt::Debug for SimNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimNet")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("in_flight", &self.heap.len())
+            .finish()
+    }
+}
+
+impl SimNet {
+    /// A network whose every random choice derives from `seed`. Time starts at 0.
+    pub fn new(seed: u64) -> Self {
+        SimNet {
+            seed,
+            now: Duration::ZERO,
+            next_id: 0,
+            default_link: LinkConfig::new(),
+            inboxes: Vec::new(),
+            names: BTreeMap::new(),
+            links: BTreeMap::new(),
+            partitions: BTreeSet::new(),
+            rules: Vec::new(),
+            heap: BinaryHeap::new(),
+            monitor: None,
+        }
+    }
+
+    /// The seed this network was built with (print it when a test fails).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Current virtual time since the network was created.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// Creates an inbox that holds at most `capacity` undelivered messages
+    /// (like a NATS subscription's pending limit). Adding a name twice returns
+    /// the existing inbox.
+    pub fn add_inbox(&mut self, name: &str, capacity: usize) -> InboxId {
+        if let Some(id) = self.names.get(name) {
+            return *id;
+        }
+        let id = InboxId(self.inboxes.len());
+        self.inboxes.push(Inbox {
+            name: name.to_string(),
+            capacity: capacity.max(1),
+            queue: VecDeque::new(),
+            stats: InboxStats::default(),
+            black_hole: false,
+        });
+        self.names.insert(name.to_string(), id);
+        id
+    }
+
+    /// The inbox with this name, if one was added.
+    pub fn lookup(&self, name: &str) -> Option<InboxId> {
+        self.names.get(name).copied()
+    }
+
+    /// The name an inbox was added with.
+    pub fn name(&self, id: InboxId) -> &str {
+        &self.inboxes[id.0].name
+    }
+
+    /// Impairments for every link without a link-specific configuration.
+    pub fn set_default_link(&mut self, config: LinkConfig) {
+        self.default_link = config;
+    }
+
+    /// Impairments for the directed link `from` → `to` only.
+    pub fn set_link(&mut self, from: InboxId, to: InboxId, config: LinkConfig) {
+        self.link_mut(from, to).config = Some(config);
+    }
+
+    /// Installs a targeted fault rule; rules are consulted in install order.
+    pub fn add_rule(&mut self, rule: Rule) -> RuleId {
+        self.rules.push(rule);
+        RuleId(self.rules.len() - 1)
+    }
+
+    /// How many messages the rule has applied to so far.
+    pub fn rule_hits(&self, id: RuleId) -> u64 {
+        self.rules[id.0].hits
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&mut self) {
+        self.rules.clear();
+    }
+
+    /// Cuts both directions between `a` and `b`: messages sent while
+    /// partitioned are dropped (messages already in flight still arrive).
+    pub fn partition(&mut self, a: InboxId, b: InboxId) {
+        self.partitions.insert((a.min(b), a.max(b)));
+    }
+
+    /// Undoes [`partition`](Self::partition).
+    pub fn heal(&mut self, a: InboxId, b: InboxId) {
+        self.partitions.remove(&(a.min(b), a.max(b)));
+    }
+
+    /// Makes `inbox` swallow everything sent to it (a vanished peer), or
+    /// (with `false`) restores it.
+    pub fn set_black_hole(&mut self, inbox: InboxId, on: bool) {
+        self.inboxes[inbox.0].black_hole = on;
+    }
+
+    /// Installs a [`Monitor`] that sees every message.
+    pub fn set_monitor(&mut self, monitor: Box<dyn Monitor>) {
+        self.monitor = Some(monitor);
+    }
+
+    /// Takes the monitor back out (to inspect what it recorded).
+    pub fn take_monitor(&mut self) -> Option<Box<dyn Monitor>> {
+        self.monitor.take()
+    }
+
+    fn link_mut(&mut self, from: InboxId, to: InboxId) -> &mut Link {
+        let seed = self.seed;
+        let names = (&self.inboxes[from.0].name, &self.inboxes[to.0].name);
+        self.links.entry((from, to)).or_insert_with(|| {
+            // FNV-1a over the seed and both names: stable across runs and
+            // independent of the order in which links are first used.
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+            for b in names.0.bytes().chain([0xff]).chain(names.1.bytes()) {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            Link {
+                config: None,
+                rng: ChaCha8Rng::seed_from_u64(h),
+                next_seq: 0,
+                max_delivered_seq: None,
+                busy_until: Duration::ZERO,
+            }
+        })
+    }
+
+    /// Sends `payload` from `from` to `to` at the current virtual time. The
+    /// link's impairments and the rules decide whether, when and how often it
+    /// arrives.
+    pub fn send(&mut self, from: InboxId, to: InboxId, payload: Bytes) {
+        let now = self.now;
+        let default = self.default_link.clone();
+        let link = self.link_mut(from, to);
+        let link_seq = link.next_seq;
+        link.next_seq += 1;
+        let env = Envelope {
+            from,
+            to,
+            sent_at: now,
+            link_seq,
+            payload,
+        };
+        let len = env.payload.len() as u64;
+        {
+            let st = &mut self.inboxes[from.0].stats;
+            st.sent += 1;
+            st.sent_bytes += len;
+        }
+        if let Some(m) = self.monitor.as_mut() {
+            m.on_send(&env, now);
+        }
+        if self.partitions.contains(&(from.min(to), from.max(to))) || self.inboxes[to.0].black_hole
+        {
+            self.inboxes[to.0].stats.dropped_by_partition += 1;
+            self.dropped(&env, DropReason::Partition);
+            return;
+        }
+        let mut verdict = Verdict::Pass;
+        for rule in self.rules.iter_mut() {
+            if rule.remaining == Some(0) {
+                continue;
+            }
+            if (rule.predicate)(&env) {
+                rule.hits += 1;
+                if let Some(r) = rule.remaining.as_mut() {
+                    *r -= 1;
+                }
+                verdict = rule.verdict;
+                break;
+            }
+        }
+        if verdict == Verdict::Drop {
+            self.inboxes[to.0].stats.dropped_by_rule += 1;
+            self.dropped(&env, DropReason::Rule);
+            return;
+        }
+        let link = self.links.get_mut(&(from, to)).expect("link exists");
+        let cfg = link.config.as_ref().unwrap_or(&default);
+        // Random draws happen in a fixed order for every message, so a run
+        // is a pure function of the seed and the sequence of sends.
+        let lost = cfg.loss > 0.0 && link.rng.gen_bool(cfg.loss);
+        let dup = cfg.duplicate > 0.0 && link.rng.gen_bool(cfg.duplicate);
+        let reorder = cfg.reorder > 0.0 && link.rng.gen_bool(cfg.reorder);
+        let corrupt = cfg.corrupt > 0.0 && link.rng.gen_bool(cfg.corrupt);
+        let jitter = |rng: &mut ChaCha8Rng, j: Duration| {
+            if j.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(rng.gen_range(0..=j.as_nanos() as u64))
+            }
+        };
+        // Serialisation: the message occupies the link for len/bandwidth.
+        let start = link.busy_until.max(now);
+        let tx = match cfg.bandwidth {
+            Some(bw) => Duration::from_nanos((len.max(1) * 1_000_000_000) / bw),
+            None => Duration::ZERO,
+        };
+        link.busy_until = start + tx;
+        let mut at = start + tx + cfg.latency + jitter(&mut link.rng, cfg.jitter);
+        if reorder {
+            at += cfg.reorder_delay;
+        }
+        if let Verdict::Delay(d) = verdict {
+            at += d;
+        }
+        let dup_at = if dup || verdict == Verdict::Duplicate {
+            Some(at + jitter(&mut link.rng, cfg.jitter.max(Duration::from_micros(1))))
+        } else {
+            None
+        };
+        if lost {
+            self.inboxes[to.0].stats.lost += 1;
+            self.dropped(&env, DropReason::Loss);
+            return;
+        }
+        let corrupted = corrupt || verdict == Verdict::Corrupt;
+        let env = if corrupted && !env.payload.is_empty() {
+            let mut v = env.payload.to_vec();
+            let i = link.rng.gen_range(0..v.len());
+            let bit = 1u8 << link.rng.gen_range(0..8);
+            v[i] ^= bit;
+            Envelope {
+                payload: Bytes::from(v),
+                ..env
+            }
+        } else {
+            env
+        };
+        if let Some(dat) = dup_at {
+            self.inboxes[to.0].stats.duplicated += 1;
+            self.schedule(dat, env.clone(), corrupted);
+        }
+        self.schedule(at, env, corrupted);
+    }
+
+    fn dropped(&mut self, env: &Envelope, why: DropReason) {
+        if let Some(m) = self.monitor.as_mut() {
+            m.on_drop(env, why, self.now);
+        }
+    }
+
+    fn schedule(&mut self, at: Duration, env: Envelope, corrupted: bool) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.heap.push(Reverse(Scheduled {
+            at,
+            id,
+            env,
+            corrupted,
+        }));
+    }
+
+    /// The virtual time of the next arrival, if any message is in flight.
+    pub fn next_arrival(&self) -> Option<Duration> {
+        self.heap.peek().map(|Reverse(s)| s.at)
+    }
+
+    /// Messages in flight (sent, not yet arrived or dropped).
+    pub fn in_flight(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Moves virtual time forward to `t` (never backwards), delivering every
+    /// message due by then into its inbox. Returns how many were delivered.
+    pub fn advance_to(&mut self, t: Duration) -> usize {
+        let mut n = 0;
+        while let Some(Reverse(s)) = self.heap.peek() {
+            if s.at > t {
+                break;
+            }
+            let Reverse(s) = self.heap.pop().expect("peeked");
+            self.now = self.now.max(s.at);
+            n += self.deliver(s) as usize;
+        }
+        self.now = self.now.max(t);
+        n
+    }
+
+    fn deliver(&mut self, s: Scheduled) -> bool {
+        let env = s.env;
+        let link = self.links.get_mut(&(env.from, env.to)).expect("link");
+        let reordered = matches!(link.max_delivered_seq, Some(m) if env.link_seq < m);
+        link.max_delivered_seq = Some(link.max_delivered_seq.unwrap_or(0).max(env.link_seq));
+        let inbox = &mut self.inboxes[env.to.0];
+        if inbox.queue.len() >= inbox.capacity {
+            inbox.stats.overflowed += 1;
+            self.dropped(&env, DropReason::Overflow);
+            return false;
+        }
+        inbox.stats.delivered += 1;
+        inbox.stats.delivered_bytes += env.payload.len() as u64;
+        inbox.stats.reordered += reordered as u64;
+        inbox.stats.corrupted += s.corrupted as u64;
+        if let Some(m) = self.monitor.as_mut() {
+            m.on_deliver(&env, self.now);
+        }
+        inbox.queue.push_back(env);
+        true
+    }
+
+    /// Takes the oldest delivered message from `inbox`.
+    pub fn recv(&mut self, inbox: InboxId) -> Option<Envelope> {
+        self.inboxes[inbox.0].queue.pop_front()
+    }
+
+    /// Delivered messages waiting in `inbox`.
+    pub fn pending(&self, inbox: InboxId) -> usize {
+        self.inboxes[inbox.0].queue.len()
+    }
+
+    /// Free places in `inbox` (capacity minus pending).
+    pub fn free_capacity(&self, inbox: InboxId) -> usize {
+        let i = &self.inboxes[inbox.0];
+        i.capacity - i.queue.len()
+    }
+
+    /// Counters of one inbox.
+    pub fn stats(&self, inbox: InboxId) -> InboxStats {
+        self.inboxes[inbox.0].stats
+    }
+
+    /// A per-inbox summary table, for printing after a run.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            rows: self
+                .inboxes
+                .iter()
+                .map(|i| (i.name.clone(), i.stats))
+                .collect(),
+        }
+    }
+}
+
+/// Per-inbox counters of a run; `Display` prints a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// `(inbox name, counters)` in inbox creation order.
+    pub rows: Vec<(String, InboxStats)>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+            "inbox", "sent", "delivered", "dropped", "dup", "reorder", "corrupt", "overflow"
+        )?;
+        for (name, s) in &self.rows {
+            writeln!(
+                f,
+                "{:<12} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9}",
+                name,
+                s.sent,
+                s.delivered,
+                s.dropped(),
+                s.duplicated,
+                s.reordered,
+                s.corrupted,
+                s.overflowed
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seed: u64, cfg: LinkConfig, n: usize) -> (Vec<(Duration, u64)>, InboxStats) {
+        let mut net = SimNet::new(seed);
+        net.set_default_link(cfg);
+        let a = net.add_inbox("A", 1 << 20);
+        let b = net.add_inbox("B", 1 << 20);
+        for i in 0..n {
+            net.send(a, b, Bytes::from(vec![i as u8; 10]));
+            net.advance_to(net.now() + Duration::from_micros(100));
+        }
+        while let Some(t) = net.next_arrival() {
+            net.advance_to(t);
+        }
+        let mut got = vec![];
+        while let Some(e) = net.recv(b) {
+            got.push((e.sent_at, e.link_seq));
+        }
+        (got, net.stats(b))
+    }
+
+    #[test]
+    fn same_seed_same_run_different_seed_different_run() {
+        let cfg = LinkConfig::new()
+            .latency(Duration::from_millis(1))
+            .jitter(Duration::from_millis(1))
+            .loss(0.2)
+            .duplicate(0.1)
+            .reorder(0.1);
+        let r1 = run(7, cfg.clone(), 500);
+        let r2 = run(7, cfg.clone(), 500);
+        let r3 = run(8, cfg, 500);
+        assert_eq!(r1.0, r2.0);
+        assert_eq!(r1.1, r2.1);
+        assert_ne!(r1.0, r3.0);
+    }
+
+    #[test]
+    fn loss_rate_is_close_to_configured() {
+        let (_, st) = run(1, LinkConfig::new().loss(0.2), 10_000);
+        let rate = st.lost as f64 / 10_000.0;
+        assert!((0.18..0.22).contains(&rate), "loss rate {rate}");
+    }
+
+    #[test]
+    fn latency_and_bandwidth_delay_arrival() {
+        let mut net = SimNet::new(0);
+        net.set_default_link(
+            LinkConfig::new()
+                .latency(Duration::from_millis(2))
+                .bandwidth(Some(1_000_000)),
+        );
+        let a = net.add_inbox("A", 10);
+        let b = net.add_inbox("B", 10);
+        net.send(a, b, Bytes::from(vec![0; 1000])); // 1 ms on the wire
+        net.send(a, b, Bytes::from(vec![0; 1000])); // queued behind it
+        assert_eq!(net.next_arrival(), Some(Duration::from_millis(3)));
+        net.advance_to(Duration::from_millis(3));
+        assert_eq!(net.pending(b), 1);
+        net.advance_to(Duration::from_millis(4));
+        assert_eq!(net.pending(b), 2);
+    }
+
+    #[test]
+    fn rules_apply_in_order_and_expire() {
+        let mut net = SimNet::new(0);
+        let a = net.add_inbox("A", 10);
+        let b = net.add_inbox("B", 10);
+        let r = net.add_rule(Rule::new("drop 1s", Verdict::Drop, |e| e.payload[0] == 1).times(2));
+        for x in [1u8, 2, 1, 1, 2] {
+            net.send(a, b, Bytes::from(vec![x]));
+        }
+        net.advance_to(Duration::from_secs(1));
+        let got: Vec<u8> = std::iter::from_fn(|| net.recv(b)).map(|e| e.payload[0]).collect();
+        assert_eq!(got, vec![2, 1, 2]);
+        assert_eq!(net.rule_hits(r), 2);
+        assert_eq!(net.stats(b).dropped_by_rule, 2);
+    }
+
+    #[test]
+    fn partition_black_hole_and_overflow() {
+        let mut net = SimNet::new(0);
+        let a = net.add_inbox("A", 2);
+        let b = net.add_inbox("B", 2);
+        net.partition(a, b);
+        net.send(a, b, Bytes::from_static(b"x"));
+        net.send(b, a, Bytes::from_static(b"y"));
+        net.heal(b, a);
+        for _ in 0..3 {
+            net.send(a, b, Bytes::from_static(b"z"));
+        }
+        net.advance_to(Duration::from_secs(1));
+        assert_eq!(net.stats(b).dropped_by_partition, 1);
+        assert_eq!(net.stats(a).dropped_by_partition, 1);
+        assert_eq!(net.stats(b).overflowed, 1);
+        assert_eq!(net.pending(b), 2);
+        net.set_black_hole(b, true);
+        net.send(a, b, Bytes::from_static(b"w"));
+        assert_eq!(net.stats(b).dropped_by_partition, 2);
+    }
+
+    #[test]
+    fn corruption_flips_exactly_one_bit() {
+        let mut net = SimNet::new(3);
+        let a = net.add_inbox("A", 10);
+        let b = net.add_inbox("B", 10);
+        net.add_rule(Rule::new("corrupt", Verdict::Corrupt, |_| true).times(1));
+        net.send(a, b, Bytes::from(vec![0u8; 64]));
+        net.advance_to(Duration::from_secs(1));
+        let e = net.recv(b).unwrap();
+        let ones: u32 = e.payload.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(ones, 1);
+        assert_eq!(net.stats(b).corrupted, 1);
+    }
+
+    #[test]
+    fn reordering_is_counted() {
+        let (got, st) = run(
+            5,
+            LinkConfig::new()
+                .latency(Duration::from_millis(1))
+                .reorder(0.3)
+                .reorder_delay(Duration::from_millis(3)),
+            1000,
+        );
+        assert!(st.reordered > 100, "{st:?}");
+        let in_order = got.windows(2).filter(|w| w[0].1 < w[1].1).count();
+        assert!(in_order < got.len() - 1);
+    }
+
+    #[test]
+    fn monitor_sees_sends_deliveries_and_drops() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        #[derive(Default)]
+        struct Count(Rc<RefCell<(u32, u32, u32)>>);
+        impl Monitor for Count {
+            fn on_send(&mut self, _: &Envelope, _: Duration) {
+                self.0.borrow_mut().0 += 1;
+            }
+            fn on_deliver(&mut self, _: &Envelope, _: Duration) {
+                self.0.borrow_mut().1 += 1;
+            }
+            fn on_drop(&mut self, _: &Envelope, _: DropReason, _: Duration) {
+                self.0.borrow_mut().2 += 1;
+            }
+        }
+        let c = Count::default();
+        let seen = c.0.clone();
+        let mut net = SimNet::new(0);
+        let a = net.add_inbox("A", 10);
+        let b = net.add_inbox("B", 10);
+        net.set_monitor(Box::new(c));
+        net.add_rule(Rule::new("d", Verdict::Drop, |_| true).times(1));
+        net.send(a, b, Bytes::from_static(b"1"));
+        net.send(a, b, Bytes::from_static(b"2"));
+        net.advance_to(Duration::from_secs(1));
+        assert_eq!(*seen.borrow(), (2, 1, 1));
+    }
+}
