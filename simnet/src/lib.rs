@@ -816,7 +816,9 @@ mod tests {
             net.send(a, b, Bytes::from(vec![x]));
         }
         net.advance_to(Duration::from_secs(1));
-        let got: Vec<u8> = std::iter::from_fn(|| net.recv(b)).map(|e| e.payload[0]).collect();
+        let got: Vec<u8> = std::iter::from_fn(|| net.recv(b))
+            .map(|e| e.payload[0])
+            .collect();
         assert_eq!(got, vec![2, 1, 2]);
         assert_eq!(net.rule_hits(r), 2);
         assert_eq!(net.stats(b).dropped_by_rule, 2);

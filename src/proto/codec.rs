@@ -1,0 +1,358 @@
+//! Codecs: how a [`Packet`] becomes bytes and back.
+//!
+//! The state machine never touches bytes; it hands packets to a codec chosen
+//! by [`WireFormat`]. The native format (this module) is:
+//!
+//! ```text
+//! +------+------+---------+----------------------------+-----------------+
+//! | 0x53 | 0x57 | version | msgpack array (fields §2)  | CRC-32 (BE, 4B) |
+//! +------+------+---------+----------------------------+-----------------+
+//! ```
+//!
+//! The CRC-32 (IEEE) covers every byte before it, header and payload, so a
+//! corrupted packet of any kind is detected and dropped, not just corrupted
+//! data. The first byte, `0x53` ('S'), can never start a Go-swp packet (a
+//! msgpack map, `0x8_`/`0xde`/`0xdf`), so the two formats are told apart from
+//! the first byte. Decoding arbitrary bytes never panics: every failure is a
+//! [`DecodeError`]. Full layout in docs/PROTOCOL.md §2.
+
+use super::packet::{Kind, Packet, MAX_SACK_RANGES};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// First two bytes of every native packet.
+pub const MAGIC: [u8; 2] = [0x53, 0x57];
+/// Native format version written by this implementation.
+pub const VERSION: u8 = 1;
+/// Bytes of framing around the msgpack body (magic, version, CRC).
+pub const FRAMING: usize = 3 + 4;
+/// Upper bound of a native packet's size beyond its data, given inbox and
+/// nonce lengths; used to keep packets under the transport's max payload.
+pub fn max_overhead(inbox_and_nonce_bytes: usize) -> usize {
+    // 18 fixed numeric fields of at most 9 bytes, array/str/bin headers,
+    // SACK ranges of at most 2 × 9 bytes each, framing.
+    FRAMING + 1 + 18 * 9 + 4 * 5 + inbox_and_nonce_bytes + 5 + MAX_SACK_RANGES * 19 + 5
+}
+
+/// Why bytes could not be decoded into a packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the smallest possible packet.
+    #[error("packet too short: {0} bytes")]
+    TooShort(usize),
+    /// Neither a native nor a Go packet.
+    #[error("not a swp packet (first bytes {0:02x?})")]
+    BadMagic([u8; 2]),
+    /// A native packet of a version this implementation does not speak.
+    #[error("unsupported swp packet version {0} (this peer speaks {VERSION})")]
+    UnsupportedVersion(u8),
+    /// The CRC did not match: the packet was damaged in flight.
+    #[error("checksum mismatch: packet says {expected:08x}, content hashes to {actual:08x}")]
+    Checksum {
+        /// CRC carried by the packet.
+        expected: u32,
+        /// CRC computed over the received bytes.
+        actual: u32,
+    },
+    /// The body is not the msgpack structure expected.
+    #[error("malformed packet body: {0}")]
+    Malformed(String),
+    /// An unknown packet kind.
+    #[error("unknown packet kind {0}")]
+    UnknownKind(u8),
+    /// Structurally valid but semantically impossible (e.g. bad SACK ranges).
+    #[error("invalid packet: {0}")]
+    Invalid(&'static str),
+}
+
+/// Which encoding a session speaks on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireFormat {
+    /// This crate's compact, checksummed format.
+    #[default]
+    Native,
+}
+
+impl WireFormat {
+    /// Encodes `p` in this format.
+    pub fn encode(self, p: &Packet) -> Bytes {
+        match self {
+            WireFormat::Native => encode(p),
+        }
+    }
+    /// Decodes `b`, which must be in this format.
+    pub fn decode(self, b: &Bytes) -> Result<Packet, DecodeError> {
+        match self {
+            WireFormat::Native => decode(b),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    kind: u8,
+    flags: u8,
+    from: &'a str,
+    dest: &'a str,
+    from_nonce: &'a str,
+    dest_nonce: &'a str,
+    seq: u64,
+    retry: u32,
+    ack: u64,
+    sack: &'a [(u64, u64)],
+    ts: u64,
+    ts_echo: u64,
+    wnd_seq: u64,
+    wnd_bytes: u64,
+    rtt_us: u64,
+    rttvar_us: u64,
+    rtt_samples: u64,
+    cumul_bytes: u64,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+#[derive(Deserialize)]
+struct WireIn<'a> {
+    kind: u8,
+    flags: u8,
+    #[serde(borrow)]
+    from: &'a str,
+    #[serde(borrow)]
+    dest: &'a str,
+    #[serde(borrow)]
+    from_nonce: &'a str,
+    #[serde(borrow)]
+    dest_nonce: &'a str,
+    seq: u64,
+    retry: u32,
+    ack: u64,
+    sack: Vec<(u64, u64)>,
+    ts: u64,
+    ts_echo: u64,
+    wnd_seq: u64,
+    wnd_bytes: u64,
+    rtt_us: u64,
+    rttvar_us: u64,
+    rtt_samples: u64,
+    cumul_bytes: u64,
+    #[serde(borrow, with = "serde_bytes")]
+    data: &'a [u8],
+}
+
+/// Encodes a packet in the native format.
+///
+/// ```
+/// use swp::proto::{codec, Packet, Kind};
+/// let mut p = Packet::new(Kind::Data);
+/// p.data = bytes::Bytes::from_static(b"hello");
+/// let wire = codec::encode(&p);
+/// assert_eq!(codec::decode(&wire).unwrap(), p);
+/// ```
+pub fn encode(p: &Packet) -> Bytes {
+    let mut buf = Vec::with_capacity(p.data.len() + 160 + p.sack.len() * 18);
+    buf.extend_from_slice(&MAGIC);
+    buf.push(VERSION);
+    let w = WireOut {
+        kind: p.kind as u8,
+        flags: p.flags,
+        from: &p.from,
+        dest: &p.dest,
+        from_nonce: &p.from_nonce,
+        dest_nonce: &p.dest_nonce,
+        seq: p.seq,
+        retry: p.retry,
+        ack: p.ack,
+        sack: &p.sack,
+        ts: p.ts,
+        ts_echo: p.ts_echo,
+        wnd_seq: p.wnd_seq,
+        wnd_bytes: p.wnd_bytes,
+        rtt_us: p.rtt_us,
+        rttvar_us: p.rttvar_us,
+        rtt_samples: p.rtt_samples,
+        cumul_bytes: p.cumul_bytes,
+        data: &p.data,
+    };
+    // Writing msgpack into a Vec cannot fail for this struct (no maps with
+    // non-string keys, no unsupported types).
+    rmp_serde::encode::write(&mut buf, &w).expect("msgpack encoding into a Vec cannot fail");
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(buf)
+}
+
+/// Decodes a native packet. The payload shares `b`'s memory (no copy).
+pub fn decode(b: &Bytes) -> Result<Packet, DecodeError> {
+    if b.len() < FRAMING + 1 {
+        return Err(DecodeError::TooShort(b.len()));
+    }
+    if b[..2] != MAGIC {
+        return Err(DecodeError::BadMagic([b[0], b[1]]));
+    }
+    if b[2] != VERSION {
+        return Err(DecodeError::UnsupportedVersion(b[2]));
+    }
+    let (body, tail) = b.split_at(b.len() - 4);
+    let expected = u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let actual = crc32fast::hash(body);
+    if expected != actual {
+        return Err(DecodeError::Checksum { expected, actual });
+    }
+    let w: WireIn<'_> =
+        rmp_serde::from_slice(&body[3..]).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let kind = Kind::from_u8(w.kind).ok_or(DecodeError::UnknownKind(w.kind))?;
+    validate_sack(w.ack, &w.sack)?;
+    Ok(Packet {
+        kind,
+        flags: w.flags,
+        from: w.from.to_owned(),
+        dest: w.dest.to_owned(),
+        from_nonce: w.from_nonce.to_owned(),
+        dest_nonce: w.dest_nonce.to_owned(),
+        seq: w.seq,
+        retry: w.retry,
+        ack: w.ack,
+        sack: w.sack,
+        ts: w.ts,
+        ts_echo: w.ts_echo,
+        wnd_seq: w.wnd_seq,
+        wnd_bytes: w.wnd_bytes,
+        rtt_us: w.rtt_us,
+        rttvar_us: w.rttvar_us,
+        rtt_samples: w.rtt_samples,
+        cumul_bytes: w.cumul_bytes,
+        data: if w.data.is_empty() {
+            Bytes::new()
+        } else {
+            b.slice_ref(w.data)
+        },
+    })
+}
+
+/// SACK ranges must be non-empty, ascending, disjoint, above the cumulative
+/// ack, and few; anything else is a malformed packet.
+fn validate_sack(ack: u64, sack: &[(u64, u64)]) -> Result<(), DecodeError> {
+    if sack.len() > MAX_SACK_RANGES {
+        return Err(DecodeError::Invalid("too many SACK ranges"));
+    }
+    // The first range starts above the ack (the ack itself is missing, or
+    // the ack would be higher); each later range starts above the previous end.
+    let mut floor = ack;
+    for &(s, e) in sack {
+        if s >= e {
+            return Err(DecodeError::Invalid("empty SACK range"));
+        }
+        if s <= floor {
+            return Err(DecodeError::Invalid(
+                "SACK ranges not ascending above the ack",
+            ));
+        }
+        floor = e;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_kind() -> impl Strategy<Value = Kind> {
+        prop::sample::select(vec![
+            Kind::Syn,
+            Kind::SynAck,
+            Kind::EstabAck,
+            Kind::Fin,
+            Kind::FinAck,
+            Kind::Ack,
+            Kind::Data,
+            Kind::KeepAlive,
+            Kind::Reset,
+        ])
+    }
+
+    prop_compose! {
+        fn arb_packet()(
+            kind in arb_kind(), flags in any::<u8>(),
+            from in "[a-zA-Z0-9._]{0,40}", dest in "[a-zA-Z0-9._]{0,40}",
+            fnonce in "[a-zA-Z0-9]{0,30}", dnonce in "[a-zA-Z0-9]{0,30}",
+            seq in any::<u64>(), retry in any::<u32>(), ack in 0u64..1 << 62,
+            gaps in prop::collection::vec((1u64..1000, 1u64..1000), 0..MAX_SACK_RANGES),
+            nums in prop::array::uniform9(any::<u64>()),
+            data in prop::collection::vec(any::<u8>(), 0..2000),
+        ) -> Packet {
+            let mut sack = vec![];
+            let mut at = ack;
+            for (gap, len) in gaps { let s = at + gap; sack.push((s, s + len)); at = s + len; }
+            Packet { kind, flags, from, dest, from_nonce: fnonce, dest_nonce: dnonce, seq, retry,
+                ack, sack, ts: nums[0], ts_echo: nums[1], wnd_seq: nums[2], wnd_bytes: nums[3],
+                rtt_us: nums[4], rttvar_us: nums[5], rtt_samples: nums[6], cumul_bytes: nums[7],
+                data: Bytes::from(data) }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn round_trip(p in arb_packet()) {
+            let b = encode(&p);
+            prop_assert_eq!(decode(&b).unwrap(), p);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = decode(&Bytes::from(b));
+        }
+
+        #[test]
+        fn arbitrary_bodies_with_valid_framing_never_panic(body in prop::collection::vec(any::<u8>(), 0..600)) {
+            let mut v = vec![MAGIC[0], MAGIC[1], VERSION];
+            v.extend_from_slice(&body);
+            let crc = crc32fast::hash(&v);
+            v.extend_from_slice(&crc.to_be_bytes());
+            let _ = decode(&Bytes::from(v));
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_detected(p in arb_packet(), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let mut v = encode(&p).to_vec();
+            let i = pos.index(v.len());
+            v[i] ^= 1 << bit;
+            prop_assert!(decode(&Bytes::from(v)).is_err());
+        }
+    }
+
+    #[test]
+    fn typed_errors() {
+        assert_eq!(
+            decode(&Bytes::from_static(b"")),
+            Err(DecodeError::TooShort(0))
+        );
+        assert!(matches!(
+            decode(&Bytes::from_static(&[0xde, 0, 0x15, 1, 2, 3, 4, 5])),
+            Err(DecodeError::BadMagic([0xde, 0]))
+        ));
+        let mut v = encode(&Packet::new(Kind::Ack)).to_vec();
+        v[2] = 9;
+        assert_eq!(
+            decode(&Bytes::from(v)),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
+        // a valid frame around an unknown kind
+        let mut p = Packet::new(Kind::Ack);
+        p.sack = vec![(5, 3)];
+        let b = encode(&p);
+        assert_eq!(decode(&b), Err(DecodeError::Invalid("empty SACK range")));
+    }
+
+    #[test]
+    fn data_is_not_copied_on_decode() {
+        let mut p = Packet::new(Kind::Data);
+        p.data = Bytes::from(vec![7u8; 4096]);
+        let wire = encode(&p);
+        let q = decode(&wire).unwrap();
+        let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+        assert!(range.contains(&(q.data.as_ptr() as usize)));
+    }
+}

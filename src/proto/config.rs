@@ -1,0 +1,224 @@
+//! Protocol configuration. Private fields, chainable setters, and one
+//! `Default` in which every value says why it was chosen.
+
+use std::time::Duration;
+
+/// Tuning of one session's protocol engine.
+///
+/// ```
+/// use swp::proto::Config;
+/// use std::time::Duration;
+/// let cfg = Config::new("me.inbox", "peer.inbox")
+///     .window(64, 8 << 20)
+///     .keepalive(Duration::from_millis(500), 10);
+/// assert_eq!(cfg.window_packets(), 64);
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub(crate) local_inbox: String,
+    pub(crate) remote_inbox: String,
+    pub(crate) max_payload: usize,
+    pub(crate) window_packets: u64,
+    pub(crate) window_bytes: u64,
+    pub(crate) send_buffer_bytes: u64,
+    pub(crate) reserve_packets: u64,
+    pub(crate) reserve_bytes: u64,
+    pub(crate) initial_rto: Duration,
+    pub(crate) min_rto: Duration,
+    pub(crate) max_rto: Duration,
+    pub(crate) max_retransmits: u32,
+    pub(crate) term: Option<(usize, Duration)>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) connect_attempts: u32,
+    pub(crate) keepalive_interval: Duration,
+    pub(crate) keepalive_failures: i32,
+    pub(crate) max_ack_delay: Duration,
+    pub(crate) ack_frequency: u32,
+    pub(crate) close_linger: Duration,
+    pub(crate) asap_limit: Option<usize>,
+}
+
+impl Config {
+    /// A configuration with the defaults below, for a session listening on
+    /// `local_inbox` and talking to `remote_inbox`. For a passive (listening)
+    /// session `remote_inbox` may be empty: it is learnt from the first Syn.
+    ///
+    /// Defaults, and why:
+    /// * max payload 64 KiB: large enough that per-packet costs vanish, small
+    ///   enough that a loss retransmits little; under NATS's 1 MiB default.
+    /// * window 1024 packets / 16 MiB: 16 MiB covers the bandwidth-delay
+    ///   product of a ~8 Gbit/s path at 2 ms RTT and bounds receiver memory.
+    /// * send buffer 16 MiB: enough to keep a full window in flight.
+    /// * reserve 64 packets / 1 MiB of the transport's capacity for control
+    ///   packets (acks, keepalives), so they are never crowded out by data.
+    /// * initial RTO 500 ms (as go-swp), min 50 ms (acks are immediate at the
+    ///   end of a burst, so no 200 ms delayed-ack allowance is needed), max 10 s.
+    /// * 12 retransmission timeouts without progress end the session
+    ///   (with backoff that is well over a minute of silence).
+    /// * connect: 5 attempts, per-attempt timeout up to 2 s (backoff from the
+    ///   initial RTO), so an absent peer is reported within about 8 s.
+    /// * keepalive every 1 s; 10 silent intervals mean the peer is gone.
+    /// * ack at once every 2nd packet, else after at most 1 ms.
+    /// * linger 2 s after close to re-acknowledge a retransmitted Fin.
+    pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
+        Config {
+            local_inbox: local_inbox.into(),
+            remote_inbox: remote_inbox.into(),
+            max_payload: 64 * 1024,
+            window_packets: 1024,
+            window_bytes: 16 << 20,
+            send_buffer_bytes: 16 << 20,
+            reserve_packets: 64,
+            reserve_bytes: 1 << 20,
+            initial_rto: Duration::from_millis(500),
+            min_rto: Duration::from_millis(50),
+            max_rto: Duration::from_secs(10),
+            max_retransmits: 12,
+            term: None,
+            connect_timeout: Duration::from_secs(2),
+            connect_attempts: 5,
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_failures: 10,
+            max_ack_delay: Duration::from_millis(1),
+            ack_frequency: 2,
+            close_linger: Duration::from_secs(2),
+            asap_limit: None,
+        }
+    }
+
+    /// The inbox this session receives on.
+    pub fn local_inbox(&self) -> &str {
+        &self.local_inbox
+    }
+    /// The peer's inbox ("" for a listener that has not heard a Syn).
+    pub fn remote_inbox(&self) -> &str {
+        &self.remote_inbox
+    }
+    /// Sets the peer's inbox.
+    pub fn set_remote_inbox(&mut self, inbox: impl Into<String>) {
+        self.remote_inbox = inbox.into();
+    }
+    /// Largest data payload per packet, in bytes.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes.max(1);
+        self
+    }
+    /// Receive window: at most `packets` data packets and `bytes` payload
+    /// bytes held for the application (received, not yet read).
+    pub fn window(mut self, packets: u64, bytes: u64) -> Self {
+        self.window_packets = packets.max(1);
+        self.window_bytes = bytes.max(1);
+        self
+    }
+    /// Most payload bytes buffered on the sending side (queued + unacked).
+    pub fn send_buffer(mut self, bytes: u64) -> Self {
+        self.send_buffer_bytes = bytes.max(1);
+        self
+    }
+    /// Transport capacity kept free for control packets.
+    pub fn reserve(mut self, packets: u64, bytes: u64) -> Self {
+        self.reserve_packets = packets;
+        self.reserve_bytes = bytes;
+        self
+    }
+    /// RTO before the first RTT sample, and its bounds.
+    pub fn rto(mut self, initial: Duration, min: Duration, max: Duration) -> Self {
+        self.initial_rto = initial;
+        self.min_rto = min;
+        self.max_rto = max.max(min);
+        self
+    }
+    /// Consecutive retransmission timeouts (without any progress) after
+    /// which the session fails.
+    pub fn max_retransmits(mut self, n: u32) -> Self {
+        self.max_retransmits = n.max(1);
+        self
+    }
+    /// Go's TermConfig: fail the session if `limit` retransmission timeouts
+    /// happen within `window`. `None` disables (the default).
+    pub fn termination(mut self, rule: Option<(usize, Duration)>) -> Self {
+        self.term = rule.filter(|(n, _)| *n > 0);
+        self
+    }
+    /// Handshake: per-attempt timeout (the cap of the backoff) and attempts.
+    pub fn connect(mut self, timeout: Duration, attempts: u32) -> Self {
+        self.connect_timeout = timeout;
+        self.connect_attempts = attempts.max(1);
+        self
+    }
+    /// Keepalive interval, and how many intervals of silence from the peer
+    /// close the session. As in go-swp: a negative count disables dead-peer
+    /// detection, 0 means the default (10).
+    pub fn keepalive(mut self, interval: Duration, failures: i32) -> Self {
+        self.keepalive_interval = interval.max(Duration::from_millis(1));
+        self.keepalive_failures = if failures == 0 { 10 } else { failures };
+        self
+    }
+    /// Delayed acks: ack at once every `frequency` packets, else within `delay`.
+    pub fn ack_policy(mut self, delay: Duration, frequency: u32) -> Self {
+        self.max_ack_delay = delay;
+        self.ack_frequency = frequency.max(1);
+        self
+    }
+    /// How long a closed session keeps answering a retransmitted Fin.
+    pub fn close_linger(mut self, d: Duration) -> Self {
+        self.close_linger = d;
+        self
+    }
+    /// Enables as-soon-as-possible delivery: every data packet as it arrives
+    /// (unordered, possibly duplicated), keeping at most `limit`.
+    pub fn asap(mut self, limit: Option<usize>) -> Self {
+        self.asap_limit = limit.filter(|l| *l > 0);
+        self
+    }
+    /// Receive window in packets.
+    pub fn window_packets(&self) -> u64 {
+        self.window_packets
+    }
+    /// Receive window in bytes.
+    pub fn window_bytes(&self) -> u64 {
+        self.window_bytes
+    }
+    /// Largest payload per packet.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload
+    }
+    /// Keepalive interval.
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive_interval
+    }
+    /// Dead-peer budget: interval × failures, or `None` when disabled.
+    pub fn dead_peer_budget(&self) -> Option<Duration> {
+        (self.keepalive_failures > 0)
+            .then(|| self.keepalive_interval * self.keepalive_failures as u32)
+    }
+
+    /// Checks the configuration for values that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.local_inbox.is_empty() {
+            return Err(ConfigError(
+                "local inbox is empty: set the subject this session listens on",
+            ));
+        }
+        if self.window_bytes < self.max_payload as u64 {
+            return Err(ConfigError(
+                "window in bytes is smaller than one packet's payload: raise the window or lower max_payload",
+            ));
+        }
+        if self.send_buffer_bytes < self.max_payload as u64 {
+            return Err(ConfigError(
+                "send buffer is smaller than one packet's payload",
+            ));
+        }
+        if self.min_rto.is_zero() {
+            return Err(ConfigError("min RTO must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that cannot work; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid swp configuration: {0}")]
+pub struct ConfigError(pub &'static str);

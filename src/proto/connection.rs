@@ -1,0 +1,1199 @@
+//! One session's protocol state machine.
+//!
+//! Read before editing: RFC 9293 (TCP: states, handshake, close), RFC 6298
+//! (RTO), RFC 2018 (SACK), RFC 8985 (RACK loss detection and tail-loss
+//! probes), RFC 9293 §3.8.6 (window management, silly window syndrome),
+//! and docs/PROTOCOL.md, which this file implements.
+//!
+//! [`Connection`] never performs IO and never reads a clock. Its methods fall
+//! into four groups (as in quinn-proto):
+//!
+//! * getters: [`state`](Connection::state), [`stats`](Connection::stats) ...
+//! * inputs, each taking `now`: [`handle_packet`](Connection::handle_packet),
+//!   [`handle_timeout`](Connection::handle_timeout);
+//! * application commands: [`write`](Connection::write),
+//!   [`send_message`](Connection::send_message), [`read`](Connection::read),
+//!   [`recv_message`](Connection::recv_message), [`close`](Connection::close),
+//!   [`abort`](Connection::abort) ...;
+//! * outputs: [`poll_transmit`](Connection::poll_transmit) (packets to send),
+//!   [`poll_timeout`](Connection::poll_timeout) (when to call
+//!   `handle_timeout` next), [`poll_event`](Connection::poll_event).
+//!
+//! Contract: after any input or command, drain `poll_transmit` until it
+//! returns `None`, then `poll_event`, then ask `poll_timeout`. Time never goes
+//! backwards between calls.
+
+use super::codec::{DecodeError, WireFormat};
+use super::config::{Config, ConfigError};
+use super::error::{CloseReason, ReadError, WriteError};
+use super::packet::{flags, Kind, Packet, Transmit};
+use super::recv::{DataOutcome, RecvState};
+use super::rtt::RttEstimator;
+use super::send::{LossKind, SendState};
+use super::stats::Stats;
+use super::timer::{Timer, TimerTable, ALL};
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Session states, named as in RFC 9293.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Passive open: waiting for a Syn.
+    Listen,
+    /// Active open: Syn sent, waiting for a SynAck.
+    SynSent,
+    /// Syn received and answered, waiting for the handshake to complete.
+    SynReceived,
+    /// Data flows both ways.
+    Established,
+    /// We closed; our Fin is not acknowledged yet (or data is still draining).
+    FinWait1,
+    /// Our Fin is acknowledged; the peer may still send.
+    FinWait2,
+    /// The peer closed; we may still send.
+    CloseWait,
+    /// Both closed; our Fin is not acknowledged yet.
+    LastAck,
+    /// Finished (normally or not); see [`Connection::close_reason`].
+    Closed,
+}
+
+/// Something the application (or driver) should know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed.
+    Connected,
+    /// Data, a message, or end-of-stream can be read.
+    Readable,
+    /// Send-buffer space opened up after a write was refused.
+    Writable,
+    /// The peer acknowledged more data ([`Connection::bytes_acked`] grew).
+    Acked,
+    /// An as-soon-as-possible packet can be taken with
+    /// [`Connection::poll_asap`].
+    Asap,
+    /// The session ended.
+    Closed(CloseReason),
+}
+
+/// Result of a read-like call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recv<T> {
+    /// Something was read.
+    Data(T),
+    /// Nothing yet: wait for [`Event::Readable`].
+    Blocked,
+    /// The peer finished its stream and everything was read.
+    Finished,
+}
+
+/// Identifies a sent message: the stream offset at its end. It is
+/// acknowledged once [`Connection::bytes_acked`] reaches it.
+pub type MessageId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hs {
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    syn: bool,
+    synack: bool,
+    estab: bool,
+    finack: Option<u64>,
+    fin_retransmit: bool,
+    keepalive: bool,
+    probe: bool,
+    reset: bool,
+}
+
+/// The sans-IO protocol engine of one session. See the [module docs](self).
+///
+/// ```
+/// use swp::proto::{Config, Connection, Recv};
+/// use std::time::Instant;
+///
+/// let t0 = Instant::now(); // a driver's clock; the engine never reads one
+/// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
+/// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
+/// a.write(b"hello").unwrap();
+/// // A perfect, instant network: shuttle packets until both are quiet.
+/// loop {
+///     let mut moved = false;
+///     while let Some(t) = a.poll_transmit(t0) { b.handle_packet(t0, t.payload); moved = true; }
+///     while let Some(t) = b.poll_transmit(t0) { a.handle_packet(t0, t.payload); moved = true; }
+///     if !moved { break; }
+/// }
+/// let mut buf = [0u8; 16];
+/// assert_eq!(b.read(&mut buf).unwrap(), Recv::Data(5));
+/// assert_eq!(&buf[..5], b"hello");
+/// ```
+pub struct Connection {
+    cfg: Config,
+    format: WireFormat,
+    hs: Hs,
+    remote_inbox: String,
+    local_nonce: String,
+    remote_nonce: String,
+    epoch: Instant,
+    rtt: RttEstimator,
+    snd: SendState,
+    rcv: RecvState,
+    timers: TimerTable,
+    events: VecDeque<Event>,
+    stats: Stats,
+    pending: Pending,
+    hs_attempts: u32,
+    hs_started: Instant,
+    hs_interval: Duration,
+    ack_pending: u32,
+    ack_immediate: bool,
+    ack_echo: u64,
+    app_closed: bool,
+    fin_sent: bool,
+    fin_acked: bool,
+    fin_tries: u32,
+    close_reason: Option<CloseReason>,
+    drained: bool,
+    last_heard: Instant,
+    last_sent: Instant,
+    rto_streak: u32,
+    term_ring: VecDeque<Instant>,
+    persist_backoff: u32,
+    write_blocked: bool,
+    peer_rtt: (u64, u64, u64),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("local", &self.cfg.local_inbox)
+            .field("remote", &self.remote_inbox)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+fn make_nonce(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..30)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+impl Connection {
+    /// Active open: sends a Syn to `cfg.remote_inbox` on the first
+    /// `poll_transmit`. `nonce_seed` seeds this session's nonce (drivers
+    /// pass OS randomness; simulations pass a seed).
+    pub fn connect(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
+        if cfg.remote_inbox.is_empty() {
+            return Err(ConfigError("an active open needs the destination inbox"));
+        }
+        let mut c = Self::new(cfg, now, nonce_seed)?;
+        c.hs = Hs::SynSent;
+        c.hs_attempts = 1;
+        c.pending.syn = true;
+        c.timers.set(Timer::Handshake, now + c.hs_interval);
+        Ok(c)
+    }
+
+    /// Passive open: waits for a Syn on `cfg.local_inbox`. If
+    /// `cfg.remote_inbox` is set, only a Syn from that inbox is accepted.
+    pub fn listen(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
+        Self::new(cfg, now, nonce_seed)
+    }
+
+    fn new(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let hs_interval = cfg.initial_rto.min(cfg.connect_timeout);
+        Ok(Connection {
+            format: WireFormat::Native,
+            hs: Hs::Listen,
+            remote_inbox: cfg.remote_inbox.clone(),
+            local_nonce: make_nonce(nonce_seed),
+            remote_nonce: String::new(),
+            epoch: now,
+            rtt,
+            snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
+            rcv: RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit),
+            timers: TimerTable::default(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            pending: Pending::default(),
+            hs_attempts: 0,
+            hs_started: now,
+            hs_interval,
+            ack_pending: 0,
+            ack_immediate: false,
+            ack_echo: 0,
+            app_closed: false,
+            fin_sent: false,
+            fin_acked: false,
+            fin_tries: 0,
+            close_reason: None,
+            drained: false,
+            last_heard: now,
+            last_sent: now,
+            rto_streak: 0,
+            term_ring: VecDeque::new(),
+            persist_backoff: 0,
+            write_blocked: false,
+            peer_rtt: (0, 0, 0),
+            cfg,
+        })
+    }
+
+    // ------------------------------------------------------------------
+    // getters
+
+    /// The RFC 9293 name of the current state.
+    pub fn state(&self) -> State {
+        match self.hs {
+            Hs::Listen => State::Listen,
+            Hs::SynSent => State::SynSent,
+            Hs::SynReceived => State::SynReceived,
+            Hs::Closed => State::Closed,
+            Hs::Established => match (self.app_closed, self.rcv.fin.is_some()) {
+                (false, false) => State::Established,
+                (false, true) => State::CloseWait,
+                (true, false) if self.fin_acked => State::FinWait2,
+                (true, false) => State::FinWait1,
+                (true, true) => State::LastAck,
+            },
+        }
+    }
+
+    /// True once the handshake completed (and until the session closes).
+    pub fn is_established(&self) -> bool {
+        self.hs == Hs::Established
+    }
+
+    /// True when the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.hs == Hs::Closed
+    }
+
+    /// True when the session is closed and needs no more driving (any
+    /// linger period is over): the driver may drop it.
+    pub fn is_drained(&self) -> bool {
+        self.drained
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+
+    /// This side's session nonce.
+    pub fn local_nonce(&self) -> &str {
+        &self.local_nonce
+    }
+
+    /// The peer's session nonce ("" until learnt).
+    pub fn remote_nonce(&self) -> &str {
+        &self.remote_nonce
+    }
+
+    /// The peer's inbox ("" for a listener before the Syn).
+    pub fn remote_inbox(&self) -> &str {
+        &self.remote_inbox
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The RTT estimator.
+    pub fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// Payload bytes the peer has acknowledged (cumulatively).
+    pub fn bytes_acked(&self) -> u64 {
+        self.snd.bytes_acked
+    }
+
+    /// Payload bytes the application has written.
+    pub fn bytes_written(&self) -> u64 {
+        self.snd.bytes_written
+    }
+
+    /// True if the message `id` (from [`send_message`](Self::send_message))
+    /// has been acknowledged by the peer.
+    pub fn is_acked(&self, id: MessageId) -> bool {
+        self.snd.bytes_acked >= id
+    }
+
+    /// Bytes [`write`](Self::write) would accept now.
+    pub fn send_space(&self) -> u64 {
+        if self.app_closed || self.hs == Hs::Closed {
+            0
+        } else {
+            self.snd.buffer_space()
+        }
+    }
+
+    /// Received data (packets, bytes) held for the application.
+    pub fn held(&self) -> (u64, u64) {
+        (
+            self.rcv.rcv_nxt - self.rcv.consumed_seq,
+            self.rcv.ready_bytes,
+        )
+    }
+
+    /// The peer's advertised edges as last seen: (sequence edge, byte edge).
+    pub fn peer_window_edges(&self) -> (u64, u64) {
+        (self.snd.peer_wnd_seq, self.snd.peer_wnd_bytes)
+    }
+
+    /// Current effective receive capacity (packets, bytes): the configured
+    /// window limited by the transport's capacity.
+    pub fn receive_capacity(&self) -> (u64, u64) {
+        self.rcv.capacity()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.srtt = self.rtt.srtt().unwrap_or_default();
+        s.rttvar = self.rtt.rttvar();
+        s.rto = self.rtt.rto();
+        s.rtt_samples = self.rtt.samples();
+        s.in_flight_packets = self.snd.outstanding() as u64;
+        s.in_flight_bytes = self.snd.in_flight_bytes();
+        s.peer_window_packets = self.snd.peer_wnd_seq.saturating_sub(self.snd.snd_nxt);
+        s.peer_window_bytes = self.snd.peer_wnd_bytes.saturating_sub(self.snd.bytes_sent);
+        s.local_window_packets = self.rcv.window_packets_free();
+        s.local_window_bytes = self.rcv.window_bytes_free();
+        s.app_bytes_written = self.snd.bytes_written;
+        s.app_bytes_acked = self.snd.bytes_acked;
+        s.app_bytes_read = self.rcv.consumed_bytes;
+        s
+    }
+
+    // ------------------------------------------------------------------
+    // configuration from the driver
+
+    /// Tells the engine how much the transport beneath can hold for this
+    /// session (for NATS: the subscription's pending limits). The reserve for
+    /// control packets is subtracted, and the receive window never exceeds
+    /// what is left. `None`: no limit of that kind.
+    pub fn set_transport_capacity(&mut self, packets: Option<u64>, bytes: Option<u64>) {
+        let p = packets.map(|p| p.saturating_sub(self.cfg.reserve_packets).max(1));
+        let b = bytes.map(|b| b.saturating_sub(self.cfg.reserve_bytes).max(1));
+        self.rcv.set_transport_capacity(p, b);
+    }
+
+    /// Lowers the largest payload per packet (e.g. to respect the
+    /// transport's max message size). Applies to data written afterwards.
+    pub fn set_max_payload(&mut self, bytes: usize) {
+        self.cfg.max_payload = bytes.max(1);
+        self.snd.set_max_payload(bytes);
+    }
+
+    // ------------------------------------------------------------------
+    // application commands
+
+    /// Queues stream bytes; returns how many were accepted (0 when the send
+    /// buffer is full: wait for [`Event::Writable`]).
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        self.check_writable()?;
+        let n = self.snd.write(data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        Ok(n)
+    }
+
+    /// Queues one message; its boundaries are preserved for
+    /// [`recv_message`](Self::recv_message). Fails with
+    /// [`WriteError::Blocked`] when the send buffer lacks room (wait for
+    /// [`Event::Writable`]) and [`WriteError::TooLarge`] when the message
+    /// cannot fit the peer's receive window.
+    pub fn send_message(&mut self, msg: Bytes) -> Result<MessageId, WriteError> {
+        self.check_writable()?;
+        let len = msg.len() as u64;
+        let max = self.max_message_size();
+        if len > max {
+            return Err(WriteError::TooLarge { len, max });
+        }
+        if len > self.snd.buffer_space() || (len == 0 && self.snd.buffer_space() == 0) {
+            self.write_blocked = true;
+            return Err(WriteError::Blocked);
+        }
+        Ok(self.snd.push_message(msg))
+    }
+
+    /// Largest message [`send_message`](Self::send_message) accepts: it must
+    /// fit both our send buffer and the peer's receive window.
+    pub fn max_message_size(&self) -> u64 {
+        let mut max = self.cfg.send_buffer_bytes;
+        if let Some((pkts, bytes)) = self.snd.peer_capacity {
+            max = max
+                .min(bytes)
+                .min(pkts.saturating_mul(self.cfg.max_payload as u64));
+        }
+        max
+    }
+
+    fn check_writable(&self) -> Result<(), WriteError> {
+        if let Some(r) = &self.close_reason {
+            return Err(WriteError::Closed(r.clone()));
+        }
+        if self.app_closed {
+            return Err(WriteError::Finished);
+        }
+        Ok(())
+    }
+
+    /// Copies in-order stream bytes into `buf`.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<Recv<usize>, ReadError> {
+        if buf.is_empty() {
+            return Ok(Recv::Data(0));
+        }
+        let n = self.rcv.read(buf);
+        self.after_read(n as u64);
+        if n > 0 {
+            return Ok(Recv::Data(n));
+        }
+        self.read_status()
+    }
+
+    /// Takes up to `max` in-order bytes without copying (one packet's worth
+    /// at most).
+    pub fn read_chunk(&mut self, max: usize) -> Result<Recv<Bytes>, ReadError> {
+        match self.rcv.read_chunk(max) {
+            Some(b) => {
+                self.after_read(b.len() as u64);
+                Ok(Recv::Data(b))
+            }
+            None => self.read_status(),
+        }
+    }
+
+    /// The next whole message, in order.
+    pub fn recv_message(&mut self) -> Result<Recv<Bytes>, ReadError> {
+        match self.rcv.recv_message() {
+            Some(m) => {
+                self.after_read(m.len() as u64);
+                Ok(Recv::Data(m))
+            }
+            None if self.rcv.has_ready() && self.rcv.fin.is_some() => {
+                // The stream ended inside a message: hand over what is left.
+                let mut v = Vec::new();
+                while let Some(c) = self.rcv.read_chunk(usize::MAX) {
+                    v.extend_from_slice(&c);
+                }
+                self.after_read(v.len() as u64);
+                Ok(Recv::Data(Bytes::from(v)))
+            }
+            None => self.read_status(),
+        }
+    }
+
+    /// The next packet payload delivered as soon as it arrived (unordered,
+    /// possibly duplicated); only with [`Config::asap`].
+    pub fn poll_asap(&mut self) -> Option<Bytes> {
+        self.rcv.pop_asap()
+    }
+
+    /// Packets the as-soon-as-possible queue dropped because it was full.
+    pub fn asap_dropped(&self) -> u64 {
+        self.rcv.asap_dropped
+    }
+
+    fn read_status<T>(&self) -> Result<Recv<T>, ReadError> {
+        if self.rcv.has_ready() {
+            return Ok(Recv::Blocked); // a message is incomplete
+        }
+        if self.rcv.at_eof() {
+            return Ok(Recv::Finished);
+        }
+        match &self.close_reason {
+            Some(CloseReason::Normal) => Ok(Recv::Finished),
+            Some(r) => Err(ReadError::Closed(r.clone())),
+            None => Ok(Recv::Blocked),
+        }
+    }
+
+    fn after_read(&mut self, _n: u64) {
+        if self.hs == Hs::Established && self.rcv.window_update_due(self.cfg.max_payload as u64) {
+            self.ack_immediate = true;
+            self.stats.window_updates_sent += 1;
+        }
+    }
+
+    /// Graceful close of our direction: a Fin is sent once the handshake is
+    /// done and everything written has been acknowledged. Reading goes on
+    /// until the peer's Fin. A listener that never got a Syn just stops.
+    pub fn close(&mut self, now: Instant) {
+        match self.hs {
+            Hs::Closed => {}
+            Hs::Listen => self.finish(now, CloseReason::Aborted, false),
+            Hs::SynSent | Hs::SynReceived | Hs::Established => self.app_closed = true,
+        }
+    }
+
+    /// Ends the session at once: a Reset tells the peer, nothing more is
+    /// sent or delivered.
+    pub fn abort(&mut self, now: Instant) {
+        if self.hs != Hs::Closed {
+            let tell = !self.remote_nonce.is_empty();
+            self.finish(now, CloseReason::Aborted, tell);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // inputs
+
+    /// Handles one packet's bytes from the transport. Malformed packets are
+    /// counted in [`Stats::dropped_invalid`] and dropped; this never fails.
+    pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
+        self.stats.bytes_received += bytes.len() as u64;
+        match self.format.decode(&bytes) {
+            Ok(p) => self.handle_decoded(now, p),
+            Err(e) => self.on_invalid(&e),
+        }
+    }
+
+    fn on_invalid(&mut self, e: &DecodeError) {
+        self.stats.dropped_invalid += 1;
+        tracing::trace!(error = %e, "dropped undecodable packet");
+    }
+
+    /// Handles an already-decoded packet.
+    pub fn handle_decoded(&mut self, now: Instant, p: Packet) {
+        self.on_packet(now, p);
+        self.update_timers(now);
+    }
+
+    fn on_packet(&mut self, now: Instant, p: Packet) {
+        if self.drained {
+            return;
+        }
+        if p.dest != self.cfg.local_inbox
+            || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox)
+        {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        match self.hs {
+            Hs::Listen => {
+                if p.kind == Kind::Syn && !p.from_nonce.is_empty() {
+                    self.remote_inbox = p.from.clone();
+                    self.remote_nonce = p.from_nonce.clone();
+                    self.hs = Hs::SynReceived;
+                    self.hs_attempts = 1;
+                    self.hs_started = now;
+                    self.pending.synack = true;
+                    self.timers.set(Timer::Handshake, now + self.hs_interval);
+                    self.accept_common(now, &p);
+                    tracing::debug!(peer = %p.from, "Listen -> SynReceived");
+                } else {
+                    self.stats.dropped_unexpected += 1;
+                }
+                return;
+            }
+            Hs::SynSent => {
+                match p.kind {
+                    Kind::SynAck
+                        if p.dest_nonce == self.local_nonce && !p.from_nonce.is_empty() =>
+                    {
+                        self.remote_nonce = p.from_nonce.clone();
+                        self.pending.estab = true;
+                        self.establish(now);
+                        self.accept_common(now, &p);
+                        self.on_peer_ack(now, &p);
+                    }
+                    Kind::Syn if !p.from_nonce.is_empty() => {
+                        // Simultaneous open (RFC 9293 §3.5 figure 8).
+                        self.remote_nonce = p.from_nonce.clone();
+                        self.hs = Hs::SynReceived;
+                        self.pending.syn = false;
+                        self.pending.synack = true;
+                        self.accept_common(now, &p);
+                        tracing::debug!("SynSent -> SynReceived (simultaneous open)");
+                    }
+                    _ => self.stats.dropped_unexpected += 1,
+                }
+                return;
+            }
+            _ => {}
+        }
+        // From here on the peer's nonce is known: filter on it.
+        if p.from_nonce != self.remote_nonce {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        if p.kind == Kind::Syn {
+            // A retransmitted Syn: our SynAck was lost.
+            if self.hs == Hs::SynReceived {
+                self.pending.synack = true;
+                self.accept_common(now, &p);
+            } else {
+                self.stats.dropped_unexpected += 1;
+            }
+            return;
+        }
+        if p.dest_nonce != self.local_nonce {
+            self.stats.dropped_foreign += 1;
+            return;
+        }
+        if self.hs == Hs::Closed {
+            // Lingering: re-acknowledge a retransmitted Fin, nothing else.
+            if p.kind == Kind::Fin && self.rcv.fin == Some(p.seq) {
+                self.pending.finack = Some(p.seq);
+            }
+            return;
+        }
+        if self.hs == Hs::SynReceived {
+            // Any packet carrying our nonce proves the peer has our Syn or
+            // SynAck, so a lost EstabAck cannot stall the session.
+            if p.kind == Kind::SynAck {
+                self.pending.estab = true;
+            }
+            self.establish(now);
+        }
+        self.accept_common(now, &p);
+        if p.kind == Kind::Reset {
+            self.finish(now, CloseReason::Reset, false);
+            return;
+        }
+        self.on_peer_ack(now, &p);
+        match p.kind {
+            Kind::SynAck => self.pending.estab = true, // our EstabAck was lost
+            Kind::Data => self.on_data(now, p),
+            Kind::KeepAlive => {
+                if p.has(flags::ACK_NOW) {
+                    self.ack_immediate = true;
+                }
+            }
+            Kind::Fin => self.on_fin(p.seq),
+            Kind::FinAck => {
+                if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked {
+                    self.fin_acked = true;
+                    self.timers.stop(Timer::Fin);
+                    tracing::debug!("our Fin acknowledged");
+                }
+            }
+            _ => {}
+        }
+        self.check_done(now);
+    }
+
+    /// Bookkeeping common to every accepted packet.
+    fn accept_common(&mut self, now: Instant, p: &Packet) {
+        self.stats.packets_received += 1;
+        self.last_heard = now;
+        if p.rtt_samples > 0 {
+            self.peer_rtt = (p.rtt_us, p.rttvar_us, p.rtt_samples);
+        }
+        self.snd.on_window(p.wnd_seq, p.wnd_bytes, p.ack);
+        if self.snd.has_queued() && !self.snd.window_blocked() {
+            self.persist_backoff = 0;
+            self.timers.stop(Timer::Persist);
+        }
+    }
+
+    fn establish(&mut self, now: Instant) {
+        if self.hs == Hs::Established {
+            return;
+        }
+        self.hs = Hs::Established;
+        self.timers.stop(Timer::Handshake);
+        self.last_heard = now;
+        self.events.push_back(Event::Connected);
+        tracing::debug!(nonce = %self.local_nonce, peer = %self.remote_nonce, "Established");
+    }
+
+    /// The acknowledgement fields every packet carries.
+    fn on_peer_ack(&mut self, now: Instant, p: &Packet) {
+        let out = self.snd.on_ack(now, p.ack, &p.sack, &mut self.rtt);
+        if out.bogus {
+            self.stats.dropped_unexpected += 1;
+            return;
+        }
+        if out.progressed {
+            self.rto_streak = 0;
+            self.rtt.reset_backoff();
+            self.events.push_back(Event::Acked);
+            if self.write_blocked && self.snd.buffer_space() > 0 {
+                self.write_blocked = false;
+                self.events.push_back(Event::Writable);
+            }
+        }
+        if out.newly_acked > 0 {
+            // RFC 6298 §5.3: restart the timer when new data is acked.
+            if self.snd.outstanding() > 0 {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+                self.arm_tail_probe(now);
+            } else {
+                self.timers.stop(Timer::Retransmit);
+                self.timers.stop(Timer::TailProbe);
+            }
+            self.run_loss_detection(now);
+        }
+    }
+
+    fn reo_wnd(&self) -> Duration {
+        self.rtt
+            .min_rtt()
+            .map_or(Duration::from_millis(1), |m| m / 4)
+    }
+
+    fn run_loss_detection(&mut self, now: Instant) {
+        let mut lost = 0;
+        match self.snd.detect_lost(now, self.reo_wnd(), &mut lost) {
+            Some(at) => self.timers.set(Timer::LossDetect, at),
+            None => self.timers.stop(Timer::LossDetect),
+        }
+        if lost > 0 {
+            tracing::trace!(lost, "RACK detected losses");
+        }
+    }
+
+    fn arm_tail_probe(&mut self, now: Instant) {
+        if let Some(srtt) = self.rtt.srtt() {
+            let pto = (srtt * 2 + self.cfg.max_ack_delay).max(Duration::from_millis(1));
+            if now + pto < self.timers.get(Timer::Retransmit).unwrap_or(now + pto) {
+                self.timers.set(Timer::TailProbe, now + pto);
+                return;
+            }
+        }
+        self.timers.stop(Timer::TailProbe);
+    }
+
+    fn on_data(&mut self, now: Instant, p: Packet) {
+        if let Some(fin) = self.rcv.fin {
+            if p.seq >= fin {
+                self.stats.dropped_unexpected += 1;
+                return;
+            }
+        }
+        let len = p.data.len() as u64;
+        let asap = self.cfg.asap_limit.is_some();
+        let eom = p.has(flags::EOM);
+        let outcome = self.rcv.on_data(p.seq, p.data, p.cumul_bytes, eom);
+        if asap {
+            self.events.push_back(Event::Asap);
+        }
+        self.ack_echo = p.ts;
+        self.ack_pending += 1;
+        match outcome {
+            DataOutcome::InOrder | DataOutcome::FilledGap => {
+                self.stats.data_packets_received += 1;
+                self.stats.data_bytes_received += len;
+                self.events.push_back(Event::Readable);
+                if outcome == DataOutcome::FilledGap || self.rcv.has_gap() {
+                    self.ack_immediate = true;
+                }
+            }
+            DataOutcome::OutOfOrder => {
+                self.stats.data_packets_received += 1;
+                self.stats.data_bytes_received += len;
+                self.stats.out_of_order += 1;
+                self.ack_immediate = true;
+            }
+            DataOutcome::Duplicate => {
+                self.stats.duplicates += 1;
+                self.ack_immediate = true;
+            }
+            DataOutcome::BeyondWindow => {
+                self.stats.dropped_beyond_window += 1;
+                self.ack_immediate = true;
+            }
+        }
+        if p.flags & flags::ACK_NOW != 0 || self.ack_pending >= self.cfg.ack_frequency {
+            self.ack_immediate = true;
+        }
+        if !self.ack_immediate {
+            self.timers
+                .set_if_earlier(Timer::AckDelay, now + self.cfg.max_ack_delay);
+        }
+    }
+
+    fn on_fin(&mut self, seq: u64) {
+        if seq == self.rcv.rcv_nxt {
+            if self.rcv.fin.is_none() {
+                tracing::debug!(seq, "peer finished its stream");
+                self.rcv.fin = Some(seq);
+                self.events.push_back(Event::Readable);
+            }
+            self.pending.finack = Some(seq);
+        } else if seq < self.rcv.rcv_nxt {
+            // Data beyond the end the peer announced: impossible from a
+            // correct peer. Drop the Fin; keep the session.
+            self.stats.dropped_unexpected += 1;
+        } else {
+            // Data before the Fin is still missing: say what we have.
+            self.ack_immediate = true;
+        }
+    }
+
+    fn check_done(&mut self, now: Instant) {
+        if self.hs == Hs::Established && self.fin_acked && self.rcv.fin.is_some() {
+            self.finish(now, CloseReason::Normal, false);
+        }
+    }
+
+    fn finish(&mut self, now: Instant, reason: CloseReason, send_reset: bool) {
+        if self.hs == Hs::Closed {
+            return;
+        }
+        if reason.is_normal() {
+            tracing::debug!("session closed normally");
+        } else {
+            tracing::debug!(%reason, "session closed");
+        }
+        let normal = reason.is_normal();
+        self.hs = Hs::Closed;
+        self.close_reason = Some(reason.clone());
+        self.timers.stop_all();
+        self.pending = Pending {
+            finack: self.pending.finack,
+            reset: send_reset,
+            ..Pending::default()
+        };
+        if normal {
+            self.timers.set(Timer::Linger, now + self.cfg.close_linger);
+        } else if !send_reset && self.pending.finack.is_none() {
+            self.drained = true;
+        }
+        self.events.push_back(Event::Readable);
+        self.events.push_back(Event::Writable);
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// Handles expired timers. Call when [`poll_timeout`](Self::poll_timeout)
+    /// says so (calling early is harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.on_timers(now);
+        self.update_timers(now);
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        for t in ALL {
+            if !self.timers.expired(t, now) {
+                continue;
+            }
+            match t {
+                Timer::Handshake => self.on_handshake_timeout(now),
+                Timer::Retransmit => self.on_rto(now),
+                Timer::LossDetect => self.run_loss_detection(now),
+                Timer::TailProbe => {
+                    if self.snd.on_tail_probe() {
+                        tracing::trace!("tail-loss probe");
+                    }
+                }
+                Timer::Persist => {
+                    if self.snd.window_blocked() && self.snd.outstanding() == 0 {
+                        self.pending.probe = true;
+                        self.persist_backoff = (self.persist_backoff + 1).min(6);
+                    }
+                }
+                Timer::AckDelay => {
+                    if self.ack_pending > 0 {
+                        self.ack_immediate = true;
+                    }
+                }
+                Timer::KeepAlive => {
+                    if self.hs == Hs::Established {
+                        self.pending.keepalive = true;
+                    }
+                }
+                Timer::Idle => {
+                    if let Some(budget) = self.cfg.dead_peer_budget() {
+                        let silent_for = now.saturating_duration_since(self.last_heard);
+                        if silent_for >= budget && self.hs == Hs::Established {
+                            self.finish(
+                                now,
+                                CloseReason::PeerUnreachable { silent_for, budget },
+                                false,
+                            );
+                        }
+                    }
+                }
+                Timer::Fin => {
+                    self.fin_tries += 1;
+                    if self.fin_tries > self.cfg.max_retransmits {
+                        let retries = self.fin_tries;
+                        self.finish(now, CloseReason::FinTimeout { retries }, true);
+                    } else {
+                        self.rtt.on_timeout();
+                        self.pending.fin_retransmit = true;
+                    }
+                }
+                Timer::Linger => self.drained = true,
+            }
+        }
+    }
+
+    fn on_handshake_timeout(&mut self, now: Instant) {
+        if self.hs != Hs::SynSent && self.hs != Hs::SynReceived {
+            return;
+        }
+        if self.hs_attempts >= self.cfg.connect_attempts {
+            let attempts = self.hs_attempts;
+            let elapsed = now.saturating_duration_since(self.hs_started);
+            self.finish(
+                now,
+                CloseReason::ConnectTimeout { attempts, elapsed },
+                false,
+            );
+            return;
+        }
+        self.hs_attempts += 1;
+        self.stats.handshake_retransmits += 1;
+        self.hs_interval = (self.hs_interval * 2).min(self.cfg.connect_timeout);
+        if self.hs == Hs::SynSent {
+            self.pending.syn = true;
+        } else {
+            self.pending.synack = true;
+        }
+        self.timers.set(Timer::Handshake, now + self.hs_interval);
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        if self.snd.outstanding() == 0 {
+            return;
+        }
+        self.rto_streak += 1;
+        if self.rto_streak > self.cfg.max_retransmits {
+            let retries = self.rto_streak - 1;
+            self.finish(now, CloseReason::RetransmitLimit { retries }, true);
+            return;
+        }
+        if let Some((limit, window)) = self.cfg.term {
+            self.term_ring.push_back(now);
+            while self.term_ring.len() > limit {
+                self.term_ring.pop_front();
+            }
+            if self.term_ring.len() == limit
+                && now.saturating_duration_since(self.term_ring[0]) <= window
+            {
+                self.finish(
+                    now,
+                    CloseReason::Terminated {
+                        timeouts: limit,
+                        window,
+                    },
+                    true,
+                );
+                return;
+            }
+        }
+        self.rtt.on_timeout();
+        let n = self.snd.on_rto();
+        tracing::trace!(n, rto = ?self.rtt.rto(), "retransmission timeout");
+        self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        self.timers.stop(Timer::TailProbe);
+    }
+
+    // ------------------------------------------------------------------
+    // outputs
+
+    /// The earliest time [`handle_timeout`](Self::handle_timeout) must be
+    /// called, if any timer is armed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.drained {
+            return None;
+        }
+        self.timers.next()
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next packet to send, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let p = self.next_packet(now)?;
+        let payload = self.format.encode(&p);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += payload.len() as u64;
+        self.last_sent = now;
+        self.update_timers(now);
+        Some(Transmit {
+            dest: p.dest,
+            payload,
+        })
+    }
+
+    fn update_timers(&mut self, now: Instant) {
+        if self.hs != Hs::Established {
+            return;
+        }
+        self.timers.set(
+            Timer::KeepAlive,
+            self.last_sent + self.cfg.keepalive_interval,
+        );
+        match self.cfg.dead_peer_budget() {
+            Some(b) => self.timers.set(Timer::Idle, self.last_heard + b),
+            None => self.timers.stop(Timer::Idle),
+        }
+        if self.snd.window_blocked() && self.snd.outstanding() == 0 {
+            if !self.timers.is_armed(Timer::Persist) {
+                let d = self.rtt.rto() * (1 << self.persist_backoff);
+                self.timers
+                    .set(Timer::Persist, now + d.min(self.cfg.keepalive_interval));
+            }
+        } else {
+            self.timers.stop(Timer::Persist);
+        }
+    }
+
+    fn base_packet(&self, kind: Kind, now: Instant) -> Packet {
+        let mut p = Packet::new(kind);
+        p.from = self.cfg.local_inbox.clone();
+        p.dest = self.remote_inbox.clone();
+        p.from_nonce = self.local_nonce.clone();
+        p.dest_nonce = self.remote_nonce.clone();
+        p.ts = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        p.wnd_seq = self.rcv.adv_seq;
+        p.wnd_bytes = self.rcv.adv_bytes;
+        p.rtt_us = self.rtt.srtt().unwrap_or_default().as_micros() as u64;
+        p.rttvar_us = self.rtt.rttvar().as_micros() as u64;
+        p.rtt_samples = self.rtt.samples();
+        p.cumul_bytes = self.snd.bytes_sent;
+        p
+    }
+
+    /// Fills in the acknowledgement and clears what it satisfies.
+    fn with_ack(&mut self, mut p: Packet) -> Packet {
+        p.ack = self.rcv.rcv_nxt;
+        p.sack = self.rcv.sack_ranges();
+        p.ts_echo = self.ack_echo;
+        self.rcv.sent_seq = p.wnd_seq;
+        self.rcv.sent_bytes = p.wnd_bytes;
+        self.ack_pending = 0;
+        self.ack_immediate = false;
+        self.timers.stop(Timer::AckDelay);
+        p
+    }
+
+    fn next_packet(&mut self, now: Instant) -> Option<Packet> {
+        if self.drained {
+            return None;
+        }
+        if self.pending.reset {
+            self.pending.reset = false;
+            if self.pending.finack.is_none() && self.hs == Hs::Closed {
+                self.drained = !self.close_reason.as_ref().is_some_and(|r| r.is_normal());
+            }
+            let p = self.base_packet(Kind::Reset, now);
+            return Some(p);
+        }
+        match self.hs {
+            Hs::Listen => None,
+            Hs::SynSent => {
+                if std::mem::take(&mut self.pending.syn) {
+                    Some(self.base_packet(Kind::Syn, now))
+                } else {
+                    None
+                }
+            }
+            Hs::SynReceived => {
+                if std::mem::take(&mut self.pending.synack) {
+                    let p = self.base_packet(Kind::SynAck, now);
+                    Some(self.with_ack(p))
+                } else {
+                    None
+                }
+            }
+            Hs::Closed => {
+                let seq = self.pending.finack.take()?;
+                let mut p = self.base_packet(Kind::FinAck, now);
+                p.seq = seq;
+                let p = self.with_ack(p);
+                if !self.close_reason.as_ref().is_some_and(|r| r.is_normal()) {
+                    self.drained = true;
+                }
+                Some(p)
+            }
+            Hs::Established => self.next_established(now),
+        }
+    }
+
+    fn next_established(&mut self, now: Instant) -> Option<Packet> {
+        if std::mem::take(&mut self.pending.estab) {
+            let p = self.base_packet(Kind::EstabAck, now);
+            return Some(self.with_ack(p));
+        }
+        if let Some(seq) = self.pending.finack.take() {
+            let mut p = self.base_packet(Kind::FinAck, now);
+            p.seq = seq;
+            return Some(self.with_ack(p));
+        }
+        if let Some(o) = self.snd.next(now, true) {
+            let mut p = self.base_packet(Kind::Data, now);
+            p.seq = o.seq;
+            p.retry = o.retries;
+            p.cumul_bytes = o.end;
+            if o.eom {
+                p.flags |= flags::EOM;
+            }
+            if o.last_of_burst {
+                p.flags |= flags::ACK_NOW;
+            }
+            match o.loss {
+                None => {
+                    self.stats.data_packets_sent += 1;
+                    self.stats.data_bytes_sent += o.data.len() as u64;
+                }
+                Some(LossKind::Timeout) => self.stats.retransmits_timeout += 1,
+                Some(LossKind::Fast) => self.stats.retransmits_fast += 1,
+                Some(LossKind::Probe) => self.stats.retransmits_probe += 1,
+            }
+            p.data = o.data;
+            if !self.timers.is_armed(Timer::Retransmit) {
+                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+            }
+            if o.last_of_burst {
+                self.arm_tail_probe(now);
+            }
+            self.pending.keepalive = false;
+            return Some(self.with_ack(p));
+        }
+        if self.snd.window_blocked() && self.snd.has_queued() {
+            self.stats.window_blocked += 1;
+        }
+        let fin_due = self.app_closed && !self.fin_sent && self.snd.all_acked();
+        if fin_due || std::mem::take(&mut self.pending.fin_retransmit) {
+            self.fin_sent = true;
+            let mut p = self.base_packet(Kind::Fin, now);
+            p.seq = self.snd.snd_nxt;
+            self.timers.set(Timer::Fin, now + self.rtt.rto());
+            self.pending.keepalive = false;
+            return Some(self.with_ack(p));
+        }
+        if std::mem::take(&mut self.pending.probe) {
+            self.stats.window_probes_sent += 1;
+            let mut p = self.base_packet(Kind::KeepAlive, now);
+            p.flags |= flags::ACK_NOW;
+            self.pending.keepalive = false;
+            return Some(self.with_ack(p));
+        }
+        if std::mem::take(&mut self.pending.keepalive) {
+            self.stats.keepalives_sent += 1;
+            let p = self.base_packet(Kind::KeepAlive, now);
+            return Some(self.with_ack(p));
+        }
+        if self.ack_immediate {
+            self.stats.acks_sent += 1;
+            let p = self.base_packet(Kind::Ack, now);
+            return Some(self.with_ack(p));
+        }
+        None
+    }
+}

@@ -1,0 +1,32 @@
+//! The sans-IO protocol core.
+//!
+//! Everything here is a plain state machine: packets (bytes) and `now` go in;
+//! packets to send, the next deadline and events come out. No tokio, no
+//! async-nats, no clock reads, no unseeded randomness (a CI check greps for
+//! them). The async [`Session`](crate::Session) and the simulator harness
+//! ([`crate::sim`]) are thin drivers around [`Connection`].
+//!
+//! Layout: [`packet`] (the packet model), [`codec`] (bytes ↔ packet),
+//! `send`/`recv` (the two halves of the sliding window), [`rtt`] (RFC 6298),
+//! `timer` (the timer table), [`config`], [`stats`], [`error`], and
+//! [`connection`] (the state machine). docs/PROTOCOL.md is the
+//! specification this module implements.
+
+pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod packet;
+mod recv;
+pub mod rtt;
+mod send;
+pub mod stats;
+mod timer;
+
+pub use codec::{DecodeError, WireFormat};
+pub use config::{Config, ConfigError};
+pub use connection::{Connection, Event, MessageId, Recv, State};
+pub use error::{CloseReason, ReadError, WriteError};
+pub use packet::{flags, Kind, Packet, Transmit};
+pub use rtt::RttEstimator;
+pub use stats::Stats;

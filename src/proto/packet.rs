@@ -1,0 +1,165 @@
+//! The protocol's packet, independent of any encoding.
+//!
+//! A [`Packet`] is what the state machine reads and writes. How it is laid out
+//! in bytes is the job of a codec ([`crate::proto::codec`]); the state machine
+//! never sees bytes. Every packet, whatever its kind, carries the sender's
+//! cumulative ack, selective-ack ranges and receive-window edges, so any
+//! packet doubles as an acknowledgement and a window update.
+//! See docs/PROTOCOL.md §2 for the meaning of each field.
+
+use bytes::Bytes;
+
+/// Packet kinds. The numbers are the Go library's `TcpEvent` values where one
+/// exists (Syn = 3 ... KeepAlive = 12), so traces read the same in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Opens a session: carries the sender's nonce.
+    Syn = 3,
+    /// Answers a Syn: carries both nonces.
+    SynAck = 4,
+    /// Answers a SynAck, completing the three-way handshake.
+    EstabAck = 5,
+    /// "I have sent all my data": carries the final sequence number.
+    Fin = 8,
+    /// Acknowledges a Fin.
+    FinAck = 9,
+    /// A pure acknowledgement / window update.
+    Ack = 10,
+    /// Application data.
+    Data = 11,
+    /// Liveness (and, with [`flags::ACK_NOW`], a zero-window probe).
+    KeepAlive = 12,
+    /// Aborts the session at once.
+    Reset = 13,
+}
+
+impl Kind {
+    /// The kind with wire number `v`, if any.
+    pub fn from_u8(v: u8) -> Option<Kind> {
+        Some(match v {
+            3 => Kind::Syn,
+            4 => Kind::SynAck,
+            5 => Kind::EstabAck,
+            8 => Kind::Fin,
+            9 => Kind::FinAck,
+            10 => Kind::Ack,
+            11 => Kind::Data,
+            12 => Kind::KeepAlive,
+            13 => Kind::Reset,
+            _ => return None,
+        })
+    }
+}
+
+/// Bits of [`Packet::flags`].
+pub mod flags {
+    /// This data packet ends a message (message API boundaries).
+    pub const EOM: u8 = 1;
+    /// The receiver should acknowledge at once instead of delaying the ack:
+    /// set on the last packet of a burst and on window probes.
+    pub const ACK_NOW: u8 = 2;
+    /// All flags this version understands; others are ignored.
+    pub const KNOWN: u8 = EOM | ACK_NOW;
+}
+
+/// Maximum selective-ack ranges a packet carries.
+pub const MAX_SACK_RANGES: usize = 32;
+
+/// One protocol packet. See docs/PROTOCOL.md §2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// What this packet is.
+    pub kind: Kind,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// The sender's inbox (NATS subject it listens on).
+    pub from: String,
+    /// The receiver's inbox (the subject this packet is published to).
+    pub dest: String,
+    /// The sender's session nonce.
+    pub from_nonce: String,
+    /// The receiver's session nonce as known to the sender ("" until learned).
+    pub dest_nonce: String,
+    /// Data: this packet's sequence number. Fin: the sequence number after
+    /// the last data packet. Other kinds: 0, or an echo (FinAck echoes the
+    /// Fin's `seq`).
+    pub seq: u64,
+    /// How many times this sequence number was sent before (0 = original).
+    pub retry: u32,
+    /// Cumulative ack: every data sequence number below this has arrived.
+    pub ack: u64,
+    /// Selective acks: `[start, end)` ranges above `ack` that have arrived,
+    /// ascending, at most [`MAX_SACK_RANGES`].
+    pub sack: Vec<(u64, u64)>,
+    /// Sender's clock when sent, microseconds since its session epoch.
+    pub ts: u64,
+    /// `ts` of the packet that caused this acknowledgement (0 if none).
+    pub ts_echo: u64,
+    /// Receive window, in messages: the peer may send sequence numbers
+    /// strictly below this edge. Absolute, never decreases.
+    pub wnd_seq: u64,
+    /// Receive window, in bytes: the peer may send data whose end offset
+    /// (`cumul_bytes`) is at most this edge. Absolute, never decreases.
+    pub wnd_bytes: u64,
+    /// Sender's smoothed RTT, microseconds.
+    pub rtt_us: u64,
+    /// Sender's RTT variation, microseconds.
+    pub rttvar_us: u64,
+    /// Number of RTT samples behind `rtt_us`.
+    pub rtt_samples: u64,
+    /// Data: stream bytes ever sent in this direction through the end of this
+    /// packet (its end offset). Other kinds: bytes sent so far.
+    pub cumul_bytes: u64,
+    /// Payload (data packets only).
+    pub data: Bytes,
+}
+
+impl Packet {
+    /// An empty packet of `kind` (all numbers zero, no data), for building
+    /// packets field by field.
+    ///
+    /// ```
+    /// use swp::proto::{Packet, Kind};
+    /// let p = Packet::new(Kind::Ack);
+    /// assert_eq!(p.kind, Kind::Ack);
+    /// assert!(p.data.is_empty());
+    /// ```
+    pub fn new(kind: Kind) -> Packet {
+        Packet {
+            kind,
+            flags: 0,
+            from: String::new(),
+            dest: String::new(),
+            from_nonce: String::new(),
+            dest_nonce: String::new(),
+            seq: 0,
+            retry: 0,
+            ack: 0,
+            sack: Vec::new(),
+            ts: 0,
+            ts_echo: 0,
+            wnd_seq: 0,
+            wnd_bytes: 0,
+            rtt_us: 0,
+            rttvar_us: 0,
+            rtt_samples: 0,
+            cumul_bytes: 0,
+            data: Bytes::new(),
+        }
+    }
+
+    /// True if `flag` (a [`flags`] bit) is set.
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// A packet ready to go on the wire: publish `payload` to subject `dest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination inbox (NATS subject).
+    pub dest: String,
+    /// Encoded packet.
+    pub payload: Bytes,
+}

@@ -1,0 +1,121 @@
+//! Round-trip time estimation and the retransmission timeout (RFC 6298).
+//!
+//! * §2.2: the first sample `R` sets `SRTT = R`, `RTTVAR = R/2`.
+//! * §2.3: later samples: `RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R|`, then
+//!   `SRTT = 7/8 SRTT + 1/8 R`.
+//! * `RTO = SRTT + max(G, 4 RTTVAR)`, clamped to `[min_rto, max_rto]` (§2.4).
+//! * §5.5: each expiry of the retransmission timer doubles the RTO
+//!   ("backoff"); a new sample or new acknowledgement resets it.
+//! * Karn's rule (§3): the caller only feeds samples from segments that were
+//!   never retransmitted; see `send.rs`.
+
+use std::time::Duration;
+
+/// Clock granularity `G` of RFC 6298 §2.
+const GRANULARITY: Duration = Duration::from_millis(1);
+
+/// Smoothed RTT, RTT variation and the resulting RTO.
+///
+/// ```
+/// use swp::proto::RttEstimator;
+/// use std::time::Duration;
+/// let mut r = RttEstimator::new(Duration::from_millis(500), Duration::from_millis(10), Duration::from_secs(10));
+/// r.on_sample(Duration::from_millis(100));
+/// assert_eq!(r.srtt(), Some(Duration::from_millis(100)));
+/// assert_eq!(r.rttvar(), Duration::from_millis(50));
+/// assert_eq!(r.rto(), Duration::from_millis(300)); // 100 + 4 × 50
+/// ```
+#[derive(Debug, Clone)]
+pub struct RttEstimator {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    min_rtt: Option<Duration>,
+    latest: Option<Duration>,
+    samples: u64,
+    initial_rto: Duration,
+    min_rto: Duration,
+    max_rto: Duration,
+    backoff: u32,
+}
+
+impl RttEstimator {
+    /// An estimator with no samples: the RTO is `initial_rto` until the first.
+    pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            min_rtt: None,
+            latest: None,
+            samples: 0,
+            initial_rto,
+            min_rto,
+            max_rto: max_rto.max(min_rto),
+            backoff: 0,
+        }
+    }
+
+    /// Adds one RTT measurement and resets the backoff.
+    pub fn on_sample(&mut self, r: Duration) {
+        self.samples += 1;
+        self.latest = Some(r);
+        self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(r);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + r) / 8);
+            }
+        }
+        self.backoff = 0;
+    }
+
+    /// The timer expired: double the RTO (up to `max_rto`).
+    pub fn on_timeout(&mut self) {
+        self.backoff = (self.backoff + 1).min(31);
+    }
+
+    /// New data was acknowledged: stop backing off.
+    pub fn reset_backoff(&mut self) {
+        self.backoff = 0;
+    }
+
+    /// The retransmission timeout to use now, backoff included.
+    pub fn rto(&self) -> Duration {
+        let base = match self.srtt {
+            None => self.initial_rto,
+            Some(srtt) => srtt + GRANULARITY.max(self.rttvar * 4),
+        };
+        let base = base.clamp(self.min_rto, self.max_rto);
+        base.saturating_mul(1u32 << self.backoff.min(20))
+            .min(self.max_rto)
+    }
+
+    /// Smoothed RTT, once there is a sample.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+    /// RTT variation (zero before the first sample).
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+    /// Smallest sample seen.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
+    }
+    /// Most recent sample.
+    pub fn latest(&self) -> Option<Duration> {
+        self.latest
+    }
+    /// Number of samples taken.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+    /// Consecutive timeouts since the last sample/progress.
+    pub fn backoff(&self) -> u32 {
+        self.backoff
+    }
+}

@@ -1,0 +1,435 @@
+//! The sending half: what the application wrote, what is in flight, what the
+//! peer acknowledged, and which packets are lost.
+//!
+//! Invariants:
+//! * `in_flight` holds every sent, not cumulatively acknowledged packet, in
+//!   sequence order: `in_flight[i].seq == snd_una + i`, `snd_nxt` is next.
+//! * A new packet is only sent when `seq < peer_wnd_seq` and its end offset
+//!   `<= peer_wnd_bytes`: the peer's window is never exceeded. Retransmissions
+//!   resend what the window already admitted.
+//! * Loss detection (docs/PROTOCOL.md §5): a packet is lost when the RTO
+//!   expires, or (RACK, RFC 8985) when a packet sent after it has been
+//!   acknowledged and a reordering window has passed, or it is re-sent as a
+//!   tail-loss probe. Only never-retransmitted packets give RTT samples
+//!   (Karn's rule), one timed packet per flight.
+
+use super::rtt::RttEstimator;
+use bytes::{Bytes, BytesMut};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Why a packet is queued for retransmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossKind {
+    Timeout,
+    Fast,
+    Probe,
+}
+
+#[derive(Debug)]
+pub(crate) struct Sent {
+    pub(crate) seq: u64,
+    pub(crate) data: Bytes,
+    /// Stream offset just past this packet's payload.
+    pub(crate) end: u64,
+    pub(crate) eom: bool,
+    pub(crate) sent_at: Instant,
+    pub(crate) retries: u32,
+    pub(crate) sacked: bool,
+    pub(crate) lost: Option<LossKind>,
+}
+
+/// A packet the connection should put on the wire.
+pub(crate) struct Outgoing {
+    pub(crate) seq: u64,
+    pub(crate) data: Bytes,
+    pub(crate) end: u64,
+    pub(crate) eom: bool,
+    pub(crate) retries: u32,
+    pub(crate) loss: Option<LossKind>,
+    /// Nothing else is ready to go after this one: ask for an immediate ack.
+    pub(crate) last_of_burst: bool,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AckOutcome {
+    /// Cumulative ack moved forward.
+    pub(crate) progressed: bool,
+    /// Packets newly known delivered (cumulative or selective).
+    pub(crate) newly_acked: u64,
+    /// The ack was impossible (acknowledges unsent data) and was ignored.
+    pub(crate) bogus: bool,
+}
+
+pub(crate) struct SendState {
+    max_payload: usize,
+    buffer_limit: u64,
+    /// Sealed chunks waiting to be sent, oldest first.
+    queue: VecDeque<(Bytes, bool)>,
+    /// Stream bytes not yet sealed into a chunk (always after `queue`).
+    open: BytesMut,
+    queued_bytes: u64,
+    pub(crate) in_flight: VecDeque<Sent>,
+    pub(crate) snd_una: u64,
+    pub(crate) snd_nxt: u64,
+    /// Stream offset of the next new byte (= payload bytes ever sent).
+    pub(crate) bytes_sent: u64,
+    /// Stream offset through which everything is cumulatively acked.
+    pub(crate) bytes_acked: u64,
+    /// Payload bytes the application has handed over.
+    pub(crate) bytes_written: u64,
+    /// Sequence numbers to retransmit, lowest first.
+    retx: BTreeMap<u64, LossKind>,
+    pub(crate) peer_wnd_seq: u64,
+    pub(crate) peer_wnd_bytes: u64,
+    /// Largest window the peer ever offered relative to its consumption
+    /// (its capacity), learnt from the first advertisement.
+    pub(crate) peer_capacity: Option<(u64, u64)>,
+    /// RACK: (send time, seq) of the most recently sent packet known delivered.
+    rack: Option<(Instant, u64)>,
+    /// Seq being timed for an RTT sample (one per flight).
+    timed: Option<u64>,
+}
+
+impl SendState {
+    pub(crate) fn new(max_payload: usize, buffer_limit: u64) -> Self {
+        SendState {
+            max_payload,
+            buffer_limit,
+            queue: VecDeque::new(),
+            open: BytesMut::new(),
+            queued_bytes: 0,
+            in_flight: VecDeque::new(),
+            snd_una: 0,
+            snd_nxt: 0,
+            bytes_sent: 0,
+            bytes_acked: 0,
+            bytes_written: 0,
+            retx: BTreeMap::new(),
+            peer_wnd_seq: 0,
+            peer_wnd_bytes: 0,
+            peer_capacity: None,
+            rack: None,
+            timed: None,
+        }
+    }
+
+    pub(crate) fn set_max_payload(&mut self, n: usize) {
+        self.max_payload = n.max(1);
+    }
+
+    /// Bytes the application may still hand over.
+    pub(crate) fn buffer_space(&self) -> u64 {
+        let held = self.queued_bytes + (self.bytes_sent - self.bytes_acked);
+        self.buffer_limit.saturating_sub(held)
+    }
+
+    /// Appends stream bytes (coalesced into packets of up to max_payload).
+    /// Returns how many were accepted.
+    pub(crate) fn write(&mut self, data: &[u8]) -> usize {
+        let n = (data.len() as u64).min(self.buffer_space()) as usize;
+        let mut rest = &data[..n];
+        while !rest.is_empty() {
+            let room = self.max_payload - self.open.len();
+            let take = room.min(rest.len());
+            self.open.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.open.len() >= self.max_payload {
+                let chunk = self.open.split().freeze();
+                self.queue.push_back((chunk, false));
+            }
+        }
+        self.queued_bytes += n as u64;
+        self.bytes_written += n as u64;
+        n
+    }
+
+    /// Queues a whole message (split into packets, the last one flagged
+    /// end-of-message). The caller checked there is room. Returns the stream
+    /// offset at its end, which identifies it for "is it acknowledged?".
+    pub(crate) fn push_message(&mut self, msg: Bytes) -> u64 {
+        self.seal_open();
+        let len = msg.len() as u64;
+        if msg.is_empty() {
+            self.queue.push_back((msg, true));
+        } else {
+            let mut off = 0;
+            while off < msg.len() {
+                let end = (off + self.max_payload).min(msg.len());
+                self.queue
+                    .push_back((msg.slice(off..end), end == msg.len()));
+                off = end;
+            }
+        }
+        self.queued_bytes += len;
+        self.bytes_written += len;
+        self.bytes_written
+    }
+
+    fn seal_open(&mut self) {
+        if !self.open.is_empty() {
+            let chunk = self.open.split().freeze();
+            self.queue.push_back((chunk, false));
+        }
+    }
+
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queue.is_empty() || !self.open.is_empty()
+    }
+
+    /// Everything written has been acknowledged.
+    pub(crate) fn all_acked(&self) -> bool {
+        !self.has_queued() && self.in_flight.is_empty()
+    }
+
+    pub(crate) fn has_retransmit(&self) -> bool {
+        !self.retx.is_empty()
+    }
+
+    /// Packets sent and neither acknowledged nor selectively acknowledged.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.in_flight.iter().filter(|s| !s.sacked).count()
+    }
+
+    pub(crate) fn in_flight_bytes(&self) -> u64 {
+        self.in_flight
+            .iter()
+            .filter(|s| !s.sacked)
+            .map(|s| s.data.len() as u64)
+            .sum()
+    }
+
+    /// True when there is new data but the peer's window admits none of it.
+    pub(crate) fn window_blocked(&self) -> bool {
+        self.has_queued()
+            && (self.snd_nxt >= self.peer_wnd_seq || self.bytes_sent >= self.peer_wnd_bytes)
+    }
+
+    /// Records a window advertisement. Edges only grow: an older packet that
+    /// arrives late cannot shrink the window a newer one opened.
+    pub(crate) fn on_window(&mut self, wnd_seq: u64, wnd_bytes: u64, peer_ack: u64) {
+        if self.peer_capacity.is_none() && wnd_seq > 0 {
+            self.peer_capacity = Some((
+                wnd_seq.saturating_sub(peer_ack),
+                wnd_bytes.saturating_sub(self.bytes_acked),
+            ));
+        }
+        self.peer_wnd_seq = self.peer_wnd_seq.max(wnd_seq);
+        self.peer_wnd_bytes = self.peer_wnd_bytes.max(wnd_bytes);
+    }
+
+    /// The next packet to (re)send, if any: retransmissions first, then new
+    /// data if the peer's window admits it.
+    pub(crate) fn next(&mut self, now: Instant, sws_avoid: bool) -> Option<Outgoing> {
+        while let Some((seq, kind)) = self.retx.pop_first() {
+            if seq < self.snd_una {
+                continue;
+            }
+            let idx = (seq - self.snd_una) as usize;
+            let more = self.has_retransmit();
+            let s = &mut self.in_flight[idx];
+            if s.sacked {
+                continue;
+            }
+            s.retries += 1;
+            s.sent_at = now;
+            s.lost = None;
+            if self.timed == Some(seq) {
+                self.timed = None; // Karn: never time a retransmitted packet
+            }
+            return Some(Outgoing {
+                seq,
+                data: s.data.clone(),
+                end: s.end,
+                eom: s.eom,
+                retries: s.retries,
+                loss: Some(kind),
+                last_of_burst: !more,
+            });
+        }
+        self.next_new(now, sws_avoid)
+    }
+
+    fn next_new(&mut self, now: Instant, sws_avoid: bool) -> Option<Outgoing> {
+        if self.snd_nxt >= self.peer_wnd_seq {
+            return None;
+        }
+        let byte_room = self.peer_wnd_bytes.saturating_sub(self.bytes_sent);
+        if self.queue.is_empty() {
+            self.seal_open();
+        }
+        let (front_len, _) = self.queue.front().map(|(b, e)| (b.len(), *e))?;
+        let allowed = (byte_room as usize).min(self.max_payload);
+        if front_len > allowed {
+            // Only part of the chunk fits. Sending a sliver while packets are
+            // in flight is the silly window syndrome (RFC 9293 §3.8.6.2.1):
+            // wait for the window to open by a full packet instead.
+            if allowed == 0 || (sws_avoid && !self.in_flight.is_empty()) {
+                return None;
+            }
+        }
+        let (data, eom) = {
+            let (chunk, eom) = self.queue.front_mut().expect("checked");
+            if chunk.len() > allowed {
+                (chunk.split_to(allowed), false)
+            } else {
+                let eom = *eom;
+                let c = std::mem::take(chunk);
+                self.queue.pop_front();
+                (c, eom)
+            }
+        };
+        let len = data.len() as u64;
+        self.queued_bytes -= len;
+        self.bytes_sent += len;
+        let seq = self.snd_nxt;
+        self.snd_nxt += 1;
+        if self.timed.is_none() {
+            self.timed = Some(seq);
+        }
+        self.in_flight.push_back(Sent {
+            seq,
+            data: data.clone(),
+            end: self.bytes_sent,
+            eom,
+            sent_at: now,
+            retries: 0,
+            sacked: false,
+            lost: None,
+        });
+        let last_of_burst = !self.has_queued()
+            || self.snd_nxt >= self.peer_wnd_seq
+            || self.bytes_sent >= self.peer_wnd_bytes;
+        Some(Outgoing {
+            seq,
+            data,
+            end: self.bytes_sent,
+            eom,
+            retries: 0,
+            loss: None,
+            last_of_burst,
+        })
+    }
+
+    /// Processes a cumulative ack and SACK ranges from the peer.
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        ack: u64,
+        sack: &[(u64, u64)],
+        rtt: &mut RttEstimator,
+    ) -> AckOutcome {
+        let mut out = AckOutcome::default();
+        if ack > self.snd_nxt {
+            out.bogus = true;
+            return out;
+        }
+        let mut delivered: Option<(Instant, u64)> = None;
+        let mut sample: Option<Duration> = None;
+        while self.snd_una < ack {
+            let s = self
+                .in_flight
+                .pop_front()
+                .expect("in_flight covers snd_una..snd_nxt");
+            self.snd_una += 1;
+            self.bytes_acked = s.end;
+            out.progressed = true;
+            if !s.sacked {
+                out.newly_acked += 1;
+                delivered = delivered.max(Some((s.sent_at, s.seq)));
+                if self.timed == Some(s.seq) && s.retries == 0 {
+                    sample = Some(now.saturating_duration_since(s.sent_at));
+                }
+            }
+            if self.timed == Some(s.seq) {
+                self.timed = None;
+            }
+            self.retx.remove(&s.seq);
+        }
+        for &(start, end) in sack {
+            let lo = start.max(self.snd_una);
+            let hi = end.min(self.snd_nxt);
+            for seq in lo..hi {
+                let s = &mut self.in_flight[(seq - self.snd_una) as usize];
+                if s.sacked {
+                    continue;
+                }
+                s.sacked = true;
+                out.newly_acked += 1;
+                delivered = delivered.max(Some((s.sent_at, s.seq)));
+                if self.timed == Some(seq) {
+                    if s.retries == 0 {
+                        sample = Some(now.saturating_duration_since(s.sent_at));
+                    }
+                    self.timed = None;
+                }
+                if s.lost.take().is_some() {
+                    self.retx.remove(&seq);
+                }
+            }
+        }
+        if let Some(r) = sample {
+            rtt.on_sample(r);
+        }
+        if delivered.is_some() {
+            self.rack = self.rack.max(delivered);
+        }
+        out
+    }
+
+    /// RACK: marks lost every packet sent before the most recently delivered
+    /// one whose reordering window `reo_wnd` has passed. Returns when the
+    /// next not-yet-expired candidate should be re-checked.
+    pub(crate) fn detect_lost(
+        &mut self,
+        now: Instant,
+        reo_wnd: Duration,
+        lost: &mut u64,
+    ) -> Option<Instant> {
+        let rack = self.rack?;
+        let mut next: Option<Instant> = None;
+        for s in self.in_flight.iter_mut() {
+            if s.sacked || s.lost.is_some() || (s.sent_at, s.seq) >= rack {
+                continue;
+            }
+            let deadline = s.sent_at + reo_wnd;
+            if deadline <= now {
+                s.lost = Some(LossKind::Fast);
+                self.retx.insert(s.seq, LossKind::Fast);
+                *lost += 1;
+            } else {
+                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+            }
+        }
+        next
+    }
+
+    /// The retransmission timer expired: everything outstanding is lost.
+    pub(crate) fn on_rto(&mut self) -> u64 {
+        let mut n = 0;
+        for s in self.in_flight.iter_mut() {
+            if !s.sacked && s.lost.is_none() {
+                s.lost = Some(LossKind::Timeout);
+                self.retx.insert(s.seq, LossKind::Timeout);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Tail-loss probe: re-send the newest outstanding packet to elicit an
+    /// ack that reveals what else is missing.
+    pub(crate) fn on_tail_probe(&mut self) -> bool {
+        if let Some(s) = self
+            .in_flight
+            .iter_mut()
+            .rev()
+            .find(|s| !s.sacked && s.lost.is_none())
+        {
+            s.lost = Some(LossKind::Probe);
+            self.retx.insert(s.seq, LossKind::Probe);
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,82 @@
+//! Counters of one session. [`Stats`] is a plain `Copy` struct: take a
+//! snapshot with `Connection::stats` and compare.
+
+use std::time::Duration;
+
+/// What a session has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets handed to the transport (all kinds).
+    pub packets_sent: u64,
+    /// Bytes of encoded packets handed to the transport.
+    pub bytes_sent: u64,
+    /// Packets received and accepted (valid, for this session).
+    pub packets_received: u64,
+    /// Bytes of encoded packets received (accepted or not).
+    pub bytes_received: u64,
+    /// Data packets sent for the first time.
+    pub data_packets_sent: u64,
+    /// Payload bytes sent for the first time.
+    pub data_bytes_sent: u64,
+    /// Data packets received in window for the first time.
+    pub data_packets_received: u64,
+    /// Payload bytes received for the first time.
+    pub data_bytes_received: u64,
+    /// Pure acknowledgement packets sent.
+    pub acks_sent: u64,
+    /// Data packets retransmitted because the RTO expired.
+    pub retransmits_timeout: u64,
+    /// Data packets retransmitted early because later ones were acknowledged
+    /// (fast retransmit / RACK).
+    pub retransmits_fast: u64,
+    /// Data packets retransmitted as tail-loss probes.
+    pub retransmits_probe: u64,
+    /// Handshake packets (Syn/SynAck) retransmitted.
+    pub handshake_retransmits: u64,
+    /// Data packets that arrived twice (discarded).
+    pub duplicates: u64,
+    /// Data packets that arrived ahead of a gap (buffered).
+    pub out_of_order: u64,
+    /// Packets that failed to decode (bad checksum, malformed ...): dropped.
+    pub dropped_invalid: u64,
+    /// Packets for another session (wrong inbox or nonce): dropped.
+    pub dropped_foreign: u64,
+    /// Packets that made no sense in the current state: dropped.
+    pub dropped_unexpected: u64,
+    /// Data beyond the window this side advertised: dropped.
+    pub dropped_beyond_window: u64,
+    /// Keepalives sent.
+    pub keepalives_sent: u64,
+    /// Zero-window probes sent.
+    pub window_probes_sent: u64,
+    /// Window updates (acks sent because the application read data).
+    pub window_updates_sent: u64,
+    /// Times new data could not be sent because the peer's window was full.
+    pub window_blocked: u64,
+    /// Smoothed RTT.
+    pub srtt: Duration,
+    /// RTT variation.
+    pub rttvar: Duration,
+    /// Current retransmission timeout.
+    pub rto: Duration,
+    /// RTT samples taken.
+    pub rtt_samples: u64,
+    /// Data packets in flight (sent, not acknowledged).
+    pub in_flight_packets: u64,
+    /// Payload bytes in flight.
+    pub in_flight_bytes: u64,
+    /// The peer's receive window as we last saw it: packets we may still send.
+    pub peer_window_packets: u64,
+    /// The peer's receive window: bytes we may still send.
+    pub peer_window_bytes: u64,
+    /// Our advertised receive window: packets the peer may still send.
+    pub local_window_packets: u64,
+    /// Our advertised receive window: bytes the peer may still send.
+    pub local_window_bytes: u64,
+    /// Payload bytes the application wrote.
+    pub app_bytes_written: u64,
+    /// Payload bytes the peer acknowledged.
+    pub app_bytes_acked: u64,
+    /// Payload bytes the application read.
+    pub app_bytes_read: u64,
+}

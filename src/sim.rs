@@ -1,0 +1,508 @@
+//! Running the real protocol engine over the simulated network.
+//!
+//! [`Pair`] connects two [`Connection`]s through a [`SimNet`] and drives them
+//! in virtual time: each [`step`](Pair::step) jumps straight to the next event
+//! (a packet arrival or a protocol timer), so a transfer that would take
+//! minutes of real time runs in milliseconds, and a run is a pure function of
+//! its seed.
+//!
+//! A [`WindowMonitor`] watches every packet on the wire and records any data
+//! packet sent beyond the window its receiver had advertised to the sender:
+//! tests assert that there are none.
+//!
+//! ```
+//! use swp::sim::{Pair, transfer, TransferSpec};
+//! use swp::simnet::LinkConfig;
+//! use std::time::Duration;
+//!
+//! let link = LinkConfig::new().latency(Duration::from_millis(1)).loss(0.1);
+//! let mut pair = Pair::new(7, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+//! let report = transfer(&mut pair, &TransferSpec::new(256 * 1024)).unwrap();
+//! assert_eq!(report.bytes, 256 * 1024);
+//! assert_eq!(pair.window_violations(), 0);
+//! ```
+
+use crate::proto::{codec, Config, Connection, Kind, Recv};
+use bytes::Bytes;
+use simnet::{DropReason, Envelope, InboxId, LinkConfig, Monitor, SimNet};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Which end of a [`Pair`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The active opener.
+    A,
+    /// The passive opener (listener).
+    B,
+}
+
+/// What the [`WindowMonitor`] found.
+#[derive(Debug, Clone, Default)]
+pub struct WindowReport {
+    /// Data packets sent beyond the receiver's advertised window.
+    pub violations: u64,
+    /// Description of the first violation.
+    pub first: Option<String>,
+    /// Data packets checked.
+    pub checked: u64,
+    /// Packets seen on the wire, by kind.
+    pub by_kind: std::collections::BTreeMap<u8, u64>,
+}
+
+/// A [`simnet::Monitor`] that decodes every packet and checks flow control:
+/// a data packet from X to Y must lie within the largest window edges that Y
+/// advertised *and that reached X*.
+#[derive(Debug, Default)]
+pub struct WindowMonitor {
+    /// Largest (seq edge, byte edge) delivered to the sender, per direction
+    /// (index = sender inbox id, receiver inbox id).
+    edges: std::collections::BTreeMap<(usize, usize), (u64, u64)>,
+    report: Rc<RefCell<WindowReport>>,
+}
+
+impl WindowMonitor {
+    /// A monitor and a handle to read its report.
+    pub fn new() -> (Self, Rc<RefCell<WindowReport>>) {
+        let m = WindowMonitor::default();
+        let r = m.report.clone();
+        (m, r)
+    }
+}
+
+impl Monitor for WindowMonitor {
+    fn on_send(&mut self, env: &Envelope, _now: Duration) {
+        let Ok(p) = codec::decode(&env.payload) else {
+            return;
+        };
+        let mut r = self.report.borrow_mut();
+        *r.by_kind.entry(p.kind as u8).or_default() += 1;
+        if p.kind != Kind::Data {
+            return;
+        }
+        r.checked += 1;
+        let (seq_edge, byte_edge) = self
+            .edges
+            .get(&(env.from.0, env.to.0))
+            .copied()
+            .unwrap_or((0, 0));
+        if p.seq >= seq_edge || p.cumul_bytes > byte_edge {
+            r.violations += 1;
+            if r.first.is_none() {
+                r.first = Some(format!(
+                    "data seq {} (end offset {}) sent with window edges seq<{} bytes<={}",
+                    p.seq, p.cumul_bytes, seq_edge, byte_edge
+                ));
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, env: &Envelope, _now: Duration) {
+        let Ok(p) = codec::decode(&env.payload) else {
+            return;
+        };
+        // A packet from Y delivered to X carries Y's edges for X's data.
+        let e = self.edges.entry((env.to.0, env.from.0)).or_insert((0, 0));
+        e.0 = e.0.max(p.wnd_seq);
+        e.1 = e.1.max(p.wnd_bytes);
+    }
+
+    fn on_drop(&mut self, _env: &Envelope, _reason: DropReason, _now: Duration) {}
+}
+
+/// Two connections over a simulated network. See the [module docs](self).
+pub struct Pair {
+    /// The network (impairments, rules, counters).
+    pub net: SimNet,
+    /// The active opener.
+    pub a: Connection,
+    /// The passive opener.
+    pub b: Connection,
+    ia: InboxId,
+    ib: InboxId,
+    epoch: Instant,
+    paused: [bool; 2],
+    report: Option<Rc<RefCell<WindowReport>>>,
+    unroutable: u64,
+}
+
+impl std::fmt::Debug for Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pair")
+            .field("seed", &self.net.seed())
+            .field("now", &self.net.now())
+            .field("a", &self.a)
+            .field("b", &self.b)
+            .finish()
+    }
+}
+
+/// Capacity of each simulated inbox (as a NATS subscription's pending limit).
+pub const INBOX_CAPACITY: usize = 65_536;
+
+impl Pair {
+    /// A default configuration for the simulator: the library defaults.
+    pub fn default_config(local: &str, remote: &str) -> Config {
+        Config::new(local, remote)
+    }
+
+    /// Builds a pair: A (`cfg_a`) connects to B (`cfg_b`), which listens.
+    /// Every link gets `link`; all randomness comes from `seed`. A
+    /// [`WindowMonitor`] is installed.
+    pub fn new(seed: u64, link: LinkConfig, cfg_a: Config, cfg_b: Config) -> Pair {
+        Self::with_capacity(seed, link, cfg_a, cfg_b, INBOX_CAPACITY)
+    }
+
+    /// As [`new`](Self::new) with inboxes holding `capacity` messages; each
+    /// engine is told that capacity (as the NATS driver tells it the
+    /// subscription's limit).
+    pub fn with_capacity(
+        seed: u64,
+        link: LinkConfig,
+        cfg_a: Config,
+        cfg_b: Config,
+        capacity: usize,
+    ) -> Pair {
+        let mut net = SimNet::new(seed);
+        net.set_default_link(link);
+        let ia = net.add_inbox(cfg_a.local_inbox(), capacity);
+        let ib = net.add_inbox(cfg_b.local_inbox(), capacity);
+        let (mon, report) = WindowMonitor::new();
+        net.set_monitor(Box::new(mon));
+        // A fixed epoch: virtual time is epoch + net.now(). Only differences
+        // of instants matter to the engine, so any base gives the same run.
+        let epoch = Instant::now();
+        let seed_a = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xa;
+        let seed_b = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xb;
+        let mut a = Connection::connect(cfg_a, epoch, seed_a).expect("valid config A");
+        let mut b = Connection::listen(cfg_b, epoch, seed_b).expect("valid config B");
+        a.set_transport_capacity(Some(capacity as u64), None);
+        b.set_transport_capacity(Some(capacity as u64), None);
+        Pair {
+            net,
+            a,
+            b,
+            ia,
+            ib,
+            epoch,
+            paused: [false; 2],
+            report: Some(report),
+            unroutable: 0,
+        }
+    }
+
+    /// Removes the window monitor (it decodes every packet; benchmarks of
+    /// raw speed turn it off).
+    pub fn without_monitor(mut self) -> Self {
+        self.net.take_monitor();
+        self.report = None;
+        self
+    }
+
+    /// Current virtual time as an `Instant`.
+    pub fn now(&self) -> Instant {
+        self.epoch + self.net.now()
+    }
+
+    /// Virtual time elapsed since the pair was built.
+    pub fn elapsed(&self) -> Duration {
+        self.net.now()
+    }
+
+    /// The inbox of a side.
+    pub fn inbox(&self, side: Side) -> InboxId {
+        match side {
+            Side::A => self.ia,
+            Side::B => self.ib,
+        }
+    }
+
+    /// The connection of a side.
+    pub fn conn(&mut self, side: Side) -> &mut Connection {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// Stops (or resumes) a side's driver taking packets out of its inbox,
+    /// as if its task were starved: packets pile up in the inbox, which is
+    /// exactly what the window must keep from overflowing.
+    pub fn pause_receive(&mut self, side: Side, paused: bool) {
+        self.paused[side as usize] = paused;
+    }
+
+    /// Data packets sent beyond the advertised window so far.
+    pub fn window_violations(&self) -> u64 {
+        self.report.as_ref().map_or(0, |r| r.borrow().violations)
+    }
+
+    /// The monitor's full report.
+    pub fn window_report(&self) -> WindowReport {
+        self.report
+            .as_ref()
+            .map(|r| r.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    /// Packets addressed to an inbox that does not exist in the network.
+    pub fn unroutable(&self) -> u64 {
+        self.unroutable
+    }
+
+    /// Hands every packet both engines want to send to the network.
+    pub fn flush(&mut self) {
+        let now = self.now();
+        for side in [Side::A, Side::B] {
+            let from = self.inbox(side);
+            loop {
+                let t = match side {
+                    Side::A => self.a.poll_transmit(now),
+                    Side::B => self.b.poll_transmit(now),
+                };
+                let Some(t) = t else { break };
+                match self.net.lookup(&t.dest) {
+                    Some(to) => self.net.send(from, to, t.payload),
+                    None => self.unroutable += 1,
+                }
+            }
+        }
+    }
+
+    /// When the next thing happens: a packet arrives or a timer fires.
+    pub fn next_event(&self) -> Option<Instant> {
+        let mut t = self.net.next_arrival().map(|d| self.epoch + d);
+        for c in [&self.a, &self.b] {
+            if let Some(x) = c.poll_timeout() {
+                t = Some(t.map_or(x, |t: Instant| t.min(x)));
+            }
+        }
+        t
+    }
+
+    /// Advances to the next event, no further than `limit`, and handles it.
+    /// Returns false when nothing is scheduled (the system is idle).
+    pub fn step_until(&mut self, limit: Instant) -> bool {
+        self.flush();
+        let Some(t) = self.next_event() else {
+            return false;
+        };
+        let t = t.min(limit).max(self.now());
+        self.net.advance_to(t - self.epoch);
+        let now = self.now();
+        for side in [Side::A, Side::B] {
+            if !self.paused[side as usize] {
+                let inbox = self.inbox(side);
+                while let Some(env) = self.net.recv(inbox) {
+                    self.conn(side).handle_packet(now, env.payload);
+                }
+            }
+            let c = self.conn(side);
+            if c.poll_timeout().is_some_and(|x| x <= now) {
+                c.handle_timeout(now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// One step with no limit.
+    pub fn step(&mut self) -> bool {
+        self.step_until(self.now() + Duration::from_secs(3600))
+    }
+
+    /// Steps until `done` returns true (checked after every step) or
+    /// `budget` of virtual time passes. Returns whether `done` held.
+    pub fn run_until(&mut self, budget: Duration, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
+        let deadline = self.now() + budget;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.now() >= deadline {
+                return false;
+            }
+            if !self.step_until(deadline) {
+                // Idle: let virtual time pass to the deadline.
+                self.net.advance_to(deadline - self.epoch);
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs until both sides are established (or `budget` passes).
+    pub fn connect(&mut self, budget: Duration) -> bool {
+        self.run_until(budget, |p| p.a.is_established() && p.b.is_established())
+    }
+}
+
+/// What to transfer with [`transfer`].
+#[derive(Debug, Clone)]
+pub struct TransferSpec {
+    /// Bytes to send from A to B.
+    pub bytes: u64,
+    /// Virtual-time budget; exceeding it is an error.
+    pub budget: Duration,
+    /// If set, B's application reads at most this many bytes per millisecond
+    /// of virtual time (a slow consumer); else it reads everything at once.
+    pub read_rate_per_ms: Option<u64>,
+    /// Close both directions at the end and wait for both to be Closed.
+    pub close: bool,
+}
+
+impl TransferSpec {
+    /// `bytes` from A to B, a 10-minute virtual budget, a fast reader,
+    /// closing at the end.
+    pub fn new(bytes: u64) -> Self {
+        TransferSpec {
+            bytes,
+            budget: Duration::from_secs(600),
+            read_rate_per_ms: None,
+            close: true,
+        }
+    }
+}
+
+/// Result of a [`transfer`].
+#[derive(Debug, Clone)]
+pub struct TransferReport {
+    /// Bytes delivered to B (all verified).
+    pub bytes: u64,
+    /// Virtual time from the start of the call until B had every byte.
+    pub elapsed: Duration,
+    /// Goodput in MiB per virtual second.
+    pub goodput_mib_s: f64,
+}
+
+/// Byte `i` of a test stream: a pattern that catches reordering, loss and
+/// duplication (a shifted or repeated run of bytes does not match).
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
+}
+
+/// Streams `spec.bytes` of [`pattern_byte`] data from A to B over the pair,
+/// verifying every byte on arrival, then (optionally) closes both sides.
+/// Connects first if needed. Errors describe what went wrong and when.
+pub fn transfer(pair: &mut Pair, spec: &TransferSpec) -> Result<TransferReport, String> {
+    let start = pair.now();
+    let deadline = start + spec.budget;
+    let mut written = 0u64;
+    let mut read = 0u64;
+    let mut done_at = None;
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut last_read_tick = pair.now();
+    let mut closed_a = false;
+    loop {
+        // The writer: fill the send buffer.
+        while written < spec.bytes && pair.a.send_space() > 0 && !pair.a.is_closed() {
+            let n = (spec.bytes - written).min(chunk.len() as u64) as usize;
+            for (k, b) in chunk[..n].iter_mut().enumerate() {
+                *b = pattern_byte(written + k as u64);
+            }
+            let took = pair.a.write(&chunk[..n]).map_err(|e| e.to_string())?;
+            if took == 0 {
+                break;
+            }
+            written += took as u64;
+        }
+        if written == spec.bytes && spec.close && !closed_a {
+            pair.a.close(pair.now());
+            closed_a = true;
+        }
+        // The reader.
+        let mut allowance = match spec.read_rate_per_ms {
+            None => u64::MAX,
+            Some(rate) => {
+                let ms = pair
+                    .now()
+                    .saturating_duration_since(last_read_tick)
+                    .as_millis() as u64;
+                if ms > 0 {
+                    last_read_tick += Duration::from_millis(ms);
+                }
+                rate * ms
+            }
+        };
+        while allowance > 0 {
+            let cap = allowance.min(buf.len() as u64) as usize;
+            match pair.b.read(&mut buf[..cap]) {
+                Ok(Recv::Data(n)) => {
+                    for (k, b) in buf[..n].iter().enumerate() {
+                        if *b != pattern_byte(read + k as u64) {
+                            return Err(format!(
+                                "seed {}: byte {} corrupt: got {:#04x}, want {:#04x}",
+                                pair.net.seed(),
+                                read + k as u64,
+                                b,
+                                pattern_byte(read + k as u64)
+                            ));
+                        }
+                    }
+                    read += n as u64;
+                    allowance -= n as u64;
+                }
+                Ok(Recv::Blocked) => break,
+                Ok(Recv::Finished) => break,
+                Err(e) => return Err(format!("seed {}: B read failed: {e}", pair.net.seed())),
+            }
+        }
+        if read > spec.bytes {
+            return Err(format!(
+                "seed {}: B read {} bytes, more than sent",
+                pair.net.seed(),
+                read
+            ));
+        }
+        if read == spec.bytes && done_at.is_none() {
+            done_at = Some(pair.now());
+            if spec.close {
+                pair.b.close(pair.now());
+            }
+        }
+        if let Some(r) = pair.a.close_reason().filter(|r| !r.is_normal()) {
+            return Err(format!("seed {}: A failed: {r}", pair.net.seed()));
+        }
+        if let Some(r) = pair.b.close_reason().filter(|r| !r.is_normal()) {
+            return Err(format!("seed {}: B failed: {r}", pair.net.seed()));
+        }
+        let finished =
+            done_at.is_some() && (!spec.close || (pair.a.is_closed() && pair.b.is_closed()));
+        if finished {
+            break;
+        }
+        if pair.now() >= deadline {
+            return Err(format!(
+                "seed {}: out of virtual time after {:?}: wrote {written}, read {read} of {} (A {:?}, B {:?})",
+                pair.net.seed(),
+                spec.budget,
+                spec.bytes,
+                pair.a.state(),
+                pair.b.state()
+            ));
+        }
+        let limit = match spec.read_rate_per_ms {
+            Some(_) => deadline.min(pair.now() + Duration::from_millis(1)),
+            None => deadline,
+        };
+        if !pair.step_until(limit) {
+            pair.net.advance_to(limit - pair.epoch);
+        }
+    }
+    let elapsed = done_at.expect("finished").saturating_duration_since(start);
+    Ok(TransferReport {
+        bytes: read,
+        elapsed,
+        goodput_mib_s: read as f64 / (1 << 20) as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+/// Collects messages B receives (for message-API tests).
+pub fn drain_messages(conn: &mut Connection) -> Vec<Bytes> {
+    let mut out = vec![];
+    while let Ok(Recv::Data(m)) = conn.recv_message() {
+        out.push(m);
+    }
+    out
+}
