@@ -164,19 +164,32 @@ impl Pair {
         cfg_b: Config,
         capacity: usize,
     ) -> Pair {
-        let mut net = SimNet::new(seed);
-        net.set_default_link(link);
-        let ia = net.add_inbox(cfg_a.local_inbox(), capacity);
-        let ib = net.add_inbox(cfg_b.local_inbox(), capacity);
-        let (mon, report) = WindowMonitor::new();
-        net.set_monitor(Box::new(mon));
         // A fixed epoch: virtual time is epoch + net.now(). Only differences
         // of instants matter to the engine, so any base gives the same run.
         let epoch = Instant::now();
         let seed_a = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xa;
         let seed_b = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xb;
-        let mut a = Connection::connect(cfg_a, epoch, seed_a).expect("valid config A");
-        let mut b = Connection::listen(cfg_b, epoch, seed_b).expect("valid config B");
+        let a = Connection::connect(cfg_a, epoch, seed_a).expect("valid config A");
+        let b = Connection::listen(cfg_b, epoch, seed_b).expect("valid config B");
+        Self::from_parts(seed, link, epoch, a, b, capacity)
+    }
+
+    /// A pair from two engines built by the caller at `epoch` (e.g. two
+    /// active openers for a simultaneous open).
+    pub fn from_parts(
+        seed: u64,
+        link: LinkConfig,
+        epoch: Instant,
+        mut a: Connection,
+        mut b: Connection,
+        capacity: usize,
+    ) -> Pair {
+        let mut net = SimNet::new(seed);
+        net.set_default_link(link);
+        let ia = net.add_inbox(a.config().local_inbox(), capacity);
+        let ib = net.add_inbox(b.config().local_inbox(), capacity);
+        let (mon, report) = WindowMonitor::new();
+        net.set_monitor(Box::new(mon));
         a.set_transport_capacity(Some(capacity as u64), None);
         b.set_transport_capacity(Some(capacity as u64), None);
         Pair {

@@ -1019,6 +1019,7 @@ impl Connection {
     /// The next packet to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let p = self.next_packet(now)?;
+        self.rcv.on_advertised(p.wnd_seq, p.wnd_bytes);
         let payload = self.format.encode(&p);
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
@@ -1074,8 +1075,6 @@ impl Connection {
         p.ack = self.rcv.rcv_nxt;
         p.sack = self.rcv.sack_ranges();
         p.ts_echo = self.ack_echo;
-        self.rcv.sent_seq = p.wnd_seq;
-        self.rcv.sent_bytes = p.wnd_bytes;
         self.ack_pending = 0;
         self.ack_immediate = false;
         self.timers.stop(Timer::AckDelay);
@@ -1159,7 +1158,9 @@ impl Connection {
             if !self.timers.is_armed(Timer::Retransmit) {
                 self.timers.set(Timer::Retransmit, now + self.rtt.rto());
             }
-            if o.last_of_burst {
+            // One tail probe per flight: a probe itself does not re-arm it
+            // (RFC 8985 §7.2); the next ack does.
+            if o.last_of_burst && o.loss.is_none() {
                 self.arm_tail_probe(now);
             }
             self.pending.keepalive = false;

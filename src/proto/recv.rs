@@ -51,7 +51,7 @@ pub(crate) struct RecvState {
     cfg_bytes: u64,
     cap_packets: u64,
     cap_bytes: u64,
-    /// Largest edges computed so far (never shrink).
+    /// Current edges: `max(advertised, consumed + capacity)`.
     pub(crate) adv_seq: u64,
     pub(crate) adv_bytes: u64,
     /// Edges carried by the last packet we sent.
@@ -104,9 +104,18 @@ impl RecvState {
         (self.cap_packets, self.cap_bytes)
     }
 
+    /// Edges follow consumption and capacity, but never fall below what was
+    /// already advertised: a promise made to the peer is never retracted
+    /// (RFC 9293 §3.8.6: "the receiver SHOULD NOT shrink the window").
     fn recompute_edges(&mut self) {
-        self.adv_seq = self.adv_seq.max(self.consumed_seq + self.cap_packets);
-        self.adv_bytes = self.adv_bytes.max(self.consumed_bytes + self.cap_bytes);
+        self.adv_seq = self.sent_seq.max(self.consumed_seq + self.cap_packets);
+        self.adv_bytes = self.sent_bytes.max(self.consumed_bytes + self.cap_bytes);
+    }
+
+    /// Records the edges a packet just carried to the peer.
+    pub(crate) fn on_advertised(&mut self, wnd_seq: u64, wnd_bytes: u64) {
+        self.sent_seq = self.sent_seq.max(wnd_seq);
+        self.sent_bytes = self.sent_bytes.max(wnd_bytes);
     }
 
     /// Handles a data packet (`end` = its end offset in the stream).
@@ -289,8 +298,8 @@ impl RecvState {
     /// advertised was nearly shut, or the edges moved by a quarter of the
     /// capacity since (receiver-side silly window avoidance).
     pub(crate) fn window_update_due(&self, max_payload: u64) -> bool {
-        let grew_p = self.adv_seq - self.sent_seq;
-        let grew_b = self.adv_bytes - self.sent_bytes;
+        let grew_p = self.adv_seq.saturating_sub(self.sent_seq);
+        let grew_b = self.adv_bytes.saturating_sub(self.sent_bytes);
         if grew_p == 0 && grew_b == 0 {
             return false;
         }

@@ -404,17 +404,18 @@ impl SendState {
         next
     }
 
-    /// The retransmission timer expired: everything outstanding is lost.
+    /// The retransmission timer expired: re-send the oldest outstanding
+    /// packet (RFC 6298 §5.4). Only one: if the receiver's driver is starved,
+    /// re-sending the whole flight would pile duplicates into its inbox (a
+    /// NATS slow consumer). Once that packet is acknowledged, RACK marks
+    /// everything sent before it as lost and recovery proceeds at full speed.
     pub(crate) fn on_rto(&mut self) -> u64 {
-        let mut n = 0;
-        for s in self.in_flight.iter_mut() {
-            if !s.sacked && s.lost.is_none() {
-                s.lost = Some(LossKind::Timeout);
-                self.retx.insert(s.seq, LossKind::Timeout);
-                n += 1;
-            }
+        if let Some(s) = self.in_flight.iter_mut().find(|s| !s.sacked) {
+            s.lost = Some(LossKind::Timeout);
+            self.retx.insert(s.seq, LossKind::Timeout);
+            return 1;
         }
-        n
+        0
     }
 
     /// Tail-loss probe: re-send the newest outstanding packet to elicit an
