@@ -697,6 +697,10 @@ impl Connection {
         self.last_heard = now;
         if p.rtt_samples > 0 {
             self.peer_rtt = (p.rtt_us, p.rttvar_us, p.rtt_samples);
+            self.rtt.seed_from_peer(
+                Duration::from_micros(p.rtt_us),
+                Duration::from_micros(p.rttvar_us),
+            );
         }
         self.snd.on_window(p.wnd_seq, p.wnd_bytes, p.ack);
         if self.snd.has_queued() && !self.snd.window_blocked() {
@@ -840,6 +844,18 @@ impl Connection {
         }
     }
 
+    /// Both streams are complete and every byte we sent was acknowledged;
+    /// only the acknowledgement of our Fin is missing (the peer closed and
+    /// its linger ended before our Fin got through). Nothing can be lost any
+    /// more, so running out of Fin retries (or hearing nothing) here ends the
+    /// session normally rather than with an error.
+    fn only_fin_ack_missing(&self) -> bool {
+        self.hs == Hs::Established
+            && self.fin_sent
+            && self.snd.all_acked()
+            && self.rcv.fin.is_some()
+    }
+
     fn check_done(&mut self, now: Instant) {
         if self.hs == Hs::Established && self.fin_acked && self.rcv.fin.is_some() {
             self.finish(now, CloseReason::Normal, false);
@@ -914,7 +930,9 @@ impl Connection {
                 Timer::Idle => {
                     if let Some(budget) = self.cfg.dead_peer_budget() {
                         let silent_for = now.saturating_duration_since(self.last_heard);
-                        if silent_for >= budget && self.hs == Hs::Established {
+                        if silent_for >= budget && self.only_fin_ack_missing() {
+                            self.finish(now, CloseReason::Normal, false);
+                        } else if silent_for >= budget && self.hs == Hs::Established {
                             self.finish(
                                 now,
                                 CloseReason::PeerUnreachable { silent_for, budget },
@@ -925,7 +943,9 @@ impl Connection {
                 }
                 Timer::Fin => {
                     self.fin_tries += 1;
-                    if self.fin_tries > self.cfg.max_retransmits {
+                    if self.fin_tries > self.cfg.max_retransmits && self.only_fin_ack_missing() {
+                        self.finish(now, CloseReason::Normal, false);
+                    } else if self.fin_tries > self.cfg.max_retransmits {
                         let retries = self.fin_tries;
                         self.finish(now, CloseReason::FinTimeout { retries }, true);
                     } else {

@@ -59,7 +59,9 @@ impl RttEstimator {
         self.samples += 1;
         self.latest = Some(r);
         self.min_rtt = Some(self.min_rtt.map_or(r, |m| m.min(r)));
-        match self.srtt {
+        // A borrowed peer estimate does not count as history.
+        let srtt = if self.samples == 1 { None } else { self.srtt };
+        match srtt {
             None => {
                 self.srtt = Some(r);
                 self.rttvar = r / 2;
@@ -71,6 +73,17 @@ impl RttEstimator {
             }
         }
         self.backoff = 0;
+    }
+
+    /// Uses the peer's estimate (every packet carries the sender's SRTT and
+    /// RTTVAR) until this side has a sample of its own: the path is the same
+    /// both ways, and a side that only receives would otherwise retransmit
+    /// its Fin at the initial RTO. The first real sample replaces it.
+    pub fn seed_from_peer(&mut self, srtt: Duration, rttvar: Duration) {
+        if self.samples == 0 && !srtt.is_zero() {
+            self.srtt = Some(srtt);
+            self.rttvar = rttvar;
+        }
     }
 
     /// The timer expired: double the RTO (up to `max_rto`).
