@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs everything CI runs, on a fresh machine too: installs what the tests
+# need (nats-server, via scripts/setup.sh), then checks formatting, lints,
+# the sans-IO rule of src/proto, and the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/setup.sh ]; then
+  scripts/setup.sh --quiet
+fi
+
+echo "== sans-IO check: src/proto must not touch tokio, async-nats, clocks or unseeded RNGs"
+if grep -rnE 'tokio|async_nats|Instant::now|SystemTime::now|thread_rng|rand::rng\(|OsRng' src/proto; then
+  echo "src/proto is the sans-IO core: move IO, clock reads and OS randomness to a driver" >&2
+  exit 1
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
