@@ -10,6 +10,30 @@
 //! * [`sim`]: drives two engines over [`simnet`] in virtual time.
 //!
 //! The wire format and state machine are specified in docs/PROTOCOL.md.
+//!
+//! ## The engine on its own
+//!
+//! The driver owns the clock and the network; the engine only answers.
+//!
+//! ```
+//! use swp::proto::{Config, Connection, Recv};
+//! use std::time::Instant;
+//!
+//! let t0 = Instant::now(); // the driver's clock
+//! let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
+//! let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
+//! a.write(b"hello").unwrap();
+//! // A perfect, instant network: shuttle packets until both are quiet.
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(t) = a.poll_transmit(t0) { b.handle_packet(t0, t.payload); moved = true; }
+//!     while let Some(t) = b.poll_transmit(t0) { a.handle_packet(t0, t.payload); moved = true; }
+//!     if !moved { break; }
+//! }
+//! let mut buf = [0u8; 16];
+//! assert_eq!(b.read(&mut buf).unwrap(), Recv::Data(5));
+//! assert_eq!(&buf[..5], b"hello");
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

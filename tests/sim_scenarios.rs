@@ -488,7 +488,7 @@ fn fin_waits_for_all_data_to_be_acknowledged() {
     p.a.close(p.now());
     let ok = p.run_until(Duration::from_secs(30), |p| {
         if p.a.stats().app_bytes_acked < 300_000
-            && p.window_report().by_kind.get(&(Kind::Fin as u8)).is_some()
+            && p.window_report().by_kind.contains_key(&(Kind::Fin as u8))
         {
             fins_before_all_acked += 1;
         }
@@ -787,4 +787,39 @@ fn acks_are_coalesced() {
     let data = p.a.stats().data_packets_sent;
     let acks = p.b.stats().acks_sent;
     assert!(acks * 2 <= data + 8, "{acks} acks for {data} data packets");
+}
+
+#[test]
+fn data_written_into_a_shut_window_after_a_lost_update_is_probed_for() {
+    // Regression (found by the goodput benchmark, seed 4): the window update
+    // was lost and the application queued data only afterwards; the persist
+    // timer was not armed, and the sender sat idle until a keepalive (1 s).
+    let mut p = Pair::new(
+        29,
+        link(1),
+        cfg("A", "B"),
+        cfg("B", "").window(4, 4 * 65536),
+    );
+    connected(&mut p);
+    p.a.write(&vec![1u8; 4 * 65536]).unwrap();
+    p.run_until(ms(50), |_| false);
+    assert_eq!(p.b.held().0, 4, "window full, nothing queued at A");
+    let ia = p.inbox(Side::A);
+    p.net.add_rule(
+        Rule::new("lose the update", Verdict::Drop, move |e: &Envelope| {
+            e.to == ia
+        })
+        .times(1),
+    );
+    while let Ok(Recv::Data(_)) = p.b.read_chunk(usize::MAX) {}
+    p.run_until(ms(10), |_| false); // the update is lost on the way
+    p.a.write(&vec![2u8; 65536]).unwrap();
+    let t0 = p.now();
+    assert!(p.run_until(Duration::from_secs(2), |p| p.b.held().1 == 65536));
+    assert!(
+        p.now() - t0 < ms(200),
+        "took {:?}: no persist probe",
+        p.now() - t0
+    );
+    assert!(p.a.stats().window_probes_sent >= 1);
 }

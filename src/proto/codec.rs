@@ -230,25 +230,27 @@ pub fn decode(b: &Bytes) -> Result<Packet, DecodeError> {
     })
 }
 
-/// SACK ranges must be non-empty, ascending, disjoint, above the cumulative
-/// ack, and few; anything else is a malformed packet.
+/// SACK ranges must be non-empty, above the cumulative ack, disjoint and
+/// few; anything else is a malformed packet. (Their order is free: the
+/// newest block comes first.)
 fn validate_sack(ack: u64, sack: &[(u64, u64)]) -> Result<(), DecodeError> {
     if sack.len() > MAX_SACK_RANGES {
         return Err(DecodeError::Invalid("too many SACK ranges"));
     }
-    // The first range starts above the ack (the ack itself is missing, or
-    // the ack would be higher); each later range starts above the previous end.
-    let mut floor = ack;
+    // The ack itself is missing (or the ack would be higher), so every range
+    // starts above it.
     for &(s, e) in sack {
         if s >= e {
             return Err(DecodeError::Invalid("empty SACK range"));
         }
-        if s <= floor {
-            return Err(DecodeError::Invalid(
-                "SACK ranges not ascending above the ack",
-            ));
+        if s <= ack {
+            return Err(DecodeError::Invalid("SACK range at or below the ack"));
         }
-        floor = e;
+    }
+    let mut sorted = sack.to_vec();
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[1].0 < w[0].1) {
+        return Err(DecodeError::Invalid("overlapping SACK ranges"));
     }
     Ok(())
 }

@@ -52,8 +52,11 @@ impl Config {
     /// * send buffer 16 MiB: enough to keep a full window in flight.
     /// * reserve 64 packets / 1 MiB of the transport's capacity for control
     ///   packets (acks, keepalives), so they are never crowded out by data.
-    /// * initial RTO 500 ms (as go-swp), min 50 ms (acks are immediate at the
-    ///   end of a burst, so no 200 ms delayed-ack allowance is needed), max 10 s.
+    /// * initial RTO 500 ms (as go-swp), min 10 ms, max 10 s. TCP's 200 ms
+    ///   floor allows for 200 ms delayed acks; here acks are delayed at most
+    ///   1 ms and are immediate at the end of a burst, and an RTO re-sends a
+    ///   single packet, so a spurious one costs one packet, while a high floor
+    ///   would stall a loss at the tail of a transfer for many RTTs.
     /// * 12 retransmission timeouts without progress end the session
     ///   (with backoff that is well over a minute of silence).
     /// * connect: 5 attempts, per-attempt timeout up to 2 s (backoff from the
@@ -72,7 +75,7 @@ impl Config {
             reserve_packets: 64,
             reserve_bytes: 1 << 20,
             initial_rto: Duration::from_millis(500),
-            min_rto: Duration::from_millis(50),
+            min_rto: Duration::from_millis(10),
             max_rto: Duration::from_secs(10),
             max_retransmits: 12,
             term: None,

@@ -114,27 +114,8 @@ struct Pending {
     reset: bool,
 }
 
-/// The sans-IO protocol engine of one session. See the [module docs](self).
-///
-/// ```
-/// use swp::proto::{Config, Connection, Recv};
-/// use std::time::Instant;
-///
-/// let t0 = Instant::now(); // a driver's clock; the engine never reads one
-/// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
-/// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
-/// a.write(b"hello").unwrap();
-/// // A perfect, instant network: shuttle packets until both are quiet.
-/// loop {
-///     let mut moved = false;
-///     while let Some(t) = a.poll_transmit(t0) { b.handle_packet(t0, t.payload); moved = true; }
-///     while let Some(t) = b.poll_transmit(t0) { a.handle_packet(t0, t.payload); moved = true; }
-///     if !moved { break; }
-/// }
-/// let mut buf = [0u8; 16];
-/// assert_eq!(b.read(&mut buf).unwrap(), Recv::Data(5));
-/// assert_eq!(&buf[..5], b"hello");
-/// ```
+/// The sans-IO protocol engine of one session. See the [module docs](self)
+/// and the crate-level example, which shuttles packets between two engines.
 pub struct Connection {
     cfg: Config,
     format: WireFormat,
@@ -673,18 +654,12 @@ impl Connection {
         match p.kind {
             Kind::SynAck => self.pending.estab = true, // our EstabAck was lost
             Kind::Data => self.on_data(now, p),
-            Kind::KeepAlive => {
-                if p.has(flags::ACK_NOW) {
-                    self.ack_immediate = true;
-                }
-            }
+            Kind::KeepAlive if p.has(flags::ACK_NOW) => self.ack_immediate = true,
             Kind::Fin => self.on_fin(p.seq),
-            Kind::FinAck => {
-                if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked {
-                    self.fin_acked = true;
-                    self.timers.stop(Timer::Fin);
-                    tracing::debug!("our Fin acknowledged");
-                }
+            Kind::FinAck if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked => {
+                self.fin_acked = true;
+                self.timers.stop(Timer::Fin);
+                tracing::debug!("our Fin acknowledged");
             }
             _ => {}
         }
@@ -722,7 +697,12 @@ impl Connection {
 
     /// The acknowledgement fields every packet carries.
     fn on_peer_ack(&mut self, now: Instant, p: &Packet) {
-        let out = self.snd.on_ack(now, p.ack, &p.sack, &mut self.rtt);
+        // The echoed timestamp is our own clock (µs since our epoch) from the
+        // data packet that triggered this ack; ignore impossible values.
+        let echo = (p.ts_echo > 0)
+            .then(|| self.epoch + Duration::from_micros(p.ts_echo))
+            .filter(|t| *t <= now);
+        let out = self.snd.on_ack(now, p.ack, &p.sack, echo, &mut self.rtt);
         if out.bogus {
             self.stats.dropped_unexpected += 1;
             return;
@@ -736,6 +716,9 @@ impl Connection {
                 self.events.push_back(Event::Writable);
             }
         }
+        if echo.is_some() || out.newly_acked > 0 {
+            self.run_loss_detection(now);
+        }
         if out.newly_acked > 0 {
             // RFC 6298 §5.3: restart the timer when new data is acked.
             if self.snd.outstanding() > 0 {
@@ -745,7 +728,6 @@ impl Connection {
                 self.timers.stop(Timer::Retransmit);
                 self.timers.stop(Timer::TailProbe);
             }
-            self.run_loss_detection(now);
         }
     }
 
@@ -1038,7 +1020,13 @@ impl Connection {
 
     /// The next packet to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let p = self.next_packet(now)?;
+        let Some(p) = self.next_packet(now) else {
+            // Commands (write, read, close) change what is due without a
+            // `now`; this is where timers catch up with them, e.g. the
+            // persist timer for data written into a shut window.
+            self.update_timers(now);
+            return None;
+        };
         self.rcv.on_advertised(p.wnd_seq, p.wnd_bytes);
         let payload = self.format.encode(&p);
         self.stats.packets_sent += 1;

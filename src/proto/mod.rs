@@ -1,9 +1,9 @@
 //! The sans-IO protocol core.
 //!
 //! Everything here is a plain state machine: packets (bytes) and `now` go in;
-//! packets to send, the next deadline and events come out. No tokio, no
-//! async-nats, no clock reads, no unseeded randomness (a CI check greps for
-//! them). The async [`Session`](crate::Session) and the simulator harness
+//! packets to send, the next deadline and events come out. No async runtime,
+//! no NATS client, no clock reads, no unseeded randomness (scripts/test.sh
+//! greps for them). The async [`Session`](crate::Session) and the simulator harness
 //! ([`crate::sim`]) are thin drivers around [`Connection`].
 //!
 //! Layout: [`packet`] (the packet model), [`codec`] (bytes ↔ packet),

@@ -63,6 +63,8 @@ pub(crate) struct RecvState {
     pub(crate) bytes_in_order: u64,
     asap: Option<(usize, VecDeque<Bytes>)>,
     pub(crate) asap_dropped: u64,
+    /// Seq of the most recent out-of-order arrival.
+    last_arrival: Option<u64>,
 }
 
 impl RecvState {
@@ -87,6 +89,7 @@ impl RecvState {
             bytes_in_order: 0,
             asap: asap.map(|l| (l, VecDeque::new())),
             asap_dropped: 0,
+            last_arrival: None,
         };
         r.recompute_edges();
         r
@@ -140,6 +143,7 @@ impl RecvState {
             eom,
         };
         if seq > self.rcv_nxt {
+            self.last_arrival = Some(seq);
             self.ooo.insert(seq, seg);
             return DataOutcome::OutOfOrder;
         }
@@ -167,20 +171,36 @@ impl RecvState {
         !self.ooo.is_empty()
     }
 
-    /// Selective-ack ranges `[start, end)` above `rcv_nxt`, lowest first.
+    /// Selective-ack ranges `[start, end)` above `rcv_nxt`: first the range
+    /// holding the most recent arrival, then the others lowest first, at
+    /// most [`MAX_SACK_RANGES`]. Reporting the newest block first (RFC 2018
+    /// §4) means every out-of-order arrival is reported by the ack it
+    /// triggers even when there are more holes than ranges fit, so the
+    /// sender's scoreboard (and RACK, which trusts it) stays complete.
     pub(crate) fn sack_ranges(&self) -> Vec<(u64, u64)> {
-        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut all: Vec<(u64, u64)> = Vec::new();
         for &seq in self.ooo.keys() {
-            match out.last_mut() {
+            match all.last_mut() {
                 Some((_, e)) if *e == seq => *e += 1,
-                _ => {
-                    if out.len() == MAX_SACK_RANGES {
-                        break;
-                    }
-                    out.push((seq, seq + 1));
-                }
+                _ => all.push((seq, seq + 1)),
             }
         }
+        if all.len() <= MAX_SACK_RANGES {
+            return all;
+        }
+        let recent = self
+            .last_arrival
+            .and_then(|seq| all.iter().position(|&(s, e)| s <= seq && seq < e))
+            .unwrap_or(0);
+        let mut out = Vec::with_capacity(MAX_SACK_RANGES);
+        out.push(all[recent]);
+        out.extend(
+            all.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != recent)
+                .map(|(_, r)| *r)
+                .take(MAX_SACK_RANGES - 1),
+        );
         out
     }
 

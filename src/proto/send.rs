@@ -11,7 +11,7 @@
 //!   expires, or (RACK, RFC 8985) when a packet sent after it has been
 //!   acknowledged and a reordering window has passed, or it is re-sent as a
 //!   tail-loss probe. Only never-retransmitted packets give RTT samples
-//!   (Karn's rule), one timed packet per flight.
+//!   (Karn's rule): per ack, the most recently sent newly acknowledged one.
 
 use super::rtt::RttEstimator;
 use bytes::{Bytes, BytesMut};
@@ -87,8 +87,6 @@ pub(crate) struct SendState {
     pub(crate) peer_capacity: Option<(u64, u64)>,
     /// RACK: (send time, seq) of the most recently sent packet known delivered.
     rack: Option<(Instant, u64)>,
-    /// Seq being timed for an RTT sample (one per flight).
-    timed: Option<u64>,
 }
 
 impl SendState {
@@ -110,7 +108,6 @@ impl SendState {
             peer_wnd_bytes: 0,
             peer_capacity: None,
             rack: None,
-            timed: None,
         }
     }
 
@@ -234,9 +231,6 @@ impl SendState {
             s.retries += 1;
             s.sent_at = now;
             s.lost = None;
-            if self.timed == Some(seq) {
-                self.timed = None; // Karn: never time a retransmitted packet
-            }
             return Some(Outgoing {
                 seq,
                 data: s.data.clone(),
@@ -284,9 +278,6 @@ impl SendState {
         self.bytes_sent += len;
         let seq = self.snd_nxt;
         self.snd_nxt += 1;
-        if self.timed.is_none() {
-            self.timed = Some(seq);
-        }
         self.in_flight.push_back(Sent {
             seq,
             data: data.clone(),
@@ -317,6 +308,7 @@ impl SendState {
         now: Instant,
         ack: u64,
         sack: &[(u64, u64)],
+        echo: Option<Instant>,
         rtt: &mut RttEstimator,
     ) -> AckOutcome {
         let mut out = AckOutcome::default();
@@ -324,8 +316,26 @@ impl SendState {
             out.bogus = true;
             return out;
         }
-        let mut delivered: Option<(Instant, u64)> = None;
-        let mut sample: Option<Duration> = None;
+        // RACK (RFC 8985 §6.2): the newest send time known delivered. From
+        // the scoreboard only never-retransmitted packets count: for a
+        // retransmitted one we cannot tell which transmission arrived, and
+        // taking the newest would declare everything queued behind a merely
+        // late original lost (a spurious cascade). Deliveries of
+        // retransmissions are known exactly from `echo` instead: the send
+        // time of the transmission that triggered this ack.
+        let mut delivered: Option<(Instant, u64)> = echo.map(|t| (t, 0));
+        // Karn (RFC 6298 §3): sample only never-retransmitted packets; per
+        // ack, the most recently sent one newly acknowledged.
+        let mut sample: Option<(Instant, u64)> = None;
+        let mut note = |s: &Sent, delivered: &mut Option<(Instant, u64)>| {
+            let key = (s.sent_at, s.seq);
+            if s.retries == 0 {
+                sample = sample.max(Some(key));
+            }
+            if s.retries == 0 {
+                *delivered = (*delivered).max(Some(key));
+            }
+        };
         while self.snd_una < ack {
             let s = self
                 .in_flight
@@ -336,13 +346,7 @@ impl SendState {
             out.progressed = true;
             if !s.sacked {
                 out.newly_acked += 1;
-                delivered = delivered.max(Some((s.sent_at, s.seq)));
-                if self.timed == Some(s.seq) && s.retries == 0 {
-                    sample = Some(now.saturating_duration_since(s.sent_at));
-                }
-            }
-            if self.timed == Some(s.seq) {
-                self.timed = None;
+                note(&s, &mut delivered);
             }
             self.retx.remove(&s.seq);
         }
@@ -356,20 +360,14 @@ impl SendState {
                 }
                 s.sacked = true;
                 out.newly_acked += 1;
-                delivered = delivered.max(Some((s.sent_at, s.seq)));
-                if self.timed == Some(seq) {
-                    if s.retries == 0 {
-                        sample = Some(now.saturating_duration_since(s.sent_at));
-                    }
-                    self.timed = None;
-                }
                 if s.lost.take().is_some() {
                     self.retx.remove(&seq);
                 }
+                note(s, &mut delivered);
             }
         }
-        if let Some(r) = sample {
-            rtt.on_sample(r);
+        if let Some((sent_at, _)) = sample {
+            rtt.on_sample(now.saturating_duration_since(sent_at));
         }
         if delivered.is_some() {
             self.rack = self.rack.max(delivered);
