@@ -6,8 +6,12 @@
 //! control tied to the receiving subscription's real capacity, RTT-based
 //! retransmission with selective acks, keepalives and a graceful close.
 //!
+//! * [`Session`]: the async session (AsyncRead/AsyncWrite, messages), over
+//!   any [`transport::Transport`]: NATS ([`transport::NatsTransport`]) or
+//!   the simulator ([`transport::SimTransport`]).
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
 //! * [`sim`]: drives two engines over [`simnet`] in virtual time.
+//! * [`server`]: starts a local `nats-server` for tests, demos, benchmarks.
 //!
 //! The wire format and state machine are specified in docs/PROTOCOL.md.
 //!
@@ -38,6 +42,10 @@
 #![warn(missing_docs)]
 
 pub mod proto;
+pub mod server;
+pub mod session;
 pub mod sim;
+pub mod transport;
 
+pub use session::{ReadHalf, Session, SessionError, SessionStats, WriteHalf};
 pub use simnet;

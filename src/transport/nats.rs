@@ -1,0 +1,288 @@
+//! [`Transport`] over a real NATS server (async-nats).
+//!
+//! Facts that shape it (async-nats 0.51, measured on this project's machine):
+//! a subscription is a bounded channel of `subscription_capacity` messages
+//! (default 65,536, one value per client); when it is full, messages are
+//! dropped and only a `SlowConsumer` event says so; there is no byte limit;
+//! the server's `max_payload` (default 1 MiB) bounds a message. swp's window
+//! never lets a sender put more into a subscription than that capacity minus
+//! a reserve for control packets (docs/PROTOCOL.md §6).
+
+use super::{Capacity, Incoming, Transport, TransportCounters, TransportError};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The default per-subscription capacity of async-nats.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// How to connect to NATS; named as the `nats` CLI names them.
+///
+/// ```
+/// use swp::transport::NatsOptions;
+/// let o = NatsOptions::new("nats://127.0.0.1:4222").user_password("me", "secret");
+/// assert_eq!(o.server(), "nats://127.0.0.1:4222");
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    server: String,
+    user: Option<(String, String)>,
+    token: Option<String>,
+    creds: Option<PathBuf>,
+    tls_cert: Option<(PathBuf, PathBuf)>,
+    tls_ca: Option<PathBuf>,
+    subscription_capacity: Option<usize>,
+    name: Option<String>,
+}
+
+impl NatsOptions {
+    /// Options for `server` (a URL such as `nats://host:4222`; several may be
+    /// given comma-separated). Credentials written in the URL
+    /// (`nats://user:pass@host`, `nats://token@host`) are honoured: they are
+    /// taken out of the URL and passed as options, since async-nats ignores
+    /// them there.
+    pub fn new(server: impl Into<String>) -> Self {
+        let mut o = NatsOptions {
+            server: server.into(),
+            ..Default::default()
+        };
+        o.extract_url_credentials();
+        o
+    }
+    fn extract_url_credentials(&mut self) {
+        let url = self.server.clone();
+        let (scheme, rest) = match url.split_once("://") {
+            Some((s, r)) => (format!("{s}://"), r.to_string()),
+            None => (String::new(), url.clone()),
+        };
+        if let Some((cred, host)) = rest.rsplit_once('@') {
+            match cred.split_once(':') {
+                Some((u, p)) => self.user = Some((u.to_string(), p.to_string())),
+                None => self.token = Some(cred.to_string()),
+            }
+            self.server = format!("{scheme}{host}");
+        }
+    }
+    /// The server URL (credentials removed).
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+    /// User and password (`--user`, `--password`).
+    pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+    /// Token (`--token`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+    /// Credentials file (`--creds`).
+    pub fn creds(mut self, path: impl Into<PathBuf>) -> Self {
+        self.creds = Some(path.into());
+        self
+    }
+    /// Client certificate and key (`--tlscert`, `--tlskey`).
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_cert = Some((cert.into(), key.into()));
+        self
+    }
+    /// CA certificate to verify the server (`--tlsca`).
+    pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(ca.into());
+        self
+    }
+    /// Per-subscription capacity in messages (default 65,536).
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.subscription_capacity = Some(n.max(1));
+        self
+    }
+    /// Connection name shown by the server.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    slow: AtomicU64,
+    reconnects: AtomicU64,
+    disconnects: AtomicU64,
+    connects: AtomicU64,
+}
+
+/// A [`Transport`] on one NATS connection; share it among sessions.
+pub struct NatsTransport {
+    client: async_nats::Client,
+    capacity: usize,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for NatsTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTransport")
+            .field("capacity", &self.capacity)
+            .field("max_payload", &self.client.server_info().max_payload)
+            .finish()
+    }
+}
+
+impl NatsTransport {
+    /// Connects to NATS. Slow-consumer events and reconnects are counted and
+    /// reported in every session's stats.
+    pub async fn connect(opts: NatsOptions) -> Result<Arc<Self>, TransportError> {
+        let counters = Arc::new(Counters::default());
+        let capacity = opts
+            .subscription_capacity
+            .unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY);
+        let c = counters.clone();
+        let mut o = async_nats::ConnectOptions::new()
+            .subscription_capacity(capacity)
+            .event_callback(move |ev| {
+                let c = c.clone();
+                async move {
+                    match ev {
+                        async_nats::Event::SlowConsumer(_) => {
+                            c.slow.fetch_add(1, Ordering::Relaxed);
+                        }
+                        async_nats::Event::Connected => {
+                            if c.connects.fetch_add(1, Ordering::Relaxed) > 0 {
+                                c.reconnects.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        async_nats::Event::Disconnected => {
+                            c.disconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        if let Some((u, p)) = opts.user {
+            o = o.user_and_password(u, p);
+        }
+        if let Some(t) = opts.token {
+            o = o.token(t);
+        }
+        if let Some(path) = &opts.creds {
+            o = o.credentials_file(path).await.map_err(|e| {
+                TransportError::Closed(format!(
+                    "cannot read credentials file {}: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        if let Some((cert, key)) = opts.tls_cert {
+            o = o.add_client_certificate(cert, key).require_tls(true);
+        }
+        if let Some(ca) = opts.tls_ca {
+            o = o.add_root_certificates(ca).require_tls(true);
+        }
+        if let Some(n) = opts.name {
+            o = o.name(n);
+        }
+        let client = o.connect(opts.server.as_str()).await.map_err(|e| {
+            TransportError::Closed(format!(
+                "cannot connect to NATS at {}: {e} (is nats-server running? see scripts/setup.sh)",
+                opts.server
+            ))
+        })?;
+        Ok(Arc::new(NatsTransport {
+            client,
+            capacity,
+            counters,
+        }))
+    }
+
+    /// Wraps a client built elsewhere. Its subscription capacity must be
+    /// given (async-nats does not expose it), and its slow-consumer events
+    /// are not counted (install your own event callback).
+    pub fn from_client(client: async_nats::Client, subscription_capacity: usize) -> Arc<Self> {
+        Arc::new(NatsTransport {
+            client,
+            capacity: subscription_capacity,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+}
+
+impl Transport for NatsTransport {
+    fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        let inbox = inbox.to_string();
+        Box::pin(async move {
+            let sub = self.client.subscribe(inbox.clone()).await.map_err(|e| {
+                TransportError::Subscribe {
+                    inbox: inbox.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            // Make sure the server has the subscription before the caller
+            // tells anyone to send to it.
+            self.client
+                .flush()
+                .await
+                .map_err(|e| TransportError::Subscribe {
+                    inbox,
+                    reason: format!("flush after subscribe: {e}"),
+                })?;
+            Ok(sub.map(|m| m.payload).boxed())
+        })
+    }
+
+    fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+        let subject = subject.to_string();
+        Box::pin(async move {
+            self.client
+                .publish(subject.clone(), payload)
+                .await
+                .map_err(|e| TransportError::Publish {
+                    subject,
+                    reason: e.to_string(),
+                })
+        })
+    }
+
+    fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload.max(1024)
+    }
+
+    fn capacity(&self) -> Capacity {
+        Capacity {
+            packets: Some(self.capacity as u64),
+            bytes: None,
+        }
+    }
+
+    fn counters(&self) -> TransportCounters {
+        TransportCounters {
+            slow_consumer_events: self.counters.slow.load(Ordering::Relaxed),
+            reconnects: self.counters.reconnects.load(Ordering::Relaxed),
+            disconnects: self.counters.disconnects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_url_become_options() {
+        let o = NatsOptions::new("nats://alice:s3cret@127.0.0.1:4222");
+        assert_eq!(o.server(), "nats://127.0.0.1:4222");
+        assert_eq!(o.user, Some(("alice".into(), "s3cret".into())));
+        let o = NatsOptions::new("nats://tok3n@host:4222");
+        assert_eq!(o.token.as_deref(), Some("tok3n"));
+        assert_eq!(o.server(), "nats://host:4222");
+        let o = NatsOptions::new("127.0.0.1:4222");
+        assert_eq!((o.server(), o.user.is_none()), ("127.0.0.1:4222", true));
+    }
+}
