@@ -47,5 +47,5 @@ pub mod session;
 pub mod sim;
 pub mod transport;
 
-pub use session::{ReadHalf, Session, SessionError, SessionStats, WriteHalf};
+pub use session::{Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf};
 pub use simnet;

@@ -97,6 +97,29 @@ impl From<SessionError> for io::Error {
     }
 }
 
+/// A subscribed inbox waiting for one peer (from [`Session::listen`]).
+pub struct Listener {
+    transport: Arc<dyn Transport>,
+    cfg: Config,
+    incoming: Incoming,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("inbox", &self.cfg.local_inbox())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Waits for a peer's handshake and returns the established session
+    /// (cancel by dropping the future, or wrap it in a timeout).
+    pub async fn accept(self) -> Result<Session, SessionError> {
+        Session::start_with(self.transport, self.cfg, self.incoming, false).await
+    }
+}
+
 /// Protocol and transport counters of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionStats {
@@ -248,11 +271,27 @@ impl Session {
 
     /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
     /// handshake (cancel by dropping the future, or wrap it in a timeout).
+    /// Same as [`listen`](Self::listen) then [`Listener::accept`].
     pub async fn accept(
         transport: Arc<dyn Transport>,
         cfg: Config,
     ) -> Result<Session, SessionError> {
-        Self::start(transport, cfg, false).await
+        Self::listen(transport, cfg).await?.accept().await
+    }
+
+    /// Subscribes to `cfg`'s local inbox now, so a peer may connect as soon
+    /// as this returns; [`Listener::accept`] then waits for the handshake.
+    pub async fn listen(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Listener, SessionError> {
+        cfg.validate()?;
+        let incoming = transport.subscribe(cfg.local_inbox()).await?;
+        Ok(Listener {
+            transport,
+            cfg,
+            incoming,
+        })
     }
 
     async fn start(
@@ -262,6 +301,15 @@ impl Session {
     ) -> Result<Session, SessionError> {
         cfg.validate()?;
         let incoming = transport.subscribe(cfg.local_inbox()).await?;
+        Self::start_with(transport, cfg, incoming, active).await
+    }
+
+    async fn start_with(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+        incoming: Incoming,
+        active: bool,
+    ) -> Result<Session, SessionError> {
         let t = now();
         let seed: u64 = rand::random();
         let overhead =
@@ -291,6 +339,9 @@ impl Session {
             transport,
         });
         tokio::spawn(drive(shared.clone(), incoming));
+        // The driver waits for input before its first output; the Syn of an
+        // active open is already due, so wake it at once.
+        shared.nudge();
         let session = Session {
             guard: Arc::new(HandleGuard(shared.clone())),
             shared,
@@ -491,9 +542,11 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 None => futures::future::pending::<()>().await,
             }
         };
+        let mut input = false;
         tokio::select! {
             biased;
             p = incoming.next() => {
+                input = true;
                 let mut g = shared.lock();
                 let t = now();
                 match p {
@@ -537,7 +590,9 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             while let Some(tx) = g.conn.poll_transmit(t) {
                 out.push(tx);
             }
-            let mut events = false;
+            // Wake waiters on any event, and after any packet: a spurious
+            // wake costs a lock; a missed one is a hang.
+            let mut events = input;
             while g.conn.poll_event().is_some() {
                 events = true;
             }

@@ -74,6 +74,9 @@ pub enum Event {
     /// An as-soon-as-possible packet can be taken with
     /// [`Connection::poll_asap`].
     Asap,
+    /// The state (see [`Connection::state`]) changed, e.g. our Fin was
+    /// acknowledged or the peer finished.
+    StateChanged(State),
     /// The session ended.
     Closed(CloseReason),
 }
@@ -559,6 +562,15 @@ impl Connection {
     }
 
     fn on_packet(&mut self, now: Instant, p: Packet) {
+        let before = self.state();
+        self.on_packet_inner(now, p);
+        let after = self.state();
+        if after != before {
+            self.events.push_back(Event::StateChanged(after));
+        }
+    }
+
+    fn on_packet_inner(&mut self, now: Instant, p: Packet) {
         if self.drained {
             return;
         }
@@ -875,8 +887,13 @@ impl Connection {
     /// Handles expired timers. Call when [`poll_timeout`](Self::poll_timeout)
     /// says so (calling early is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let before = self.state();
         self.on_timers(now);
         self.update_timers(now);
+        let after = self.state();
+        if after != before {
+            self.events.push_back(Event::StateChanged(after));
+        }
     }
 
     fn on_timers(&mut self, now: Instant) {

@@ -1,0 +1,86 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use swp::server::NatsServer;
+use swp::sim::pattern_byte;
+use swp::transport::{NatsOptions, NatsTransport};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Starts a real nats-server, or fails the test saying how to install one.
+pub fn nats_server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"))
+}
+
+pub async fn nats(server: &NatsServer) -> Arc<NatsTransport> {
+    NatsTransport::connect(NatsOptions::new(server.url()))
+        .await
+        .expect("connect to nats-server")
+}
+
+/// An AsyncRead yielding `total` bytes of the test pattern.
+pub struct PatternReader {
+    pub pos: u64,
+    pub total: u64,
+}
+
+impl AsyncRead for PatternReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = (self.total - self.pos)
+            .min(buf.remaining() as u64)
+            .min(256 * 1024) as usize;
+        let start = self.pos;
+        let dst = buf.initialize_unfilled_to(n);
+        for (i, b) in dst.iter_mut().enumerate() {
+            *b = pattern_byte(start + i as u64);
+        }
+        buf.advance(n);
+        self.pos += n as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An AsyncWrite that checks every byte against the test pattern.
+#[derive(Default)]
+pub struct PatternChecker {
+    pub pos: u64,
+    pub first_bad: Option<u64>,
+}
+
+impl AsyncWrite for PatternChecker {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.first_bad.is_none() {
+            let start = self.pos;
+            if let Some(i) = buf
+                .iter()
+                .enumerate()
+                .position(|(i, b)| *b != pattern_byte(start + i as u64))
+            {
+                self.first_bad = Some(start + i as u64);
+            }
+        }
+        self.pos += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A unique inbox name per test and session.
+pub fn inbox(test: &str, who: &str) -> String {
+    format!("swp.test.{test}.{who}.{}", std::process::id())
+}
