@@ -140,6 +140,10 @@ struct WireIn<'a> {
     data: &'a [u8],
 }
 
+/// Bytes reserved in front of stream data buffered for sending, so that the
+/// packet header can be written in place (see [`encode_in_place`]).
+pub const HEADROOM: usize = 1024;
+
 /// Encodes a packet in the native format.
 ///
 /// ```
@@ -150,7 +154,20 @@ struct WireIn<'a> {
 /// assert_eq!(codec::decode(&wire).unwrap(), p);
 /// ```
 pub fn encode(p: &Packet) -> Bytes {
-    let mut buf = Vec::with_capacity(p.data.len() + 160 + p.sack.len() * 18);
+    let head = encode_head(p, p.data.len());
+    let mut buf = Vec::with_capacity(head.len() + p.data.len() + 4);
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&p.data);
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_be_bytes());
+    Bytes::from(buf)
+}
+
+/// Everything of `p`'s encoding that precedes its `data_len` payload bytes:
+/// magic, version, the msgpack fields, and the `bin` header of the payload.
+/// (`p.data` itself is ignored.)
+pub fn encode_head(p: &Packet, data_len: usize) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(160 + p.sack.len() * 18 + p.from.len() + p.dest.len());
     buf.extend_from_slice(&MAGIC);
     buf.push(VERSION);
     let w = WireOut {
@@ -172,14 +189,41 @@ pub fn encode(p: &Packet) -> Bytes {
         rttvar_us: p.rttvar_us,
         rtt_samples: p.rtt_samples,
         cumul_bytes: p.cumul_bytes,
-        data: &p.data,
+        data: &[],
     };
     // Writing msgpack into a Vec cannot fail for this struct (no maps with
     // non-string keys, no unsupported types).
     rmp_serde::encode::write(&mut buf, &w).expect("msgpack encoding into a Vec cannot fail");
-    let crc = crc32fast::hash(&buf);
+    // The payload is the last field; it was written empty (bin8, length 0:
+    // `c4 00`). Replace that with the real length's bin header; the payload
+    // bytes follow.
+    debug_assert_eq!(&buf[buf.len() - 2..], &[0xc4, 0x00]);
+    buf.truncate(buf.len() - 2);
+    rmp::encode::write_bin_len(&mut buf, data_len as u32).expect("writing into a Vec cannot fail");
+    buf
+}
+
+/// Encodes `p` around a payload that already sits in `buf` after
+/// `headroom` reserved bytes (`buf[headroom..]` is the payload; `p.data` is
+/// ignored), without copying the payload. Returns the encoded packet and
+/// the payload as a slice of it. If the header does not fit the headroom,
+/// falls back to copying.
+pub fn encode_in_place(p: &Packet, mut buf: bytes::BytesMut, headroom: usize) -> (Bytes, Bytes) {
+    let data_len = buf.len() - headroom;
+    let head = encode_head(p, data_len);
+    if head.len() > headroom {
+        let data = buf.split_off(headroom).freeze();
+        let mut q = p.clone();
+        q.data = data.clone();
+        return (encode(&q), data);
+    }
+    let start = headroom - head.len();
+    buf[start..headroom].copy_from_slice(&head);
+    let crc = crc32fast::hash(&buf[start..]);
     buf.extend_from_slice(&crc.to_be_bytes());
-    Bytes::from(buf)
+    let frame = buf.freeze();
+    let data = frame.slice(headroom..headroom + data_len);
+    (frame.slice(start..), data)
 }
 
 /// Decodes a native packet. The payload shares `b`'s memory (no copy).
@@ -346,6 +390,18 @@ mod tests {
         p.sack = vec![(5, 3)];
         let b = encode(&p);
         assert_eq!(decode(&b), Err(DecodeError::Invalid("empty SACK range")));
+    }
+
+    proptest! {
+        #[test]
+        fn in_place_encoding_is_identical_to_encode(p in arb_packet(), headroom in prop::sample::select(vec![0usize, 64, HEADROOM])) {
+            let mut buf = bytes::BytesMut::with_capacity(headroom + p.data.len() + 4);
+            buf.resize(headroom, 0);
+            buf.extend_from_slice(&p.data);
+            let (frame, data) = encode_in_place(&p, buf, headroom);
+            prop_assert_eq!(&frame, &encode(&p));
+            prop_assert_eq!(&data, &p.data);
+        }
     }
 
     #[test]

@@ -23,13 +23,13 @@
 //! returns `None`, then `poll_event`, then ask `poll_timeout`. Time never goes
 //! backwards between calls.
 
-use super::codec::{DecodeError, WireFormat};
+use super::codec::{self, DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
 use super::error::{CloseReason, ReadError, WriteError};
 use super::packet::{flags, Kind, Packet, Transmit};
 use super::recv::{DataOutcome, RecvState};
 use super::rtt::RttEstimator;
-use super::send::{LossKind, SendState};
+use super::send::{Chunk, LossKind, SendState};
 use super::stats::Stats;
 use super::timer::{Timer, TimerTable, ALL};
 use bytes::Bytes;
@@ -1037,7 +1037,7 @@ impl Connection {
 
     /// The next packet to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let Some(p) = self.next_packet(now) else {
+        let Some((p, framed)) = self.next_packet(now) else {
             // Commands (write, read, close) change what is due without a
             // `now`; this is where timers catch up with them, e.g. the
             // persist timer for data written into a shut window.
@@ -1045,7 +1045,14 @@ impl Connection {
             return None;
         };
         self.rcv.on_advertised(p.wnd_seq, p.wnd_bytes);
-        let payload = self.format.encode(&p);
+        let payload = match (framed, self.format) {
+            (Some(buf), WireFormat::Native) => {
+                let (frame, data) = codec::encode_in_place(&p, buf, codec::HEADROOM);
+                self.snd.set_data(p.seq, data);
+                frame
+            }
+            (None, format) => format.encode(&p),
+        };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         self.last_sent = now;
@@ -1106,7 +1113,62 @@ impl Connection {
         p
     }
 
-    fn next_packet(&mut self, now: Instant) -> Option<Packet> {
+    fn next_packet(&mut self, now: Instant) -> Option<(Packet, Option<bytes::BytesMut>)> {
+        if let Some(Some((p, framed))) = self.next_data(now) {
+            return Some((p, framed));
+        }
+        self.next_control(now).map(|p| (p, None))
+    }
+
+    /// Data is sent from `next_established`; this only peels it off so its
+    /// payload buffer can travel separately. `None`: not established.
+    fn next_data(&mut self, now: Instant) -> Option<Option<(Packet, Option<bytes::BytesMut>)>> {
+        if self.drained || self.pending.reset || self.hs != Hs::Established {
+            return None;
+        }
+        if self.pending.estab || self.pending.finack.is_some() {
+            return None;
+        }
+        let o = self.snd.next(now, true)?;
+        let mut p = self.base_packet(Kind::Data, now);
+        p.seq = o.seq;
+        p.retry = o.retries;
+        p.cumul_bytes = o.end;
+        if o.eom {
+            p.flags |= flags::EOM;
+        }
+        if o.last_of_burst {
+            p.flags |= flags::ACK_NOW;
+        }
+        match o.loss {
+            None => {
+                self.stats.data_packets_sent += 1;
+                self.stats.data_bytes_sent += o.len as u64;
+            }
+            Some(LossKind::Timeout) => self.stats.retransmits_timeout += 1,
+            Some(LossKind::Fast) => self.stats.retransmits_fast += 1,
+            Some(LossKind::Probe) => self.stats.retransmits_probe += 1,
+        }
+        let framed = match o.data {
+            Chunk::Plain(b) => {
+                p.data = b;
+                None
+            }
+            Chunk::Framed(buf) => Some(buf),
+        };
+        if !self.timers.is_armed(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        // One tail probe per flight: a probe itself does not re-arm it
+        // (RFC 8985 §7.2); the next ack does.
+        if o.last_of_burst && o.loss.is_none() {
+            self.arm_tail_probe(now);
+        }
+        self.pending.keepalive = false;
+        Some(Some((self.with_ack(p), framed)))
+    }
+
+    fn next_control(&mut self, now: Instant) -> Option<Packet> {
         if self.drained {
             return None;
         }
@@ -1157,38 +1219,6 @@ impl Connection {
         if let Some(seq) = self.pending.finack.take() {
             let mut p = self.base_packet(Kind::FinAck, now);
             p.seq = seq;
-            return Some(self.with_ack(p));
-        }
-        if let Some(o) = self.snd.next(now, true) {
-            let mut p = self.base_packet(Kind::Data, now);
-            p.seq = o.seq;
-            p.retry = o.retries;
-            p.cumul_bytes = o.end;
-            if o.eom {
-                p.flags |= flags::EOM;
-            }
-            if o.last_of_burst {
-                p.flags |= flags::ACK_NOW;
-            }
-            match o.loss {
-                None => {
-                    self.stats.data_packets_sent += 1;
-                    self.stats.data_bytes_sent += o.data.len() as u64;
-                }
-                Some(LossKind::Timeout) => self.stats.retransmits_timeout += 1,
-                Some(LossKind::Fast) => self.stats.retransmits_fast += 1,
-                Some(LossKind::Probe) => self.stats.retransmits_probe += 1,
-            }
-            p.data = o.data;
-            if !self.timers.is_armed(Timer::Retransmit) {
-                self.timers.set(Timer::Retransmit, now + self.rtt.rto());
-            }
-            // One tail probe per flight: a probe itself does not re-arm it
-            // (RFC 8985 §7.2); the next ack does.
-            if o.last_of_burst && o.loss.is_none() {
-                self.arm_tail_probe(now);
-            }
-            self.pending.keepalive = false;
             return Some(self.with_ack(p));
         }
         if self.snd.window_blocked() && self.snd.has_queued() {

@@ -13,6 +13,7 @@
 //!   tail-loss probe. Only never-retransmitted packets give RTT samples
 //!   (Karn's rule): per ack, the most recently sent newly acknowledged one.
 
+use super::codec::HEADROOM;
 use super::rtt::RttEstimator;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
@@ -39,10 +40,38 @@ pub(crate) struct Sent {
     pub(crate) lost: Option<LossKind>,
 }
 
+/// Payload waiting to be sent.
+#[derive(Debug)]
+pub(crate) enum Chunk {
+    /// Stream bytes after [`HEADROOM`] reserved bytes, so the header can be
+    /// written in place and the payload is never copied again.
+    Framed(BytesMut),
+    /// A message (or a piece of one), sent by copying.
+    Plain(Bytes),
+}
+
+impl Chunk {
+    fn len(&self) -> usize {
+        match self {
+            Chunk::Framed(b) => b.len() - HEADROOM,
+            Chunk::Plain(b) => b.len(),
+        }
+    }
+    fn into_plain(self) -> Bytes {
+        match self {
+            Chunk::Framed(mut b) => b.split_off(HEADROOM).freeze(),
+            Chunk::Plain(b) => b,
+        }
+    }
+}
+
 /// A packet the connection should put on the wire.
 pub(crate) struct Outgoing {
     pub(crate) seq: u64,
-    pub(crate) data: Bytes,
+    /// The payload; for `Chunk::Framed` the connection must hand the sent
+    /// payload back with [`SendState::set_data`] after encoding.
+    pub(crate) data: Chunk,
+    pub(crate) len: usize,
     pub(crate) end: u64,
     pub(crate) eom: bool,
     pub(crate) retries: u32,
@@ -64,9 +93,10 @@ pub(crate) struct AckOutcome {
 pub(crate) struct SendState {
     max_payload: usize,
     buffer_limit: u64,
-    /// Sealed chunks waiting to be sent, oldest first.
-    queue: VecDeque<(Bytes, bool)>,
-    /// Stream bytes not yet sealed into a chunk (always after `queue`).
+    /// Sealed chunks waiting to be sent, oldest first, with their EOM flag.
+    queue: VecDeque<(Chunk, bool)>,
+    /// Stream bytes not yet sealed into a chunk (always after `queue`):
+    /// empty, or HEADROOM reserved bytes followed by data.
     open: BytesMut,
     queued_bytes: u64,
     pub(crate) in_flight: VecDeque<Sent>,
@@ -127,13 +157,17 @@ impl SendState {
         let n = (data.len() as u64).min(self.buffer_space()) as usize;
         let mut rest = &data[..n];
         while !rest.is_empty() {
-            let room = self.max_payload - self.open.len();
+            if self.open.is_empty() {
+                self.open = BytesMut::with_capacity(HEADROOM + self.max_payload + 4);
+                self.open.resize(HEADROOM, 0);
+            }
+            let room = self.max_payload - (self.open.len() - HEADROOM);
             let take = room.min(rest.len());
             self.open.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.open.len() >= self.max_payload {
-                let chunk = self.open.split().freeze();
-                self.queue.push_back((chunk, false));
+            if self.open.len() - HEADROOM >= self.max_payload {
+                let chunk = std::mem::take(&mut self.open);
+                self.queue.push_back((Chunk::Framed(chunk), false));
             }
         }
         self.queued_bytes += n as u64;
@@ -148,13 +182,13 @@ impl SendState {
         self.seal_open();
         let len = msg.len() as u64;
         if msg.is_empty() {
-            self.queue.push_back((msg, true));
+            self.queue.push_back((Chunk::Plain(msg), true));
         } else {
             let mut off = 0;
             while off < msg.len() {
                 let end = (off + self.max_payload).min(msg.len());
                 self.queue
-                    .push_back((msg.slice(off..end), end == msg.len()));
+                    .push_back((Chunk::Plain(msg.slice(off..end)), end == msg.len()));
                 off = end;
             }
         }
@@ -164,14 +198,14 @@ impl SendState {
     }
 
     fn seal_open(&mut self) {
-        if !self.open.is_empty() {
-            let chunk = self.open.split().freeze();
-            self.queue.push_back((chunk, false));
+        if self.open.len() > HEADROOM {
+            let chunk = std::mem::take(&mut self.open);
+            self.queue.push_back((Chunk::Framed(chunk), false));
         }
     }
 
     pub(crate) fn has_queued(&self) -> bool {
-        !self.queue.is_empty() || !self.open.is_empty()
+        !self.queue.is_empty() || self.open.len() > HEADROOM
     }
 
     /// Everything written has been acknowledged.
@@ -233,7 +267,8 @@ impl SendState {
             s.lost = None;
             return Some(Outgoing {
                 seq,
-                data: s.data.clone(),
+                data: Chunk::Plain(s.data.clone()),
+                len: s.data.len(),
                 end: s.end,
                 eom: s.eom,
                 retries: s.retries,
@@ -252,7 +287,7 @@ impl SendState {
         if self.queue.is_empty() {
             self.seal_open();
         }
-        let (front_len, _) = self.queue.front().map(|(b, e)| (b.len(), *e))?;
+        let front_len = self.queue.front().map(|(c, _)| c.len())?;
         let allowed = (byte_room as usize).min(self.max_payload);
         if front_len > allowed {
             // Only part of the chunk fits. Sending a sliver while packets are
@@ -262,25 +297,27 @@ impl SendState {
                 return None;
             }
         }
-        let (data, eom) = {
-            let (chunk, eom) = self.queue.front_mut().expect("checked");
-            if chunk.len() > allowed {
-                (chunk.split_to(allowed), false)
-            } else {
-                let eom = *eom;
-                let c = std::mem::take(chunk);
-                self.queue.pop_front();
-                (c, eom)
-            }
+        let (data, eom) = if front_len > allowed {
+            let (chunk, _) = self.queue.pop_front().expect("checked");
+            let mut plain = chunk.into_plain();
+            let head = plain.split_to(allowed);
+            self.queue.push_front((Chunk::Plain(plain), false));
+            (Chunk::Plain(head), false)
+        } else {
+            self.queue.pop_front().expect("checked")
         };
-        let len = data.len() as u64;
-        self.queued_bytes -= len;
-        self.bytes_sent += len;
+        let len = data.len();
+        self.queued_bytes -= len as u64;
+        self.bytes_sent += len as u64;
         let seq = self.snd_nxt;
         self.snd_nxt += 1;
+        let retained = match &data {
+            Chunk::Plain(b) => b.clone(),
+            Chunk::Framed(_) => Bytes::new(), // set by set_data after encoding
+        };
         self.in_flight.push_back(Sent {
             seq,
-            data: data.clone(),
+            data: retained,
             end: self.bytes_sent,
             eom,
             sent_at: now,
@@ -294,12 +331,23 @@ impl SendState {
         Some(Outgoing {
             seq,
             data,
+            len,
             end: self.bytes_sent,
             eom,
             retries: 0,
             loss: None,
             last_of_burst,
         })
+    }
+
+    /// Records the payload of packet `seq` as sent (a slice of its encoded
+    /// frame), for retransmission.
+    pub(crate) fn set_data(&mut self, seq: u64, data: Bytes) {
+        if seq >= self.snd_una {
+            if let Some(s) = self.in_flight.get_mut((seq - self.snd_una) as usize) {
+                s.data = data;
+            }
+        }
     }
 
     /// Processes a cumulative ack and SACK ranges from the peer.
