@@ -152,6 +152,20 @@ async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
     }
 }
 
+/// The median run by rate; losses and slow-consumer events are summed
+/// over all runs (any loss anywhere is reported).
+fn median(mut v: Vec<Figure>) -> Figure {
+    let lost = v.iter().map(|f| f.lost).sum();
+    let slow = v.iter().map(|f| f.slow).sum();
+    v.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
+    let m = &v[v.len() / 2];
+    Figure {
+        rate: m.rate,
+        lost,
+        slow,
+    }
+}
+
 fn row(what: &str, unit: &str, raw: &Figure, swp: &Figure) {
     println!(
         "{what:<28} raw {:>10.1} {unit:<7} (lost {:>6}, slow-consumer events {:>3})   swp {:>10.1} {unit:<7} (lost {}, slow-consumer events {})   swp/raw {:.2}",
@@ -184,24 +198,32 @@ fn main() {
         stream_total / MIB,
         msgs
     );
+    let rounds = if quick { 1 } else { 3 };
+    println!("{rounds} rounds, raw and swp interleaved; medians shown");
     rt.block_on(async {
         for packet in [64 * 1024usize, 512 * 1024] {
             let count = stream_total / packet as u64;
-            let r = raw(&url, packet, count).await;
-            let raw_mib = Figure {
-                rate: r.rate * packet as f64 / MIB as f64,
-                ..r
-            };
-            let s = swp_stream(&url, packet, stream_total).await;
+            let (mut raws, mut swps) = (vec![], vec![]);
+            for _ in 0..rounds {
+                let r = raw(&url, packet, count).await;
+                raws.push(Figure {
+                    rate: r.rate * packet as f64 / MIB as f64,
+                    ..r
+                });
+                swps.push(swp_stream(&url, packet, stream_total).await);
+            }
             row(
                 &format!("stream, {} KiB packets", packet / 1024),
                 "MiB/s",
-                &raw_mib,
-                &s,
+                &median(raws),
+                &median(swps),
             );
         }
-        let r = raw(&url, 1024, msgs).await;
-        let s = swp_messages(&url, 1024, msgs).await;
-        row("1 KiB messages", "msgs/s", &r, &s);
+        let (mut raws, mut swps) = (vec![], vec![]);
+        for _ in 0..rounds {
+            raws.push(raw(&url, 1024, msgs).await);
+            swps.push(swp_messages(&url, 1024, msgs).await);
+        }
+        row("1 KiB messages", "msgs/s", &median(raws), &median(swps));
     });
 }
