@@ -144,7 +144,15 @@ async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
         got += 1;
     }
     let secs = start.elapsed().as_secs_f64();
-    sender.await.unwrap();
+    let a = sender.await.unwrap();
+    let (sa, sb) = (a.stats().protocol, b.stats().protocol);
+    println!(
+        "  swp messages: {} data packets, {} acks ({:.2} per data packet), {} packets sent by the receiver",
+        sa.data_packets_sent,
+        sb.acks_sent,
+        sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
+        sb.packets_sent
+    );
     Figure {
         rate: got as f64 / secs,
         lost: count - got,

@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mib: u64 = std::env::args().nth(1).map_or(256, |s| s.parse().expect("size in MiB"));
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .map_or(256, |s| s.parse().expect("size in MiB"));
     let (_server, url) = match std::env::var("NATS_URL") {
         Ok(u) => (None, u),
         Err(_) => {
@@ -38,7 +40,9 @@ async fn main() {
     };
     let id = std::process::id();
     let (ia, ib) = (format!("swp.demo.{id}.a"), format!("swp.demo.{id}.b"));
-    let listener = Session::listen(tb, Config::new(&ib, "")).await.expect("listen");
+    let listener = Session::listen(tb, Config::new(&ib, ""))
+        .await
+        .expect("listen");
     let receiver = tokio::spawn(async move {
         let mut s = listener.accept().await.expect("accept");
         let mut hash = Blake2b512::new();
@@ -54,7 +58,9 @@ async fn main() {
         }
         (n, hash.finalize(), s.stats())
     });
-    let mut a = Session::connect(ta, Config::new(&ia, &ib)).await.expect("connect");
+    let mut a = Session::connect(ta, Config::new(&ia, &ib))
+        .await
+        .expect("connect");
     let total = mib << 20;
     let mut hash = Blake2b512::new();
     let mut chunk = vec![0u8; 1 << 20];
@@ -81,7 +87,9 @@ async fn main() {
     );
     println!(
         "receiver: {} packets, {} duplicates, {} slow-consumer events",
-        stats.protocol.packets_received, stats.protocol.duplicates, stats.transport.slow_consumer_events
+        stats.protocol.packets_received,
+        stats.protocol.duplicates,
+        stats.transport.slow_consumer_events
     );
     if !ok {
         std::process::exit(1);

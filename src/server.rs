@@ -113,7 +113,25 @@ impl NatsServer {
             let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
             l.local_addr().map_err(ServerError::Port)?.port()
         };
-        let mut child = Command::new(&binary)
+        let child = Self::spawn_ready(&binary, port, args)?;
+        Ok(NatsServer {
+            child,
+            port,
+            binary,
+        })
+    }
+
+    /// Stops the server and starts a new one on the same port (clients see
+    /// a disconnect and reconnect; messages in flight are lost).
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn_ready(&self.binary, self.port, &[])?;
+        Ok(())
+    }
+
+    fn spawn_ready(binary: &Path, port: u16, args: &[&str]) -> Result<Child, ServerError> {
+        let mut child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
             .stdin(Stdio::null())
@@ -121,7 +139,7 @@ impl NatsServer {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| ServerError::Spawn {
-                path: binary.clone(),
+                path: binary.to_path_buf(),
                 source,
             })?;
         let started = Instant::now();
@@ -158,11 +176,7 @@ impl NatsServer {
                 let _ = std::io::copy(&mut e, &mut std::io::sink());
             });
         }
-        Ok(NatsServer {
-            child,
-            port,
-            binary,
-        })
+        Ok(child)
     }
 
     /// `nats://127.0.0.1:PORT`.

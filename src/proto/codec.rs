@@ -17,6 +17,7 @@
 //! [`DecodeError`]. Full layout in docs/PROTOCOL.md §2.
 
 use super::packet::{Kind, Packet, MAX_SACK_RANGES};
+use super::str::Str;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -154,20 +155,28 @@ pub const HEADROOM: usize = 1024;
 /// assert_eq!(codec::decode(&wire).unwrap(), p);
 /// ```
 pub fn encode(p: &Packet) -> Bytes {
-    let head = encode_head(p, p.data.len());
-    let mut buf = Vec::with_capacity(head.len() + p.data.len() + 4);
-    buf.extend_from_slice(&head);
+    let mut buf = Vec::with_capacity(head_capacity(p) + p.data.len() + 4);
+    write_head(p, p.data.len(), &mut buf);
     buf.extend_from_slice(&p.data);
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_be_bytes());
     Bytes::from(buf)
 }
 
+fn head_capacity(p: &Packet) -> usize {
+    200 + p.sack.len() * 18 + p.from.len() + p.dest.len() + p.from_nonce.len() + p.dest_nonce.len()
+}
+
 /// Everything of `p`'s encoding that precedes its `data_len` payload bytes:
 /// magic, version, the msgpack fields, and the `bin` header of the payload.
 /// (`p.data` itself is ignored.)
 pub fn encode_head(p: &Packet, data_len: usize) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(160 + p.sack.len() * 18 + p.from.len() + p.dest.len());
+    let mut buf = Vec::with_capacity(head_capacity(p));
+    write_head(p, data_len, &mut buf);
+    buf
+}
+
+fn write_head(p: &Packet, data_len: usize, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&MAGIC);
     buf.push(VERSION);
     let w = WireOut {
@@ -193,14 +202,13 @@ pub fn encode_head(p: &Packet, data_len: usize) -> Vec<u8> {
     };
     // Writing msgpack into a Vec cannot fail for this struct (no maps with
     // non-string keys, no unsupported types).
-    rmp_serde::encode::write(&mut buf, &w).expect("msgpack encoding into a Vec cannot fail");
+    rmp_serde::encode::write(buf, &w).expect("msgpack encoding into a Vec cannot fail");
     // The payload is the last field; it was written empty (bin8, length 0:
     // `c4 00`). Replace that with the real length's bin header; the payload
     // bytes follow.
     debug_assert_eq!(&buf[buf.len() - 2..], &[0xc4, 0x00]);
     buf.truncate(buf.len() - 2);
-    rmp::encode::write_bin_len(&mut buf, data_len as u32).expect("writing into a Vec cannot fail");
-    buf
+    rmp::encode::write_bin_len(buf, data_len as u32).expect("writing into a Vec cannot fail");
 }
 
 /// Encodes `p` around a payload that already sits in `buf` after
@@ -250,10 +258,10 @@ pub fn decode(b: &Bytes) -> Result<Packet, DecodeError> {
     Ok(Packet {
         kind,
         flags: w.flags,
-        from: w.from.to_owned(),
-        dest: w.dest.to_owned(),
-        from_nonce: w.from_nonce.to_owned(),
-        dest_nonce: w.dest_nonce.to_owned(),
+        from: Str::slice_of(b, w.from),
+        dest: Str::slice_of(b, w.dest),
+        from_nonce: Str::slice_of(b, w.from_nonce),
+        dest_nonce: Str::slice_of(b, w.dest_nonce),
         seq: w.seq,
         retry: w.retry,
         ack: w.ack,
@@ -331,7 +339,7 @@ mod tests {
             let mut sack = vec![];
             let mut at = ack;
             for (gap, len) in gaps { let s = at + gap; sack.push((s, s + len)); at = s + len; }
-            Packet { kind, flags, from, dest, from_nonce: fnonce, dest_nonce: dnonce, seq, retry,
+            Packet { kind, flags, from: from.into(), dest: dest.into(), from_nonce: fnonce.into(), dest_nonce: dnonce.into(), seq, retry,
                 ack, sack, ts: nums[0], ts_echo: nums[1], wnd_seq: nums[2], wnd_bytes: nums[3],
                 rtt_us: nums[4], rttvar_us: nums[5], rtt_samples: nums[6], cumul_bytes: nums[7],
                 data: Bytes::from(data) }

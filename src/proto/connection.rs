@@ -31,6 +31,7 @@ use super::recv::{DataOutcome, RecvState};
 use super::rtt::RttEstimator;
 use super::send::{Chunk, LossKind, SendState};
 use super::stats::Stats;
+use super::str::Str;
 use super::timer::{Timer, TimerTable, ALL};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
@@ -123,9 +124,10 @@ pub struct Connection {
     cfg: Config,
     format: WireFormat,
     hs: Hs,
-    remote_inbox: String,
-    local_nonce: String,
-    remote_nonce: String,
+    local_inbox: Str,
+    remote_inbox: Str,
+    local_nonce: Str,
+    remote_nonce: Str,
     epoch: Instant,
     rtt: RttEstimator,
     snd: SendState,
@@ -202,9 +204,10 @@ impl Connection {
         Ok(Connection {
             format: WireFormat::Native,
             hs: Hs::Listen,
-            remote_inbox: cfg.remote_inbox.clone(),
-            local_nonce: make_nonce(nonce_seed),
-            remote_nonce: String::new(),
+            local_inbox: Str::from(&cfg.local_inbox),
+            remote_inbox: Str::from(&cfg.remote_inbox),
+            local_nonce: Str::from(make_nonce(nonce_seed)),
+            remote_nonce: Str::default(),
             epoch: now,
             rtt,
             snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
@@ -574,7 +577,7 @@ impl Connection {
         if self.drained {
             return;
         }
-        if p.dest != self.cfg.local_inbox
+        if p.dest != self.local_inbox
             || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox)
         {
             self.stats.dropped_foreign += 1;
@@ -1088,7 +1091,7 @@ impl Connection {
 
     fn base_packet(&self, kind: Kind, now: Instant) -> Packet {
         let mut p = Packet::new(kind);
-        p.from = self.cfg.local_inbox.clone();
+        p.from = self.local_inbox.clone();
         p.dest = self.remote_inbox.clone();
         p.from_nonce = self.local_nonce.clone();
         p.dest_nonce = self.remote_nonce.clone();

@@ -21,6 +21,7 @@ mod recv;
 pub mod rtt;
 mod send;
 pub mod stats;
+mod str;
 mod timer;
 
 pub use codec::{DecodeError, WireFormat};
@@ -30,3 +31,4 @@ pub use error::{CloseReason, ReadError, WriteError};
 pub use packet::{flags, Kind, Packet, Transmit};
 pub use rtt::RttEstimator;
 pub use stats::Stats;
+pub use str::Str;

@@ -7,6 +7,7 @@
 //! packet doubles as an acknowledgement and a window update.
 //! See docs/PROTOCOL.md §2 for the meaning of each field.
 
+use super::str::Str;
 use bytes::Bytes;
 
 /// Packet kinds. The numbers are the Go library's `TcpEvent` values where one
@@ -74,13 +75,13 @@ pub struct Packet {
     /// [`flags`] bits.
     pub flags: u8,
     /// The sender's inbox (NATS subject it listens on).
-    pub from: String,
+    pub from: Str,
     /// The receiver's inbox (the subject this packet is published to).
-    pub dest: String,
+    pub dest: Str,
     /// The sender's session nonce.
-    pub from_nonce: String,
+    pub from_nonce: Str,
     /// The receiver's session nonce as known to the sender ("" until learned).
-    pub dest_nonce: String,
+    pub dest_nonce: Str,
     /// Data: this packet's sequence number. Fin: the sequence number after
     /// the last data packet. Other kinds: 0, or an echo (FinAck echoes the
     /// Fin's `seq`).
@@ -129,10 +130,10 @@ impl Packet {
         Packet {
             kind,
             flags: 0,
-            from: String::new(),
-            dest: String::new(),
-            from_nonce: String::new(),
-            dest_nonce: String::new(),
+            from: Str::default(),
+            dest: Str::default(),
+            from_nonce: Str::default(),
+            dest_nonce: Str::default(),
             seq: 0,
             retry: 0,
             ack: 0,
@@ -159,7 +160,7 @@ impl Packet {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination inbox (NATS subject).
-    pub dest: String,
+    pub dest: Str,
     /// Encoded packet.
     pub payload: Bytes,
 }

@@ -149,10 +149,10 @@ impl NatsTransport {
                         async_nats::Event::SlowConsumer(_) => {
                             c.slow.fetch_add(1, Ordering::Relaxed);
                         }
-                        async_nats::Event::Connected => {
-                            if c.connects.fetch_add(1, Ordering::Relaxed) > 0 {
-                                c.reconnects.fetch_add(1, Ordering::Relaxed);
-                            }
+                        async_nats::Event::Connected
+                            if c.connects.fetch_add(1, Ordering::Relaxed) > 0 =>
+                        {
+                            c.reconnects.fetch_add(1, Ordering::Relaxed);
                         }
                         async_nats::Event::Disconnected => {
                             c.disconnects.fetch_add(1, Ordering::Relaxed);
