@@ -21,6 +21,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "== benchmarks, as quick smoke runs (full runs: cargo bench)"
+cargo test --workspace --benches -- --test
+
 echo "== cargo test"
-cargo test --workspace --all-targets
+cargo test --workspace --lib --bins --tests --examples
 cargo test --workspace --doc
