@@ -9,6 +9,8 @@
 //! * [`Session`]: the async session (AsyncRead/AsyncWrite, messages), over
 //!   any [`transport::Transport`]: NATS ([`transport::NatsTransport`]) or
 //!   the simulator ([`transport::SimTransport`]).
+//! * [`file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
+//!   resumable file transfer over a session.
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
 //! * [`sim`]: drives two engines over [`simnet`] in virtual time.
 //! * [`server`]: starts a local `nats-server` for tests, demos, benchmarks.
@@ -41,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod file;
 pub mod proto;
 pub mod server;
 pub mod session;

@@ -1,0 +1,704 @@
+//! Files over a session: streamed from disk to disk in constant memory,
+//! verified with BLAKE2b-512, resumable, with progress.
+//!
+//! The exchange (each control item is one swp message, msgpack-encoded):
+//!
+//! ```text
+//! sender                                   receiver
+//!   Offer {name, size, blake2b, time}  ->
+//!                                      <-  Accept {offset, prefix_blake2b}
+//!   Start {offset}                     ->       (offset = verified resume point)
+//!   bytes [offset, size) as stream     ->
+//!                                      <-  Verdict {ok, message}
+//! ```
+//!
+//! * The sender hashes the whole file before offering it; the digest in the
+//!   Offer is what the receiver must end up with.
+//! * The receiver writes into `.NAME.swp-part` beside the destination, with
+//!   `.NAME.swp-part.meta` recording the size and digest it belongs to, and
+//!   renames it to `NAME` only once the size and digest match. On any error
+//!   no file named `NAME` is created; a digest mismatch deletes the part.
+//! * Resume: if a part for the same size and digest exists, the receiver
+//!   offers its length and the BLAKE2b of its content; the sender hashes its
+//!   own first bytes and resumes only if they match (verified, not trusted).
+//! * A received name is untrusted: absolute paths, `..`, empty components
+//!   and NUL bytes are refused.
+
+use crate::session::{Session, SessionError};
+use blake2::{Blake2b512, Digest};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const CHUNK: usize = 1 << 20;
+
+/// What a transfer carries besides the bytes (as go-swp's `BigFile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's name (a relative path) as the sender gave it.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE2b-512 of the whole content.
+    pub blake2b: [u8; 64],
+    /// When the sender started the transfer.
+    pub send_time: SystemTime,
+}
+
+/// Progress of a transfer (in the spirit of pw_transfer's ProgressStats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Bytes of the file handed to the session (sender) or written (receiver),
+    /// counting resumed bytes.
+    pub bytes_sent: u64,
+    /// Bytes the peer has confirmed (sender: acknowledged by the receiver's
+    /// swp; receiver: equal to `bytes_sent`).
+    pub bytes_confirmed: u64,
+    /// Total size.
+    pub total: u64,
+    /// Where this transfer resumed (0 for a fresh one).
+    pub resumed_from: u64,
+}
+
+/// Result of a successful send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// What was sent.
+    pub meta: FileMeta,
+    /// Offset the receiver already had (verified).
+    pub resumed_from: u64,
+    /// File bytes actually sent in this run.
+    pub bytes_sent: u64,
+}
+
+/// Why a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Reading or writing a local file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The session failed.
+    #[error("session failed: {0}")]
+    Session(#[from] SessionError),
+    /// The peer's name for the file is not a safe relative path.
+    #[error("refusing file name {0:?}: only relative paths without `..` are accepted")]
+    HostileName(String),
+    /// The received content does not match the sender's digest.
+    #[error("BLAKE2b-512 mismatch for {name}: the sender announced {expected}, the bytes received hash to {actual}; nothing was saved (did the source change during the transfer?)")]
+    DigestMismatch {
+        /// The file.
+        name: String,
+        /// Announced digest (hex, first 16 bytes).
+        expected: String,
+        /// Digest of what arrived (hex, first 16 bytes).
+        actual: String,
+    },
+    /// The receiver refused or failed the transfer.
+    #[error("the receiver reported: {0}")]
+    Rejected(String),
+    /// The peer ended the session or broke the exchange.
+    #[error("file transfer protocol: {0}")]
+    Protocol(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Control {
+    Offer {
+        name: String,
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        blake2b: Vec<u8>,
+        send_time_ns: u64,
+    },
+    Accept {
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        prefix_blake2b: Vec<u8>,
+    },
+    Start {
+        offset: u64,
+    },
+    Verdict {
+        ok: bool,
+        message: String,
+    },
+}
+
+fn hex16(d: &[u8]) -> String {
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+    move |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+async fn send_control(s: &Session, c: &Control) -> Result<(), FileError> {
+    let b = rmp_serde::to_vec(c).expect("control messages always encode");
+    s.send(Bytes::from(b)).await?;
+    Ok(())
+}
+
+async fn recv_control(s: &Session) -> Result<Control, FileError> {
+    match s.recv().await? {
+        Some(m) => rmp_serde::from_slice(&m)
+            .map_err(|e| FileError::Protocol(format!("malformed control message: {e}"))),
+        None => Err(FileError::Protocol(
+            "the peer closed the session mid-transfer".into(),
+        )),
+    }
+}
+
+fn check_offer(name: &str, digest: &[u8]) -> Result<PathBuf, FileError> {
+    if digest.len() != 64 {
+        return Err(FileError::Protocol(format!(
+            "the offer's digest has {} bytes, not 64",
+            digest.len()
+        )));
+    }
+    safe_relative_path(name)
+}
+
+/// Checks a received name and returns the relative path it denotes.
+///
+/// ```
+/// use swp::file::safe_relative_path;
+/// assert!(safe_relative_path("dir/file.bin").is_ok());
+/// assert!(safe_relative_path("/etc/passwd").is_err());
+/// assert!(safe_relative_path("../../x").is_err());
+/// assert!(safe_relative_path("a/../../x").is_err());
+/// ```
+pub fn safe_relative_path(name: &str) -> Result<PathBuf, FileError> {
+    let bad = || FileError::HostileName(name.to_string());
+    if name.is_empty() || name.contains('\0') {
+        return Err(bad());
+    }
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir => {}
+            _ => return Err(bad()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
+    let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+    let mut h = Blake2b512::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = len;
+    while left > 0 {
+        let n = f
+            .read(&mut buf[..(left.min(CHUNK as u64) as usize)])
+            .await
+            .map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h)
+}
+
+/// Sends the file at `path` (its file name is what the receiver sees) over
+/// an established session. Reports progress on `progress` if given.
+pub async fn send_file(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    let path = path.as_ref();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| FileError::Protocol(format!("{} has no usable file name", path.display())))?
+        .to_string();
+    send_file_as(session, path, &name, progress).await
+}
+
+/// As [`send_file`], under the name `name` (a relative path).
+pub async fn send_file_as(
+    session: &mut Session,
+    path: &Path,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    safe_relative_path(name)?;
+    let size = tokio::fs::metadata(path).await.map_err(io_err(path))?.len();
+    let digest: [u8; 64] = hash_prefix(path, size).await?.finalize().into();
+    let send_time = SystemTime::now();
+    let send_time_ns = send_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    send_control(
+        session,
+        &Control::Offer {
+            name: name.to_string(),
+            size,
+            blake2b: digest.to_vec(),
+            send_time_ns,
+        },
+    )
+    .await?;
+    let (offset, prefix) = match recv_control(session).await? {
+        Control::Accept {
+            offset,
+            prefix_blake2b,
+        } => (offset, prefix_blake2b),
+        Control::Verdict { message, .. } => return Err(FileError::Rejected(message)),
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Accept, got {other:?}"
+            )))
+        }
+    };
+    // Resume only from bytes proven identical to ours.
+    let mut hasher = Blake2b512::new();
+    let mut start = 0;
+    if offset > 0 && offset <= size {
+        let h = hash_prefix(path, offset).await?;
+        if h.clone().finalize().as_slice() == prefix.as_slice() {
+            start = offset;
+            hasher = h;
+        }
+    }
+    send_control(session, &Control::Start { offset: start }).await?;
+    let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(io_err(path))?;
+    let acked_base = session.stats().protocol.app_bytes_acked;
+    let mut buf = vec![0u8; CHUNK];
+    let mut sent = start;
+    while sent < size {
+        let want = (size - sent).min(CHUNK as u64) as usize;
+        let n = f.read(&mut buf[..want]).await.map_err(io_err(path))?;
+        if n == 0 {
+            return Err(FileError::Protocol(format!(
+                "{} shrank during the transfer (ended at {sent} of {size} bytes)",
+                path.display()
+            )));
+        }
+        hasher.update(&buf[..n]);
+        session
+            .write_all(&buf[..n])
+            .await
+            .map_err(|e| FileError::Session(io_to_session(e)))?;
+        sent += n as u64;
+        if let Some(p) = progress {
+            let acked = session.stats().protocol.app_bytes_acked - acked_base;
+            p.send_replace(Progress {
+                bytes_sent: sent,
+                bytes_confirmed: start + acked.min(sent - start),
+                total: size,
+                resumed_from: start,
+            });
+        }
+    }
+    let sent_digest: [u8; 64] = hasher.finalize().into();
+    let verdict = recv_control(session).await?;
+    if let Some(p) = progress {
+        p.send_replace(Progress {
+            bytes_sent: size,
+            bytes_confirmed: size,
+            total: size,
+            resumed_from: start,
+        });
+    }
+    match verdict {
+        Control::Verdict { ok: true, .. } if sent_digest == digest => Ok(SendReport {
+            meta: FileMeta {
+                name: name.to_string(),
+                size,
+                blake2b: digest,
+                send_time,
+            },
+            resumed_from: start,
+            bytes_sent: size - start,
+        }),
+        Control::Verdict { ok: true, .. } => Err(FileError::Protocol(
+            "the source changed during the transfer but the receiver accepted it".into(),
+        )),
+        Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
+        other => Err(FileError::Protocol(format!(
+            "expected Verdict, got {other:?}"
+        ))),
+    }
+}
+
+fn io_to_session(e: std::io::Error) -> SessionError {
+    match e.into_inner().map(|i| i.downcast::<SessionError>()) {
+        Some(Ok(s)) => *s,
+        Some(Err(other)) => {
+            SessionError::Transport(crate::transport::TransportError::Closed(other.to_string()))
+        }
+        None => {
+            SessionError::Transport(crate::transport::TransportError::Closed("I/O error".into()))
+        }
+    }
+}
+
+fn part_paths(target: &Path) -> (PathBuf, PathBuf) {
+    let file = target
+        .file_name()
+        .map(|f| f.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let part = dir.join(format!(".{file}.swp-part"));
+    let meta = dir.join(format!(".{file}.swp-part.meta"));
+    (part, meta)
+}
+
+/// Receives one file over an established session into directory `dir`
+/// (created if missing; the sender's relative path is kept below it).
+/// Returns the metadata and the final path. Resumes a previous, interrupted
+/// transfer of the same file.
+pub async fn recv_file(
+    session: &mut Session,
+    dir: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let dir = dir.as_ref();
+    let (name, size, digest, send_time) = match recv_control(session).await? {
+        Control::Offer {
+            name,
+            size,
+            blake2b,
+            send_time_ns,
+        } => (name, size, blake2b, send_time_ns),
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Offer, got {other:?}"
+            )))
+        }
+    };
+    let rel = match check_offer(&name, &digest) {
+        Ok(r) => r,
+        Err(e) => {
+            send_control(
+                session,
+                &Control::Verdict {
+                    ok: false,
+                    message: e.to_string(),
+                },
+            )
+            .await?;
+            return Err(e);
+        }
+    };
+    let target = dir.join(&rel);
+    recv_file_to(session, &target, name, size, digest, send_time, progress).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn recv_file_to(
+    session: &mut Session,
+    target: &Path,
+    name: String,
+    size: u64,
+    digest: Vec<u8>,
+    send_time_ns: u64,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io_err(parent))?;
+    }
+    let (part, meta_path) = part_paths(target);
+    let meta_line = format!(
+        "{size} {}\n",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    // A part of the same file (same size and digest) can be resumed.
+    let mut have = 0u64;
+    let mut hasher = Blake2b512::new();
+    if tokio::fs::read_to_string(&meta_path).await.ok().as_deref() == Some(meta_line.as_str()) {
+        if let Ok(m) = tokio::fs::metadata(&part).await {
+            if m.len() <= size {
+                have = m.len();
+                hasher = hash_prefix(&part, have).await?;
+            }
+        }
+    }
+    send_control(
+        session,
+        &Control::Accept {
+            offset: have,
+            prefix_blake2b: hasher.clone().finalize().to_vec(),
+        },
+    )
+    .await?;
+    let start = match recv_control(session).await? {
+        Control::Start { offset } if offset == have || offset == 0 => offset,
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Start, got {other:?}"
+            )))
+        }
+    };
+    if start == 0 {
+        hasher = Blake2b512::new();
+    }
+    tokio::fs::write(&meta_path, &meta_line)
+        .await
+        .map_err(io_err(&meta_path))?;
+    let mut f = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&part)
+        .await
+        .map_err(io_err(&part))?;
+    f.set_len(start).await.map_err(io_err(&part))?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(io_err(&part))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut got = start;
+    while got < size {
+        let want = (size - got).min(CHUNK as u64) as usize;
+        let n = session
+            .read(&mut buf[..want])
+            .await
+            .map_err(|e| FileError::Session(io_to_session(e)))?;
+        if n == 0 {
+            f.flush().await.map_err(io_err(&part))?;
+            return Err(FileError::Protocol(format!(
+                "the sender ended the stream at {got} of {size} bytes; the part is kept for resuming"
+            )));
+        }
+        f.write_all(&buf[..n]).await.map_err(io_err(&part))?;
+        hasher.update(&buf[..n]);
+        got += n as u64;
+        if let Some(p) = progress {
+            p.send_replace(Progress {
+                bytes_sent: got,
+                bytes_confirmed: got,
+                total: size,
+                resumed_from: start,
+            });
+        }
+    }
+    f.sync_all().await.map_err(io_err(&part))?;
+    drop(f);
+    let actual = hasher.finalize();
+    if actual.as_slice() != digest.as_slice() {
+        let _ = tokio::fs::remove_file(&part).await;
+        let _ = tokio::fs::remove_file(&meta_path).await;
+        let err = FileError::DigestMismatch {
+            name: name.clone(),
+            expected: hex16(&digest),
+            actual: hex16(&actual),
+        };
+        send_control(
+            session,
+            &Control::Verdict {
+                ok: false,
+                message: err.to_string(),
+            },
+        )
+        .await?;
+        return Err(err);
+    }
+    tokio::fs::rename(&part, target)
+        .await
+        .map_err(io_err(target))?;
+    let _ = tokio::fs::remove_file(&meta_path).await;
+    send_control(
+        session,
+        &Control::Verdict {
+            ok: true,
+            message: String::new(),
+        },
+    )
+    .await?;
+    // Make sure the verdict is delivered before the caller moves on.
+    session.flush_acked().await?;
+    let mut d = [0u8; 64];
+    d.copy_from_slice(&digest);
+    Ok((
+        FileMeta {
+            name,
+            size,
+            blake2b: d,
+            send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
+        },
+        target.to_path_buf(),
+    ))
+}
+
+/// Sends `data` as a file named `name` (go-swp's `SendFile(path, data, time)`).
+pub async fn send_bytes(
+    session: &mut Session,
+    name: &str,
+    data: Bytes,
+) -> Result<FileMeta, FileError> {
+    safe_relative_path(name)?;
+    let digest: [u8; 64] = Blake2b512::digest(&data).into();
+    let send_time = SystemTime::now();
+    let send_time_ns = send_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let size = data.len() as u64;
+    send_control(
+        session,
+        &Control::Offer {
+            name: name.to_string(),
+            size,
+            blake2b: digest.to_vec(),
+            send_time_ns,
+        },
+    )
+    .await?;
+    match recv_control(session).await? {
+        Control::Accept { .. } => {}
+        Control::Verdict { message, .. } => return Err(FileError::Rejected(message)),
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Accept, got {other:?}"
+            )))
+        }
+    }
+    // In-memory data is always sent whole.
+    send_control(session, &Control::Start { offset: 0 }).await?;
+    session
+        .write_all(&data)
+        .await
+        .map_err(|e| FileError::Session(io_to_session(e)))?;
+    match recv_control(session).await? {
+        Control::Verdict { ok: true, .. } => Ok(FileMeta {
+            name: name.to_string(),
+            size,
+            blake2b: digest,
+            send_time,
+        }),
+        Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
+        other => Err(FileError::Protocol(format!(
+            "expected Verdict, got {other:?}"
+        ))),
+    }
+}
+
+/// Receives one file into memory (go-swp's `RecvFile()`); verified like
+/// [`recv_file`]. Refuses files larger than `max_size`.
+pub async fn recv_bytes(
+    session: &mut Session,
+    max_size: u64,
+) -> Result<(FileMeta, Bytes), FileError> {
+    let (name, size, digest, send_time_ns) = match recv_control(session).await? {
+        Control::Offer {
+            name,
+            size,
+            blake2b,
+            send_time_ns,
+        } => (name, size, blake2b, send_time_ns),
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Offer, got {other:?}"
+            )))
+        }
+    };
+    let refuse = |e: FileError| async {
+        let msg = e.to_string();
+        send_control(
+            session,
+            &Control::Verdict {
+                ok: false,
+                message: msg,
+            },
+        )
+        .await
+        .ok();
+        e
+    };
+    if let Err(e) = check_offer(&name, &digest) {
+        return Err(refuse(e).await);
+    }
+    if size > max_size {
+        return Err(refuse(FileError::Protocol(format!(
+            "{name} is {size} bytes, more than the {max_size} allowed in memory"
+        )))
+        .await);
+    }
+    send_control(
+        session,
+        &Control::Accept {
+            offset: 0,
+            prefix_blake2b: Vec::new(),
+        },
+    )
+    .await?;
+    match recv_control(session).await? {
+        Control::Start { offset: 0 } => {}
+        other => {
+            return Err(FileError::Protocol(format!(
+                "expected Start at 0, got {other:?}"
+            )))
+        }
+    }
+    let mut data = vec![0u8; size as usize];
+    session
+        .read_exact(&mut data)
+        .await
+        .map_err(|e| FileError::Session(io_to_session(e)))?;
+    let actual = Blake2b512::digest(&data);
+    if actual.as_slice() != digest.as_slice() {
+        let err = FileError::DigestMismatch {
+            name: name.clone(),
+            expected: hex16(&digest),
+            actual: hex16(&actual),
+        };
+        send_control(
+            session,
+            &Control::Verdict {
+                ok: false,
+                message: err.to_string(),
+            },
+        )
+        .await?;
+        return Err(err);
+    }
+    send_control(
+        session,
+        &Control::Verdict {
+            ok: true,
+            message: String::new(),
+        },
+    )
+    .await?;
+    session.flush_acked().await?;
+    let mut d = [0u8; 64];
+    d.copy_from_slice(&digest);
+    Ok((
+        FileMeta {
+            name,
+            size,
+            blake2b: d,
+            send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
+        },
+        Bytes::from(data),
+    ))
+}
