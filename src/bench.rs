@@ -1,0 +1,226 @@
+//! The NATS benchmark of `swp bench` and `cargo bench --bench nats_bench`:
+//! swp against raw async-nats publish/subscribe, in one run, against one
+//! nats-server. Prints figures; asserts nothing.
+
+use crate::proto::Config;
+use crate::transport::{NatsOptions, NatsTransport, Transport};
+use crate::Session;
+use bytes::Bytes;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MIB: u64 = 1 << 20;
+
+/// One measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    /// MiB/s or msgs/s.
+    pub rate: f64,
+    /// Messages or bytes that never arrived.
+    pub lost: u64,
+    /// Slow-consumer events.
+    pub slow: u64,
+}
+
+pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
+    NatsTransport::connect(NatsOptions::new(url))
+        .await
+        .expect("connect")
+}
+
+/// Raw pub/sub: publish `count` messages of `size` bytes as fast as
+/// possible; the subscriber counts until it has all or hears nothing for 2 s.
+async fn raw(url: &str, size: usize, count: u64) -> Figure {
+    let (tp, ts) = (transport(url).await, transport(url).await);
+    let subject = format!("bench.raw.{size}.{}", std::process::id());
+    let mut sub = ts.client().subscribe(subject.clone()).await.unwrap();
+    ts.client().flush().await.unwrap();
+    let payload = Bytes::from(vec![7u8; size]);
+    let start = Instant::now();
+    let pubc = tp.client().clone();
+    let publisher = tokio::spawn(async move {
+        for _ in 0..count {
+            pubc.publish(subject.clone(), payload.clone())
+                .await
+                .unwrap();
+        }
+        pubc.flush().await.unwrap();
+    });
+    let mut got = 0u64;
+    let mut last = start;
+    while got < count {
+        match tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+            Ok(Some(_)) => {
+                got += 1;
+                last = Instant::now();
+            }
+            _ => break,
+        }
+    }
+    publisher.await.unwrap();
+    let secs = last.duration_since(start).as_secs_f64();
+    Figure {
+        rate: got as f64 / secs,
+        lost: count - got,
+        slow: ts.counters().slow_consumer_events,
+    }
+}
+
+async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
+    let (ta, tb) = (transport(url).await, transport(url).await);
+    let id = std::process::id();
+    let (ia, ib) = (
+        format!("bench.swp.{packet}.a.{id}"),
+        format!("bench.swp.{packet}.b.{id}"),
+    );
+    let cfg = |l: &str, r: &str| {
+        Config::new(l, r)
+            .max_payload(packet)
+            .window(1024, 64 * MIB)
+            .send_buffer(64 * MIB)
+    };
+    let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
+    let accept = tokio::spawn(listener.accept());
+    let mut a = Session::connect(ta.clone(), cfg(&ia, &ib)).await.unwrap();
+    let mut b = accept.await.unwrap().unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < total {
+            let n = (total - sent).min(chunk.len() as u64) as usize;
+            a.write_all(&chunk[..n]).await.unwrap();
+            sent += n as u64;
+        }
+        a.shutdown().await.unwrap();
+        a
+    });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0u64;
+    loop {
+        let n = b.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    writer.await.unwrap();
+    Figure {
+        rate: got as f64 / MIB as f64 / secs,
+        lost: total - got,
+        slow: tb.counters().slow_consumer_events + ta.counters().slow_consumer_events,
+    }
+}
+
+async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
+    let (ta, tb) = (transport(url).await, transport(url).await);
+    let id = std::process::id();
+    let (ia, ib) = (format!("bench.msg.a.{id}"), format!("bench.msg.b.{id}"));
+    let listener = Session::listen(tb.clone(), Config::new(&ib, ""))
+        .await
+        .unwrap();
+    let accept = tokio::spawn(listener.accept());
+    let a = Session::connect(ta.clone(), Config::new(&ia, &ib))
+        .await
+        .unwrap();
+    let b = accept.await.unwrap().unwrap();
+    let payload = Bytes::from(vec![7u8; size]);
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        for _ in 0..count {
+            a.send(payload.clone()).await.unwrap();
+        }
+        a
+    });
+    let mut got = 0u64;
+    while got < count {
+        b.recv().await.unwrap().unwrap();
+        got += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let a = sender.await.unwrap();
+    let (sa, sb) = (a.stats().protocol, b.stats().protocol);
+    println!(
+        "  swp messages: {} data packets, {} acks ({:.2} per data packet), {} packets sent by the receiver",
+        sa.data_packets_sent,
+        sb.acks_sent,
+        sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
+        sb.packets_sent
+    );
+    Figure {
+        rate: got as f64 / secs,
+        lost: count - got,
+        slow: tb.counters().slow_consumer_events,
+    }
+}
+
+/// The median run by rate; losses and slow-consumer events are summed
+/// over all runs (any loss anywhere is reported).
+fn median(mut v: Vec<Figure>) -> Figure {
+    let lost = v.iter().map(|f| f.lost).sum();
+    let slow = v.iter().map(|f| f.slow).sum();
+    v.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
+    let m = &v[v.len() / 2];
+    Figure {
+        rate: m.rate,
+        lost,
+        slow,
+    }
+}
+
+fn row(what: &str, unit: &str, raw: &Figure, swp: &Figure) {
+    println!(
+        "{what:<28} raw {:>10.1} {unit:<7} (lost {:>6}, slow-consumer events {:>3})   swp {:>10.1} {unit:<7} (lost {}, slow-consumer events {})   swp/raw {:.2}",
+        raw.rate,
+        raw.lost,
+        raw.slow,
+        swp.rate,
+        swp.lost,
+        swp.slow,
+        swp.rate / raw.rate
+    );
+}
+
+/// Runs the benchmark against a nats-server at `url` (`quick`: small sizes,
+/// one round) and prints the table.
+pub async fn run(url: &str, quick: bool) {
+    let url = url.to_string();
+    let stream_total = if quick { 16 * MIB } else { 512 * MIB };
+    let msgs = if quick { 10_000 } else { 300_000 };
+    println!(
+        "{} MiB streams, {} x 1 KiB messages against {url}",
+        stream_total / MIB,
+        msgs
+    );
+    let rounds = if quick { 1 } else { 3 };
+    println!("{rounds} rounds, raw and swp interleaved; medians shown");
+    {
+        for packet in [64 * 1024usize, 512 * 1024] {
+            let count = stream_total / packet as u64;
+            let (mut raws, mut swps) = (vec![], vec![]);
+            for _ in 0..rounds {
+                let r = raw(&url, packet, count).await;
+                raws.push(Figure {
+                    rate: r.rate * packet as f64 / MIB as f64,
+                    ..r
+                });
+                swps.push(swp_stream(&url, packet, stream_total).await);
+            }
+            row(
+                &format!("stream, {} KiB packets", packet / 1024),
+                "MiB/s",
+                &median(raws),
+                &median(swps),
+            );
+        }
+        let (mut raws, mut swps) = (vec![], vec![]);
+        for _ in 0..rounds {
+            raws.push(raw(&url, 1024, msgs).await);
+            swps.push(swp_messages(&url, 1024, msgs).await);
+        }
+        row("1 KiB messages", "msgs/s", &median(raws), &median(swps));
+    }
+}

@@ -1,0 +1,377 @@
+//! `swp`: send and receive files over NATS with the swp protocol.
+//!
+//! ```text
+//! swp recv --inbox files.in --out ./incoming      # on the receiving side
+//! swp send report.pdf --to files.in               # on the sending side
+//! swp demo                                        # local server, a verified transfer
+//! swp bench                                       # swp against raw NATS
+//! ```
+//!
+//! Exit status 0 on success; otherwise 1 with a one-line reason on stderr.
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swp::file::{recv_file, send_file, Progress};
+use swp::proto::Config;
+use swp::server::NatsServer;
+use swp::transport::{NatsOptions, NatsTransport};
+use swp::Session;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "swp",
+    version,
+    about = "Reliable, flow-controlled, checksummed file transfer over NATS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Print nothing but errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Send FILE to a receiver listening on SUBJECT.
+    Send {
+        /// The file to send.
+        file: PathBuf,
+        /// The receiver's inbox subject (`swp recv --inbox ...`).
+        #[arg(long)]
+        to: String,
+        /// Our own inbox subject (default: a fresh unique one).
+        #[arg(long)]
+        inbox: Option<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Wait on SUBJECT for one file and save it under DIR.
+    Recv {
+        /// The subject to listen on.
+        #[arg(long)]
+        inbox: String,
+        /// Where to save the file (created if missing).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Give up if no sender connects within this many seconds (0: wait forever).
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Start a local nats-server, send a generated file through a session,
+    /// verify its BLAKE2b-512 digest, print the throughput.
+    Demo {
+        /// Size of the generated file in MiB.
+        #[arg(long, default_value_t = 256)]
+        size: u64,
+    },
+    /// Measure swp against raw NATS publish/subscribe (starts a local
+    /// nats-server unless --server is given).
+    Bench {
+        /// Small sizes, one round.
+        #[arg(long)]
+        quick: bool,
+        /// Use this server instead of starting one.
+        #[arg(long, env = "NATS_URL")]
+        server: Option<String>,
+    },
+}
+
+/// Connection options, named as the `nats` CLI names them.
+#[derive(Args, Clone)]
+struct NatsArgs {
+    /// NATS server URL(s); credentials in the URL are honoured.
+    #[arg(long, short, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    server: String,
+    /// User name.
+    #[arg(long)]
+    user: Option<String>,
+    /// Password.
+    #[arg(long)]
+    password: Option<String>,
+    /// Authentication token.
+    #[arg(long)]
+    token: Option<String>,
+    /// Credentials file.
+    #[arg(long)]
+    creds: Option<PathBuf>,
+    /// TLS client certificate.
+    #[arg(long, requires = "tlskey")]
+    tlscert: Option<PathBuf>,
+    /// TLS client key.
+    #[arg(long, requires = "tlscert")]
+    tlskey: Option<PathBuf>,
+    /// TLS CA certificate.
+    #[arg(long)]
+    tlsca: Option<PathBuf>,
+}
+
+impl NatsArgs {
+    async fn connect(&self) -> Result<Arc<NatsTransport>, String> {
+        let mut o = NatsOptions::new(self.server.clone()).name("swp");
+        if let Some(u) = &self.user {
+            o = o.user_password(u.clone(), self.password.clone().unwrap_or_default());
+        }
+        if let Some(t) = &self.token {
+            o = o.token(t.clone());
+        }
+        if let Some(c) = &self.creds {
+            o = o.creds(c.clone());
+        }
+        if let (Some(c), Some(k)) = (&self.tlscert, &self.tlskey) {
+            o = o.tls_client_cert(c.clone(), k.clone());
+        }
+        if let Some(ca) = &self.tlsca {
+            o = o.tls_ca(ca.clone());
+        }
+        NatsTransport::connect(o).await.map_err(|e| e.to_string())
+    }
+}
+
+/// Shows progress: a bar with rate and ETA on a terminal, a plain line every
+/// few seconds otherwise, nothing with --quiet.
+fn show_progress(
+    rx: watch::Receiver<Progress>,
+    label: String,
+    quiet: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut rx = rx;
+        if quiet {
+            return;
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(label);
+            while rx.changed().await.is_ok() {
+                let p = *rx.borrow();
+                bar.set_length(p.total);
+                bar.set_position(p.bytes_confirmed);
+            }
+            bar.finish_and_clear();
+        } else {
+            let mut last = Instant::now();
+            while rx.changed().await.is_ok() {
+                let p = *rx.borrow();
+                if last.elapsed() >= Duration::from_secs(2) {
+                    eprintln!("{label}: {} of {} bytes", p.bytes_confirmed, p.total);
+                    last = Instant::now();
+                }
+            }
+        }
+    })
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let quiet = cli.quiet;
+    match cli.cmd {
+        Cmd::Send {
+            file,
+            to,
+            inbox,
+            nats,
+        } => {
+            let t = nats.connect().await?;
+            let inbox = inbox.unwrap_or_else(|| format!("swp.send.{:016x}", rand::random::<u64>()));
+            let mut s = Session::connect(t, Config::new(inbox, to.clone()))
+                .await
+                .map_err(|e| format!("cannot reach a receiver on {to}: {e}"))?;
+            let (tx, rx) = watch::channel(Progress::default());
+            let shown = show_progress(rx, format!("send {}", file.display()), quiet);
+            let start = Instant::now();
+            let r = send_file(&mut s, &file, Some(&tx)).await;
+            drop(tx);
+            let _ = shown.await;
+            let r = r.map_err(|e| e.to_string())?;
+            let _ = s.close().await;
+            if !quiet {
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "sent {} ({}) in {secs:.2} s, {:.1} MiB/s{}; blake2b {}",
+                    r.meta.name,
+                    human(r.meta.size),
+                    r.bytes_sent as f64 / 1048576.0 / secs.max(1e-9),
+                    if r.resumed_from > 0 {
+                        format!(", resumed at {}", human(r.resumed_from))
+                    } else {
+                        String::new()
+                    },
+                    hex(&r.meta.blake2b[..16])
+                );
+            }
+            Ok(())
+        }
+        Cmd::Recv {
+            inbox,
+            out,
+            timeout,
+            nats,
+        } => {
+            let t = nats.connect().await?;
+            let listener = Session::listen(t, Config::new(inbox.clone(), ""))
+                .await
+                .map_err(|e| format!("cannot listen on {inbox}: {e}"))?;
+            if !quiet {
+                eprintln!("waiting on {inbox} ...");
+            }
+            let accept = listener.accept();
+            let mut s = if timeout > 0 {
+                tokio::time::timeout(Duration::from_secs(timeout), accept)
+                    .await
+                    .map_err(|_| format!("no sender connected to {inbox} within {timeout} s"))?
+            } else {
+                accept.await
+            }
+            .map_err(|e| e.to_string())?;
+            let (tx, rx) = watch::channel(Progress::default());
+            let shown = show_progress(rx, "recv".into(), quiet);
+            let start = Instant::now();
+            let r = recv_file(&mut s, &out, Some(&tx)).await;
+            drop(tx);
+            let _ = shown.await;
+            let (meta, path) = r.map_err(|e| e.to_string())?;
+            if !quiet {
+                let secs = start.elapsed().as_secs_f64();
+                println!(
+                    "received {} ({}) in {secs:.2} s -> {}; blake2b {} verified",
+                    meta.name,
+                    human(meta.size),
+                    path.display(),
+                    hex(&meta.blake2b[..16])
+                );
+            }
+            Ok(())
+        }
+        Cmd::Demo { size } => demo(size, quiet).await,
+        Cmd::Bench { quick, server } => {
+            let (_own, url) = match server {
+                Some(u) => (None, u),
+                None => {
+                    let s = NatsServer::start().map_err(|e| e.to_string())?;
+                    let u = s.url();
+                    (Some(s), u)
+                }
+            };
+            swp::bench::run(&url, quick).await;
+            Ok(())
+        }
+    }
+}
+
+async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {
+    let server = NatsServer::start().map_err(|e| e.to_string())?;
+    if !quiet {
+        println!("started {} on {}", server.binary().display(), server.url());
+    }
+    let dir = std::env::temp_dir().join(format!("swp-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let src = dir.join("demo.bin");
+    {
+        use std::io::Write;
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(&src).map_err(|e| e.to_string())?);
+        let mut chunk = vec![0u8; 1 << 20];
+        for m in 0..size_mib {
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = swp::sim::pattern_byte((m << 20) + i as u64);
+            }
+            f.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        f.flush().map_err(|e| e.to_string())?;
+    }
+    let url = server.url();
+    let connect = || async {
+        NatsTransport::connect(NatsOptions::new(url.clone()))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (ta, tb) = (connect().await?, connect().await?);
+    let listener = Session::listen(tb, Config::new("swp.demo.recv", ""))
+        .await
+        .map_err(|e| e.to_string())?;
+    let out = dir.join("received");
+    let out2 = out.clone();
+    let receiver = tokio::spawn(async move {
+        let mut s = listener.accept().await.map_err(|e| e.to_string())?;
+        recv_file(&mut s, &out2, None)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    let mut s = Session::connect(ta, Config::new("swp.demo.send", "swp.demo.recv"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (tx, rx) = watch::channel(Progress::default());
+    let shown = show_progress(rx, "demo".into(), quiet);
+    let start = Instant::now();
+    let sent = send_file(&mut s, &src, Some(&tx))
+        .await
+        .map_err(|e| e.to_string());
+    drop(tx);
+    let _ = shown.await;
+    let sent = sent?;
+    let (meta, path) = receiver.await.map_err(|e| e.to_string())??;
+    let secs = start.elapsed().as_secs_f64();
+    let same = std::fs::read(&path).map_err(|e| e.to_string())?
+        == std::fs::read(&src).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !same || meta.blake2b != sent.meta.blake2b {
+        return Err("demo: the received file differs from the source".into());
+    }
+    if !quiet {
+        println!(
+            "demo: {} through swp over NATS in {secs:.2} s ({:.1} MiB/s, digests included); BLAKE2b-512 {} verified",
+            human(meta.size),
+            meta.size as f64 / 1048576.0 / secs.max(1e-9),
+            hex(&meta.blake2b[..16])
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swp: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(cli)) {
+        eprintln!("swp: {e}");
+        std::process::exit(1);
+    }
+}

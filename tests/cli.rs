@@ -1,0 +1,110 @@
+//! The `swp` command end to end: separate sender and receiver processes
+//! through a real nats-server, `swp demo`, and failures' exit codes.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const SWP: &str = env!("CARGO_BIN_EXE_swp");
+
+#[test]
+fn send_and_recv_in_two_processes() {
+    let server = common::nats_server();
+    let dir = std::env::temp_dir().join(format!("swp-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("payload.bin");
+    let data: Vec<u8> = (0..5_000_000u64).map(swp::sim::pattern_byte).collect();
+    std::fs::write(&src, &data).unwrap();
+    let out = dir.join("incoming");
+    let inbox = common::inbox("cli", "recv");
+    let recv = Command::new(SWP)
+        .args(["recv", "--inbox", &inbox, "--out"])
+        .arg(&out)
+        .args(["--timeout", "60", "--server", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The sender retries its handshake (5 attempts with backoff), so it
+    // does not matter which process gets to the server first.
+    let send = Command::new(SWP)
+        .arg("send")
+        .arg(&src)
+        .args(["--to", &inbox, "--server", &server.url()])
+        .output()
+        .unwrap();
+    assert!(
+        send.status.success(),
+        "send failed: {}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    let recv = recv.wait_with_output().unwrap();
+    assert!(
+        recv.status.success(),
+        "recv failed: {}",
+        String::from_utf8_lossy(&recv.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("payload.bin")).unwrap(), data);
+    let said = String::from_utf8_lossy(&recv.stdout);
+    assert!(
+        said.contains("received payload.bin") && said.contains("verified"),
+        "{said}"
+    );
+    assert!(String::from_utf8_lossy(&send.stdout).contains("sent payload.bin"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_runs_and_verifies() {
+    let out = Command::new(SWP)
+        .args(["demo", "--size", "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
+}
+
+#[test]
+fn failures_exit_non_zero_with_a_one_line_reason() {
+    let server = common::nats_server();
+    // Nobody sends: recv gives up after its timeout.
+    let t0 = std::time::Instant::now();
+    let out = Command::new(SWP)
+        .args([
+            "recv",
+            "--inbox",
+            "nobody.sends",
+            "--timeout",
+            "1",
+            "--quiet",
+            "--server",
+            &server.url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no sender connected"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // No server at all.
+    let out = Command::new(SWP)
+        .args([
+            "send",
+            "Cargo.toml",
+            "--to",
+            "x",
+            "--server",
+            "nats://127.0.0.1:1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
+}
