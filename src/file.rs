@@ -159,6 +159,21 @@ async fn recv_control(s: &Session) -> Result<Control, FileError> {
     }
 }
 
+/// The Offer that starts every transfer: (name, size, digest, send time).
+async fn recv_offer(session: &Session) -> Result<(String, u64, Vec<u8>, u64), FileError> {
+    match recv_control(session).await? {
+        Control::Offer {
+            name,
+            size,
+            blake2b,
+            send_time_ns,
+        } => Ok((name, size, blake2b, send_time_ns)),
+        other => Err(FileError::Protocol(format!(
+            "expected Offer, got {other:?}"
+        ))),
+    }
+}
+
 fn check_offer(name: &str, digest: &[u8]) -> Result<PathBuf, FileError> {
     if digest.len() != 64 {
         return Err(FileError::Protocol(format!(
@@ -406,6 +421,37 @@ pub async fn recv_file(
     };
     let target = dir.join(&rel);
     recv_file_to(session, &target, name, size, digest, send_time, progress).await
+}
+
+/// Receives one file over an established session and saves it at exactly
+/// `path` (whatever name the sender gave; parent directories are created).
+pub async fn recv_file_as(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let (name, size, digest, send_time) = recv_offer(session).await?;
+    if let Err(e) = check_offer(&name, &digest) {
+        send_control(
+            session,
+            &Control::Verdict {
+                ok: false,
+                message: e.to_string(),
+            },
+        )
+        .await?;
+        return Err(e);
+    }
+    recv_file_to(
+        session,
+        path.as_ref(),
+        name,
+        size,
+        digest,
+        send_time,
+        progress,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

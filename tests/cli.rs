@@ -108,3 +108,70 @@ fn failures_exit_non_zero_with_a_one_line_reason() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to NATS"));
 }
+
+#[test]
+fn credentials_as_options_and_in_the_url() {
+    let server = swp::server::NatsServer::start_with_args(&["--user", "alice", "--pass", "s3cret"])
+        .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+    let port = server.port();
+    let dir = std::env::temp_dir().join(format!("swp-cli-auth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("secret.txt");
+    std::fs::write(&src, b"for alice only").unwrap();
+    let inbox = common::inbox("cli", "auth");
+    // Receiver: credentials as options. Sender: credentials in the URL.
+    let recv = Command::new(SWP)
+        .args([
+            "recv",
+            "--quiet",
+            "--timeout",
+            "30",
+            "--inbox",
+            &inbox,
+            "--user",
+            "alice",
+            "--password",
+            "s3cret",
+        ])
+        .args(["--server", &format!("nats://127.0.0.1:{port}"), "--out"])
+        .arg(dir.join("out"))
+        .spawn()
+        .unwrap();
+    let send = Command::new(SWP)
+        .args([
+            "send",
+            "--quiet",
+            "--to",
+            &inbox,
+            "--server",
+            &format!("nats://alice:s3cret@127.0.0.1:{port}"),
+        ])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        send.status.success(),
+        "{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(recv.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        std::fs::read(dir.join("out/secret.txt")).unwrap(),
+        b"for alice only"
+    );
+    // Wrong password: a clear failure.
+    let bad = Command::new(SWP)
+        .args([
+            "send",
+            "--to",
+            &inbox,
+            "--server",
+            &format!("nats://alice:wrong@127.0.0.1:{port}"),
+        ])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

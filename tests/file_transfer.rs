@@ -8,7 +8,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use swp::file::{recv_bytes, recv_file, send_bytes, send_file, send_file_as, FileError, Progress};
+use swp::file::{
+    recv_bytes, recv_file, recv_file_as, send_bytes, send_file, send_file_as, FileError, Progress,
+};
 use swp::proto::{Config, Kind};
 use swp::simnet::{Envelope, LinkConfig, Rule, Verdict};
 use swp::transport::{SimNetwork, Transport};
@@ -380,4 +382,24 @@ async fn two_hundred_mib_over_nats() {
     assert_eq!(h.finalize().as_slice(), meta.blake2b.as_slice());
     assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&src).unwrap());
     assert_eq!(tb.counters().slow_consumer_events, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recv_into_a_chosen_path() {
+    let tmp = TempDir::new("chosen");
+    let src = tmp.0.join("name-the-sender-gave.bin");
+    write_pattern(&src, 70_000, 4);
+    let target = tmp.0.join("deep/er/chosen.dat");
+    let net = lossy(10);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let s2 = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s2, None).await });
+    let (meta, path) = recv_file_as(&mut b, &target, None).await.unwrap();
+    sender.await.unwrap().unwrap();
+    assert_eq!(path, target);
+    assert_eq!(meta.name, "name-the-sender-gave.bin");
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
 }
