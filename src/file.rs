@@ -255,9 +255,82 @@ pub async fn send_file_as(
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
+    send_source(session, Source::File(path), name, progress).await
+}
+
+/// Where the sender's bytes come from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    File(&'a Path),
+    Memory(&'a [u8]),
+}
+
+/// An open [`Source`], read sequentially from some offset.
+enum SourceReader<'a> {
+    File(tokio::fs::File, &'a Path),
+    Memory(&'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    async fn size(self) -> Result<u64, FileError> {
+        match self {
+            Source::File(p) => Ok(tokio::fs::metadata(p).await.map_err(io_err(p))?.len()),
+            Source::Memory(d) => Ok(d.len() as u64),
+        }
+    }
+
+    async fn hash_prefix(self, len: u64) -> Result<Blake2b512, FileError> {
+        match self {
+            Source::File(p) => hash_prefix(p, len).await,
+            Source::Memory(d) => Ok(Blake2b512::new().chain_update(&d[..len as usize])),
+        }
+    }
+
+    async fn open_at(self, start: u64) -> Result<SourceReader<'a>, FileError> {
+        match self {
+            Source::File(p) => {
+                let mut f = tokio::fs::File::open(p).await.map_err(io_err(p))?;
+                f.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(io_err(p))?;
+                Ok(SourceReader::File(f, p))
+            }
+            Source::Memory(d) => Ok(SourceReader::Memory(&d[start as usize..])),
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Memory(_) => "the in-memory data".into(),
+        }
+    }
+}
+
+impl SourceReader<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FileError> {
+        match self {
+            SourceReader::File(f, p) => f.read(buf).await.map_err(io_err(p)),
+            SourceReader::Memory(rest) => {
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                *rest = &rest[n..];
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// The sender's side of the exchange (module docs), for any source.
+async fn send_source(
+    session: &mut Session,
+    source: Source<'_>,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
     safe_relative_path(name)?;
-    let size = tokio::fs::metadata(path).await.map_err(io_err(path))?.len();
-    let digest: [u8; 64] = hash_prefix(path, size).await?.finalize().into();
+    let size = source.size().await?;
+    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize().into();
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -289,27 +362,24 @@ pub async fn send_file_as(
     let mut hasher = Blake2b512::new();
     let mut start = 0;
     if offset > 0 && offset <= size {
-        let h = hash_prefix(path, offset).await?;
+        let h = source.hash_prefix(offset).await?;
         if h.clone().finalize().as_slice() == prefix.as_slice() {
             start = offset;
             hasher = h;
         }
     }
     send_control(session, &Control::Start { offset: start }).await?;
-    let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-    f.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(io_err(path))?;
+    let mut reader = source.open_at(start).await?;
     let acked_base = session.stats().protocol.app_bytes_acked;
     let mut buf = vec![0u8; CHUNK];
     let mut sent = start;
     while sent < size {
         let want = (size - sent).min(CHUNK as u64) as usize;
-        let n = f.read(&mut buf[..want]).await.map_err(io_err(path))?;
+        let n = reader.read(&mut buf[..want]).await?;
         if n == 0 {
             return Err(FileError::Protocol(format!(
                 "{} shrank during the transfer (ended at {sent} of {size} bytes)",
-                path.display()
+                source.describe()
             )));
         }
         hasher.update(&buf[..n]);
@@ -601,51 +671,9 @@ pub async fn send_bytes(
     name: &str,
     data: Bytes,
 ) -> Result<FileMeta, FileError> {
-    safe_relative_path(name)?;
-    let digest: [u8; 64] = Blake2b512::digest(&data).into();
-    let send_time = SystemTime::now();
-    let send_time_ns = send_time
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    let size = data.len() as u64;
-    send_control(
-        session,
-        &Control::Offer {
-            name: name.to_string(),
-            size,
-            blake2b: digest.to_vec(),
-            send_time_ns,
-        },
-    )
-    .await?;
-    match recv_control(session).await? {
-        Control::Accept { .. } => {}
-        Control::Verdict { message, .. } => return Err(FileError::Rejected(message)),
-        other => {
-            return Err(FileError::Protocol(format!(
-                "expected Accept, got {other:?}"
-            )))
-        }
-    }
-    // In-memory data is always sent whole.
-    send_control(session, &Control::Start { offset: 0 }).await?;
-    session
-        .write_all(&data)
-        .await
-        .map_err(|e| FileError::Session(io_to_session(e)))?;
-    match recv_control(session).await? {
-        Control::Verdict { ok: true, .. } => Ok(FileMeta {
-            name: name.to_string(),
-            size,
-            blake2b: digest,
-            send_time,
-        }),
-        Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
-        other => Err(FileError::Protocol(format!(
-            "expected Verdict, got {other:?}"
-        ))),
-    }
+    Ok(send_source(session, Source::Memory(&data), name, None)
+        .await?
+        .meta)
 }
 
 /// Receives one file into memory (go-swp's `RecvFile()`); verified like
