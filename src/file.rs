@@ -370,7 +370,9 @@ async fn send_source(
     }
     send_control(session, &Control::Start { offset: start }).await?;
     let mut reader = source.open_at(start).await?;
-    let acked_base = session.stats().protocol.app_bytes_acked;
+    // The file's bytes start at this stream offset (after the control
+    // messages); the peer has confirmed file bytes once its ack passes it.
+    let data_base = session.stats().protocol.app_bytes_written;
     let mut buf = vec![0u8; CHUNK];
     let mut sent = start;
     while sent < size {
@@ -389,7 +391,11 @@ async fn send_source(
             .map_err(|e| FileError::Session(io_to_session(e)))?;
         sent += n as u64;
         if let Some(p) = progress {
-            let acked = session.stats().protocol.app_bytes_acked - acked_base;
+            let acked = session
+                .stats()
+                .protocol
+                .app_bytes_acked
+                .saturating_sub(data_base);
             p.send_replace(Progress {
                 bytes_sent: sent,
                 bytes_confirmed: start + acked.min(sent - start),

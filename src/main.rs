@@ -157,8 +157,15 @@ fn show_progress(
                 .progress_chars("=> "),
             );
             bar.set_message(label);
+            let mut started = false;
             while rx.changed().await.is_ok() {
                 let p = *rx.borrow();
+                if !started {
+                    // The sender hashes the file before sending; start the
+                    // clock (rate, ETA) with the first bytes.
+                    bar.reset();
+                    started = true;
+                }
                 bar.set_length(p.total);
                 bar.set_position(p.bytes_confirmed);
             }
