@@ -16,6 +16,7 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod gocodec;
 pub mod packet;
 mod recv;
 pub mod rtt;

@@ -1,0 +1,409 @@
+//! go-sliding-window's wire encoding (`swp.Packet` and `swp.BigFile` as
+//! tinylib/msgp generates them), to talk to Go peers.
+//!
+//! Layout (see ../shared/interop/go-swp/README.md and
+//! ../shared/reference/go-swp-behaviour.md §1):
+//! * a Packet is a msgpack **map16 of 21 entries** (`de 00 15`), keys the Go
+//!   field names as str, in declaration order;
+//! * ints in msgp's smallest *signed* form: positive fixint, else int16,
+//!   int32, int64 (never int8 or uint for positives); negative fixint, int8,
+//!   int16, int32, int64;
+//! * strings as str, bytes as bin (empty or nil: `c4 00`);
+//! * times as ext8 type 5, 12 bytes: big-endian i64 Unix seconds and i32
+//!   nanoseconds, UTC; Go's zero time is seconds -62135596800.
+//!
+//! The decoder accepts what Go's decoder accepts (map16/map32/fixmap, keys as
+//! str or bin, any int or uint width, any str/bin width, unknown keys
+//! skipped, missing keys zero) and rejects what it rejects (nil for a
+//! string, an array for bytes, any other timestamp encoding), always with a
+//! [`GoDecodeError`], never a panic. The encoder writes only canonical forms.
+
+use bytes::Bytes;
+use rmpv::ValueRef;
+
+/// A Go `time.Time` on the wire: Unix seconds and nanoseconds (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GoTime {
+    /// Seconds since the Unix epoch (negative before 1970).
+    pub secs: i64,
+    /// Nanoseconds within the second.
+    pub nanos: i32,
+}
+
+impl GoTime {
+    /// Go's zero `time.Time` (0001-01-01T00:00:00Z).
+    pub const ZERO: GoTime = GoTime {
+        secs: -62_135_596_800,
+        nanos: 0,
+    };
+    /// True for Go's zero time.
+    pub fn is_zero(&self) -> bool {
+        *self == Self::ZERO
+    }
+}
+
+impl Default for GoTime {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// go-sliding-window's `Packet`, field for field (wire order).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct GoPacket {
+    pub from: String,
+    pub dest: String,
+    pub from_sess_nonce: String,
+    pub dest_sess_nonce: String,
+    pub arrived_at_dest_tm: GoTime,
+    pub data_send_tm: GoTime,
+    pub seq_num: i64,
+    pub seq_retry: i64,
+    pub ack_num: i64,
+    pub ack_retry: i64,
+    pub ack_reply_tm: GoTime,
+    pub tcp_event: i64,
+    pub avail_reader_bytes_cap: i64,
+    pub avail_reader_msg_cap: i64,
+    pub from_rtt_est_nsec: i64,
+    pub from_rtt_sd_nsec: i64,
+    pub from_rtt_n: i64,
+    pub cumul_bytes_transmitted: i64,
+    pub data: Bytes,
+    pub data_offset: i64,
+    pub blake2b_checksum: Bytes,
+}
+
+/// go-sliding-window's `BigFile` (what its `SendFile` sends).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[allow(missing_docs)]
+pub struct GoBigFile {
+    pub filepath: String,
+    pub size_in_bytes: i64,
+    pub blake2b: Bytes,
+    pub send_time: GoTime,
+    pub data: Bytes,
+}
+
+/// Why bytes are not a Go packet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GoDecodeError {
+    /// Not well-formed msgpack (truncated, bad marker ...).
+    #[error("malformed msgpack: {0}")]
+    Msgpack(String),
+    /// Bytes left after the top-level map.
+    #[error("{0} bytes after the end of the message")]
+    Trailing(usize),
+    /// The top level is not a map.
+    #[error("expected a msgpack map at the top level")]
+    NotAMap,
+    /// A key that is neither str nor bin.
+    #[error("a map key is not a string")]
+    BadKey,
+    /// A field of the wrong msgpack type (e.g. nil for a string).
+    #[error("field {field}: expected {expected}")]
+    WrongType {
+        /// The Go field name.
+        field: &'static str,
+        /// What Go accepts there.
+        expected: &'static str,
+    },
+    /// An integer that does not fit the Go type.
+    #[error("field {0}: integer out of range")]
+    Range(&'static str),
+}
+
+fn write_i64(buf: &mut Vec<u8>, v: i64) {
+    // msgp's AppendInt64: never int8 or uint for non-negative values.
+    if (0..=127).contains(&v) {
+        buf.push(v as u8);
+    } else if v >= 0 && v <= i16::MAX as i64 {
+        buf.push(0xd1);
+        buf.extend_from_slice(&(v as i16).to_be_bytes());
+    } else if v >= 0 && v <= i32::MAX as i64 {
+        buf.push(0xd2);
+        buf.extend_from_slice(&(v as i32).to_be_bytes());
+    } else if v >= 0 {
+        buf.push(0xd3);
+        buf.extend_from_slice(&v.to_be_bytes());
+    } else if v >= -32 {
+        buf.push(v as i8 as u8);
+    } else if v >= i8::MIN as i64 {
+        buf.push(0xd0);
+        buf.push(v as i8 as u8);
+    } else if v >= i16::MIN as i64 {
+        buf.push(0xd1);
+        buf.extend_from_slice(&(v as i16).to_be_bytes());
+    } else if v >= i32::MIN as i64 {
+        buf.push(0xd2);
+        buf.extend_from_slice(&(v as i32).to_be_bytes());
+    } else {
+        buf.push(0xd3);
+        buf.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    rmp::encode::write_str(buf, s).expect("writing into a Vec cannot fail");
+}
+
+fn write_bin(buf: &mut Vec<u8>, b: &[u8]) {
+    rmp::encode::write_bin(buf, b).expect("writing into a Vec cannot fail");
+}
+
+fn write_time(buf: &mut Vec<u8>, t: GoTime) {
+    buf.extend_from_slice(&[0xc7, 12, 5]);
+    buf.extend_from_slice(&t.secs.to_be_bytes());
+    buf.extend_from_slice(&t.nanos.to_be_bytes());
+}
+
+/// Encodes a packet exactly as Go's `MarshalMsg` does.
+pub fn encode_packet(p: &GoPacket) -> Vec<u8> {
+    let mut b = Vec::with_capacity(320 + p.data.len() + p.blake2b_checksum.len());
+    b.extend_from_slice(&[0xde, 0x00, 21]);
+    let kv_s = |b: &mut Vec<u8>, k: &str, v: &str| {
+        write_str(b, k);
+        write_str(b, v);
+    };
+    kv_s(&mut b, "From", &p.from);
+    kv_s(&mut b, "Dest", &p.dest);
+    kv_s(&mut b, "FromSessNonce", &p.from_sess_nonce);
+    kv_s(&mut b, "DestSessNonce", &p.dest_sess_nonce);
+    write_str(&mut b, "ArrivedAtDestTm");
+    write_time(&mut b, p.arrived_at_dest_tm);
+    write_str(&mut b, "DataSendTm");
+    write_time(&mut b, p.data_send_tm);
+    for (k, v) in [
+        ("SeqNum", p.seq_num),
+        ("SeqRetry", p.seq_retry),
+        ("AckNum", p.ack_num),
+        ("AckRetry", p.ack_retry),
+    ] {
+        write_str(&mut b, k);
+        write_i64(&mut b, v);
+    }
+    write_str(&mut b, "AckReplyTm");
+    write_time(&mut b, p.ack_reply_tm);
+    for (k, v) in [
+        ("TcpEvent", p.tcp_event),
+        ("AvailReaderBytesCap", p.avail_reader_bytes_cap),
+        ("AvailReaderMsgCap", p.avail_reader_msg_cap),
+        ("FromRttEstNsec", p.from_rtt_est_nsec),
+        ("FromRttSdNsec", p.from_rtt_sd_nsec),
+        ("FromRttN", p.from_rtt_n),
+        ("CumulBytesTransmitted", p.cumul_bytes_transmitted),
+    ] {
+        write_str(&mut b, k);
+        write_i64(&mut b, v);
+    }
+    write_str(&mut b, "Data");
+    write_bin(&mut b, &p.data);
+    write_str(&mut b, "DataOffset");
+    write_i64(&mut b, p.data_offset);
+    write_str(&mut b, "Blake2bChecksum");
+    write_bin(&mut b, &p.blake2b_checksum);
+    b
+}
+
+/// Encodes a `BigFile` exactly as Go's `MarshalMsg` does.
+pub fn encode_bigfile(f: &GoBigFile) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160 + f.data.len());
+    b.push(0x85);
+    write_str(&mut b, "Filepath");
+    write_str(&mut b, &f.filepath);
+    write_str(&mut b, "SizeInBytes");
+    write_i64(&mut b, f.size_in_bytes);
+    write_str(&mut b, "Blake2b");
+    write_bin(&mut b, &f.blake2b);
+    write_str(&mut b, "SendTime");
+    write_time(&mut b, f.send_time);
+    write_str(&mut b, "Data");
+    write_bin(&mut b, &f.data);
+    b
+}
+
+/// The top-level map's entries, with string keys.
+fn top_map(input: &[u8]) -> Result<Vec<(String, ValueRef<'_>)>, GoDecodeError> {
+    let mut rd = input;
+    let v =
+        rmpv::decode::read_value_ref(&mut rd).map_err(|e| GoDecodeError::Msgpack(e.to_string()))?;
+    if !rd.is_empty() {
+        return Err(GoDecodeError::Trailing(rd.len()));
+    }
+    let ValueRef::Map(entries) = v else {
+        return Err(GoDecodeError::NotAMap);
+    };
+    entries
+        .into_iter()
+        .map(|(k, v)| {
+            let key = match k {
+                ValueRef::String(s) => s.as_str().map(str::to_string),
+                ValueRef::Binary(b) => std::str::from_utf8(b).ok().map(str::to_string),
+                _ => None,
+            }
+            .ok_or(GoDecodeError::BadKey)?;
+            Ok((key, v))
+        })
+        .collect()
+}
+
+fn as_i64(field: &'static str, v: &ValueRef<'_>) -> Result<i64, GoDecodeError> {
+    match v {
+        ValueRef::Integer(i) => i.as_i64().ok_or(GoDecodeError::Range(field)),
+        _ => Err(GoDecodeError::WrongType {
+            field,
+            expected: "an integer",
+        }),
+    }
+}
+
+fn as_string(field: &'static str, v: &ValueRef<'_>) -> Result<String, GoDecodeError> {
+    match v {
+        ValueRef::String(s) => s
+            .as_str()
+            .map(str::to_string)
+            .ok_or(GoDecodeError::WrongType {
+                field,
+                expected: "a UTF-8 str",
+            }),
+        _ => Err(GoDecodeError::WrongType {
+            field,
+            expected: "a str",
+        }),
+    }
+}
+
+fn as_bytes(field: &'static str, v: &ValueRef<'_>) -> Result<Bytes, GoDecodeError> {
+    match v {
+        ValueRef::Binary(b) => Ok(Bytes::copy_from_slice(b)),
+        // msgp's ReadBytes also accepts nil as an empty slice.
+        ValueRef::Nil => Ok(Bytes::new()),
+        _ => Err(GoDecodeError::WrongType {
+            field,
+            expected: "bin",
+        }),
+    }
+}
+
+fn as_time(field: &'static str, v: &ValueRef<'_>) -> Result<GoTime, GoDecodeError> {
+    match v {
+        ValueRef::Ext(5, d) if d.len() == 12 => Ok(GoTime {
+            secs: i64::from_be_bytes(d[..8].try_into().expect("12 bytes")),
+            nanos: i32::from_be_bytes(d[8..].try_into().expect("12 bytes")),
+        }),
+        _ => Err(GoDecodeError::WrongType {
+            field,
+            expected: "a msgp time (ext type 5, 12 bytes)",
+        }),
+    }
+}
+
+/// Decodes a Go packet (see the module docs for what is accepted).
+pub fn decode_packet(input: &[u8]) -> Result<GoPacket, GoDecodeError> {
+    let mut p = GoPacket::default();
+    for (k, v) in top_map(input)? {
+        match k.as_str() {
+            "From" => p.from = as_string("From", &v)?,
+            "Dest" => p.dest = as_string("Dest", &v)?,
+            "FromSessNonce" => p.from_sess_nonce = as_string("FromSessNonce", &v)?,
+            "DestSessNonce" => p.dest_sess_nonce = as_string("DestSessNonce", &v)?,
+            "ArrivedAtDestTm" => p.arrived_at_dest_tm = as_time("ArrivedAtDestTm", &v)?,
+            "DataSendTm" => p.data_send_tm = as_time("DataSendTm", &v)?,
+            "SeqNum" => p.seq_num = as_i64("SeqNum", &v)?,
+            "SeqRetry" => p.seq_retry = as_i64("SeqRetry", &v)?,
+            "AckNum" => p.ack_num = as_i64("AckNum", &v)?,
+            "AckRetry" => p.ack_retry = as_i64("AckRetry", &v)?,
+            "AckReplyTm" => p.ack_reply_tm = as_time("AckReplyTm", &v)?,
+            "TcpEvent" => p.tcp_event = as_i64("TcpEvent", &v)?,
+            "AvailReaderBytesCap" => p.avail_reader_bytes_cap = as_i64("AvailReaderBytesCap", &v)?,
+            "AvailReaderMsgCap" => p.avail_reader_msg_cap = as_i64("AvailReaderMsgCap", &v)?,
+            "FromRttEstNsec" => p.from_rtt_est_nsec = as_i64("FromRttEstNsec", &v)?,
+            "FromRttSdNsec" => p.from_rtt_sd_nsec = as_i64("FromRttSdNsec", &v)?,
+            "FromRttN" => p.from_rtt_n = as_i64("FromRttN", &v)?,
+            "CumulBytesTransmitted" => {
+                p.cumul_bytes_transmitted = as_i64("CumulBytesTransmitted", &v)?
+            }
+            "Data" => p.data = as_bytes("Data", &v)?,
+            "DataOffset" => p.data_offset = as_i64("DataOffset", &v)?,
+            "Blake2bChecksum" => p.blake2b_checksum = as_bytes("Blake2bChecksum", &v)?,
+            _ => {} // unknown keys are skipped, as msgp does
+        }
+    }
+    Ok(p)
+}
+
+/// Decodes a Go `BigFile`.
+pub fn decode_bigfile(input: &[u8]) -> Result<GoBigFile, GoDecodeError> {
+    let mut f = GoBigFile::default();
+    for (k, v) in top_map(input)? {
+        match k.as_str() {
+            "Filepath" => f.filepath = as_string("Filepath", &v)?,
+            "SizeInBytes" => f.size_in_bytes = as_i64("SizeInBytes", &v)?,
+            "Blake2b" => f.blake2b = as_bytes("Blake2b", &v)?,
+            "SendTime" => f.send_time = as_time("SendTime", &v)?,
+            "Data" => f.data = as_bytes("Data", &v)?,
+            _ => {}
+        }
+    }
+    Ok(f)
+}
+
+/// True if `b` starts like a Go packet (a msgpack map) rather than a
+/// native one (`SW`): the two formats are told apart by the first byte.
+pub fn looks_like_go(b: &[u8]) -> bool {
+    matches!(b.first(), Some(0x80..=0x8f | 0xde | 0xdf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_time() -> impl Strategy<Value = GoTime> {
+        (any::<i64>(), 0i32..1_000_000_000).prop_map(|(secs, nanos)| GoTime { secs, nanos })
+    }
+
+    prop_compose! {
+        fn arb_go()(s in prop::array::uniform4("[a-zA-Z0-9._]{0,40}"),
+                    t in prop::array::uniform3(arb_time()),
+                    n in prop::array::uniform12(any::<i64>()),
+                    data in prop::collection::vec(any::<u8>(), 0..300),
+                    sum in prop::collection::vec(any::<u8>(), 0..64)) -> GoPacket {
+            GoPacket { from: s[0].clone(), dest: s[1].clone(), from_sess_nonce: s[2].clone(), dest_sess_nonce: s[3].clone(),
+                arrived_at_dest_tm: t[0], data_send_tm: t[1], seq_num: n[0], seq_retry: n[1], ack_num: n[2], ack_retry: n[3],
+                ack_reply_tm: t[2], tcp_event: n[4], avail_reader_bytes_cap: n[5], avail_reader_msg_cap: n[6],
+                from_rtt_est_nsec: n[7], from_rtt_sd_nsec: n[8], from_rtt_n: n[9], cumul_bytes_transmitted: n[10],
+                data: Bytes::from(data), data_offset: n[11], blake2b_checksum: Bytes::from(sum) }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_the_go_codec_emits_decodes_back(p in arb_go()) {
+            let b = encode_packet(&p);
+            prop_assert!(looks_like_go(&b));
+            prop_assert_eq!(decode_packet(&b).unwrap(), p);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode_packet(&b);
+            let _ = decode_bigfile(&b);
+        }
+    }
+
+    #[test]
+    fn ints_use_msgps_signed_forms() {
+        let enc = |v| {
+            let mut b = vec![];
+            write_i64(&mut b, v);
+            b
+        };
+        assert_eq!(enc(127), vec![0x7f]);
+        assert_eq!(enc(128), vec![0xd1, 0x00, 0x80]);
+        assert_eq!(enc(-32), vec![0xe0]);
+        assert_eq!(enc(-33), vec![0xd0, 0xdf]);
+        assert_eq!(enc(32768), vec![0xd2, 0, 0, 0x80, 0]);
+    }
+}
