@@ -823,3 +823,36 @@ fn data_written_into_a_shut_window_after_a_lost_update_is_probed_for() {
     );
     assert!(p.a.stats().window_probes_sent >= 1);
 }
+
+#[test]
+fn close_ends_normally_when_only_the_peers_finack_never_arrives() {
+    // Regression (chaos seed 17 at 20% loss): B closed and lingered, every
+    // FinAck it sent was lost, and A kept retrying its Fin long after B was
+    // gone, until the dead-peer budget. Now A concludes after B's linger.
+    let mut p = pair(30, link(1));
+    connected(&mut p);
+    let ia = p.inbox(Side::A);
+    p.net.add_rule(Rule::new(
+        "lose B's FinAcks",
+        Verdict::Drop,
+        move |e: &Envelope| e.to == ia && decoded(e).is_some_and(|p| p.kind == Kind::FinAck),
+    ));
+    p.a.write(b"last words").unwrap();
+    p.a.close(p.now());
+    let mut buf = [0u8; 32];
+    assert!(p.run_until(ms(100), |p| matches!(
+        p.b.read(&mut buf),
+        Ok(Recv::Data(10))
+    )));
+    p.b.close(p.now());
+    let t0 = p.now();
+    assert!(p.run_until(Duration::from_secs(60), |p| p.a.is_closed()));
+    assert_eq!(p.a.close_reason(), Some(&CloseReason::Normal));
+    assert_eq!(p.b.close_reason(), Some(&CloseReason::Normal));
+    let took = p.now() - t0;
+    let linger = Duration::from_secs(2);
+    assert!(
+        took >= linger && took < linger * 2,
+        "A closed after {took:?}"
+    );
+}

@@ -155,6 +155,8 @@ pub struct Connection {
     persist_backoff: u32,
     write_blocked: bool,
     peer_rtt: (u64, u64, u64),
+    /// Since when only the peer's FinAck is missing (see `only_fin_ack_missing`).
+    last_ack_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -235,6 +237,7 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
+            last_ack_since: None,
             cfg,
         })
     }
@@ -945,7 +948,16 @@ impl Connection {
                 }
                 Timer::Fin => {
                     self.fin_tries += 1;
-                    if self.fin_tries > self.cfg.max_retransmits && self.only_fin_ack_missing() {
+                    // The peer answers a retransmitted Fin for `close_linger`
+                    // after it closed; silence that long means it is gone.
+                    let lingered_out = self.only_fin_ack_missing()
+                        && self.last_ack_since.is_some_and(|t| {
+                            now.saturating_duration_since(t) >= self.cfg.close_linger
+                        });
+                    if lingered_out
+                        || (self.fin_tries > self.cfg.max_retransmits
+                            && self.only_fin_ack_missing())
+                    {
                         self.finish(now, CloseReason::Normal, false);
                     } else if self.fin_tries > self.cfg.max_retransmits {
                         let retries = self.fin_tries;
@@ -1069,6 +1081,15 @@ impl Connection {
     fn update_timers(&mut self, now: Instant) {
         if self.hs != Hs::Established {
             return;
+        }
+        if self.only_fin_ack_missing() {
+            let since = *self.last_ack_since.get_or_insert(now);
+            // Retry the Fin with backoff, but check again when the peer's
+            // linger must be over.
+            if let Some(at) = self.timers.get(Timer::Fin) {
+                self.timers
+                    .set(Timer::Fin, at.min(since + self.cfg.close_linger));
+            }
         }
         self.timers.set(
             Timer::KeepAlive,
