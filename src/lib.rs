@@ -9,7 +9,7 @@
 //! * [`Session`]: the async session (AsyncRead/AsyncWrite, messages), over
 //!   any [`transport::Transport`]: NATS ([`transport::NatsTransport`]) or
 //!   the simulator ([`transport::SimTransport`]).
-//! * [`file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
+//! * [`mod@file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
 //!   resumable file transfer over a session.
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
 //! * [`sim`]: drives two engines over [`simnet`] in virtual time.

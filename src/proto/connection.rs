@@ -155,8 +155,6 @@ pub struct Connection {
     persist_backoff: u32,
     write_blocked: bool,
     peer_rtt: (u64, u64, u64),
-    /// Since when only the peer's FinAck is missing (see `only_fin_ack_missing`).
-    last_ack_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -237,7 +235,6 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
-            last_ack_since: None,
             cfg,
         })
     }
@@ -650,8 +647,13 @@ impl Connection {
         }
         if self.hs == Hs::Closed {
             // Lingering: re-acknowledge a retransmitted Fin, nothing else.
+            // The peer is still asking, so our FinAck was lost: stay as long
+            // as it keeps asking (TIME-WAIT restarts, RFC 9293 §3.6.1).
             if p.kind == Kind::Fin && self.rcv.fin == Some(p.seq) {
                 self.pending.finack = Some(p.seq);
+                if self.timers.is_armed(Timer::Linger) {
+                    self.timers.set(Timer::Linger, now + self.cfg.close_linger);
+                }
             }
             return;
         }
@@ -948,16 +950,7 @@ impl Connection {
                 }
                 Timer::Fin => {
                     self.fin_tries += 1;
-                    // The peer answers a retransmitted Fin for `close_linger`
-                    // after it closed; silence that long means it is gone.
-                    let lingered_out = self.only_fin_ack_missing()
-                        && self.last_ack_since.is_some_and(|t| {
-                            now.saturating_duration_since(t) >= self.cfg.close_linger
-                        });
-                    if lingered_out
-                        || (self.fin_tries > self.cfg.max_retransmits
-                            && self.only_fin_ack_missing())
-                    {
+                    if self.fin_tries > self.cfg.max_retransmits && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
                     } else if self.fin_tries > self.cfg.max_retransmits {
                         let retries = self.fin_tries;
@@ -1081,15 +1074,6 @@ impl Connection {
     fn update_timers(&mut self, now: Instant) {
         if self.hs != Hs::Established {
             return;
-        }
-        if self.only_fin_ack_missing() {
-            let since = *self.last_ack_since.get_or_insert(now);
-            // Retry the Fin with backoff, but check again when the peer's
-            // linger must be over.
-            if let Some(at) = self.timers.get(Timer::Fin) {
-                self.timers
-                    .set(Timer::Fin, at.min(since + self.cfg.close_linger));
-            }
         }
         self.timers.set(
             Timer::KeepAlive,
@@ -1253,7 +1237,10 @@ impl Connection {
             self.fin_sent = true;
             let mut p = self.base_packet(Kind::Fin, now);
             p.seq = self.snd.snd_nxt;
-            self.timers.set(Timer::Fin, now + self.rtt.rto());
+            // Never wait longer than half a linger: a peer that already
+            // closed answers retransmitted Fins only while it lingers.
+            let wait = self.rtt.rto().min(self.cfg.close_linger / 2);
+            self.timers.set(Timer::Fin, now + wait);
             self.pending.keepalive = false;
             return Some(self.with_ack(p));
         }

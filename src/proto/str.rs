@@ -8,7 +8,8 @@
 use bytes::Bytes;
 use std::fmt;
 
-/// An immutable, cheaply cloned UTF-8 string (see the [module docs](self)).
+/// An immutable, cheaply cloned UTF-8 string: clones share memory, and a
+/// decoded one is a slice of the received packet.
 ///
 /// ```
 /// use swp::proto::Str;
