@@ -830,7 +830,7 @@ fn close_ends_normally_when_only_the_peers_finack_never_arrives() {
     // FinAcks were lost, its linger ended, and A retried its Fin into the
     // void until the dead-peer budget. Now B lingers as long as A keeps
     // asking, and A, whose every byte is acknowledged and which has B's
-    // Fin, ends normally when its Fin retries (at most 1 s apart) run out.
+    // Fin, ends normally when its Fin retries (at most 0.5 s apart) run out.
     let mut p = pair(30, link(1));
     connected(&mut p);
     let ia = p.inbox(Side::A);

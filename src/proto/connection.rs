@@ -1237,9 +1237,9 @@ impl Connection {
             self.fin_sent = true;
             let mut p = self.base_packet(Kind::Fin, now);
             p.seq = self.snd.snd_nxt;
-            // Never wait longer than half a linger: a peer that already
+            // Never wait longer than a quarter linger: a peer that already
             // closed answers retransmitted Fins only while it lingers.
-            let wait = self.rtt.rto().min(self.cfg.close_linger / 2);
+            let wait = self.rtt.rto().min(self.cfg.close_linger / 4);
             self.timers.set(Timer::Fin, now + wait);
             self.pending.keepalive = false;
             return Some(self.with_ack(p));

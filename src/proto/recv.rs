@@ -280,11 +280,9 @@ impl RecvState {
             let part = front.data.slice(self.front_off..);
             let len = part.len();
             parts.push(part);
-            // consume the whole front packet
+            // Consume the rest of the front packet (this pops it, empty
+            // packets included).
             self.consume_front(len);
-            if len == 0 && !self.ready.is_empty() && self.front_off == 0 {
-                // consume_front(0) on an empty packet already popped it
-            }
             if eom {
                 break;
             }
