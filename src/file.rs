@@ -132,6 +132,40 @@ enum Control {
     },
 }
 
+/// Tells the sender the file is accepted, and waits until it has heard.
+async fn accept_verdict(session: &Session) -> Result<(), FileError> {
+    send_control(
+        session,
+        &Control::Verdict {
+            ok: true,
+            message: String::new(),
+        },
+    )
+    .await?;
+    session.flush_acked().await?;
+    Ok(())
+}
+
+fn mismatch(name: &str, expected: &[u8], actual: &[u8]) -> FileError {
+    FileError::DigestMismatch {
+        name: name.to_string(),
+        expected: hex16(expected),
+        actual: hex16(actual),
+    }
+}
+
+/// `digest` was checked to be 64 bytes (`check_offer`).
+fn file_meta(name: String, size: u64, digest: &[u8], send_time_ns: u64) -> FileMeta {
+    let mut blake2b = [0u8; 64];
+    blake2b.copy_from_slice(digest);
+    FileMeta {
+        name,
+        size,
+        blake2b,
+        send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
+    }
+}
+
 fn hex16(d: &[u8]) -> String {
     d.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
@@ -629,11 +663,7 @@ async fn recv_file_to(
     if actual.as_slice() != digest.as_slice() {
         let _ = tokio::fs::remove_file(&part).await;
         let _ = tokio::fs::remove_file(&meta_path).await;
-        let err = FileError::DigestMismatch {
-            name: name.clone(),
-            expected: hex16(&digest),
-            actual: hex16(&actual),
-        };
+        let err = mismatch(&name, &digest, &actual);
         send_control(
             session,
             &Control::Verdict {
@@ -648,25 +678,9 @@ async fn recv_file_to(
         .await
         .map_err(io_err(target))?;
     let _ = tokio::fs::remove_file(&meta_path).await;
-    send_control(
-        session,
-        &Control::Verdict {
-            ok: true,
-            message: String::new(),
-        },
-    )
-    .await?;
-    // Make sure the verdict is delivered before the caller moves on.
-    session.flush_acked().await?;
-    let mut d = [0u8; 64];
-    d.copy_from_slice(&digest);
+    accept_verdict(session).await?;
     Ok((
-        FileMeta {
-            name,
-            size,
-            blake2b: d,
-            send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
-        },
+        file_meta(name, size, &digest, send_time_ns),
         target.to_path_buf(),
     ))
 }
@@ -746,11 +760,7 @@ pub async fn recv_bytes(
         .map_err(|e| FileError::Session(io_to_session(e)))?;
     let actual = Blake2b512::digest(&data);
     if actual.as_slice() != digest.as_slice() {
-        let err = FileError::DigestMismatch {
-            name: name.clone(),
-            expected: hex16(&digest),
-            actual: hex16(&actual),
-        };
+        let err = mismatch(&name, &digest, &actual);
         send_control(
             session,
             &Control::Verdict {
@@ -761,24 +771,9 @@ pub async fn recv_bytes(
         .await?;
         return Err(err);
     }
-    send_control(
-        session,
-        &Control::Verdict {
-            ok: true,
-            message: String::new(),
-        },
-    )
-    .await?;
-    session.flush_acked().await?;
-    let mut d = [0u8; 64];
-    d.copy_from_slice(&digest);
+    accept_verdict(session).await?;
     Ok((
-        FileMeta {
-            name,
-            size,
-            blake2b: d,
-            send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
-        },
+        file_meta(name, size, &digest, send_time_ns),
         Bytes::from(data),
     ))
 }
