@@ -175,3 +175,176 @@ fn credentials_as_options_and_in_the_url() {
     assert_eq!(bad.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `swp recv` and `swp send` with the given connection arguments and
+/// checks the file arrived.
+fn transfer_with(recv_args: &[String], send_args: &[String], tag: &str) {
+    let dir = std::env::temp_dir().join(format!("swp-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("note.txt");
+    std::fs::write(&src, format!("sent with {tag}")).unwrap();
+    let inbox = common::inbox("cli", tag);
+    let recv = Command::new(SWP)
+        .args(["recv", "--quiet", "--timeout", "30", "--inbox", &inbox])
+        .args(recv_args)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = Command::new(SWP)
+        .args(["send", "--quiet", "--to", &inbox])
+        .args(send_args)
+        .arg(&src)
+        .output()
+        .unwrap();
+    let recv = recv.wait_with_output().unwrap();
+    assert!(
+        send.status.success(),
+        "{tag} send: {}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(
+        recv.status.success(),
+        "{tag} recv: {}",
+        String::from_utf8_lossy(&recv.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/note.txt")).unwrap(),
+        format!("sent with {tag}")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn token_as_option_and_in_the_url() {
+    let server = swp::server::NatsServer::start_with_args(&["--auth", "t0ken"])
+        .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+    let plain = format!("nats://127.0.0.1:{}", server.port());
+    let in_url = format!("nats://t0ken@127.0.0.1:{}", server.port());
+    transfer_with(
+        &["--server".into(), plain, "--token".into(), "t0ken".into()],
+        &["--server".into(), in_url],
+        "token",
+    );
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("this test needs the openssl command (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mutual_tls_with_tlscert_tlskey_tlsca() {
+    let dir = std::env::temp_dir().join(format!("swp-cli-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A throwaway CA, a server certificate for 127.0.0.1, a client certificate.
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=swp test CA",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    for who in ["server", "client"] {
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        );
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{who}.pem"),
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+    }
+    let p = |f: &str| dir.join(f).display().to_string();
+    let server = swp::server::NatsServer::start_with_args(&[
+        "--tlsverify",
+        "--tlscert",
+        &p("server.pem"),
+        "--tlskey",
+        &p("server.key"),
+        "--tlscacert",
+        &p("ca.pem"),
+    ])
+    .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+    let args: Vec<String> = vec![
+        "--server".into(),
+        format!("tls://127.0.0.1:{}", server.port()),
+        "--tlscert".into(),
+        p("client.pem"),
+        "--tlskey".into(),
+        p("client.key"),
+        "--tlsca".into(),
+        p("ca.pem"),
+    ];
+    transfer_with(&args, &args, "tls");
+    // Without a client certificate the server refuses us, and we say so.
+    let out = Command::new(SWP)
+        .args([
+            "send",
+            "Cargo.toml",
+            "--to",
+            "x",
+            "--server",
+            &format!("tls://127.0.0.1:{}", server.port()),
+            "--tlsca",
+            &p("ca.pem"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
