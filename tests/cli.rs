@@ -348,3 +348,79 @@ fn mutual_tls_with_tlscert_tlskey_tlsca() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A JWT as NATS writes them: ed25519-nkey signed, base64url parts.
+fn nats_jwt(signer: &nkeys::KeyPair, claims: serde_json::Value) -> String {
+    use base64::Engine;
+    let e = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = e.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = e.encode(claims.to_string());
+    let sig = signer.sign(format!("{header}.{body}").as_bytes()).unwrap();
+    format!("{header}.{body}.{}", e.encode(sig))
+}
+
+#[test]
+fn creds_file_against_an_operator_mode_server() {
+    use serde_json::json;
+    let dir = std::env::temp_dir().join(format!("swp-cli-jwt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (op, acc, user) = (
+        nkeys::KeyPair::new_operator(),
+        nkeys::KeyPair::new_account(),
+        nkeys::KeyPair::new_user(),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let op_jwt = nats_jwt(
+        &op,
+        json!({"jti": "swp-op", "iat": now, "iss": op.public_key(), "sub": op.public_key(),
+        "name": "swp-test-operator", "nats": {"type": "operator", "version": 2}}),
+    );
+    let acc_jwt = nats_jwt(
+        &op,
+        json!({"jti": "swp-acc", "iat": now, "iss": op.public_key(), "sub": acc.public_key(),
+        "name": "swp-test-account", "nats": {"type": "account", "version": 2,
+        "limits": {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true, "conn": -1, "leaf": -1}}}),
+    );
+    let user_jwt = nats_jwt(
+        &acc,
+        json!({"jti": "swp-user", "iat": now, "iss": acc.public_key(), "sub": user.public_key(),
+        "name": "swp-test-user", "nats": {"type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1}}),
+    );
+    let conf = dir.join("server.conf");
+    std::fs::write(
+        &conf,
+        format!("operator: \"{op_jwt}\"\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{acc_jwt}\"\n}}\n", acc.public_key()),
+    )
+    .unwrap();
+    let creds = dir.join("user.creds");
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = swp::server::NatsServer::start_with_args(&["-c", conf.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+    let url = format!("nats://127.0.0.1:{}", server.port());
+    let args: Vec<String> = vec![
+        "--server".into(),
+        url.clone(),
+        "--creds".into(),
+        creds.display().to_string(),
+    ];
+    transfer_with(&args, &args, "creds");
+    // Without the credentials the server turns us away.
+    let out = Command::new(SWP)
+        .args(["send", "Cargo.toml", "--to", "x", "--server", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
