@@ -51,5 +51,10 @@ pub mod session;
 pub mod sim;
 pub mod transport;
 
+/// The README's examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use session::{Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf};
 pub use simnet;
