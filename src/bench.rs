@@ -32,7 +32,11 @@ pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
 
 /// Raw pub/sub: publish `count` messages of `size` bytes as fast as
 /// possible; the subscriber counts until it has all or hears nothing for 2 s.
-async fn raw(url: &str, size: usize, count: u64) -> Figure {
+/// Raw pub/sub. With `copying`, the publisher copies each payload out of an
+/// application buffer and the subscriber copies it into one, as any
+/// AsyncWrite/AsyncRead user of a stream must: the fair baseline for swp's
+/// byte stream (the plain one re-sends one `Bytes` and never reads it).
+async fn raw(url: &str, size: usize, count: u64, copying: bool) -> Figure {
     let (tp, ts) = (transport(url).await, transport(url).await);
     let subject = format!("bench.raw.{size}.{}", std::process::id());
     let mut sub = ts.client().subscribe(subject.clone()).await.unwrap();
@@ -41,18 +45,27 @@ async fn raw(url: &str, size: usize, count: u64) -> Figure {
     let start = Instant::now();
     let pubc = tp.client().clone();
     let publisher = tokio::spawn(async move {
+        let app_buf = payload.to_vec();
         for _ in 0..count {
-            pubc.publish(subject.clone(), payload.clone())
-                .await
-                .unwrap();
+            let p = if copying {
+                Bytes::copy_from_slice(&app_buf)
+            } else {
+                payload.clone()
+            };
+            pubc.publish(subject.clone(), p).await.unwrap();
         }
         pubc.flush().await.unwrap();
     });
     let mut got = 0u64;
     let mut last = start;
+    let mut sink = vec![0u8; size];
     while got < count {
         match tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
-            Ok(Some(_)) => {
+            Ok(Some(m)) => {
+                if copying {
+                    let n = m.payload.len().min(sink.len());
+                    sink[..n].copy_from_slice(&m.payload[..n]);
+                }
                 got += 1;
                 last = Instant::now();
             }
@@ -200,25 +213,28 @@ pub async fn run(url: &str, quick: bool) {
     {
         for packet in [64 * 1024usize, 512 * 1024] {
             let count = stream_total / packet as u64;
-            let (mut raws, mut swps) = (vec![], vec![]);
+            let (mut raws, mut copies, mut swps) = (vec![], vec![], vec![]);
+            let mib = |f: Figure| Figure {
+                rate: f.rate * packet as f64 / MIB as f64,
+                ..f
+            };
             for _ in 0..rounds {
-                let r = raw(&url, packet, count).await;
-                raws.push(Figure {
-                    rate: r.rate * packet as f64 / MIB as f64,
-                    ..r
-                });
+                raws.push(mib(raw(&url, packet, count, false).await));
+                copies.push(mib(raw(&url, packet, count, true).await));
                 swps.push(swp_stream(&url, packet, stream_total).await);
             }
+            let s = median(swps);
             row(
                 &format!("stream, {} KiB packets", packet / 1024),
                 "MiB/s",
                 &median(raws),
-                &median(swps),
+                &s,
             );
+            row("  vs raw with app copies", "MiB/s", &median(copies), &s);
         }
         let (mut raws, mut swps) = (vec![], vec![]);
         for _ in 0..rounds {
-            raws.push(raw(&url, 1024, msgs).await);
+            raws.push(raw(&url, 1024, msgs, false).await);
             swps.push(swp_messages(&url, 1024, msgs).await);
         }
         row("1 KiB messages", "msgs/s", &median(raws), &median(swps));
