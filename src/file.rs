@@ -631,22 +631,20 @@ async fn recv_file_to(
     f.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(io_err(&part))?;
-    let mut buf = vec![0u8; CHUNK];
     let mut got = start;
     while got < size {
         let want = (size - got).min(CHUNK as u64) as usize;
-        let n = session
-            .read(&mut buf[..want])
-            .await
-            .map_err(|e| FileError::Session(io_to_session(e)))?;
+        // Zero-copy: write the received packet payloads straight to disk.
+        let chunk = session.read_chunk(want).await?.unwrap_or_default();
+        let n = chunk.len();
         if n == 0 {
             f.flush().await.map_err(io_err(&part))?;
             return Err(FileError::Protocol(format!(
                 "the sender ended the stream at {got} of {size} bytes; the part is kept for resuming"
             )));
         }
-        f.write_all(&buf[..n]).await.map_err(io_err(&part))?;
-        hasher.update(&buf[..n]);
+        f.write_all(&chunk).await.map_err(io_err(&part))?;
+        hasher.update(&chunk);
         got += n as u64;
         if let Some(p) = progress {
             p.send_replace(Progress {

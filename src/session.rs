@@ -422,6 +422,13 @@ impl Session {
         r
     }
 
+    /// Up to `max` in-order stream bytes without copying them (at most one
+    /// packet's worth); `None` at end of stream. The zero-copy alternative
+    /// to `AsyncRead`.
+    pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        read_chunk(&self.shared, max).await
+    }
+
     /// The next packet payload delivered as soon as it arrived (unordered,
     /// possibly duplicated; needs [`Config::asap`]). `None` once the session
     /// is closed. Ordered delivery and flow control are unaffected.
@@ -516,6 +523,19 @@ impl Session {
     pub fn max_payload(&self) -> usize {
         self.shared.lock().conn.config().max_payload_bytes()
     }
+}
+
+async fn read_chunk(shared: &Shared, max: usize) -> Result<Option<Bytes>, SessionError> {
+    let r = shared
+        .wait(|g| match g.conn.read_chunk(max) {
+            Ok(Recv::Data(b)) => Some(Ok(Some(b))),
+            Ok(Recv::Finished) => Some(Ok(None)),
+            Ok(Recv::Blocked) => g.failure().map(Err),
+            Err(e) => Some(Err(SessionError::from(e))),
+        })
+        .await;
+    shared.nudge();
+    r
 }
 
 fn stats(shared: &Shared) -> SessionStats {
@@ -762,6 +782,11 @@ impl ReadHalf {
     /// Counters of the session.
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
+    }
+
+    /// As [`Session::read_chunk`].
+    pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        read_chunk(&self.shared, max).await
     }
 }
 
