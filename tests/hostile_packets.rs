@@ -12,17 +12,7 @@ use swp::sim::{Pair, Side};
 use swp::simnet::LinkConfig;
 
 fn arb_kind() -> impl Strategy<Value = Kind> {
-    prop::sample::select(vec![
-        Kind::Syn,
-        Kind::SynAck,
-        Kind::EstabAck,
-        Kind::Fin,
-        Kind::FinAck,
-        Kind::Ack,
-        Kind::Data,
-        Kind::KeepAlive,
-        Kind::Reset,
-    ])
+    prop::sample::select(Kind::ALL.to_vec())
 }
 
 fn edge() -> impl Strategy<Value = u64> {

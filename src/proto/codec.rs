@@ -313,17 +313,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_kind() -> impl Strategy<Value = Kind> {
-        prop::sample::select(vec![
-            Kind::Syn,
-            Kind::SynAck,
-            Kind::EstabAck,
-            Kind::Fin,
-            Kind::FinAck,
-            Kind::Ack,
-            Kind::Data,
-            Kind::KeepAlive,
-            Kind::Reset,
-        ])
+        prop::sample::select(Kind::ALL.to_vec())
     }
 
     prop_compose! {

@@ -36,6 +36,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in wire-number order.
+    pub const ALL: [Kind; 9] = [
+        Kind::Syn,
+        Kind::SynAck,
+        Kind::EstabAck,
+        Kind::Fin,
+        Kind::FinAck,
+        Kind::Ack,
+        Kind::Data,
+        Kind::KeepAlive,
+        Kind::Reset,
+    ];
+
     /// The kind with wire number `v`, if any.
     pub fn from_u8(v: u8) -> Option<Kind> {
         Some(match v {
