@@ -132,6 +132,21 @@ enum Control {
     },
 }
 
+/// Tells the sender the transfer failed and why, and returns the error. The
+/// error is what matters to our caller, so a failure to deliver the Verdict
+/// does not replace it.
+async fn refuse(session: &Session, err: FileError) -> FileError {
+    let _ = send_control(
+        session,
+        &Control::Verdict {
+            ok: false,
+            message: err.to_string(),
+        },
+    )
+    .await;
+    err
+}
+
 /// Tells the sender the file is accepted, and waits until it has heard.
 async fn accept_verdict(session: &Session) -> Result<(), FileError> {
     send_control(
@@ -518,15 +533,7 @@ pub async fn recv_file(
     let rel = match check_offer(&name, &digest) {
         Ok(r) => r,
         Err(e) => {
-            send_control(
-                session,
-                &Control::Verdict {
-                    ok: false,
-                    message: e.to_string(),
-                },
-            )
-            .await?;
-            return Err(e);
+            return Err(refuse(session, e).await);
         }
     };
     let target = dir.join(&rel);
@@ -542,15 +549,7 @@ pub async fn recv_file_as(
 ) -> Result<(FileMeta, PathBuf), FileError> {
     let (name, size, digest, send_time) = recv_offer(session).await?;
     if let Err(e) = check_offer(&name, &digest) {
-        send_control(
-            session,
-            &Control::Verdict {
-                ok: false,
-                message: e.to_string(),
-            },
-        )
-        .await?;
-        return Err(e);
+        return Err(refuse(session, e).await);
     }
     recv_file_to(
         session,
@@ -662,15 +661,7 @@ async fn recv_file_to(
         let _ = tokio::fs::remove_file(&part).await;
         let _ = tokio::fs::remove_file(&meta_path).await;
         let err = mismatch(&name, &digest, &actual);
-        send_control(
-            session,
-            &Control::Verdict {
-                ok: false,
-                message: err.to_string(),
-            },
-        )
-        .await?;
-        return Err(err);
+        return Err(refuse(session, err).await);
     }
     tokio::fs::rename(&part, target)
         .await
@@ -713,26 +704,16 @@ pub async fn recv_bytes(
             )))
         }
     };
-    let refuse = |e: FileError| async {
-        let msg = e.to_string();
-        send_control(
-            session,
-            &Control::Verdict {
-                ok: false,
-                message: msg,
-            },
-        )
-        .await
-        .ok();
-        e
-    };
     if let Err(e) = check_offer(&name, &digest) {
-        return Err(refuse(e).await);
+        return Err(refuse(session, e).await);
     }
     if size > max_size {
-        return Err(refuse(FileError::Protocol(format!(
-            "{name} is {size} bytes, more than the {max_size} allowed in memory"
-        )))
+        return Err(refuse(
+            session,
+            FileError::Protocol(format!(
+                "{name} is {size} bytes, more than the {max_size} allowed in memory"
+            )),
+        )
         .await);
     }
     send_control(
@@ -759,15 +740,7 @@ pub async fn recv_bytes(
     let actual = Blake2b512::digest(&data);
     if actual.as_slice() != digest.as_slice() {
         let err = mismatch(&name, &digest, &actual);
-        send_control(
-            session,
-            &Control::Verdict {
-                ok: false,
-                message: err.to_string(),
-            },
-        )
-        .await?;
-        return Err(err);
+        return Err(refuse(session, err).await);
     }
     accept_verdict(session).await?;
     Ok((

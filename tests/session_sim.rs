@@ -8,7 +8,7 @@ use common::{PatternChecker, PatternReader};
 use std::time::Duration;
 use swp::proto::{CloseReason, Config, Kind};
 use swp::simnet::{LinkConfig, Rule, Verdict};
-use swp::transport::{SimNetwork, Transport};
+use swp::transport::SimNetwork;
 use swp::{Session, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -77,7 +77,7 @@ async fn messages_and_send_and_wait_under_loss() {
     for i in 0..200u32 {
         assert_eq!(b.recv().await.unwrap().unwrap(), Bytes::from(i.to_string()));
     }
-    let (_, _) = (a.close().await.unwrap(), ());
+    a.close().await.unwrap();
     assert_eq!(b.recv().await.unwrap(), None, "end of stream after close");
 }
 
@@ -221,5 +221,4 @@ async fn asap_sees_packets_before_ordered_delivery() {
         b.recv().await.unwrap().unwrap(),
         Bytes::from_static(b"second")
     );
-    let _ = net.transport("C", 1).max_payload();
 }

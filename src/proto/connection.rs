@@ -741,7 +741,7 @@ impl Connection {
         }
         if out.newly_acked > 0 {
             // RFC 6298 §5.3: restart the timer when new data is acked.
-            if self.snd.outstanding() > 0 {
+            if self.snd.has_outstanding() {
                 self.timers.set(Timer::Retransmit, now + self.rtt.rto());
                 self.arm_tail_probe(now);
             } else {
@@ -919,7 +919,7 @@ impl Connection {
                     }
                 }
                 Timer::Persist => {
-                    if self.snd.window_blocked() && self.snd.outstanding() == 0 {
+                    if self.snd.window_blocked() && !self.snd.has_outstanding() {
                         self.pending.probe = true;
                         self.persist_backoff = (self.persist_backoff + 1).min(6);
                     }
@@ -991,7 +991,7 @@ impl Connection {
     }
 
     fn on_rto(&mut self, now: Instant) {
-        if self.snd.outstanding() == 0 {
+        if !self.snd.has_outstanding() {
             return;
         }
         self.rto_streak += 1;
@@ -1083,7 +1083,7 @@ impl Connection {
             Some(b) => self.timers.set(Timer::Idle, self.last_heard + b),
             None => self.timers.stop(Timer::Idle),
         }
-        if self.snd.window_blocked() && self.snd.outstanding() == 0 {
+        if self.snd.window_blocked() && !self.snd.has_outstanding() {
             if !self.timers.is_armed(Timer::Persist) {
                 let d = self.rtt.rto() * (1 << self.persist_backoff);
                 self.timers
@@ -1122,15 +1122,14 @@ impl Connection {
     }
 
     fn next_packet(&mut self, now: Instant) -> Option<(Packet, Option<bytes::BytesMut>)> {
-        if let Some(Some((p, framed))) = self.next_data(now) {
-            return Some((p, framed));
-        }
-        self.next_control(now).map(|p| (p, None))
+        self.next_data(now)
+            .or_else(|| self.next_control(now).map(|p| (p, None)))
     }
 
-    /// Data is sent from `next_established`; this only peels it off so its
-    /// payload buffer can travel separately. `None`: not established.
-    fn next_data(&mut self, now: Instant) -> Option<Option<(Packet, Option<bytes::BytesMut>)>> {
+    /// The next data packet (retransmission or new), if one is due, with its
+    /// payload buffer when it can be framed in place. Handshake and close
+    /// packets that must precede data (EstabAck, FinAck) go first.
+    fn next_data(&mut self, now: Instant) -> Option<(Packet, Option<bytes::BytesMut>)> {
         if self.drained || self.pending.reset || self.hs != Hs::Established {
             return None;
         }
@@ -1173,7 +1172,7 @@ impl Connection {
             self.arm_tail_probe(now);
         }
         self.pending.keepalive = false;
-        Some(Some((self.with_ack(p), framed)))
+        Some((self.with_ack(p), framed))
     }
 
     fn next_control(&mut self, now: Instant) -> Option<Packet> {

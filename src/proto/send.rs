@@ -217,6 +217,12 @@ impl SendState {
         !self.retx.is_empty()
     }
 
+    /// Is any sent packet neither acknowledged nor selectively acknowledged?
+    /// (Usually answered by the first entry; called per ack.)
+    pub(crate) fn has_outstanding(&self) -> bool {
+        self.in_flight.iter().any(|s| !s.sacked)
+    }
+
     /// Packets sent and neither acknowledged nor selectively acknowledged.
     pub(crate) fn outstanding(&self) -> usize {
         self.in_flight.iter().filter(|s| !s.sacked).count()
