@@ -13,8 +13,8 @@
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
 use crate::proto::{
-    codec, CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
-    WriteError,
+    codec, golink, CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State,
+    Stats, WriteError,
 };
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;
@@ -312,8 +312,8 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let t = now();
         let seed: u64 = rand::random();
-        let overhead =
-            codec::max_overhead(cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128);
+        let names = cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128;
+        let overhead = codec::max_overhead(names).max(golink::max_overhead(names));
         let max_payload = cfg
             .max_payload_bytes()
             .min(transport.max_payload().saturating_sub(overhead).max(1024));
@@ -323,6 +323,9 @@ impl Session {
             Connection::listen(cfg, t, seed)?
         };
         conn.set_max_payload(max_payload);
+        if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            conn.set_wall_clock(t, wall.as_nanos() as i128);
+        }
         let cap = transport.capacity();
         conn.set_transport_capacity(cap.packets, cap.bytes);
         let shared = Arc::new(Shared {
@@ -522,6 +525,13 @@ impl Session {
     /// to fit the transport's maximum message size).
     pub fn max_payload(&self) -> usize {
         self.shared.lock().conn.config().max_payload_bytes()
+    }
+
+    /// The wire format this session speaks: the configured one, or
+    /// [`WireFormat::Go`](crate::proto::WireFormat::Go) when a listener was
+    /// reached by a go-sliding-window peer.
+    pub fn wire_format(&self) -> crate::proto::WireFormat {
+        self.shared.lock().conn.wire_format()
     }
 }
 

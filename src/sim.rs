@@ -7,8 +7,9 @@
 //! its seed.
 //!
 //! A [`WindowMonitor`] watches every packet on the wire and records any data
-//! packet sent beyond the window its receiver had advertised to the sender:
-//! tests assert that there are none.
+//! packet sent beyond the window its receiver had advertised to the sender,
+//! and, for sessions in Go's wire format, any packet a Go peer would reject
+//! or choke on: tests assert that there are none.
 //!
 //! ```
 //! use swp::sim::{Pair, transfer, TransferSpec};
@@ -22,7 +23,7 @@
 //! assert_eq!(pair.window_violations(), 0);
 //! ```
 
-use crate::proto::{codec, Config, Connection, Kind, Recv};
+use crate::proto::{codec, gocodec, golink, Config, Connection, Kind, Recv};
 use bytes::Bytes;
 use simnet::{DropReason, Envelope, InboxId, LinkConfig, Monitor, SimNet};
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,8 @@ pub struct WindowReport {
 /// advertised *and that reached X*.
 #[derive(Debug, Default)]
 pub struct WindowMonitor {
+    /// Go mode: per direction, (largest data seq, its CumulBytesTransmitted).
+    go_cumul: std::collections::BTreeMap<(usize, usize), (i64, i64)>,
     /// Largest (seq edge, byte edge) delivered to the sender, per direction
     /// (index = sender inbox id, receiver inbox id).
     edges: std::collections::BTreeMap<(usize, usize), (u64, u64)>,
@@ -70,14 +73,125 @@ impl WindowMonitor {
     }
 }
 
+/// What the monitor needs of a packet, in either wire format.
+struct Seen {
+    kind: u8,
+    data: bool,
+    seq: u64,
+    /// End offset of a data packet (Go: not comparable with byte edges).
+    end: Option<u64>,
+    wnd_seq: u64,
+    wnd_bytes: u64,
+}
+
+fn violation(r: &mut WindowReport, what: impl FnOnce() -> String) {
+    r.violations += 1;
+    if r.first.is_none() {
+        r.first = Some(what());
+    }
+}
+
+impl WindowMonitor {
+    /// Decodes a packet; for Go's format also checks what a Go peer needs:
+    /// that its decoder accepts the packet, sentinel sequence numbers, the
+    /// data checksum, and `CumulBytesTransmitted` never going backwards
+    /// (a Go receiver panics on that).
+    fn see(&mut self, env: &Envelope, sending: bool, r: &mut WindowReport) -> Option<Seen> {
+        if !gocodec::looks_like_go(&env.payload) {
+            let p = codec::decode(&env.payload).ok()?;
+            return Some(Seen {
+                kind: p.kind as u8,
+                data: p.kind == Kind::Data,
+                seq: p.seq,
+                end: Some(p.cumul_bytes),
+                wnd_seq: p.wnd_seq,
+                wnd_bytes: p.wnd_bytes,
+            });
+        }
+        let g = match gocodec::decode_packet(&env.payload) {
+            Ok(g) => g,
+            Err(e) => {
+                if sending {
+                    violation(r, || format!("a Go peer would reject this packet: {e}"));
+                }
+                return None;
+            }
+        };
+        if sending {
+            let expect = match g.tcp_event {
+                3 => Some(golink::SEQ_SYN),
+                4 | 5 | 9 | 10 => Some(golink::SEQ_ACK),
+                8 => Some(golink::SEQ_FIN),
+                12 => Some(golink::SEQ_KEEPALIVE),
+                11 => None,
+                e => {
+                    violation(r, || format!("Go packet with TcpEvent {e}"));
+                    None
+                }
+            };
+            if let Some(x) = expect {
+                if g.seq_num != x || g.seq_retry != x {
+                    violation(r, || {
+                        format!(
+                            "Go event {} with SeqNum {} (want {x})",
+                            g.tcp_event, g.seq_num
+                        )
+                    });
+                }
+            }
+            if g.ack_num < -1 {
+                violation(r, || format!("Go AckNum {}", g.ack_num));
+            }
+            if g.tcp_event == 11 {
+                if g.seq_num < 0
+                    || g.blake2b_checksum != golink::checksum(&g.data) && !g.data.is_empty()
+                {
+                    violation(r, || {
+                        format!("Go data seq {} with a bad seq or checksum", g.seq_num)
+                    });
+                }
+                let (largest, cumul) = self
+                    .go_cumul
+                    .get(&(env.from.0, env.to.0))
+                    .copied()
+                    .unwrap_or((-1, 0));
+                if g.seq_num > largest {
+                    if g.cumul_bytes_transmitted < cumul {
+                        violation(r, || {
+                            format!(
+                                "Go CumulBytesTransmitted went back from {cumul} to {} at seq {}",
+                                g.cumul_bytes_transmitted, g.seq_num
+                            )
+                        });
+                    }
+                    self.go_cumul.insert(
+                        (env.from.0, env.to.0),
+                        (g.seq_num, g.cumul_bytes_transmitted),
+                    );
+                }
+            }
+        }
+        Some(Seen {
+            kind: g.tcp_event.clamp(0, 255) as u8,
+            data: g.tcp_event == 11,
+            seq: g.seq_num.max(0) as u64,
+            end: None,
+            // Go's caps are relative to the AckNum in the same packet.
+            wnd_seq: (g.ack_num + 1).max(0) as u64 + g.avail_reader_msg_cap.max(0) as u64,
+            wnd_bytes: u64::MAX,
+        })
+    }
+}
+
 impl Monitor for WindowMonitor {
     fn on_send(&mut self, env: &Envelope, _now: Duration) {
-        let Ok(p) = codec::decode(&env.payload) else {
+        let report = self.report.clone();
+        let mut r = report.lock().expect("monitor lock");
+        let Some(p) = self.see(env, true, &mut r) else {
             return;
         };
-        let mut r = self.report.lock().expect("monitor lock");
-        *r.by_kind.entry(p.kind as u8).or_default() += 1;
-        if p.kind != Kind::Data {
+        *r.by_kind.entry(p.kind).or_default() += 1;
+        if !p.data {
             return;
         }
         r.checked += 1;
@@ -86,19 +200,20 @@ impl Monitor for WindowMonitor {
             .get(&(env.from.0, env.to.0))
             .copied()
             .unwrap_or((0, 0));
-        if p.seq >= seq_edge || p.cumul_bytes > byte_edge {
-            r.violations += 1;
-            if r.first.is_none() {
-                r.first = Some(format!(
-                    "data seq {} (end offset {}) sent with window edges seq<{} bytes<={}",
-                    p.seq, p.cumul_bytes, seq_edge, byte_edge
-                ));
-            }
+        if p.seq >= seq_edge || p.end.is_some_and(|e| e > byte_edge) {
+            violation(&mut r, || {
+                format!(
+                    "data seq {} (end offset {:?}) sent with window edges seq<{} bytes<={}",
+                    p.seq, p.end, seq_edge, byte_edge
+                )
+            });
         }
     }
 
     fn on_deliver(&mut self, env: &Envelope, _now: Duration) {
-        let Ok(p) = codec::decode(&env.payload) else {
+        let report = self.report.clone();
+        let mut r = report.lock().expect("monitor lock");
+        let Some(p) = self.see(env, false, &mut r) else {
             return;
         };
         // A packet from Y delivered to X carries Y's edges for X's data.
@@ -137,6 +252,9 @@ impl std::fmt::Debug for Pair {
     }
 }
 
+/// The wall clock (Unix ns) at a [`Pair`]'s start.
+pub const SIM_WALL_CLOCK_NS: i128 = 1_700_000_000_000_000_000;
+
 /// Capacity of each simulated inbox (as a NATS subscription's pending limit).
 pub const INBOX_CAPACITY: usize = 65_536;
 
@@ -168,8 +286,12 @@ impl Pair {
         let epoch = Instant::now();
         let seed_a = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xa;
         let seed_b = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xb;
-        let a = Connection::connect(cfg_a, epoch, seed_a).expect("valid config A");
-        let b = Connection::listen(cfg_b, epoch, seed_b).expect("valid config B");
+        let mut a = Connection::connect(cfg_a, epoch, seed_a).expect("valid config A");
+        let mut b = Connection::listen(cfg_b, epoch, seed_b).expect("valid config B");
+        // A fixed wall clock (for Go's wall-clock times) keeps runs
+        // reproducible: 2023-11-14T22:13:20Z.
+        a.set_wall_clock(epoch, SIM_WALL_CLOCK_NS);
+        b.set_wall_clock(epoch, SIM_WALL_CLOCK_NS);
         Self::from_parts(seed, link, epoch, a, b, capacity)
     }
 

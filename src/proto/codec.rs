@@ -64,6 +64,9 @@ pub enum DecodeError {
     /// Structurally valid but semantically impossible (e.g. bad SACK ranges).
     #[error("invalid packet: {0}")]
     Invalid(&'static str),
+    /// Not a well-formed go-sliding-window packet.
+    #[error("malformed Go packet: {0}")]
+    Go(#[from] super::gocodec::GoDecodeError),
 }
 
 /// Which encoding a session speaks on the wire.
@@ -72,21 +75,11 @@ pub enum WireFormat {
     /// This crate's compact, checksummed format.
     #[default]
     Native,
-}
-
-impl WireFormat {
-    /// Encodes `p` in this format.
-    pub fn encode(self, p: &Packet) -> Bytes {
-        match self {
-            WireFormat::Native => encode(p),
-        }
-    }
-    /// Decodes `b`, which must be in this format.
-    pub fn decode(self, b: &Bytes) -> Result<Packet, DecodeError> {
-        match self {
-            WireFormat::Native => decode(b),
-        }
-    }
+    /// go-sliding-window's msgpack `Packet` and its semantics, to talk to Go
+    /// peers (docs/PROTOCOL.md §13). A listener configured for `Native`
+    /// switches to this by itself when the first Syn it gets is in Go's
+    /// format.
+    Go,
 }
 
 #[derive(Serialize)]

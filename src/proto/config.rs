@@ -1,6 +1,7 @@
 //! Protocol configuration. Private fields, chainable setters, and one
 //! `Default` in which every value says why it was chosen.
 
+use super::codec::WireFormat;
 use std::time::Duration;
 
 /// Tuning of one session's protocol engine.
@@ -37,6 +38,7 @@ pub struct Config {
     pub(crate) ack_frequency: u32,
     pub(crate) close_linger: Duration,
     pub(crate) asap_limit: Option<usize>,
+    pub(crate) wire_format: WireFormat,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
     /// * keepalive every 1 s; 10 silent intervals mean the peer is gone.
     /// * ack at once every 2nd packet, else after at most 1 ms.
     /// * linger 2 s after close to re-acknowledge a retransmitted Fin.
+    /// * native wire format; a listener still answers a Go peer in Go's.
     pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
         Config {
             local_inbox: local_inbox.into(),
@@ -87,6 +90,7 @@ impl Config {
             ack_frequency: 2,
             close_linger: Duration::from_secs(2),
             asap_limit: None,
+            wire_format: WireFormat::Native,
         }
     }
 
@@ -174,6 +178,23 @@ impl Config {
     pub fn asap(mut self, limit: Option<usize>) -> Self {
         self.asap_limit = limit.filter(|l| *l > 0);
         self
+    }
+    /// The wire format to speak: [`WireFormat::Go`] to connect to (or
+    /// listen only for) go-sliding-window peers. A `Native` listener still
+    /// answers a Go peer in Go's format.
+    ///
+    /// ```
+    /// use swp::proto::{Config, WireFormat};
+    /// let cfg = Config::new("me", "go.peer").wire_format(WireFormat::Go);
+    /// assert_eq!(cfg.format(), WireFormat::Go);
+    /// ```
+    pub fn wire_format(mut self, format: WireFormat) -> Self {
+        self.wire_format = format;
+        self
+    }
+    /// The configured wire format.
+    pub fn format(&self) -> WireFormat {
+        self.wire_format
     }
     /// Receive window in packets.
     pub fn window_packets(&self) -> u64 {

@@ -26,6 +26,8 @@
 use super::codec::{self, DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
 use super::error::{CloseReason, ReadError, WriteError};
+use super::gocodec;
+use super::golink::{self, Inbound};
 use super::packet::{flags, Kind, Packet, Transmit};
 use super::recv::{DataOutcome, RecvState};
 use super::rtt::RttEstimator;
@@ -155,6 +157,11 @@ pub struct Connection {
     persist_backoff: u32,
     write_blocked: bool,
     peer_rtt: (u64, u64, u64),
+    /// Wall clock (Unix ns) at `epoch`, for Go's wall-clock times.
+    wall_epoch_ns: i128,
+    /// Go mode: where the peer's Fin said its stream ends, while data before
+    /// it is still missing (a Go Fin is sent once and carries no seq).
+    go_fin_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -201,8 +208,12 @@ impl Connection {
         cfg.validate()?;
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let hs_interval = cfg.initial_rto.min(cfg.connect_timeout);
+        let mut rcv = RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit);
+        if cfg.wire_format == WireFormat::Go {
+            rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
+        }
         Ok(Connection {
-            format: WireFormat::Native,
+            format: cfg.wire_format,
             hs: Hs::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
             remote_inbox: Str::from(&cfg.remote_inbox),
@@ -211,7 +222,7 @@ impl Connection {
             epoch: now,
             rtt,
             snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
-            rcv: RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit),
+            rcv,
             timers: TimerTable::default(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -235,6 +246,8 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
+            wall_epoch_ns: 0,
+            go_fin_at: None,
             cfg,
         })
     }
@@ -278,6 +291,12 @@ impl Connection {
     /// Why the session closed, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.close_reason.as_ref()
+    }
+
+    /// The wire format spoken: the configured one, or [`WireFormat::Go`]
+    /// once a listener has answered a Go peer.
+    pub fn wire_format(&self) -> WireFormat {
+        self.format
     }
 
     /// This side's session nonce.
@@ -379,6 +398,13 @@ impl Connection {
         let p = packets.map(|p| p.saturating_sub(self.cfg.reserve_packets).max(1));
         let b = bytes.map(|b| b.saturating_sub(self.cfg.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
+    }
+
+    /// Tells the engine the wall clock: `unix_ns` nanoseconds since the Unix
+    /// epoch at `now`. Only the Go wire format needs it (its packets carry
+    /// wall-clock times); without it those times count from 1970.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ns: i128) {
+        self.wall_epoch_ns = unix_ns - now.saturating_duration_since(self.epoch).as_nanos() as i128;
     }
 
     /// Lowers the largest payload per packet (e.g. to respect the
@@ -547,10 +573,69 @@ impl Connection {
     /// counted in [`Stats::dropped_invalid`] and dropped; this never fails.
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.stats.bytes_received += bytes.len() as u64;
-        match self.format.decode(&bytes) {
-            Ok(p) => self.handle_decoded(now, p),
+        let go = match self.format {
+            WireFormat::Go => true,
+            // A listener tells a Go peer's Syn by its first byte.
+            WireFormat::Native => self.hs == Hs::Listen && gocodec::looks_like_go(&bytes),
+        };
+        let decoded = if go {
+            gocodec::decode_packet(&bytes)
+                .map_err(DecodeError::from)
+                .and_then(golink::inbound)
+                .map(|inb| self.complete_go(inb))
+        } else {
+            codec::decode(&bytes).map(Some)
+        };
+        match decoded {
+            Ok(Some(p)) => self.handle_decoded(now, p),
+            Ok(None) => {}
             Err(e) => self.on_invalid(&e),
         }
+    }
+
+    /// Completes a packet from a Go peer with what only this side knows:
+    /// absolute ack and window edges, a Fin's end of stream. `None`: drop it.
+    fn complete_go(&mut self, inb: Inbound) -> Option<Packet> {
+        let mut p = inb.packet;
+        if self.format == WireFormat::Native {
+            if p.kind != Kind::Syn {
+                self.stats.dropped_unexpected += 1;
+                return None;
+            }
+            tracing::debug!(peer = %p.from, "a Go peer: answering in go-sliding-window's format");
+            self.format = WireFormat::Go;
+            self.rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
+        }
+        let (una, nxt) = (self.snd.snd_una, self.snd.snd_nxt);
+        // Go's caps are relative to the ack in the same packet. Where that
+        // ack is not meaningful they are used only while nothing is in
+        // flight, when our own cumulative ack is the same number.
+        let base = match inb.ack {
+            Some(a) if a >= una && a <= nxt => Some(a),
+            Some(_) => None,
+            None => (una == nxt).then_some(una),
+        };
+        p.ack = inb.ack.filter(|a| *a >= una && *a <= nxt).unwrap_or(una);
+        if let Some(b) = base {
+            p.wnd_seq = b + inb.msg_cap;
+            p.wnd_bytes = self.snd.end_offset_before(b) + inb.byte_cap;
+        }
+        match p.kind {
+            // A Go Fin carries no seq: it ends after the highest data seen.
+            Kind::Fin => p.seq = self.rcv.highest_seen(),
+            Kind::FinAck => p.seq = nxt,
+            _ => {}
+        }
+        // A Go client may send data before its EstabAck, still without our
+        // nonce; its own nonce identifies it (go-swp capture 2).
+        if self.hs == Hs::SynReceived
+            && p.kind != Kind::Syn
+            && p.dest_nonce.is_empty()
+            && p.from_nonce == self.remote_nonce
+        {
+            p.dest_nonce = self.local_nonce.clone();
+        }
+        Some(p)
     }
 
     fn on_invalid(&mut self, e: &DecodeError) {
@@ -674,11 +759,23 @@ impl Connection {
         match p.kind {
             Kind::SynAck => self.pending.estab = true, // our EstabAck was lost
             Kind::Data => self.on_data(now, p),
-            Kind::KeepAlive if p.has(flags::ACK_NOW) => self.ack_immediate = true,
+            Kind::KeepAlive if p.has(flags::ACK_NOW) => {
+                if self.format == WireFormat::Go {
+                    // Go samples RTT from the echo of its keepalive.
+                    self.ack_echo = p.ts;
+                }
+                self.ack_immediate = true;
+            }
             Kind::Fin => self.on_fin(p.seq),
             Kind::FinAck if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked => {
                 self.fin_acked = true;
                 self.timers.stop(Timer::Fin);
+                if self.format == WireFormat::Go && self.rcv.fin.is_none() {
+                    // A Go peer halts when it gets our Fin and never sends
+                    // its own; a Rust peer in Go mode may still send. Wait
+                    // for its Fin or for its silence.
+                    self.timers.set(Timer::Fin, now + self.go_quiet());
+                }
                 tracing::debug!("our Fin acknowledged");
             }
             _ => {}
@@ -690,6 +787,12 @@ impl Connection {
     fn accept_common(&mut self, now: Instant, p: &Packet) {
         self.stats.packets_received += 1;
         self.last_heard = now;
+        if self.format == WireFormat::Go {
+            // A Go peer acks only what its application has read, so data
+            // outstanding for long is no sign of a dead peer as long as it
+            // is heard from; silence is caught by the keepalive budget.
+            self.rto_streak = 0;
+        }
         if p.rtt_samples > 0 {
             self.peer_rtt = (p.rtt_us, p.rttvar_us, p.rtt_samples);
             self.rtt.seed_from_peer(
@@ -797,6 +900,10 @@ impl Connection {
         self.ack_pending += 1;
         match outcome {
             DataOutcome::InOrder | DataOutcome::FilledGap => {
+                if self.go_fin_at == Some(self.rcv.rcv_nxt) {
+                    self.go_fin_at = None;
+                    self.on_fin(self.rcv.rcv_nxt);
+                }
                 self.stats.data_packets_received += 1;
                 self.stats.data_bytes_received += len;
                 self.events.push_back(Event::Readable);
@@ -841,7 +948,11 @@ impl Connection {
             // correct peer. Drop the Fin; keep the session.
             self.stats.dropped_unexpected += 1;
         } else {
-            // Data before the Fin is still missing: say what we have.
+            // Data before the Fin is still missing: say what we have. A Go
+            // peer never resends its Fin: remember it.
+            if self.format == WireFormat::Go {
+                self.go_fin_at = Some(seq);
+            }
             self.ack_immediate = true;
         }
     }
@@ -851,11 +962,28 @@ impl Connection {
     /// its linger ended before our Fin got through). Nothing can be lost any
     /// more, so running out of Fin retries (or hearing nothing) here ends the
     /// session normally rather than with an error.
+    /// With a Go peer, its Fin is not needed: a Go peer halts when it gets
+    /// ours, without a Fin of its own, and its FinAck is often never sent.
     fn only_fin_ack_missing(&self) -> bool {
         self.hs == Hs::Established
             && self.fin_sent
             && self.snd.all_acked()
-            && self.rcv.fin.is_some()
+            && (self.rcv.fin.is_some() || self.format == WireFormat::Go)
+    }
+
+    /// Go mode: how long a peer that acknowledged our Fin must stay silent
+    /// before we take it as gone (it keeps sending keepalives while alive).
+    fn go_quiet(&self) -> Duration {
+        self.cfg.close_linger.max(self.cfg.keepalive_interval * 2)
+    }
+
+    /// Fin retransmissions allowed before giving up: fewer with a Go peer,
+    /// which never needs more than one.
+    fn fin_retry_limit(&self) -> u32 {
+        match self.format {
+            WireFormat::Native => self.cfg.max_retransmits,
+            WireFormat::Go => self.cfg.max_retransmits.min(3),
+        }
     }
 
     fn check_done(&mut self, now: Instant) {
@@ -948,11 +1076,21 @@ impl Connection {
                         }
                     }
                 }
+                Timer::Fin if self.fin_acked => {
+                    // Go mode, our Fin acknowledged: end once the peer is quiet.
+                    let quiet_at = self.last_heard + self.go_quiet();
+                    if now >= quiet_at {
+                        self.finish(now, CloseReason::Normal, false);
+                    } else {
+                        self.timers.set(Timer::Fin, quiet_at);
+                    }
+                }
                 Timer::Fin => {
                     self.fin_tries += 1;
-                    if self.fin_tries > self.cfg.max_retransmits && self.only_fin_ack_missing() {
+                    let limit = self.fin_retry_limit();
+                    if self.fin_tries > limit && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
-                    } else if self.fin_tries > self.cfg.max_retransmits {
+                    } else if self.fin_tries > limit {
                         let retries = self.fin_tries;
                         self.finish(now, CloseReason::FinTimeout { retries }, true);
                     } else {
@@ -1045,7 +1183,7 @@ impl Connection {
 
     /// The next packet to send, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let Some((p, framed)) = self.next_packet(now) else {
+        let Some((mut p, framed)) = self.next_packet(now) else {
             // Commands (write, read, close) change what is due without a
             // `now`; this is where timers catch up with them, e.g. the
             // persist timer for data written into a shut window.
@@ -1059,7 +1197,19 @@ impl Connection {
                 self.snd.set_data(p.seq, data);
                 frame
             }
-            (None, format) => format.encode(&p),
+            (None, WireFormat::Native) => codec::encode(&p),
+            (framed, WireFormat::Go) => {
+                if let Some(mut buf) = framed {
+                    let data = buf.split_off(codec::HEADROOM).freeze();
+                    self.snd.set_data(p.seq, data.clone());
+                    p.data = data;
+                }
+                let cx = golink::OutCtx {
+                    wall_epoch_ns: self.wall_epoch_ns,
+                    bytes_in_order: self.rcv.bytes_in_order,
+                };
+                Bytes::from(gocodec::encode_packet(&golink::outbound(&p, &cx)))
+            }
         };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;

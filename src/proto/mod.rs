@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod gocodec;
+pub mod golink;
 pub mod packet;
 mod recv;
 pub mod rtt;

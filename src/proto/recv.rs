@@ -65,6 +65,9 @@ pub(crate) struct RecvState {
     pub(crate) asap_dropped: u64,
     /// Seq of the most recent out-of-order arrival.
     last_arrival: Option<u64>,
+    /// Bytes a peer may overshoot the byte edge by (a Go sender checks only
+    /// that one byte of window is free).
+    pub(crate) byte_slack: u64,
 }
 
 impl RecvState {
@@ -90,6 +93,7 @@ impl RecvState {
             asap: asap.map(|l| (l, VecDeque::new())),
             asap_dropped: 0,
             last_arrival: None,
+            byte_slack: 0,
         };
         r.recompute_edges();
         r
@@ -133,7 +137,7 @@ impl RecvState {
         if seq < self.rcv_nxt || self.ooo.contains_key(&seq) {
             return DataOutcome::Duplicate;
         }
-        if seq >= self.adv_seq || end > self.adv_bytes {
+        if seq >= self.adv_seq || end > self.adv_bytes.saturating_add(self.byte_slack) {
             return DataOutcome::BeyondWindow;
         }
         let seg = Seg {
@@ -165,6 +169,14 @@ impl RecvState {
         self.bytes_in_order = seg.end;
         self.ready_bytes += seg.data.len() as u64;
         self.ready.push_back(seg);
+    }
+
+    /// One past the highest sequence number received (in order or not).
+    pub(crate) fn highest_seen(&self) -> u64 {
+        self.ooo
+            .keys()
+            .next_back()
+            .map_or(self.rcv_nxt, |s| (s + 1).max(self.rcv_nxt))
     }
 
     pub(crate) fn has_gap(&self) -> bool {

@@ -242,6 +242,18 @@ impl SendState {
             && (self.snd_nxt >= self.peer_wnd_seq || self.bytes_sent >= self.peer_wnd_bytes)
     }
 
+    /// Stream offset just past sequence number `seq - 1`, i.e. where data
+    /// sequence `seq` starts; `seq` must be in `snd_una..=snd_nxt`.
+    pub(crate) fn end_offset_before(&self, seq: u64) -> u64 {
+        if seq <= self.snd_una {
+            self.bytes_acked
+        } else {
+            self.in_flight
+                .get((seq - 1 - self.snd_una) as usize)
+                .map_or(self.bytes_sent, |s| s.end)
+        }
+    }
+
     /// Records a window advertisement. Edges only grow: an older packet that
     /// arrives late cannot shrink the window a newer one opened.
     pub(crate) fn on_window(&mut self, wnd_seq: u64, wnd_bytes: u64, peer_ack: u64) {
