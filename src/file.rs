@@ -23,7 +23,19 @@
 //!   own first bytes and resumes only if they match (verified, not trusted).
 //! * A received name is untrusted: absolute paths, `..`, empty components
 //!   and NUL bytes are refused.
+//!
+//! With a go-sliding-window peer (a session in
+//! [`WireFormat::Go`](crate::proto::WireFormat::Go)) the same functions speak
+//! Go's `SendFile`/`RecvFile` form instead: one msgpack `BigFile` {Filepath,
+//! SizeInBytes, Blake2b, SendTime, Data} streamed with no other framing
+//! (docs/PROTOCOL.md §13.4). It is still streamed from and to disk here,
+//! verified the same way, and saved only if it matches; there is no resume
+//! and no verdict (Go has neither), and a Go receiver holds the whole file
+//! in memory. Of a Go sender's `Filepath`, `recv_file` keeps the last
+//! component (Go programs usually pass full paths).
 
+use crate::proto::gocodec::{self, BigFileHeader};
+use crate::proto::{golink, WireFormat};
 use crate::session::{Session, SessionError};
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
@@ -378,6 +390,9 @@ async fn send_source(
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
     safe_relative_path(name)?;
+    if session.wire_format() == WireFormat::Go {
+        return send_bigfile(session, source, name, progress).await;
+    }
     let size = source.size().await?;
     let digest: [u8; 64] = source.hash_prefix(size).await?.finalize().into();
     let send_time = SystemTime::now();
@@ -484,6 +499,219 @@ async fn send_source(
     }
 }
 
+/// go-swp's `SendFile` form: a `BigFile` header, then the bytes, then wait
+/// until the Go peer has acknowledged (i.e. read) everything.
+async fn send_bigfile(
+    session: &mut Session,
+    source: Source<'_>,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    let size = source.size().await?;
+    if size > u32::MAX as u64 {
+        return Err(FileError::Protocol(format!(
+            "{} is {size} bytes; a go-swp BigFile holds at most 4 GiB (msgpack bin32)",
+            source.describe()
+        )));
+    }
+    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize().into();
+    let send_time = SystemTime::now();
+    let send_time_ns = send_time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let header = gocodec::encode_bigfile_header(
+        name,
+        size as i64,
+        &digest,
+        golink::time_from_unix_ns(send_time_ns as i128),
+        size,
+    );
+    let write = |e| FileError::Session(io_to_session(e));
+    session.write_all(&header).await.map_err(write)?;
+    let data_base = session.stats().protocol.app_bytes_written;
+    let mut reader = source.open_at(0).await?;
+    let mut hasher = Blake2b512::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut sent = 0;
+    while sent < size {
+        let want = (size - sent).min(CHUNK as u64) as usize;
+        let n = reader.read(&mut buf[..want]).await?;
+        if n == 0 {
+            return Err(FileError::Protocol(format!(
+                "{} shrank during the transfer (ended at {sent} of {size} bytes)",
+                source.describe()
+            )));
+        }
+        hasher.update(&buf[..n]);
+        session.write_all(&buf[..n]).await.map_err(write)?;
+        sent += n as u64;
+        if let Some(p) = progress {
+            let acked = session.stats().protocol.app_bytes_acked;
+            p.send_replace(Progress {
+                bytes_sent: sent,
+                bytes_confirmed: acked.saturating_sub(data_base).min(sent),
+                total: size,
+                resumed_from: 0,
+            });
+        }
+    }
+    // A Go receiver sends no verdict: everything acknowledged is the end.
+    session.flush().await.map_err(write)?;
+    if let Some(p) = progress {
+        p.send_replace(Progress {
+            bytes_sent: size,
+            bytes_confirmed: size,
+            total: size,
+            resumed_from: 0,
+        });
+    }
+    if <[u8; 64]>::from(hasher.finalize()) != digest {
+        return Err(FileError::Protocol(format!(
+            "{} changed during the transfer; the Go receiver will find a checksum mismatch",
+            source.describe()
+        )));
+    }
+    Ok(SendReport {
+        meta: FileMeta {
+            name: name.to_string(),
+            size,
+            blake2b: digest,
+            send_time,
+        },
+        resumed_from: 0,
+        bytes_sent: size,
+    })
+}
+
+/// A BigFile header is a few hundred bytes plus the file's path.
+const BIGFILE_HEADER_LIMIT: usize = 64 * 1024;
+
+/// Reads a go-swp `BigFile` header off the stream; returns it with the data
+/// bytes that came in the same chunks.
+async fn recv_bigfile_header(session: &Session) -> Result<(BigFileHeader, Bytes), FileError> {
+    let mut buf = Vec::new();
+    loop {
+        match gocodec::parse_bigfile_header(&buf) {
+            Ok(Some((h, used))) => {
+                if h.size_in_bytes < 0 || h.size_in_bytes as u64 != h.data_len {
+                    return Err(FileError::Protocol(format!(
+                        "the Go sender's BigFile says SizeInBytes {} but carries {} bytes",
+                        h.size_in_bytes, h.data_len
+                    )));
+                }
+                if h.blake2b.len() != 64 {
+                    return Err(FileError::Protocol(format!(
+                        "the Go sender's BigFile has a {}-byte Blake2b (want 64)",
+                        h.blake2b.len()
+                    )));
+                }
+                let rest = Bytes::copy_from_slice(&buf[used..]);
+                return Ok((h, rest));
+            }
+            Ok(None) if buf.len() > BIGFILE_HEADER_LIMIT => {
+                return Err(FileError::Protocol(format!(
+                    "no complete go-swp BigFile header in the first {} bytes",
+                    buf.len()
+                )))
+            }
+            Ok(None) => match session.read_chunk(BIGFILE_HEADER_LIMIT).await? {
+                Some(c) => buf.extend_from_slice(&c),
+                None => {
+                    return Err(FileError::Protocol(format!(
+                        "the Go sender ended the stream {} bytes into the BigFile header",
+                        buf.len()
+                    )))
+                }
+            },
+            Err(e) => {
+                return Err(FileError::Protocol(format!(
+                    "the Go peer's stream is not a go-swp BigFile: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// Receives the data of a BigFile whose header was read into `target` (via
+/// its part file), verifying size and digest before the rename.
+async fn recv_bigfile_to(
+    session: &Session,
+    target: &Path,
+    h: BigFileHeader,
+    first: Bytes,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io_err(parent))?;
+    }
+    let (part, _) = part_paths(target);
+    let mut f = tokio::fs::File::create(&part)
+        .await
+        .map_err(io_err(&part))?;
+    let size = h.data_len;
+    let mut hasher = Blake2b512::new();
+    let mut got = 0u64;
+    let mut chunk = first;
+    loop {
+        if chunk.len() as u64 > size - got {
+            drop(f);
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(FileError::Protocol(format!(
+                "the Go sender sent more than the {size} bytes its BigFile announced"
+            )));
+        }
+        f.write_all(&chunk).await.map_err(io_err(&part))?;
+        hasher.update(&chunk);
+        got += chunk.len() as u64;
+        if let Some(p) = progress {
+            p.send_replace(Progress {
+                bytes_sent: got,
+                bytes_confirmed: got,
+                total: size,
+                resumed_from: 0,
+            });
+        }
+        if got == size {
+            break;
+        }
+        chunk = match session.read_chunk(CHUNK.min((size - got) as usize)).await? {
+            Some(c) if !c.is_empty() => c,
+            _ => {
+                drop(f);
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(FileError::Protocol(format!(
+                    "the Go sender ended the stream at {got} of {size} bytes; nothing was saved"
+                )));
+            }
+        };
+    }
+    f.sync_all().await.map_err(io_err(&part))?;
+    drop(f);
+    let actual = hasher.finalize();
+    if actual.as_slice() != &h.blake2b[..] {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(mismatch(&h.filepath, &h.blake2b, &actual));
+    }
+    tokio::fs::rename(&part, target)
+        .await
+        .map_err(io_err(target))?;
+    let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
+    Ok((
+        file_meta(h.filepath, size, &h.blake2b, send_time_ns),
+        target.to_path_buf(),
+    ))
+}
+
+/// The name a Go sender's `Filepath` is saved under by [`recv_file`]: its
+/// last component, which must be a safe name.
+fn go_file_name(filepath: &str) -> Result<PathBuf, FileError> {
+    let last = filepath.rsplit(['/', '\\']).next().unwrap_or_default();
+    safe_relative_path(last).map_err(|_| FileError::HostileName(filepath.to_string()))
+}
+
 fn io_to_session(e: std::io::Error) -> SessionError {
     match e.into_inner().map(|i| i.downcast::<SessionError>()) {
         Some(Ok(s)) => *s,
@@ -517,6 +745,11 @@ pub async fn recv_file(
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
     let dir = dir.as_ref();
+    if session.wire_format() == WireFormat::Go {
+        let (h, first) = recv_bigfile_header(session).await?;
+        let target = dir.join(go_file_name(&h.filepath)?);
+        return recv_bigfile_to(session, &target, h, first, progress).await;
+    }
     let (name, size, digest, send_time) = match recv_control(session).await? {
         Control::Offer {
             name,
@@ -547,6 +780,10 @@ pub async fn recv_file_as(
     path: impl AsRef<Path>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
+    if session.wire_format() == WireFormat::Go {
+        let (h, first) = recv_bigfile_header(session).await?;
+        return recv_bigfile_to(session, path.as_ref(), h, first, progress).await;
+    }
     let (name, size, digest, send_time) = recv_offer(session).await?;
     if let Err(e) = check_offer(&name, &digest) {
         return Err(refuse(session, e).await);
@@ -691,6 +928,9 @@ pub async fn recv_bytes(
     session: &mut Session,
     max_size: u64,
 ) -> Result<(FileMeta, Bytes), FileError> {
+    if session.wire_format() == WireFormat::Go {
+        return recv_bigfile_bytes(session, max_size).await;
+    }
     let (name, size, digest, send_time_ns) = match recv_control(session).await? {
         Control::Offer {
             name,
@@ -745,6 +985,41 @@ pub async fn recv_bytes(
     accept_verdict(session).await?;
     Ok((
         file_meta(name, size, &digest, send_time_ns),
+        Bytes::from(data),
+    ))
+}
+
+/// [`recv_bytes`] from a Go peer.
+async fn recv_bigfile_bytes(
+    session: &mut Session,
+    max_size: u64,
+) -> Result<(FileMeta, Bytes), FileError> {
+    let (h, first) = recv_bigfile_header(session).await?;
+    let size = h.data_len;
+    if size > max_size {
+        return Err(FileError::Protocol(format!(
+            "{} is {size} bytes, more than the {max_size} allowed in memory",
+            h.filepath
+        )));
+    }
+    if first.len() as u64 > size {
+        return Err(FileError::Protocol(format!(
+            "the Go sender sent more than the {size} bytes its BigFile announced"
+        )));
+    }
+    let mut data = vec![0u8; size as usize];
+    data[..first.len()].copy_from_slice(&first);
+    session
+        .read_exact(&mut data[first.len()..])
+        .await
+        .map_err(|e| FileError::Session(io_to_session(e)))?;
+    let actual = Blake2b512::digest(&data);
+    if actual.as_slice() != &h.blake2b[..] {
+        return Err(mismatch(&h.filepath, &h.blake2b, &actual));
+    }
+    let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
+    Ok((
+        file_meta(h.filepath, size, &h.blake2b, send_time_ns),
         Bytes::from(data),
     ))
 }

@@ -135,3 +135,26 @@ fn every_vector() {
     }
     assert_eq!(counts, [15, 3, 3], "vectors per direction (E, D, R)");
 }
+
+#[test]
+fn bigfile_header_parses_from_any_prefix_of_the_stream() {
+    use swp::proto::gocodec::parse_bigfile_header;
+    let b = std::fs::read(dir().join("bigfile.bin")).unwrap();
+    let whole = decode_bigfile(&b).unwrap();
+    let header_len = b.len() - whole.data.len();
+    for n in 0..header_len {
+        assert_eq!(parse_bigfile_header(&b[..n]), Ok(None), "prefix {n}");
+    }
+    for n in header_len..=b.len() {
+        let (h, used) = parse_bigfile_header(&b[..n]).unwrap().unwrap();
+        assert_eq!(used, header_len);
+        assert_eq!(h.filepath, whole.filepath);
+        assert_eq!(h.size_in_bytes, whole.size_in_bytes);
+        assert_eq!(h.blake2b, whole.blake2b);
+        assert_eq!(h.send_time, whole.send_time);
+        assert_eq!(h.data_len, whole.data.len() as u64);
+    }
+    // Not a map, or Data not last: refused, not "need more".
+    assert!(parse_bigfile_header(&[0x93, 1, 2, 3]).is_err());
+    assert!(parse_bigfile_header(&[0x82, 0xa4, b'D', b'a', b't', b'a', 0xc4, 0]).is_err());
+}

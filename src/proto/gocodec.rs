@@ -208,19 +208,162 @@ pub fn encode_packet(p: &GoPacket) -> Vec<u8> {
 
 /// Encodes a `BigFile` exactly as Go's `MarshalMsg` does.
 pub fn encode_bigfile(f: &GoBigFile) -> Vec<u8> {
-    let mut b = Vec::with_capacity(160 + f.data.len());
+    let mut b = encode_bigfile_header(
+        &f.filepath,
+        f.size_in_bytes,
+        &f.blake2b,
+        f.send_time,
+        f.data.len() as u64,
+    );
+    b.extend_from_slice(&f.data);
+    b
+}
+
+/// A `BigFile`'s bytes up to its data: everything [`encode_bigfile`] writes
+/// before the `data_len` payload bytes (which must follow, as Go's
+/// `SendFile` streams them).
+///
+/// ```
+/// use swp::proto::gocodec::{encode_bigfile, encode_bigfile_header, GoBigFile, GoTime};
+/// let f = GoBigFile { filepath: "a.txt".into(), size_in_bytes: 3, data: "abc".into(), ..Default::default() };
+/// let mut b = encode_bigfile_header("a.txt", 3, &f.blake2b, f.send_time, 3);
+/// b.extend_from_slice(b"abc");
+/// assert_eq!(b, encode_bigfile(&f));
+/// ```
+pub fn encode_bigfile_header(
+    filepath: &str,
+    size_in_bytes: i64,
+    blake2b: &[u8],
+    send_time: GoTime,
+    data_len: u64,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(160 + filepath.len());
     b.push(0x85);
     write_str(&mut b, "Filepath");
-    write_str(&mut b, &f.filepath);
+    write_str(&mut b, filepath);
     write_str(&mut b, "SizeInBytes");
-    write_i64(&mut b, f.size_in_bytes);
+    write_i64(&mut b, size_in_bytes);
     write_str(&mut b, "Blake2b");
-    write_bin(&mut b, &f.blake2b);
+    write_bin(&mut b, blake2b);
     write_str(&mut b, "SendTime");
-    write_time(&mut b, f.send_time);
+    write_time(&mut b, send_time);
     write_str(&mut b, "Data");
-    write_bin(&mut b, &f.data);
+    let len = u32::try_from(data_len).expect("msgpack bin holds at most 4 GiB");
+    rmp::encode::write_bin_len(&mut b, len).expect("writing into a Vec cannot fail");
     b
+}
+
+/// The fields of a streamed `BigFile` that precede its data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BigFileHeader {
+    /// Go's `Filepath`: the path the Go sender gave (may be absolute).
+    pub filepath: String,
+    /// Go's `SizeInBytes`.
+    pub size_in_bytes: i64,
+    /// Go's `Blake2b` (64 bytes from a correct sender).
+    pub blake2b: Bytes,
+    /// Go's `SendTime`.
+    pub send_time: GoTime,
+    /// Length of the `Data` bin that follows the header.
+    pub data_len: u64,
+}
+
+/// Parses the start of a streamed `BigFile` up to and including the `Data`
+/// bin's length prefix. Returns `Ok(None)` if `input` is too short to tell
+/// yet, else the header and how many bytes of `input` it took (the data
+/// starts there). Fields may come in any order and unknown ones are
+/// skipped, as Go's decoder does, but `Data` must come last (Go always
+/// writes it last; it is what makes streaming possible).
+pub fn parse_bigfile_header(input: &[u8]) -> Result<Option<(BigFileHeader, usize)>, GoDecodeError> {
+    match parse_header_inner(input) {
+        Ok(v) => Ok(Some(v)),
+        Err(Need::More) => Ok(None),
+        Err(Need::Bad(e)) => Err(e),
+    }
+}
+
+enum Need {
+    More,
+    Bad(GoDecodeError),
+}
+
+impl From<GoDecodeError> for Need {
+    fn from(e: GoDecodeError) -> Self {
+        Need::Bad(e)
+    }
+}
+
+fn parse_header_inner(input: &[u8]) -> Result<(BigFileHeader, usize), Need> {
+    let mut p = 0usize;
+    let take = |p: &mut usize, n: usize| -> Result<&[u8], Need> {
+        let end = p.checked_add(n).ok_or(Need::More)?;
+        let s = input.get(*p..end).ok_or(Need::More)?;
+        *p = end;
+        Ok(s)
+    };
+    let be = |b: &[u8]| b.iter().fold(0u64, |a, x| (a << 8) | *x as u64);
+    let marker = take(&mut p, 1)?[0];
+    let entries = match marker {
+        0x80..=0x8f => (marker & 0x0f) as u64,
+        0xde => be(take(&mut p, 2)?),
+        0xdf => be(take(&mut p, 4)?),
+        _ => return Err(GoDecodeError::NotAMap.into()),
+    };
+    let mut h = BigFileHeader::default();
+    for i in 0..entries {
+        let key = {
+            let m = take(&mut p, 1)?[0];
+            let n = match m {
+                0xa0..=0xbf => (m & 0x1f) as usize,
+                0xd9 | 0xc4 => be(take(&mut p, 1)?) as usize,
+                0xda | 0xc5 => be(take(&mut p, 2)?) as usize,
+                0xdb | 0xc6 => be(take(&mut p, 4)?) as usize,
+                _ => return Err(GoDecodeError::BadKey.into()),
+            };
+            String::from_utf8_lossy(take(&mut p, n)?).into_owned()
+        };
+        if key == "Data" {
+            if i + 1 != entries {
+                return Err(GoDecodeError::WrongType {
+                    field: "Data",
+                    expected: "the last BigFile field (as go-swp writes it)",
+                }
+                .into());
+            }
+            let m = take(&mut p, 1)?[0];
+            h.data_len = match m {
+                0xc0 => 0,
+                0xc4 => be(take(&mut p, 1)?),
+                0xc5 => be(take(&mut p, 2)?),
+                0xc6 => be(take(&mut p, 4)?),
+                _ => {
+                    return Err(GoDecodeError::WrongType {
+                        field: "Data",
+                        expected: "bin",
+                    }
+                    .into())
+                }
+            };
+            return Ok((h, p));
+        }
+        // Any other value is small: decode it whole from what is buffered.
+        let rest = &input[p..];
+        let mut rd = rest;
+        let v = rmpv::decode::read_value_ref(&mut rd).map_err(|_| Need::More)?;
+        p += rest.len() - rd.len();
+        match key.as_str() {
+            "Filepath" => h.filepath = as_string("Filepath", &v)?,
+            "SizeInBytes" => h.size_in_bytes = as_i64("SizeInBytes", &v)?,
+            "Blake2b" => h.blake2b = as_bytes("Blake2b", &v)?,
+            "SendTime" => h.send_time = as_time("SendTime", &v)?,
+            _ => {}
+        }
+    }
+    Err(GoDecodeError::WrongType {
+        field: "Data",
+        expected: "a Data field in the BigFile",
+    }
+    .into())
 }
 
 /// The top-level map's entries, with string keys.
