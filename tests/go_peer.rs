@@ -1,0 +1,600 @@
+//! A Rust session against a model of a go-sliding-window peer, under loss.
+//!
+//! No Go toolchain is needed: `GoPeer` re-enacts, packet for packet, what
+//! ../shared/reference/go-swp-behaviour.md says the Go library does,
+//! including its quirks: `AckNum` counts from 0 (not -1) and is 0 on data,
+//! Syn and Fin; acks only when its application *consumes*; windows relative
+//! to consumption, taken from every packet; retransmits every expired
+//! packet at a fixed timeout with no backoff; sends its Fin once; halts on
+//! our Fin, sending the FinAck only sometimes; panics (here: fails the test)
+//! on a packet its decoder rejects or a `CumulBytesTransmitted` going back.
+//!
+//! Both directions: a Go client streaming to a native Rust listener (which
+//! must switch to Go's format), and a Rust client in Go mode streaming to a
+//! Go listener whose application reads slowly. Seeds: `SWP_GO_PEER_SEEDS`.
+
+use blake2::{Blake2b512, Digest};
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use swp::proto::gocodec::{decode_packet, encode_packet, GoPacket, GoTime};
+use swp::proto::golink::{self, time_from_unix_ns};
+use swp::proto::{Config, Connection, Recv, State, WireFormat};
+use swp::sim::pattern_byte;
+
+const W: i64 = 64; // Go's WindowMsgCount
+const WB: i64 = W * 10 * 1024; // Go's WindowByteSz default for -1
+const GO_RTO: Duration = Duration::from_millis(200);
+const GO_KEEPALIVE: Duration = Duration::from_millis(500);
+const WALL0: i128 = 1_700_000_000_000_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum GoState {
+    Listen,
+    SynSent,
+    SynReceived,
+    Established,
+    Halted,
+}
+
+struct Slot {
+    pack: GoPacket,
+    deadline: Instant,
+}
+
+/// The Go library's session, reduced to what it puts on the wire.
+struct GoPeer {
+    me: String,
+    peer: String,
+    nonce: String,
+    remote_nonce: String,
+    state: GoState,
+    epoch: Instant,
+    // sender
+    last_frame_sent: i64,
+    total_bytes_sent: i64,
+    txq: BTreeMap<i64, Slot>,
+    seen_msg_cap: i64,
+    seen_bytes_cap: i64,
+    to_send: Vec<u8>,
+    send_pos: usize,
+    fin_when_done: bool,
+    fin_sent: bool,
+    last_send: Instant,
+    next_retry_check: Instant,
+    handshake_retry: Option<Instant>,
+    /// retry.go: the Syn that a SynAck answers, re-answered every second.
+    syn: Option<GoPacket>,
+    // receiver
+    nfe: i64,
+    largest: i64,
+    max_cumul: i64,
+    rcvd: BTreeMap<i64, GoPacket>,
+    ready: Vec<GoPacket>,
+    last_consumed: i64, // Go's LastFrameClientConsumed: starts at 0
+    msg_consumed: i64,  // Go's LastMsgConsumed: starts at -1
+    bytes_consumed: i64,
+    delivered: Vec<u8>,
+    read_every: Duration,
+    next_read: Instant,
+    fin_ack_on_halt: bool,
+    /// Fins that reached this peer (before any filtering).
+    fins_seen: u32,
+    out: Vec<Vec<u8>>,
+}
+
+impl GoPeer {
+    fn new(me: &str, peer: &str, now: Instant, seed: u64) -> GoPeer {
+        GoPeer {
+            me: me.into(),
+            peer: peer.into(),
+            nonce: format!("go{seed:028}"),
+            remote_nonce: String::new(),
+            state: GoState::Listen,
+            epoch: now,
+            last_frame_sent: -1,
+            total_bytes_sent: 0,
+            txq: BTreeMap::new(),
+            seen_msg_cap: W,
+            seen_bytes_cap: 1 << 20,
+            to_send: Vec::new(),
+            send_pos: 0,
+            fin_when_done: false,
+            fin_sent: false,
+            last_send: now,
+            next_retry_check: now,
+            handshake_retry: None,
+            syn: None,
+            nfe: 0,
+            largest: -1,
+            max_cumul: 0,
+            rcvd: BTreeMap::new(),
+            ready: Vec::new(),
+            last_consumed: 0,
+            msg_consumed: -1,
+            bytes_consumed: 0,
+            delivered: Vec::new(),
+            read_every: Duration::from_millis(1),
+            next_read: now,
+            fin_ack_on_halt: seed % 2 == 0,
+            fins_seen: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn wall(&self, now: Instant) -> GoTime {
+        time_from_unix_ns(WALL0 + now.duration_since(self.epoch).as_nanos() as i128)
+    }
+
+    fn base(&self, now: Instant, seq: i64, event: i64) -> GoPacket {
+        GoPacket {
+            from: self.me.clone(),
+            dest: self.peer.clone(),
+            from_sess_nonce: self.nonce.clone(),
+            dest_sess_nonce: self.remote_nonce.clone(),
+            seq_num: seq,
+            seq_retry: seq,
+            tcp_event: event,
+            avail_reader_msg_cap: W - (self.largest - self.msg_consumed),
+            avail_reader_bytes_cap: WB - (self.max_cumul - self.bytes_consumed),
+            data_send_tm: self.wall(now),
+            ..GoPacket::default()
+        }
+    }
+
+    fn send(&mut self, p: &GoPacket) {
+        self.out.push(encode_packet(p));
+    }
+
+    /// Go's `ack(LastFrameClientConsumed, pack, event)`.
+    fn ack(&mut self, now: Instant, cause: &GoPacket, event: i64) {
+        let mut a = self.base(now, golink::SEQ_ACK, event);
+        a.ack_num = self.last_consumed;
+        a.ack_retry = cause.seq_retry;
+        a.data_send_tm = cause.data_send_tm;
+        a.ack_reply_tm = self.wall(now);
+        self.send(&a);
+    }
+
+    fn connect(&mut self, now: Instant) {
+        self.state = GoState::SynSent;
+        let mut syn = self.base(now, golink::SEQ_SYN, 3);
+        syn.avail_reader_msg_cap = 0; // Go's SYN carries no window
+        syn.avail_reader_bytes_cap = 0;
+        syn.data_send_tm = GoTime::ZERO;
+        self.send(&syn);
+        self.handshake_retry = Some(now + Duration::from_secs(1));
+    }
+
+    fn on_packet(&mut self, now: Instant, bytes: &[u8]) {
+        if self.state == GoState::Halted {
+            return;
+        }
+        let p = decode_packet(bytes).unwrap_or_else(|e| panic!("the Go decoder panics: {e}"));
+        self.fins_seen += (p.tcp_event == 8) as u32;
+        assert_eq!(encode_packet(&p), bytes, "non-canonical encoding");
+        if p.from != self.peer {
+            return;
+        }
+        if !self.remote_nonce.is_empty() && p.from_sess_nonce != self.remote_nonce {
+            return;
+        }
+        if (!p.dest_sess_nonce.is_empty() || self.state == GoState::Established)
+            && p.dest_sess_nonce != self.nonce
+            && !(self.state == GoState::Listen && p.tcp_event == 3)
+        {
+            return;
+        }
+        if p.tcp_event == 11 {
+            let sum = Blake2b512::digest(&p.data);
+            assert!(
+                p.data.is_empty() || p.blake2b_checksum[..] == sum[..],
+                "bad checksum"
+            );
+        }
+        // Sender side (GotPack): caps and AckNum from *every* packet.
+        self.seen_msg_cap = p.avail_reader_msg_cap;
+        self.seen_bytes_cap = p.avail_reader_bytes_cap;
+        let acked: Vec<i64> = self.txq.range(..=p.ack_num).map(|(s, _)| *s).collect();
+        for s in acked {
+            self.txq.remove(&s);
+        }
+        if p.seq_num > self.largest {
+            self.largest = p.seq_num;
+            if p.tcp_event == 11 {
+                assert!(
+                    p.cumul_bytes_transmitted >= self.max_cumul,
+                    "Go panics: CumulBytesTransmitted went back"
+                );
+                self.max_cumul = p.cumul_bytes_transmitted;
+            }
+        }
+        if p.tcp_event != 11 {
+            self.control(now, &p);
+            return;
+        }
+        // Data is accepted in any state.
+        if p.seq_num < self.nfe || p.seq_num > self.nfe + W - 1 {
+            self.ack(now, &p, 10); // immediate ack of out-of-window data
+            return;
+        }
+        self.rcvd.insert(p.seq_num, p);
+        while let Some(q) = self.rcvd.remove(&self.nfe) {
+            self.ready.push(q);
+            self.nfe += 1;
+        }
+    }
+
+    fn control(&mut self, now: Instant, p: &GoPacket) {
+        match (self.state, p.tcp_event) {
+            (GoState::Listen, 3) => {
+                self.remote_nonce = p.from_sess_nonce.clone();
+                self.state = GoState::SynReceived;
+                self.ack(now, p, 4);
+                self.syn = Some(p.clone());
+                self.handshake_retry = Some(now + Duration::from_secs(1));
+            }
+            (GoState::SynReceived, 5) => {
+                self.state = GoState::Established;
+                self.handshake_retry = None;
+            }
+            (GoState::SynSent, 4) => {
+                self.remote_nonce = p.from_sess_nonce.clone();
+                self.state = GoState::Established;
+                self.handshake_retry = None;
+                self.ack(now, p, 5);
+            }
+            (GoState::Established, 12) => self.ack(now, p, 10),
+            (_, 8) => {
+                // DoAppClose: the FinAck may or may not get out; then halt.
+                if self.fin_ack_on_halt {
+                    self.ack(now, p, 9);
+                }
+                self.state = GoState::Halted;
+            }
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if self.state == GoState::Halted {
+            return;
+        }
+        if let Some(t) = self.handshake_retry.filter(|t| *t <= now) {
+            self.handshake_retry = Some(t + Duration::from_secs(1));
+            if self.state == GoState::SynSent {
+                let mut syn = self.base(now, golink::SEQ_SYN, 3);
+                syn.data_send_tm = GoTime::ZERO;
+                self.send(&syn);
+            }
+            if self.state == GoState::SynReceived {
+                let syn = self.syn.clone().expect("SynReceived after a Syn");
+                self.ack(now, &syn, 4);
+            }
+        }
+        // The application reads a batch now and then; one ack per batch.
+        if now >= self.next_read && !self.ready.is_empty() {
+            self.next_read = now + self.read_every;
+            let batch = std::mem::take(&mut self.ready);
+            for q in &batch {
+                self.delivered.extend_from_slice(&q.data);
+            }
+            let last = batch.last().unwrap().clone();
+            self.last_consumed = last.seq_num;
+            self.msg_consumed = last.seq_num;
+            self.bytes_consumed = last.cumul_bytes_transmitted;
+            self.ack(now, &last, 10);
+        }
+        if self.state != GoState::Established {
+            return;
+        }
+        // New data while the window (as last seen) has room.
+        while self.send_pos < self.to_send.len() {
+            let inflight = self.txq.len() as i64;
+            let bytes: i64 = self.txq.values().map(|s| s.pack.data.len() as i64).sum();
+            if self.seen_msg_cap - inflight <= 0 || self.seen_bytes_cap - bytes <= 0 {
+                break;
+            }
+            let n = (self.to_send.len() - self.send_pos).min(8 * 1024);
+            let data = Bytes::copy_from_slice(&self.to_send[self.send_pos..self.send_pos + n]);
+            self.send_pos += n;
+            self.last_frame_sent += 1;
+            self.total_bytes_sent += n as i64;
+            let mut d = self.base(now, self.last_frame_sent, 11);
+            d.seq_retry = 0;
+            d.ack_num = 0; // Go leaves AckNum 0 on data
+            d.cumul_bytes_transmitted = self.total_bytes_sent;
+            d.blake2b_checksum = Bytes::copy_from_slice(&Blake2b512::digest(&data));
+            d.data = data;
+            self.send(&d);
+            self.last_send = now;
+            self.txq.insert(
+                d.seq_num,
+                Slot {
+                    pack: d,
+                    deadline: now + GO_RTO,
+                },
+            );
+        }
+        if now >= self.next_retry_check {
+            self.next_retry_check = now + GO_RTO / 2;
+            let due: Vec<i64> = self
+                .txq
+                .iter()
+                .filter(|(_, s)| s.deadline <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in due {
+                let mut p = self.txq[&k].pack.clone();
+                p.seq_retry += 1;
+                p.data_send_tm = self.wall(now);
+                p.avail_reader_msg_cap = self.base(now, 0, 0).avail_reader_msg_cap;
+                self.send(&p);
+                self.txq.insert(
+                    k,
+                    Slot {
+                        pack: p,
+                        deadline: now + GO_RTO,
+                    },
+                );
+            }
+        }
+        if self.fin_when_done
+            && !self.fin_sent
+            && self.send_pos == self.to_send.len()
+            && self.txq.is_empty()
+        {
+            self.fin_sent = true;
+            let mut f = self.base(now, golink::SEQ_FIN, 8);
+            f.ack_retry = golink::SEQ_FIN; // AckNum stays 0
+            self.send(&f);
+            self.last_send = now;
+        }
+        if now.duration_since(self.last_send) >= GO_KEEPALIVE {
+            let mut k = self.base(now, golink::SEQ_KEEPALIVE, 12);
+            k.ack_num = self.last_consumed;
+            k.ack_retry = golink::SEQ_KEEPALIVE;
+            self.send(&k);
+            self.last_send = now;
+        }
+    }
+}
+
+/// A lossy wire with 1 ms latency between the two.
+struct Wire {
+    rng: ChaCha8Rng,
+    loss: f64,
+    q: BTreeMap<(Instant, u64), (bool, Vec<u8>)>, // (to_rust, bytes)
+    n: u64,
+}
+
+impl Wire {
+    fn push(&mut self, now: Instant, to_rust: bool, b: Vec<u8>) {
+        // A Go FIN is sent once and never again: when it is lost, no peer
+        // (Go or Rust) can learn that the stream ended. Spare it.
+        let go_fin = to_rust && decode_packet(&b).is_ok_and(|p| p.tcp_event == 8);
+        if self.rng.gen_bool(self.loss) && !go_fin {
+            return;
+        }
+        let at = now + Duration::from_micros(self.rng.gen_range(800..1500));
+        self.n += 1;
+        self.q.insert((at, self.n), (to_rust, b));
+    }
+}
+
+struct Run {
+    go: GoPeer,
+    rust: Connection,
+    wire: Wire,
+    now: Instant,
+    got: Vec<u8>,
+}
+
+impl Run {
+    fn new(seed: u64, loss: f64, go: GoPeer, rust: Connection, now: Instant) -> Run {
+        Run {
+            go,
+            rust,
+            wire: Wire {
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                loss,
+                q: BTreeMap::new(),
+                n: 0,
+            },
+            now,
+            got: Vec::new(),
+        }
+    }
+
+    fn pump(&mut self) {
+        let now = self.now;
+        self.go.tick(now);
+        for b in std::mem::take(&mut self.go.out) {
+            self.wire.push(now, true, b);
+        }
+        let mut buf = [0u8; 65536];
+        while let Ok(Recv::Data(n)) = self.rust.read(&mut buf) {
+            self.got.extend_from_slice(&buf[..n]);
+        }
+        while let Some(t) = self.rust.poll_transmit(now) {
+            self.wire.push(now, false, t.payload.to_vec());
+        }
+        while self.rust.poll_event().is_some() {}
+    }
+
+    /// Advances to the next event (1 ms steps at most, for the Go timers).
+    fn step(&mut self) {
+        let mut next = self.now + Duration::from_millis(1);
+        if let Some(t) = self.rust.poll_timeout() {
+            next = next.min(t.max(self.now));
+        }
+        if let Some((&(t, _), _)) = self.wire.q.iter().next() {
+            next = next.min(t);
+        }
+        self.now = next;
+        while let Some(e) = self.wire.q.first_entry() {
+            if e.key().0 > self.now {
+                break;
+            }
+            let (to_rust, b) = e.remove();
+            if to_rust {
+                self.rust.handle_packet(self.now, Bytes::from(b));
+            } else {
+                self.go.on_packet(self.now, &b);
+            }
+        }
+        if self.rust.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.rust.handle_timeout(self.now);
+        }
+        self.pump();
+    }
+}
+
+fn seeds() -> u64 {
+    std::env::var("SWP_GO_PEER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+fn data(len: usize) -> Vec<u8> {
+    (0..len as u64).map(pattern_byte).collect()
+}
+
+#[test]
+fn go_client_streams_to_a_native_rust_listener() {
+    for seed in 0..seeds() {
+        let loss = [0.0, 0.05, 0.15][seed as usize % 3];
+        let now = Instant::now();
+        let mut go = GoPeer::new("GO", "RS", now, seed);
+        go.to_send = data(600_000);
+        go.fin_when_done = true;
+        let mut rust = Connection::listen(Config::new("RS", ""), now, seed).unwrap();
+        rust.set_wall_clock(now, WALL0);
+        go.connect(now);
+        let mut r = Run::new(seed, loss, go, rust, now);
+        r.pump();
+        let end = now + Duration::from_secs(120);
+        while r.now < end && !(r.rust.state() == State::CloseWait && r.got.len() == 600_000) {
+            r.step();
+        }
+        let why = format!(
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
+            seed + 1
+        );
+        assert_eq!(r.rust.wire_format(), WireFormat::Go, "{why}");
+        assert_eq!(r.got.len(), 600_000, "{why}: state {:?}", r.rust.state());
+        assert!(r.got == data(600_000), "{why}: corrupt");
+        // The Go FIN (sent once, AckNum 0) ended the stream; our close ends
+        // the session normally although the Go peer halts without a Fin.
+        let mut b = [0u8; 4];
+        assert_eq!(r.rust.read(&mut b), Ok(Recv::Finished), "{why}");
+        r.rust.close(r.now);
+        let end = r.now + Duration::from_secs(60);
+        while r.now < end && !r.rust.is_closed() {
+            r.step();
+        }
+        assert!(
+            r.rust.close_reason().is_some_and(|c| c.is_normal()),
+            "{why}: {:?}",
+            r.rust.close_reason()
+        );
+        assert_eq!(r.go.state, GoState::Halted, "{why}");
+    }
+}
+
+#[test]
+fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
+    for seed in 0..seeds() {
+        let loss = [0.0, 0.05, 0.15][seed as usize % 3];
+        let now = Instant::now();
+        let mut go = GoPeer::new("GO", "RS", now, seed);
+        go.read_every = Duration::from_millis(3); // a slow Go application
+        let cfg = Config::new("RS", "GO").wire_format(WireFormat::Go);
+        let mut rust = Connection::connect(cfg, now, seed).unwrap();
+        rust.set_wall_clock(now, WALL0);
+        let mut r = Run::new(seed, loss, go, rust, now);
+        let want = data(2_000_000);
+        let mut written = 0;
+        let mut closed = false;
+        let end = now + Duration::from_secs(300);
+        while r.now < end && !r.rust.is_closed() {
+            while written < want.len() {
+                match r.rust.write(&want[written..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => written += n,
+                }
+            }
+            if written == want.len() && !closed {
+                r.rust.close(r.now);
+                closed = true;
+            }
+            r.pump();
+            r.step();
+        }
+        let why = format!(
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
+            seed + 1
+        );
+        assert!(
+            r.go.delivered == want,
+            "{why}: Go read {} of {} bytes; Rust {:?} {:?}, Go {:?}",
+            r.go.delivered.len(),
+            want.len(),
+            r.rust.state(),
+            r.rust.close_reason(),
+            r.go.state
+        );
+        assert!(
+            r.rust.close_reason().is_some_and(|c| c.is_normal()),
+            "{why}: {:?} in {:?}",
+            r.rust.close_reason(),
+            r.rust.state()
+        );
+        // Our Fin is retried a few times; if every copy is lost the Go
+        // peer stays up until its own keepalive budget runs out.
+        assert!(
+            r.go.state == GoState::Halted || r.go.fins_seen == 0,
+            "{why}: the Go peer got our Fin but is {:?}",
+            r.go.state
+        );
+        let s = r.rust.stats();
+        assert_eq!(s.dropped_invalid, 0, "{why}");
+    }
+}
+
+#[test]
+fn go_default_ack_zero_never_acknowledges_a_lost_seq_0() {
+    // Go bug 3: a Go peer's SynAck/keepalive says AckNum 0 before it has
+    // consumed anything. If our seq 0 is lost, that must not count as an ack.
+    let now = Instant::now();
+    let mut go = GoPeer::new("GO", "RS", now, 1);
+    go.read_every = Duration::from_millis(1);
+    // A long initial RTO, so the Go keepalive saying AckNum 0 (at 500 ms)
+    // arrives before our retransmission of seq 0.
+    let cfg = Config::new("RS", "GO").wire_format(WireFormat::Go).rto(
+        Duration::from_secs(2),
+        Duration::from_millis(10),
+        Duration::from_secs(10),
+    );
+    let mut rust = Connection::connect(cfg, now, 1).unwrap();
+    rust.set_wall_clock(now, WALL0);
+    let mut r = Run::new(1, 0.0, go, rust, now);
+    let end = now + Duration::from_secs(5);
+    while r.now < end && !r.rust.is_established() {
+        r.step();
+    }
+    r.rust.write(b"first").unwrap();
+    r.rust.write(b"second").unwrap();
+    // Lose the first data packet (seq 0) on the wire.
+    r.rust.poll_transmit(r.now).expect("seq 0 goes out");
+    r.pump();
+    let until = r.now + Duration::from_secs(10);
+    while r.now < until && r.go.delivered.len() < 11 {
+        r.step();
+    }
+    assert_eq!(&r.go.delivered[..], b"firstsecond");
+    assert!(r.rust.stats().retransmits_timeout + r.rust.stats().retransmits_probe >= 1);
+}
