@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swp::file::{recv_file, send_file, Progress};
-use swp::proto::Config;
+use swp::proto::{Config, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
 use swp::Session;
@@ -48,6 +48,10 @@ enum Cmd {
         /// Our own inbox subject (default: a fresh unique one).
         #[arg(long)]
         inbox: Option<String>,
+        /// Speak go-sliding-window's wire format and BigFile form, for a Go
+        /// receiver (`RecvFile`). `swp recv` answers Go senders by itself.
+        #[arg(long)]
+        go: bool,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -205,11 +209,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             file,
             to,
             inbox,
+            go,
             nats,
         } => {
             let t = nats.connect().await?;
             let inbox = inbox.unwrap_or_else(|| format!("swp.send.{:016x}", rand::random::<u64>()));
-            let mut s = Session::connect(t, Config::new(inbox, to.clone()))
+            let format = if go {
+                WireFormat::Go
+            } else {
+                WireFormat::Native
+            };
+            let mut s = Session::connect(t, Config::new(inbox, to.clone()).wire_format(format))
                 .await
                 .map_err(|e| format!("cannot reach a receiver on {to}: {e}"))?;
             let (tx, rx) = watch::channel(Progress::default());
@@ -268,8 +278,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (meta, path) = r.map_err(|e| e.to_string())?;
             if !quiet {
                 let secs = start.elapsed().as_secs_f64();
+                let from_go = if s.wire_format() == WireFormat::Go {
+                    " (from a go-sliding-window peer)"
+                } else {
+                    ""
+                };
                 println!(
-                    "received {} ({}) in {secs:.2} s -> {}; blake2b {} verified",
+                    "received {} ({}) in {secs:.2} s -> {}; blake2b {} verified{from_go}",
                     meta.name,
                     human(meta.size),
                     path.display(),

@@ -10,15 +10,26 @@ const SWP: &str = env!("CARGO_BIN_EXE_swp");
 
 #[test]
 fn send_and_recv_in_two_processes() {
+    two_processes(false);
+}
+
+/// `swp send --go` speaks go-sliding-window's format and BigFile form;
+/// `swp recv` notices and answers in kind.
+#[test]
+fn send_go_format_to_recv_in_two_processes() {
+    two_processes(true);
+}
+
+fn two_processes(go: bool) {
     let server = common::nats_server();
-    let dir = std::env::temp_dir().join(format!("swp-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("swp-cli-{go}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("payload.bin");
     let data: Vec<u8> = (0..5_000_000u64).map(swp::sim::pattern_byte).collect();
     std::fs::write(&src, &data).unwrap();
     let out = dir.join("incoming");
-    let inbox = common::inbox("cli", "recv");
+    let inbox = common::inbox(if go { "cli-go" } else { "cli" }, "recv");
     let recv = Command::new(SWP)
         .args(["recv", "--inbox", &inbox, "--out"])
         .arg(&out)
@@ -33,6 +44,7 @@ fn send_and_recv_in_two_processes() {
         .arg("send")
         .arg(&src)
         .args(["--to", &inbox, "--server", &server.url()])
+        .args(if go { &["--go"][..] } else { &[][..] })
         .output()
         .unwrap();
     assert!(
@@ -52,6 +64,7 @@ fn send_and_recv_in_two_processes() {
         said.contains("received payload.bin") && said.contains("verified"),
         "{said}"
     );
+    assert_eq!(said.contains("from a go-sliding-window peer"), go, "{said}");
     assert!(String::from_utf8_lossy(&send.stdout).contains("sent payload.bin"));
     let _ = std::fs::remove_dir_all(&dir);
 }
