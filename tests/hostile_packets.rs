@@ -6,8 +6,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::time::Duration;
+use swp::proto::gocodec::{encode_packet, GoPacket, GoTime};
 use swp::proto::packet::MAX_SACK_RANGES;
-use swp::proto::{codec, Config, Kind, Packet};
+use swp::proto::{codec, golink, Config, Kind, Packet, WireFormat};
 use swp::sim::{Pair, Side};
 use swp::simnet::LinkConfig;
 
@@ -80,6 +81,73 @@ proptest! {
         prop_assert!(seen_after > seen_before);
         prop_assert_eq!(pair.a.stats().dropped_foreign + pair.b.stats().dropped_foreign, foreign_before);
         // Whatever state that left them in, they keep running without panics.
+        pair.run_until(Duration::from_secs(30), |_| false);
+        let _ = (pair.a.stats(), pair.b.stats(), pair.a.state(), pair.b.state());
+    }
+}
+
+fn go_int() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        -1000i64..1000,
+        Just(i64::MAX),
+        Just(i64::MIN),
+        Just(-99),
+        Just(-777),
+        Just(-888),
+        any::<i64>()
+    ]
+}
+
+prop_compose! {
+    fn hostile_go()(event in 0i64..15, seq in go_int(), retry in go_int(), ack in go_int(), ack_retry in go_int(),
+                    msg_cap in go_int(), byte_cap in go_int(), rtt in go_int(), cumul in go_int(),
+                    secs in go_int(), nanos in any::<i32>(), good_sum in any::<bool>(),
+                    data in prop::collection::vec(any::<u8>(), 0..200)) -> GoPacket {
+        let data = Bytes::from(data);
+        GoPacket {
+            tcp_event: event,
+            seq_num: seq,
+            seq_retry: retry,
+            ack_num: ack,
+            ack_retry,
+            avail_reader_msg_cap: msg_cap,
+            avail_reader_bytes_cap: byte_cap,
+            from_rtt_est_nsec: rtt,
+            from_rtt_sd_nsec: rtt,
+            from_rtt_n: rtt,
+            cumul_bytes_transmitted: cumul,
+            data_send_tm: GoTime { secs, nanos },
+            ack_reply_tm: GoTime { secs: secs.wrapping_neg(), nanos },
+            blake2b_checksum: if good_sum { golink::checksum(&data) } else { Bytes::new() },
+            data,
+            ..GoPacket::default()
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// The same for sessions in Go's format, fed hostile Go packets.
+    #[test]
+    fn hostile_go_packets_never_panic(pkts in prop::collection::vec((any::<bool>(), hostile_go()), 1..30), seed in any::<u64>()) {
+        let a = Config::new("A", "B").wire_format(WireFormat::Go);
+        let mut pair = Pair::new(seed, LinkConfig::new().latency(Duration::from_millis(1)), a, Config::new("B", ""));
+        prop_assert!(pair.connect(Duration::from_secs(10)));
+        prop_assert_eq!(pair.b.wire_format(), WireFormat::Go);
+        pair.a.write(&[1u8; 5000]).unwrap();
+        pair.run_until(Duration::from_millis(1), |_| false);
+        let (na, nb) = (pair.a.local_nonce().to_string(), pair.b.local_nonce().to_string());
+        for (to_a, mut g) in pkts {
+            let (from, dest, fnonce, dnonce) = if to_a { ("B", "A", &nb, &na) } else { ("A", "B", &na, &nb) };
+            g.from = from.into();
+            g.dest = dest.into();
+            g.from_sess_nonce = fnonce.clone();
+            g.dest_sess_nonce = dnonce.clone();
+            let now = pair.now();
+            let side = if to_a { Side::A } else { Side::B };
+            pair.conn(side).handle_packet(now, Bytes::from(encode_packet(&g)));
+            pair.run_until(Duration::from_millis(3), |_| false);
+        }
         pair.run_until(Duration::from_secs(30), |_| false);
         let _ = (pair.a.stats(), pair.b.stats(), pair.a.state(), pair.b.state());
     }

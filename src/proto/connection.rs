@@ -617,8 +617,8 @@ impl Connection {
         };
         p.ack = inb.ack.filter(|a| *a >= una && *a <= nxt).unwrap_or(una);
         if let Some(b) = base {
-            p.wnd_seq = b + inb.msg_cap;
-            p.wnd_bytes = self.snd.end_offset_before(b) + inb.byte_cap;
+            p.wnd_seq = b.saturating_add(inb.msg_cap);
+            p.wnd_bytes = self.snd.end_offset_before(b).saturating_add(inb.byte_cap);
         }
         match p.kind {
             // A Go Fin carries no seq: it ends after the highest data seen.

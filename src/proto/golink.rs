@@ -249,7 +249,7 @@ pub(crate) fn inbound(g: GoPacket) -> Result<Inbound, DecodeError> {
         _ => None,
     }
     .filter(|a| *a >= -1)
-    .map(|a| (a + 1) as u64);
+    .map(|a| a.saturating_add(1) as u64);
     p.from = Str::from(g.from);
     p.dest = Str::from(g.dest);
     p.from_nonce = Str::from(g.from_sess_nonce);
