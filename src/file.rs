@@ -433,8 +433,50 @@ async fn send_source(
         }
     }
     send_control(session, &Control::Start { offset: start }).await?;
+    stream_out(session, source, start, size, &mut hasher, progress).await?;
+    let sent_digest: [u8; 64] = hasher.finalize().into();
+    let verdict = recv_control(session).await?;
+    if let Some(p) = progress {
+        p.send_replace(Progress {
+            bytes_sent: size,
+            bytes_confirmed: size,
+            total: size,
+            resumed_from: start,
+        });
+    }
+    match verdict {
+        Control::Verdict { ok: true, .. } if sent_digest == digest => Ok(SendReport {
+            meta: FileMeta {
+                name: name.to_string(),
+                size,
+                blake2b: digest,
+                send_time,
+            },
+            resumed_from: start,
+            bytes_sent: size - start,
+        }),
+        Control::Verdict { ok: true, .. } => Err(FileError::Protocol(
+            "the source changed during the transfer but the receiver accepted it".into(),
+        )),
+        Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
+        other => Err(FileError::Protocol(format!(
+            "expected Verdict, got {other:?}"
+        ))),
+    }
+}
+
+/// Streams `source[start..size]` into the session, hashing it into
+/// `hasher` and reporting progress (bytes confirmed by the peer's acks).
+async fn stream_out(
+    session: &mut Session,
+    source: Source<'_>,
+    start: u64,
+    size: u64,
+    hasher: &mut Blake2b512,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(), FileError> {
     let mut reader = source.open_at(start).await?;
-    // The file's bytes start at this stream offset (after the control
+    // The file's bytes start at this stream offset (after any control
     // messages); the peer has confirmed file bytes once its ack passes it.
     let data_base = session.stats().protocol.app_bytes_written;
     let mut buf = vec![0u8; CHUNK];
@@ -468,35 +510,7 @@ async fn send_source(
             });
         }
     }
-    let sent_digest: [u8; 64] = hasher.finalize().into();
-    let verdict = recv_control(session).await?;
-    if let Some(p) = progress {
-        p.send_replace(Progress {
-            bytes_sent: size,
-            bytes_confirmed: size,
-            total: size,
-            resumed_from: start,
-        });
-    }
-    match verdict {
-        Control::Verdict { ok: true, .. } if sent_digest == digest => Ok(SendReport {
-            meta: FileMeta {
-                name: name.to_string(),
-                size,
-                blake2b: digest,
-                send_time,
-            },
-            resumed_from: start,
-            bytes_sent: size - start,
-        }),
-        Control::Verdict { ok: true, .. } => Err(FileError::Protocol(
-            "the source changed during the transfer but the receiver accepted it".into(),
-        )),
-        Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
-        other => Err(FileError::Protocol(format!(
-            "expected Verdict, got {other:?}"
-        ))),
-    }
+    Ok(())
 }
 
 /// go-swp's `SendFile` form: a `BigFile` header, then the bytes, then wait
@@ -529,33 +543,8 @@ async fn send_bigfile(
     );
     let write = |e| FileError::Session(io_to_session(e));
     session.write_all(&header).await.map_err(write)?;
-    let data_base = session.stats().protocol.app_bytes_written;
-    let mut reader = source.open_at(0).await?;
     let mut hasher = Blake2b512::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut sent = 0;
-    while sent < size {
-        let want = (size - sent).min(CHUNK as u64) as usize;
-        let n = reader.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(FileError::Protocol(format!(
-                "{} shrank during the transfer (ended at {sent} of {size} bytes)",
-                source.describe()
-            )));
-        }
-        hasher.update(&buf[..n]);
-        session.write_all(&buf[..n]).await.map_err(write)?;
-        sent += n as u64;
-        if let Some(p) = progress {
-            let acked = session.stats().protocol.app_bytes_acked;
-            p.send_replace(Progress {
-                bytes_sent: sent,
-                bytes_confirmed: acked.saturating_sub(data_base).min(sent),
-                total: size,
-                resumed_from: 0,
-            });
-        }
-    }
+    stream_out(session, source, 0, size, &mut hasher, progress).await?;
     // A Go receiver sends no verdict: everything acknowledged is the end.
     session.flush().await.map_err(write)?;
     if let Some(p) = progress {

@@ -3,10 +3,12 @@
 
 mod common;
 
+use common::{listing, TempDir};
+
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use swp::file::{
     recv_bytes, recv_file, recv_file_as, send_bytes, send_file, send_file_as, FileError, Progress,
@@ -17,35 +19,11 @@ use swp::transport::{SimNetwork, Transport};
 use swp::Session;
 use tokio::sync::watch;
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("swp-test-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn write_pattern(path: &Path, len: usize, salt: u8) {
     let data: Vec<u8> = (0..len)
         .map(|i| (swp::sim::pattern_byte(i as u64)) ^ salt)
         .collect();
     std::fs::write(path, data).unwrap();
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-        .collect();
-    v.sort();
-    v
 }
 
 async fn sim_pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {

@@ -7,7 +7,7 @@ mod common;
 
 use blake2::{Blake2b512, Digest};
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use swp::file::{recv_bytes, recv_file, recv_file_as, send_bytes, send_file, FileError};
@@ -17,32 +17,6 @@ use swp::simnet::LinkConfig;
 use swp::transport::{SimNetwork, Transport};
 use swp::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("swp-go-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 fn bigfile_vector() -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/go-swp/bigfile.bin");

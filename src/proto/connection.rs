@@ -208,12 +208,8 @@ impl Connection {
         cfg.validate()?;
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let hs_interval = cfg.initial_rto.min(cfg.connect_timeout);
-        let mut rcv = RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit);
-        if cfg.wire_format == WireFormat::Go {
-            rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
-        }
-        Ok(Connection {
-            format: cfg.wire_format,
+        let mut c = Connection {
+            format: WireFormat::Native,
             hs: Hs::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
             remote_inbox: Str::from(&cfg.remote_inbox),
@@ -222,7 +218,7 @@ impl Connection {
             epoch: now,
             rtt,
             snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
-            rcv,
+            rcv: RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit),
             timers: TimerTable::default(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -249,7 +245,18 @@ impl Connection {
             wall_epoch_ns: 0,
             go_fin_at: None,
             cfg,
-        })
+        };
+        if c.cfg.wire_format == WireFormat::Go {
+            c.speak_go();
+        }
+        Ok(c)
+    }
+
+    /// Switches to go-sliding-window's format and its peer's rules.
+    fn speak_go(&mut self) {
+        self.format = WireFormat::Go;
+        // A Go sender only checks that one byte of window is free.
+        self.rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
     }
 
     // ------------------------------------------------------------------
@@ -603,8 +610,7 @@ impl Connection {
                 return None;
             }
             tracing::debug!(peer = %p.from, "a Go peer: answering in go-sliding-window's format");
-            self.format = WireFormat::Go;
-            self.rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
+            self.speak_go();
         }
         let (una, nxt) = (self.snd.snd_una, self.snd.snd_nxt);
         // Go's caps are relative to the ack in the same packet. Where that
@@ -962,6 +968,7 @@ impl Connection {
     /// its linger ended before our Fin got through). Nothing can be lost any
     /// more, so running out of Fin retries (or hearing nothing) here ends the
     /// session normally rather than with an error.
+    ///
     /// With a Go peer, its Fin is not needed: a Go peer halts when it gets
     /// ours, without a Fin of its own, and its FinAck is often never sent.
     fn only_fin_ack_missing(&self) -> bool {
