@@ -631,11 +631,7 @@ async fn recv_bigfile_to(
     first: Bytes,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(io_err(parent))?;
-    }
+    create_parent(target).await?;
     let (part, _) = part_paths(target);
     let mut f = tokio::fs::File::create(&part)
         .await
@@ -677,16 +673,7 @@ async fn recv_bigfile_to(
             }
         };
     }
-    f.sync_all().await.map_err(io_err(&part))?;
-    drop(f);
-    let actual = hasher.finalize();
-    if actual.as_slice() != &h.blake2b[..] {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(mismatch(&h.filepath, &h.blake2b, &actual));
-    }
-    tokio::fs::rename(&part, target)
-        .await
-        .map_err(io_err(target))?;
+    seal_part(f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
     let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
     Ok((
         file_meta(h.filepath, size, &h.blake2b, send_time_ns),
@@ -711,6 +698,38 @@ fn io_to_session(e: std::io::Error) -> SessionError {
             SessionError::Transport(crate::transport::TransportError::Closed("I/O error".into()))
         }
     }
+}
+
+async fn create_parent(target: &Path) -> Result<(), FileError> {
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
+/// Makes a fully received part durable and renames it to `target` if its
+/// content hashes to `digest`; otherwise deletes it and reports the
+/// mismatch. Nothing named `target` exists unless the content matched.
+async fn seal_part(
+    f: tokio::fs::File,
+    part: &Path,
+    target: &Path,
+    hasher: Blake2b512,
+    name: &str,
+    digest: &[u8],
+) -> Result<(), FileError> {
+    f.sync_all().await.map_err(io_err(part))?;
+    drop(f);
+    let actual = hasher.finalize();
+    if actual.as_slice() != digest {
+        let _ = tokio::fs::remove_file(part).await;
+        return Err(mismatch(name, digest, &actual));
+    }
+    tokio::fs::rename(part, target)
+        .await
+        .map_err(io_err(target))
 }
 
 fn part_paths(target: &Path) -> (PathBuf, PathBuf) {
@@ -799,11 +818,7 @@ async fn recv_file_to(
     send_time_ns: u64,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(io_err(parent))?;
-    }
+    create_parent(target).await?;
     let (part, meta_path) = part_paths(target);
     let meta_line = format!(
         "{size} {}\n",
@@ -880,18 +895,14 @@ async fn recv_file_to(
             });
         }
     }
-    f.sync_all().await.map_err(io_err(&part))?;
-    drop(f);
-    let actual = hasher.finalize();
-    if actual.as_slice() != digest.as_slice() {
-        let _ = tokio::fs::remove_file(&part).await;
-        let _ = tokio::fs::remove_file(&meta_path).await;
-        let err = mismatch(&name, &digest, &actual);
-        return Err(refuse(session, err).await);
+    match seal_part(f, &part, target, hasher, &name, &digest).await {
+        Ok(()) => {}
+        Err(err @ FileError::DigestMismatch { .. }) => {
+            let _ = tokio::fs::remove_file(&meta_path).await;
+            return Err(refuse(session, err).await);
+        }
+        Err(err) => return Err(err),
     }
-    tokio::fs::rename(&part, target)
-        .await
-        .map_err(io_err(target))?;
     let _ = tokio::fs::remove_file(&meta_path).await;
     accept_verdict(session).await?;
     Ok((
