@@ -128,7 +128,7 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
     }
 }
 
-async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
+async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure {
     let (ta, tb) = (transport(url).await, transport(url).await);
     let id = std::process::id();
     let (ia, ib) = (format!("bench.msg.a.{id}"), format!("bench.msg.b.{id}"));
@@ -136,7 +136,7 @@ async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
         .await
         .unwrap();
     let accept = tokio::spawn(listener.accept());
-    let a = Session::connect(ta.clone(), Config::new(&ia, &ib))
+    let a = Session::connect(ta.clone(), Config::new(&ia, &ib).batch_messages(batch))
         .await
         .unwrap();
     let b = accept.await.unwrap().unwrap();
@@ -157,8 +157,10 @@ async fn swp_messages(url: &str, size: usize, count: u64) -> Figure {
     let a = sender.await.unwrap();
     let (sa, sb) = (a.stats().protocol, b.stats().protocol);
     println!(
-        "  swp messages: {} data packets, {} acks ({:.2} per data packet), {} packets sent by the receiver",
+        "  swp messages{}: {} data packets ({:.1} messages each), {} acks ({:.2} per data packet), {} packets sent by the receiver",
+        if batch { "" } else { " (batching off)" },
         sa.data_packets_sent,
+        count as f64 / sa.data_packets_sent.max(1) as f64,
         sb.acks_sent,
         sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
         sb.packets_sent
@@ -210,7 +212,9 @@ pub async fn run(url: &str, quick: bool) {
     );
     let rounds = if quick { 1 } else { 3 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
-    {
+    // SWP_BENCH_ONLY=stream|messages runs one part (for profiling).
+    let only = std::env::var("SWP_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "stream" {
         for packet in [64 * 1024usize, 512 * 1024] {
             let count = stream_total / packet as u64;
             let (mut raws, mut copies, mut swps) = (vec![], vec![], vec![]);
@@ -232,11 +236,16 @@ pub async fn run(url: &str, quick: bool) {
             );
             row("  vs raw with app copies", "MiB/s", &median(copies), &s);
         }
-        let (mut raws, mut swps) = (vec![], vec![]);
+    }
+    if only.is_empty() || only == "messages" {
+        let (mut raws, mut swps, mut singles) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
             raws.push(raw(&url, 1024, msgs, false).await);
-            swps.push(swp_messages(&url, 1024, msgs).await);
+            swps.push(swp_messages(&url, 1024, msgs, true).await);
+            singles.push(swp_messages(&url, 1024, msgs, false).await);
         }
-        row("1 KiB messages", "msgs/s", &median(raws), &median(swps));
+        let raw = median(raws);
+        row("1 KiB messages", "msgs/s", &raw, &median(swps));
+        row("  one message per packet", "msgs/s", &raw, &median(singles));
     }
 }

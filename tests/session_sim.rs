@@ -203,9 +203,10 @@ async fn asap_sees_packets_before_ordered_delivery() {
             .times(1),
         );
     });
+    // One message per packet, so that the second can overtake the first.
     let (a, b) = pair(
         &net,
-        Config::new("A", "B"),
+        Config::new("A", "B").batch_messages(false),
         Config::new("B", "").asap(Some(16)),
     )
     .await;

@@ -20,8 +20,11 @@ fn link(latency_ms: u64) -> LinkConfig {
     LinkConfig::new().latency(ms(latency_ms))
 }
 
+/// These scenarios reason about individual packets ("drop data seq 1"), as
+/// go-sliding-window's do, so one message per packet: batching is off here
+/// and tested in tests/batching.rs.
 fn cfg(local: &str, remote: &str) -> Config {
-    Config::new(local, remote)
+    Config::new(local, remote).batch_messages(false)
 }
 
 fn pair(seed: u64, link: LinkConfig) -> Pair {

@@ -39,6 +39,7 @@ pub struct Config {
     pub(crate) close_linger: Duration,
     pub(crate) asap_limit: Option<usize>,
     pub(crate) wire_format: WireFormat,
+    pub(crate) batch_messages: bool,
 }
 
 impl Config {
@@ -67,6 +68,9 @@ impl Config {
     /// * ack at once every 2nd packet, else after at most 1 ms.
     /// * linger 2 s after close to re-acknowledge a retransmitted Fin.
     /// * native wire format; a listener still answers a Go peer in Go's.
+    /// * message batching on: messages that queue up while packets are
+    ///   going out travel several to a packet (never delayed to wait for
+    ///   company), which multiplies small-message throughput.
     pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
         Config {
             local_inbox: local_inbox.into(),
@@ -91,6 +95,7 @@ impl Config {
             close_linger: Duration::from_secs(2),
             asap_limit: None,
             wire_format: WireFormat::Native,
+            batch_messages: true,
         }
     }
 
@@ -191,6 +196,26 @@ impl Config {
     pub fn wire_format(mut self, format: WireFormat) -> Self {
         self.wire_format = format;
         self
+    }
+    /// Whether messages that queue up behind each other may be sent several
+    /// to a packet (docs/PROTOCOL.md §2.4; default on). A message is never
+    /// held back to wait for others: only what is already queued when a
+    /// packet goes out is packed. Used only when the peer announced that it
+    /// accepts batches, never with a Go peer. Turn it off to have exactly
+    /// one message per data packet.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// let cfg = Config::new("me", "peer").batch_messages(false);
+    /// assert!(!cfg.batches_messages());
+    /// ```
+    pub fn batch_messages(mut self, on: bool) -> Self {
+        self.batch_messages = on;
+        self
+    }
+    /// Whether message batching is allowed.
+    pub fn batches_messages(&self) -> bool {
+        self.batch_messages
     }
     /// The configured wire format.
     pub fn format(&self) -> WireFormat {

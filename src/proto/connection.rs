@@ -23,13 +23,14 @@
 //! returns `None`, then `poll_event`, then ask `poll_timeout`. Time never goes
 //! backwards between calls.
 
+use super::batch;
 use super::codec::{self, DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
 use super::error::{CloseReason, ReadError, WriteError};
 use super::gocodec;
 use super::golink::{self, Inbound};
 use super::packet::{flags, Kind, Packet, Transmit};
-use super::recv::{DataOutcome, RecvState};
+use super::recv::{DataOutcome, Payload, RecvState};
 use super::rtt::RttEstimator;
 use super::send::{Chunk, LossKind, SendState};
 use super::stats::Stats;
@@ -255,6 +256,8 @@ impl Connection {
     /// Switches to go-sliding-window's format and its peer's rules.
     fn speak_go(&mut self) {
         self.format = WireFormat::Go;
+        // Each Go packet is one message.
+        self.snd.set_batching(false);
         // A Go sender only checks that one byte of window is free.
         self.rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
     }
@@ -793,6 +796,14 @@ impl Connection {
     fn accept_common(&mut self, now: Instant, p: &Packet) {
         self.stats.packets_received += 1;
         self.last_heard = now;
+        if matches!(p.kind, Kind::Syn | Kind::SynAck) {
+            // Batches only to a peer that said it reads them.
+            self.snd.set_batching(
+                self.cfg.batch_messages
+                    && self.format == WireFormat::Native
+                    && p.has(flags::BATCH_OK),
+            );
+        }
         if self.format == WireFormat::Go {
             // A Go peer acks only what its application has read, so data
             // outstanding for long is no sign of a dead peer as long as it
@@ -895,10 +906,27 @@ impl Connection {
                 return;
             }
         }
-        let len = p.data.len() as u64;
         let asap = self.cfg.asap_limit.is_some();
         let eom = p.has(flags::EOM);
-        let outcome = self.rcv.on_data(p.seq, p.data, p.cumul_bytes, eom);
+        let (payload, len) = if p.has(flags::BATCH) && self.format == WireFormat::Native {
+            match batch::split(&p.data) {
+                Ok(parts) => {
+                    let len = parts.iter().map(|b| b.len() as u64).sum();
+                    (Payload::Batch(parts), len)
+                }
+                Err(e) => {
+                    // Checksummed yet malformed: a broken peer. Dropped
+                    // like any undecodable packet (it is never acked).
+                    self.stats.dropped_invalid += 1;
+                    tracing::debug!(error = %e, seq = p.seq, "dropped malformed batch");
+                    return;
+                }
+            }
+        } else {
+            let len = p.data.len() as u64;
+            (Payload::One(p.data), len)
+        };
+        let outcome = self.rcv.on_data(p.seq, payload, p.cumul_bytes, eom);
         if asap {
             self.events.push_back(Event::Asap);
         }
@@ -1251,6 +1279,15 @@ impl Connection {
         }
     }
 
+    /// Every native session reads batches: say so on Syn and SynAck.
+    fn batch_ok_flag(&self) -> u8 {
+        if self.format == WireFormat::Native {
+            flags::BATCH_OK
+        } else {
+            0
+        }
+    }
+
     fn base_packet(&self, kind: Kind, now: Instant) -> Packet {
         let mut p = Packet::new(kind);
         p.from = self.local_inbox.clone();
@@ -1301,6 +1338,9 @@ impl Connection {
         if o.eom {
             p.flags |= flags::EOM;
         }
+        if o.batch {
+            p.flags |= flags::BATCH;
+        }
         if o.last_of_burst {
             p.flags |= flags::ACK_NOW;
         }
@@ -1348,14 +1388,17 @@ impl Connection {
             Hs::Listen => None,
             Hs::SynSent => {
                 if std::mem::take(&mut self.pending.syn) {
-                    Some(self.base_packet(Kind::Syn, now))
+                    let mut p = self.base_packet(Kind::Syn, now);
+                    p.flags |= self.batch_ok_flag();
+                    Some(p)
                 } else {
                     None
                 }
             }
             Hs::SynReceived => {
                 if std::mem::take(&mut self.pending.synack) {
-                    let p = self.base_packet(Kind::SynAck, now);
+                    let mut p = self.base_packet(Kind::SynAck, now);
+                    p.flags |= self.batch_ok_flag();
                     Some(self.with_ack(p))
                 } else {
                     None

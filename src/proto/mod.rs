@@ -7,11 +7,13 @@
 //! ([`crate::sim`]) are thin drivers around [`Connection`].
 //!
 //! Layout: [`packet`] (the packet model), [`codec`] (bytes ↔ packet),
+//! [`batch`] (several messages in one data packet),
 //! `send`/`recv` (the two halves of the sliding window), [`rtt`] (RFC 6298),
 //! `timer` (the timer table), [`config`], [`stats`], [`error`], and
 //! [`connection`] (the state machine). docs/PROTOCOL.md is the
 //! specification this module implements.
 
+pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod connection;

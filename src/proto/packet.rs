@@ -73,8 +73,14 @@ pub mod flags {
     /// The receiver should acknowledge at once instead of delaying the ack:
     /// set on the last packet of a burst and on window probes.
     pub const ACK_NOW: u8 = 2;
+    /// Data: the payload is a batch of whole messages, each preceded by its
+    /// length ([`crate::proto::batch`]); every one ends a message.
+    pub const BATCH: u8 = 4;
+    /// Syn / SynAck: the sender accepts [`BATCH`] data packets. A peer that
+    /// does not set it is never sent one.
+    pub const BATCH_OK: u8 = 8;
     /// All flags this version understands; others are ignored.
-    pub const KNOWN: u8 = EOM | ACK_NOW;
+    pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK;
 }
 
 /// Maximum selective-ack ranges a packet carries.

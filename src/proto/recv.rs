@@ -14,12 +14,32 @@ use super::packet::MAX_SACK_RANGES;
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, VecDeque};
 
+/// A data packet's payload as it arrived.
 #[derive(Debug, Clone)]
-pub(crate) struct Seg {
-    pub(crate) seq: u64,
-    pub(crate) data: Bytes,
-    pub(crate) end: u64,
-    pub(crate) eom: bool,
+pub(crate) enum Payload {
+    /// Stream bytes or (a piece of) one message.
+    One(Bytes),
+    /// Whole messages from a batch packet (already split and checked).
+    Batch(Vec<Bytes>),
+}
+
+/// A received packet held out of order.
+#[derive(Debug, Clone)]
+struct Arrived {
+    payload: Payload,
+    end: u64,
+    eom: bool,
+}
+
+/// In-order data ready for the application: a packet's payload, or one
+/// message of a batch packet.
+#[derive(Debug, Clone)]
+struct Seg {
+    seq: u64,
+    data: Bytes,
+    eom: bool,
+    /// The last piece of packet `seq`: reading it frees a packet's slot.
+    last: bool,
 }
 
 /// What became of an arriving data packet.
@@ -39,7 +59,7 @@ pub(crate) enum DataOutcome {
 
 pub(crate) struct RecvState {
     pub(crate) rcv_nxt: u64,
-    ooo: BTreeMap<u64, Seg>,
+    ooo: BTreeMap<u64, Arrived>,
     ready: VecDeque<Seg>,
     front_off: usize,
     pub(crate) ready_bytes: u64,
@@ -126,13 +146,25 @@ impl RecvState {
     }
 
     /// Handles a data packet (`end` = its end offset in the stream).
-    pub(crate) fn on_data(&mut self, seq: u64, data: Bytes, end: u64, eom: bool) -> DataOutcome {
+    pub(crate) fn on_data(
+        &mut self,
+        seq: u64,
+        payload: Payload,
+        end: u64,
+        eom: bool,
+    ) -> DataOutcome {
         if let Some((limit, q)) = self.asap.as_mut() {
-            if q.len() >= *limit {
-                q.pop_front();
-                self.asap_dropped += 1;
+            let parts = match &payload {
+                Payload::One(b) => std::slice::from_ref(b),
+                Payload::Batch(v) => v.as_slice(),
+            };
+            for b in parts {
+                if q.len() >= *limit {
+                    q.pop_front();
+                    self.asap_dropped += 1;
+                }
+                q.push_back(b.clone());
             }
-            q.push_back(data.clone());
         }
         if seq < self.rcv_nxt || self.ooo.contains_key(&seq) {
             return DataOutcome::Duplicate;
@@ -140,21 +172,16 @@ impl RecvState {
         if seq >= self.adv_seq || end > self.adv_bytes.saturating_add(self.byte_slack) {
             return DataOutcome::BeyondWindow;
         }
-        let seg = Seg {
-            seq,
-            data,
-            end,
-            eom,
-        };
+        let arrived = Arrived { payload, end, eom };
         if seq > self.rcv_nxt {
             self.last_arrival = Some(seq);
-            self.ooo.insert(seq, seg);
+            self.ooo.insert(seq, arrived);
             return DataOutcome::OutOfOrder;
         }
-        self.push_ready(seg);
+        self.push_ready(seq, arrived);
         let mut filled = false;
-        while let Some(seg) = self.ooo.remove(&self.rcv_nxt) {
-            self.push_ready(seg);
+        while let Some(a) = self.ooo.remove(&self.rcv_nxt) {
+            self.push_ready(self.rcv_nxt, a);
             filled = true;
         }
         if filled {
@@ -164,11 +191,32 @@ impl RecvState {
         }
     }
 
-    fn push_ready(&mut self, seg: Seg) {
-        self.rcv_nxt = seg.seq + 1;
-        self.bytes_in_order = seg.end;
-        self.ready_bytes += seg.data.len() as u64;
-        self.ready.push_back(seg);
+    fn push_ready(&mut self, seq: u64, a: Arrived) {
+        self.rcv_nxt = seq + 1;
+        self.bytes_in_order = a.end;
+        match a.payload {
+            Payload::One(data) => {
+                self.ready_bytes += data.len() as u64;
+                self.ready.push_back(Seg {
+                    seq,
+                    data,
+                    eom: a.eom,
+                    last: true,
+                });
+            }
+            Payload::Batch(parts) => {
+                let n = parts.len();
+                for (i, data) in parts.into_iter().enumerate() {
+                    self.ready_bytes += data.len() as u64;
+                    self.ready.push_back(Seg {
+                        seq,
+                        data,
+                        eom: true,
+                        last: i + 1 == n,
+                    });
+                }
+            }
+        }
     }
 
     /// One past the highest sequence number received (in order or not).
@@ -236,7 +284,9 @@ impl RecvState {
         self.front_off += n;
         let front = self.ready.front().expect("consume from non-empty");
         if self.front_off == front.data.len() {
-            self.consumed_seq = front.seq + 1;
+            if front.last {
+                self.consumed_seq = front.seq + 1;
+            }
             self.ready.pop_front();
             self.front_off = 0;
         }

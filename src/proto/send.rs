@@ -13,6 +13,7 @@
 //!   tail-loss probe. Only never-retransmitted packets give RTT samples
 //!   (Karn's rule): per ack, the most recently sent newly acknowledged one.
 
+use super::batch;
 use super::codec::HEADROOM;
 use super::rtt::RttEstimator;
 use bytes::{Bytes, BytesMut};
@@ -34,6 +35,8 @@ pub(crate) struct Sent {
     /// Stream offset just past this packet's payload.
     pub(crate) end: u64,
     pub(crate) eom: bool,
+    /// The payload is a batch of whole messages ([`batch`]).
+    pub(crate) batch: bool,
     pub(crate) sent_at: Instant,
     pub(crate) retries: u32,
     pub(crate) sacked: bool,
@@ -71,9 +74,13 @@ pub(crate) struct Outgoing {
     /// The payload; for `Chunk::Framed` the connection must hand the sent
     /// payload back with [`SendState::set_data`] after encoding.
     pub(crate) data: Chunk,
+    /// Stream bytes it carries (for a batch: the messages, not their
+    /// length prefixes).
     pub(crate) len: usize,
     pub(crate) end: u64,
     pub(crate) eom: bool,
+    /// The payload is a batch of whole messages ([`batch`]).
+    pub(crate) batch: bool,
     pub(crate) retries: u32,
     pub(crate) loss: Option<LossKind>,
     /// Nothing else is ready to go after this one: ask for an immediate ack.
@@ -92,6 +99,8 @@ pub(crate) struct AckOutcome {
 
 pub(crate) struct SendState {
     max_payload: usize,
+    /// Pack queued small messages into batch packets (the peer accepts them).
+    batching: bool,
     buffer_limit: u64,
     /// Sealed chunks waiting to be sent, oldest first, with their EOM flag.
     queue: VecDeque<(Chunk, bool)>,
@@ -123,6 +132,7 @@ impl SendState {
     pub(crate) fn new(max_payload: usize, buffer_limit: u64) -> Self {
         SendState {
             max_payload,
+            batching: false,
             buffer_limit,
             queue: VecDeque::new(),
             open: BytesMut::new(),
@@ -139,6 +149,12 @@ impl SendState {
             peer_capacity: None,
             rack: None,
         }
+    }
+
+    /// Allows batching queued messages ([`batch`]); only when the peer said
+    /// it accepts them.
+    pub(crate) fn set_batching(&mut self, on: bool) {
+        self.batching = on;
     }
 
     pub(crate) fn set_max_payload(&mut self, n: usize) {
@@ -289,6 +305,7 @@ impl SendState {
                 len: s.data.len(),
                 end: s.end,
                 eom: s.eom,
+                batch: s.batch,
                 retries: s.retries,
                 loss: Some(kind),
                 last_of_burst: !more,
@@ -315,16 +332,18 @@ impl SendState {
                 return None;
             }
         }
-        let (data, eom) = if front_len > allowed {
+        let (data, eom, len, batch) = if front_len > allowed {
             let (chunk, _) = self.queue.pop_front().expect("checked");
             let mut plain = chunk.into_plain();
             let head = plain.split_to(allowed);
             self.queue.push_front((Chunk::Plain(plain), false));
-            (Chunk::Plain(head), false)
+            (Chunk::Plain(head), false, allowed, false)
+        } else if let Some((buf, len)) = self.take_batch(allowed) {
+            (Chunk::Framed(buf), true, len, true)
         } else {
-            self.queue.pop_front().expect("checked")
+            let (chunk, eom) = self.queue.pop_front().expect("checked");
+            (chunk, eom, front_len, false)
         };
-        let len = data.len();
         self.queued_bytes -= len as u64;
         self.bytes_sent += len as u64;
         let seq = self.snd_nxt;
@@ -338,6 +357,7 @@ impl SendState {
             data: retained,
             end: self.bytes_sent,
             eom,
+            batch,
             sent_at: now,
             retries: 0,
             sacked: false,
@@ -352,10 +372,44 @@ impl SendState {
             len,
             end: self.bytes_sent,
             eom,
+            batch,
             retries: 0,
             loss: None,
             last_of_burst,
         })
+    }
+
+    /// Packs the whole messages at the front of the queue into one batch
+    /// payload (after [`HEADROOM`] reserved bytes), if at least two fit in a
+    /// packet and in `room` stream bytes. Returns it with its stream length.
+    fn take_batch(&mut self, room: usize) -> Option<(BytesMut, usize)> {
+        if !self.batching {
+            return None;
+        }
+        let (mut count, mut framed, mut len) = (0, 0, 0);
+        for (chunk, eom) in self.queue.iter().take(batch::MAX_MESSAGES) {
+            let Chunk::Plain(m) = chunk else { break };
+            if !eom
+                || framed + batch::framed_len(m.len()) > self.max_payload
+                || len + m.len() > room
+            {
+                break;
+            }
+            count += 1;
+            framed += batch::framed_len(m.len());
+            len += m.len();
+        }
+        if count < 2 {
+            return None;
+        }
+        let mut buf = BytesMut::with_capacity(HEADROOM + framed + 4);
+        buf.resize(HEADROOM, 0);
+        for (chunk, _) in self.queue.drain(..count) {
+            if let Chunk::Plain(m) = chunk {
+                batch::push(&mut buf, &m);
+            }
+        }
+        Some((buf, len))
     }
 
     /// Records the payload of packet `seq` as sent (a slice of its encoded
