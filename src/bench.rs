@@ -30,6 +30,15 @@ pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
         .expect("connect")
 }
 
+/// Every run starts from a quiet system: after a run that moved 512 MiB,
+/// nats-server (a Go program: its garbage collector) and the allocator
+/// are busy for a while, and whichever run came next paid for it
+/// (measured: the second and third of three back-to-back swp runs were
+/// 15-25% slower than the first; with a pause they were not).
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
 /// Raw pub/sub: publish `count` messages of `size` bytes as fast as
 /// possible; the subscriber counts until it has all or hears nothing for 2 s.
 /// Raw pub/sub. With `copying`, the publisher copies each payload out of an
@@ -37,6 +46,7 @@ pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
 /// AsyncWrite/AsyncRead user of a stream must: the fair baseline for swp's
 /// byte stream (the plain one re-sends one `Bytes` and never reads it).
 async fn raw(url: &str, size: usize, count: u64, copying: bool) -> Figure {
+    settle().await;
     let (tp, ts) = (transport(url).await, transport(url).await);
     let subject = format!("bench.raw.{size}.{}", std::process::id());
     let mut sub = ts.client().subscribe(subject.clone()).await.unwrap();
@@ -82,17 +92,22 @@ async fn raw(url: &str, size: usize, count: u64, copying: bool) -> Figure {
 }
 
 async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
+    settle().await;
     let (ta, tb) = (transport(url).await, transport(url).await);
     let id = std::process::id();
     let (ia, ib) = (
         format!("bench.swp.{packet}.a.{id}"),
         format!("bench.swp.{packet}.b.{id}"),
     );
+    let wnd: u64 = std::env::var("SWP_BENCH_WINDOW_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let cfg = |l: &str, r: &str| {
         Config::new(l, r)
             .max_payload(packet)
-            .window(1024, 64 * MIB)
-            .send_buffer(64 * MIB)
+            .window(1024, wnd * MIB)
+            .send_buffer(wnd * MIB)
     };
     let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
     let accept = tokio::spawn(listener.accept());
@@ -120,7 +135,20 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
         got += n as u64;
     }
     let secs = start.elapsed().as_secs_f64();
-    writer.await.unwrap();
+    let a = writer.await.unwrap();
+    if std::env::var_os("SWP_BENCH_VERBOSE").is_some() {
+        let (sa, sb) = (a.stats().protocol, b.stats().protocol);
+        println!(
+            "  swp stream {} KiB: {} data packets, {} retransmitted, {} acks ({:.2} per data packet), window blocked {}, srtt {:?}",
+            packet / 1024,
+            sa.data_packets_sent,
+            sa.retransmits_fast + sa.retransmits_timeout + sa.retransmits_probe,
+            sb.acks_sent,
+            sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
+            sa.window_blocked,
+            sa.srtt,
+        );
+    }
     Figure {
         rate: got as f64 / MIB as f64 / secs,
         lost: total - got,
@@ -129,6 +157,7 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
 }
 
 async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure {
+    settle().await;
     let (ta, tb) = (transport(url).await, transport(url).await);
     let id = std::process::id();
     let (ia, ib) = (format!("bench.msg.a.{id}"), format!("bench.msg.b.{id}"));
@@ -188,7 +217,7 @@ fn median(mut v: Vec<Figure>) -> Figure {
 
 fn row(what: &str, unit: &str, raw: &Figure, swp: &Figure) {
     println!(
-        "{what:<28} raw {:>10.1} {unit:<7} (lost {:>6}, slow-consumer events {:>3})   swp {:>10.1} {unit:<7} (lost {}, slow-consumer events {})   swp/raw {:.2}",
+        "{what:<34} raw {:>10.1} {unit:<7} (lost {:>6}, slow-consumer events {:>3})   swp {:>10.1} {unit:<7} (lost {}, slow-consumer events {})   swp/raw {:.2}",
         raw.rate,
         raw.lost,
         raw.slow,
@@ -210,12 +239,34 @@ pub async fn run(url: &str, quick: bool) {
         stream_total / MIB,
         msgs
     );
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 5 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
-    // SWP_BENCH_ONLY=stream|messages runs one part (for profiling).
+    // SWP_BENCH_ONLY=stream|messages runs one part; swp-stream and
+    // raw-stream run only one side at 64 KiB (for profiling).
     let only = std::env::var("SWP_BENCH_ONLY").unwrap_or_default();
+    if only == "swp-stream" || only == "raw-stream" {
+        for _ in 0..rounds {
+            let packet = std::env::var("SWP_BENCH_PACKET")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(64 * 1024);
+            let f = if only == "swp-stream" {
+                swp_stream(&url, packet, stream_total).await
+            } else {
+                let mut f = raw(&url, 64 * 1024, stream_total / (64 * 1024), true).await;
+                f.rate /= 16.0;
+                f
+            };
+            println!(
+                "{only}: {:.1} MiB/s (lost {}, slow-consumer events {})",
+                f.rate, f.lost, f.slow
+            );
+        }
+        return;
+    }
     if only.is_empty() || only == "stream" {
-        for packet in [64 * 1024usize, 512 * 1024] {
+        let default = Config::new("", "").max_payload_bytes();
+        for packet in [64 * 1024usize, default, 512 * 1024] {
             let count = stream_total / packet as u64;
             let (mut raws, mut copies, mut swps) = (vec![], vec![], vec![]);
             let mib = |f: Figure| Figure {
@@ -228,8 +279,9 @@ pub async fn run(url: &str, quick: bool) {
                 swps.push(swp_stream(&url, packet, stream_total).await);
             }
             let s = median(swps);
+            let label = if packet == default { " (default)" } else { "" };
             row(
-                &format!("stream, {} KiB packets", packet / 1024),
+                &format!("stream, {} KiB packets{label}", packet / 1024),
                 "MiB/s",
                 &median(raws),
                 &s,

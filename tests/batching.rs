@@ -254,6 +254,41 @@ fn asap_sees_each_message_of_a_batch() {
     assert_eq!(drain_messages(&mut w.b), sent);
 }
 
+#[test]
+fn never_batched_to_a_go_peer() {
+    use swp::proto::WireFormat;
+    let now = Instant::now();
+    let mut a = Connection::connect(cfg("A", "B").wire_format(WireFormat::Go), now, 1).unwrap();
+    let mut b = Connection::listen(cfg("B", ""), now, 2).unwrap();
+    let mut t = now;
+    let mut pump = |a: &mut Connection, b: &mut Connection| {
+        for _ in 0..100 {
+            t += Duration::from_micros(100);
+            let mut moved = false;
+            while let Some(x) = a.poll_transmit(t) {
+                moved = true;
+                b.handle_packet(t, x.payload);
+            }
+            while let Some(x) = b.poll_transmit(t) {
+                moved = true;
+                a.handle_packet(t, x.payload);
+            }
+            if !moved {
+                return;
+            }
+        }
+    };
+    pump(&mut a, &mut b);
+    assert!(a.is_established() && b.wire_format() == WireFormat::Go);
+    let sent = msgs(10);
+    for m in &sent {
+        a.send_message(m.clone()).unwrap();
+    }
+    pump(&mut a, &mut b);
+    assert_eq!(a.stats().data_packets_sent, 10, "one Go packet per message");
+    assert_eq!(drain_messages(&mut b), sent);
+}
+
 /// Random messages (empty ones, ones larger than a packet, stream bytes
 /// mixed in) under loss, duplication and reordering: every seed delivers
 /// exactly what was sent, in order, in fewer packets than messages, and

@@ -153,6 +153,12 @@ async fn hundred_thousand_small_messages_in_order_and_round_trips() {
         assert_eq!(u32::from_be_bytes(m[..].try_into().unwrap()), i);
     }
     sender.await.unwrap();
+    // Messages queued behind each other travelled several to a packet.
+    let packets = a.stats().protocol.data_packets_sent;
+    assert!(
+        packets < u64::from(n),
+        "{packets} data packets for {n} messages: nothing was batched"
+    );
     // Send-and-wait round trips: each returns only once acknowledged.
     for i in 0..1000u32 {
         a.send_and_wait(Bytes::from(i.to_string())).await.unwrap();

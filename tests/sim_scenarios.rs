@@ -800,8 +800,8 @@ fn data_written_into_a_shut_window_after_a_lost_update_is_probed_for() {
     let mut p = Pair::new(
         29,
         link(1),
-        cfg("A", "B"),
-        cfg("B", "").window(4, 4 * 65536),
+        cfg("A", "B").max_payload(65536),
+        cfg("B", "").max_payload(65536).window(4, 4 * 65536),
     );
     connected(&mut p);
     p.a.write(&vec![1u8; 4 * 65536]).unwrap();

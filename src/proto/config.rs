@@ -48,8 +48,12 @@ impl Config {
     /// session `remote_inbox` may be empty: it is learnt from the first Syn.
     ///
     /// Defaults, and why:
-    /// * max payload 64 KiB: large enough that per-packet costs vanish, small
+    /// * max payload 63 KiB: large enough that per-packet costs vanish, small
     ///   enough that a loss retransmits little; under NATS's 1 MiB default.
+    ///   Not 64 KiB: a 63 KiB packet with its headers and NATS framing fits
+    ///   the async-nats client's 64 KiB read buffer. A larger one makes the
+    ///   client grow and copy that buffer for every packet while swp still
+    ///   holds earlier ones (measured: ~15% less CPU per byte at 63 KiB).
     /// * window 1024 packets / 16 MiB: 16 MiB covers the bandwidth-delay
     ///   product of a ~8 Gbit/s path at 2 ms RTT and bounds receiver memory.
     /// * send buffer 16 MiB: enough to keep a full window in flight.
@@ -75,7 +79,7 @@ impl Config {
         Config {
             local_inbox: local_inbox.into(),
             remote_inbox: remote_inbox.into(),
-            max_payload: 64 * 1024,
+            max_payload: 63 * 1024,
             window_packets: 1024,
             window_bytes: 16 << 20,
             send_buffer_bytes: 16 << 20,
