@@ -130,7 +130,10 @@ fn main() {
     }
     let seeds: Vec<u64> = (1..=5).collect();
     let lat = Duration::from_millis(1);
-    println!("64 MiB stream A->B, 64 KiB packets, window 1024 packets / 16 MiB (defaults), 1 ms one-way latency");
+    println!(
+        "64 MiB stream A->B, {} KiB packets, window 1024 packets / 16 MiB (defaults), 1 ms one-way latency",
+        Config::new("", "").max_payload_bytes() / 1024
+    );
     ratio_table(
         "link of 1 GiB/s (bandwidth-delay product 2 MiB < window):",
         LinkConfig::new().latency(lat).bandwidth(Some(1 << 30)),

@@ -99,15 +99,11 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
         format!("bench.swp.{packet}.a.{id}"),
         format!("bench.swp.{packet}.b.{id}"),
     );
-    let wnd: u64 = std::env::var("SWP_BENCH_WINDOW_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
     let cfg = |l: &str, r: &str| {
         Config::new(l, r)
             .max_payload(packet)
-            .window(1024, wnd * MIB)
-            .send_buffer(wnd * MIB)
+            .window(1024, 64 * MIB)
+            .send_buffer(64 * MIB)
     };
     let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
     let accept = tokio::spawn(listener.accept());
