@@ -433,7 +433,8 @@ impl Session {
     }
 
     /// The next packet payload delivered as soon as it arrived (unordered,
-    /// possibly duplicated; needs [`Config::asap`]). `None` once the session
+    /// possibly duplicated; each message of a batch packet separately;
+    /// needs [`Config::asap`]). `None` once the session
     /// is closed. Ordered delivery and flow control are unaffected.
     pub async fn recv_asap(&self) -> Option<Bytes> {
         self.shared

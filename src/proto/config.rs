@@ -183,7 +183,8 @@ impl Config {
         self
     }
     /// Enables as-soon-as-possible delivery: every data packet as it arrives
-    /// (unordered, possibly duplicated), keeping at most `limit`.
+    /// (unordered, possibly duplicated; a batch packet as its messages),
+    /// keeping at most `limit`.
     pub fn asap(mut self, limit: Option<usize>) -> Self {
         self.asap_limit = limit.filter(|l| *l > 0);
         self

@@ -525,12 +525,13 @@ impl Connection {
     }
 
     /// The next packet payload delivered as soon as it arrived (unordered,
-    /// possibly duplicated); only with [`Config::asap`].
+    /// possibly duplicated; each message of a batch packet separately);
+    /// only with [`Config::asap`].
     pub fn poll_asap(&mut self) -> Option<Bytes> {
         self.rcv.pop_asap()
     }
 
-    /// Packets the as-soon-as-possible queue dropped because it was full.
+    /// Entries the as-soon-as-possible queue dropped because it was full.
     pub fn asap_dropped(&self) -> u64 {
         self.rcv.asap_dropped
     }
