@@ -24,7 +24,8 @@ prop_compose! {
     fn hostile()(kind in arb_kind(), flags in any::<u8>(), seq in edge(), retry in any::<u32>(),
                  ack in edge(), gaps in prop::collection::vec((1u64..50, 1u64..50), 0..MAX_SACK_RANGES),
                  ts in edge(), ts_echo in edge(), wnd_seq in edge(), wnd_bytes in edge(),
-                 rtt in edge(), cumul in edge(), data in prop::collection::vec(any::<u8>(), 0..200))
+                 rtt in edge(), cumul in edge(), data in prop::collection::vec(any::<u8>(), 0..200),
+                 batch in prop::option::of(prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..10)))
         -> Packet {
         let mut p = Packet::new(kind);
         p.flags = flags;
@@ -47,6 +48,16 @@ prop_compose! {
         p.rtt_samples = rtt;
         p.cumul_bytes = cumul;
         p.data = Bytes::from(data);
+        if let Some(msgs) = batch {
+            // A well-formed batch (random flags may also mark the random
+            // payload above as one, which is then malformed).
+            let mut b = bytes::BytesMut::new();
+            for m in &msgs {
+                swp::proto::batch::push(&mut b, m);
+            }
+            p.flags |= swp::proto::flags::BATCH;
+            p.data = b.freeze();
+        }
         p
     }
 }
