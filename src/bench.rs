@@ -30,18 +30,18 @@ pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
         .expect("connect")
 }
 
-/// Every run starts from a quiet system: after a run that moved 512 MiB,
-/// nats-server (a Go program: its garbage collector) and the allocator
-/// are busy for a while, and whichever run came next paid for it
-/// (measured: the second and third of three back-to-back swp runs were
-/// 15-25% slower than the first; with a pause they were not).
+/// Every run starts from a quiet system. After a run that moved 512 MiB,
+/// nats-server (a Go program: its garbage collector) and the allocator stay
+/// busy for a while, and whichever run came next paid for it: the second
+/// and third of back-to-back swp runs were 15-25% slower than the first in
+/// six of six tries; after a 2 s pause, the third was the fastest.
 async fn settle() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Raw pub/sub: publish `count` messages of `size` bytes as fast as
-/// possible; the subscriber counts until it has all or hears nothing for 2 s.
-/// Raw pub/sub. With `copying`, the publisher copies each payload out of an
+/// possible; the subscriber counts until it has all or hears nothing for 2 s
+/// (returns messages per second). With `copying`, the publisher copies each payload out of an
 /// application buffer and the subscriber copies it into one, as any
 /// AsyncWrite/AsyncRead user of a stream must: the fair baseline for swp's
 /// byte stream (the plain one re-sends one `Bytes` and never reads it).
@@ -238,20 +238,23 @@ pub async fn run(url: &str, quick: bool) {
     let rounds = if quick { 1 } else { 5 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
     // SWP_BENCH_ONLY=stream|messages runs one part; swp-stream and
-    // raw-stream run only one side at 64 KiB (for profiling).
+    // raw-stream (with app copies) run one side only, at SWP_BENCH_PACKET
+    // bytes per packet (default 64 KiB), for profiling.
     let only = std::env::var("SWP_BENCH_ONLY").unwrap_or_default();
     if only == "swp-stream" || only == "raw-stream" {
+        let packet: usize = std::env::var("SWP_BENCH_PACKET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64 * 1024);
         for _ in 0..rounds {
-            let packet = std::env::var("SWP_BENCH_PACKET")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(64 * 1024);
             let f = if only == "swp-stream" {
                 swp_stream(&url, packet, stream_total).await
             } else {
-                let mut f = raw(&url, 64 * 1024, stream_total / (64 * 1024), true).await;
-                f.rate /= 16.0;
-                f
+                let f = raw(&url, packet, stream_total / packet as u64, true).await;
+                Figure {
+                    rate: f.rate * packet as f64 / MIB as f64,
+                    ..f
+                }
             };
             println!(
                 "{only}: {:.1} MiB/s (lost {}, slow-consumer events {})",
