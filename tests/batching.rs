@@ -289,68 +289,78 @@ fn never_batched_to_a_go_peer() {
     assert_eq!(drain_messages(&mut b), sent);
 }
 
-/// Random messages (empty ones, ones larger than a packet, stream bytes
-/// mixed in) under loss, duplication and reordering: every seed delivers
-/// exactly what was sent, in order, in fewer packets than messages, and
-/// never beyond the receiver's window. `SWP_BATCH_SEEDS=N` runs more seeds.
+/// Random messages (empty ones, ones larger than a packet) under loss,
+/// duplication, reordering and (harsh profile) corruption: every seed
+/// delivers exactly what was sent, in order, in fewer packets than
+/// messages, and never beyond the receiver's window.
+/// `SWP_BATCH_SEEDS=N` runs more seeds per profile; failures print theirs.
 #[test]
 fn batches_survive_loss_duplication_and_reordering() {
     let seeds: u64 = std::env::var("SWP_BATCH_SEEDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    for seed in 0..seeds {
-        let link = LinkConfig::new()
-            .latency(Duration::from_millis(2))
-            .jitter(Duration::from_millis(3))
-            .loss(0.08)
-            .duplicate(0.03)
-            .reorder(0.05);
-        let cfg_a = cfg("A", "B").max_payload(2048);
-        let cfg_b = cfg("B", "").max_payload(2048).window(16, 64 * 1024);
-        let mut p = Pair::new(seed, link, cfg_a, cfg_b);
-        assert!(
-            p.connect(Duration::from_secs(30)),
-            "seed {seed}: no handshake"
-        );
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let sent: Vec<Bytes> = (0..1500)
-            .map(|i| {
-                let len = match rng.gen_range(0..20) {
-                    0 => 0,
-                    1 => rng.gen_range(2048..6000),
-                    _ => rng.gen_range(1..300),
-                };
-                Bytes::from(vec![(i % 251) as u8; len])
-            })
-            .collect();
-        let mut next = 0;
-        let mut got = vec![];
-        let ok = p.run_until(Duration::from_secs(300), |p| {
-            while next < sent.len() {
-                match p.a.send_message(sent[next].clone()) {
-                    Ok(_) => next += 1,
-                    Err(_) => break,
+    let mild = LinkConfig::new()
+        .latency(Duration::from_millis(2))
+        .jitter(Duration::from_millis(3))
+        .loss(0.08)
+        .duplicate(0.03)
+        .reorder(0.05);
+    let harsh = mild.clone().loss(0.3).corrupt(0.02);
+    for (name, link) in [("mild", mild), ("harsh", harsh)] {
+        for seed in 0..seeds {
+            // Generous budgets: at 30% loss each way a handshake or a
+            // retransmission legitimately needs many attempts.
+            let cfg_a = cfg("A", "B")
+                .max_payload(2048)
+                .connect(Duration::from_secs(2), 40)
+                .keepalive(Duration::from_secs(1), 30)
+                .max_retransmits(40);
+            let cfg_b = cfg("B", "")
+                .max_payload(2048)
+                .connect(Duration::from_secs(2), 40)
+                .window(16, 64 * 1024)
+                .keepalive(Duration::from_secs(1), 30);
+            let mut p = Pair::new(seed, link.clone(), cfg_a, cfg_b);
+            let at = format!("{name} seed {seed} (SWP_BATCH_SEEDS={})", seed + 1);
+            assert!(p.connect(Duration::from_secs(60)), "{at}: no handshake");
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let sent: Vec<Bytes> = (0..1500)
+                .map(|i| {
+                    let len = match rng.gen_range(0..20) {
+                        0 => 0,
+                        1 => rng.gen_range(2048..6000),
+                        _ => rng.gen_range(1..300),
+                    };
+                    Bytes::from(vec![(i % 251) as u8; len])
+                })
+                .collect();
+            let mut next = 0;
+            let mut got = vec![];
+            let ok = p.run_until(Duration::from_secs(600), |p| {
+                while next < sent.len() {
+                    match p.a.send_message(sent[next].clone()) {
+                        Ok(_) => next += 1,
+                        Err(_) => break,
+                    }
                 }
+                got.extend(drain_messages(&mut p.b));
+                got.len() == sent.len()
+            });
+            assert!(ok, "{at}: {} of {} messages", got.len(), sent.len());
+            assert!(got == sent, "{at}: messages differ");
+            let st = p.a.stats();
+            assert!(
+                st.data_packets_sent < sent.len() as u64,
+                "{at}: {} packets for {} messages: nothing was batched",
+                st.data_packets_sent,
+                sent.len()
+            );
+            assert_eq!(p.window_violations(), 0, "{at}: {:?}", p.window_report());
+            if name == "mild" {
+                // Nothing is corrupted on this link: every batch decodes.
+                assert_eq!(p.b.stats().dropped_invalid, 0, "{at}");
             }
-            got.extend(drain_messages(&mut p.b));
-            got.len() == sent.len()
-        });
-        assert!(ok, "seed {seed}: {} of {} messages", got.len(), sent.len());
-        assert!(got == sent, "seed {seed}: messages differ");
-        let st = p.a.stats();
-        assert!(
-            st.data_packets_sent < sent.len() as u64,
-            "seed {seed}: {} packets for {} messages: nothing was batched",
-            st.data_packets_sent,
-            sent.len()
-        );
-        assert_eq!(
-            p.window_violations(),
-            0,
-            "seed {seed}: {:?}",
-            p.window_report()
-        );
-        assert_eq!(p.b.stats().dropped_invalid, 0, "seed {seed}");
+        }
     }
 }
