@@ -29,6 +29,19 @@ use tokio::sync::Notify;
 
 /// How long a session whose handles were all dropped keeps delivering what
 /// was written before it gives up and aborts.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// // Dropped without close(): what was sent is still delivered.
+/// a.send("last words").await?;
+/// drop(a);
+/// assert_eq!(b.recv().await?.unwrap(), "last words");
+/// # Ok(()) }
+/// ```
 pub const DROP_LINGER: Duration = Duration::from_secs(10);
 
 /// Packets handled per driver wake-up before acks are generated; batching
@@ -36,6 +49,21 @@ pub const DROP_LINGER: Duration = Duration::from_secs(10);
 const BATCH: usize = 256;
 
 /// Why a session call failed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// use swp::{proto::CloseReason, SessionError};
+/// use std::time::Duration;
+/// // Nobody listens on "nobody": two attempts, then a clear error.
+/// let cfg = Config::new("me", "nobody").connect(Duration::from_millis(200), 2);
+/// let err = Session::connect(net.transport("me", 64), cfg).await.unwrap_err();
+/// assert!(matches!(err, SessionError::Closed(CloseReason::ConnectTimeout { .. })));
+/// assert_eq!(std::io::Error::from(err).kind(), std::io::ErrorKind::TimedOut);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     /// The configuration cannot work.
@@ -98,6 +126,22 @@ impl From<SessionError> for io::Error {
 }
 
 /// A subscribed inbox waiting for one peer (from [`Session::listen`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// // Subscribe first, so the peer can connect at once; accept later.
+/// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+/// let (a, b) = tokio::join!(
+///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+///     listener.accept(),
+/// );
+/// assert_eq!(b?.remote_inbox(), "a");
+/// # drop(a);
+/// # Ok(()) }
+/// ```
 pub struct Listener {
     transport: Arc<dyn Transport>,
     cfg: Config,
@@ -115,12 +159,41 @@ impl std::fmt::Debug for Listener {
 impl Listener {
     /// Waits for a peer's handshake and returns the established session
     /// (cancel by dropping the future, or wrap it in a timeout).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+    /// let accepted = tokio::spawn(listener.accept());
+    /// let a = Session::connect(net.transport("a", 64), Config::new("a", "b")).await?;
+    /// let b = accepted.await??;
+    /// a.send("hi").await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "hi");
+    /// # Ok(()) }
+    /// ```
     pub async fn accept(self) -> Result<Session, SessionError> {
         Session::start_with(self.transport, self.cfg, self.incoming, false).await
     }
 }
 
 /// Protocol and transport counters of a session.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// a.send_and_wait("counted").await?;
+/// let st = a.stats();
+/// assert_eq!(st.protocol.data_packets_sent, 1);
+/// assert_eq!(st.protocol.app_bytes_acked, 7);
+/// assert_eq!(st.transport.slow_consumer_events, 0);
+/// # drop(b);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionStats {
     /// The engine's counters.
@@ -262,6 +335,18 @@ impl Session {
     /// with the listener on its destination inbox, and returns once
     /// established. Fails with [`CloseReason::ConnectTimeout`] after the
     /// configured attempts.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let accepted = tokio::spawn(Session::accept(net.transport("b", 64), Config::new("b", "")));
+    /// let a = Session::connect(net.transport("a", 64), Config::new("a", "b")).await?;
+    /// assert!(a.state() == swp::proto::State::Established);
+    /// # drop(accepted);
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(
         transport: Arc<dyn Transport>,
         cfg: Config,
@@ -272,6 +357,21 @@ impl Session {
     /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
     /// handshake (cancel by dropping the future, or wrap it in a timeout).
     /// Same as [`listen`](Self::listen) then [`Listener::accept`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// // Waits for a peer; run it beside the connecting side.
+    /// let (a, b) = tokio::join!(
+    ///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+    ///     Session::accept(net.transport("b", 64), Config::new("b", "")),
+    /// );
+    /// a?.send("hello").await?;
+    /// assert_eq!(b?.recv().await?.unwrap(), "hello");
+    /// # Ok(()) }
+    /// ```
     pub async fn accept(
         transport: Arc<dyn Transport>,
         cfg: Config,
@@ -281,6 +381,21 @@ impl Session {
 
     /// Subscribes to `cfg`'s local inbox now, so a peer may connect as soon
     /// as this returns; [`Listener::accept`] then waits for the handshake.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+    /// // The inbox is subscribed: a peer may connect from now on.
+    /// let (a, b) = tokio::join!(
+    ///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+    ///     listener.accept(),
+    /// );
+    /// # drop((a, b));
+    /// # Ok(()) }
+    /// ```
     pub async fn listen(
         transport: Arc<dyn Transport>,
         cfg: Config,
@@ -366,6 +481,20 @@ impl Session {
 
     /// Queues one message (boundaries preserved); waits while the send
     /// buffer is full. Returns its id for [`is_acked`](Self::is_acked).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("one").await?;
+    /// a.send("two").await?;
+    /// a.wait_acked(id).await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "one");
+    /// assert_eq!(b.recv().await?.unwrap(), "two");
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, msg: impl Into<Bytes>) -> Result<MessageId, SessionError> {
         let msg = msg.into();
         let id = self
@@ -382,12 +511,38 @@ impl Session {
 
     /// Sends one message and waits until the peer has acknowledged it (go-swp's
     /// `PushGetAck`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("acknowledged").await?;
+    /// // The peer has it (maybe not read yet).
+    /// assert_eq!(a.stats().protocol.app_bytes_acked, 12);
+    /// assert_eq!(b.held(), (1, 12));
+    /// # Ok(()) }
+    /// ```
     pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
         let id = self.send(msg).await?;
         self.wait_acked(id).await
     }
 
     /// Waits until message `id` (or stream offset `id`) is acknowledged.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("x").await?;
+    /// a.wait_acked(id).await?;
+    /// assert!(a.is_acked(id));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
         self.shared
             .wait(|g| {
@@ -405,12 +560,39 @@ impl Session {
     }
 
     /// True once the peer has acknowledged message `id`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("x").await?;
+    /// assert!(!a.is_acked(id)); // not yet: nothing has even left
+    /// a.wait_acked(id).await?;
+    /// assert!(a.is_acked(id));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn is_acked(&self, id: MessageId) -> bool {
         self.shared.lock().conn.is_acked(id)
     }
 
     /// The next message in order; `None` once the peer has finished its
     /// stream and everything was received.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send("only").await?;
+    /// a.close().await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "only");
+    /// assert_eq!(b.recv().await?, None); // the peer finished
+    /// # Ok(()) }
+    /// ```
     pub async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
         let r = self
             .shared
@@ -428,6 +610,23 @@ impl Session {
     /// Up to `max` in-order stream bytes without copying them (at most one
     /// packet's worth); `None` at end of stream. The zero-copy alternative
     /// to `AsyncRead`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut a = a;
+    /// a.write_all(b"stream bytes").await?;
+    /// a.shutdown().await?;
+    /// // Up to 6 bytes, as a slice of the received packet (no copy).
+    /// assert_eq!(b.read_chunk(6).await?.unwrap(), "stream");
+    /// assert_eq!(b.read_chunk(usize::MAX).await?.unwrap(), " bytes");
+    /// assert_eq!(b.read_chunk(usize::MAX).await?, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
         read_chunk(&self.shared, max).await
     }
@@ -436,6 +635,21 @@ impl Session {
     /// possibly duplicated; each message of a batch packet separately;
     /// needs [`Config::asap`]). `None` once the session
     /// is closed. Ordered delivery and flow control are unaffected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let (a, b) = net
+    ///     .session_pair(Config::new("a2", "b2"), Config::new("b2", "").asap(Some(64)))
+    ///     .await?;
+    /// a.send("early").await?;
+    /// assert_eq!(b.recv_asap().await.unwrap(), "early");
+    /// // Ordered delivery is unaffected.
+    /// assert_eq!(b.recv().await?.unwrap(), "early");
+    /// # Ok(()) }
+    /// ```
     pub async fn recv_asap(&self) -> Option<Bytes> {
         self.shared
             .wait(|g| match g.conn.poll_asap() {
@@ -447,6 +661,20 @@ impl Session {
     }
 
     /// Waits until everything written has been acknowledged by the peer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut a = a;
+    /// a.write_all(&[7u8; 100_000]).await?; // accepted into the send buffer
+    /// a.flush_acked().await?; // now the peer has every byte
+    /// assert_eq!(b.held().1, 100_000);
+    /// # Ok(()) }
+    /// ```
     pub async fn flush_acked(&self) -> Result<(), SessionError> {
         let written = self.shared.lock().conn.bytes_written();
         self.wait_acked(written).await
@@ -456,6 +684,19 @@ impl Session {
     /// acknowledged and our Fin too, then returns. Incoming data not yet read
     /// is discarded from then on, and the session ends when the peer
     /// finishes (or after [`DROP_LINGER`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send("bye").await?;
+    /// a.close().await?; // returns once everything and our Fin are acknowledged
+    /// assert_eq!(b.recv().await?.unwrap(), "bye");
+    /// assert_eq!(b.recv().await?, None);
+    /// # Ok(()) }
+    /// ```
     pub async fn close(self) -> Result<(), SessionError> {
         {
             let mut g = self.shared.lock();
@@ -477,6 +718,18 @@ impl Session {
     }
 
     /// Ends the session at once; the peer is told with a Reset.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::{proto::CloseReason, SessionError};
+    /// a.abort();
+    /// assert_eq!(b.recv().await, Err(SessionError::Closed(CloseReason::Reset)));
+    /// # Ok(()) }
+    /// ```
     pub fn abort(&self) {
         self.shared.lock().conn.abort(now());
         self.shared.nudge();
@@ -484,6 +737,25 @@ impl Session {
     }
 
     /// Splits into independently usable read and write halves.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let (mut rd, mut wr) = b.into_split();
+    /// let mut a = a;
+    /// // Echo: one task reads while another writes.
+    /// let echo = tokio::spawn(async move { tokio::io::copy(&mut rd, &mut wr).await });
+    /// a.write_all(b"ping").await?;
+    /// let mut back = [0u8; 4];
+    /// a.read_exact(&mut back).await?;
+    /// assert_eq!(&back, b"ping");
+    /// # drop(echo);
+    /// # Ok(()) }
+    /// ```
     pub fn into_split(self) -> (ReadHalf, WriteHalf) {
         (
             ReadHalf {
@@ -498,32 +770,107 @@ impl Session {
     }
 
     /// Protocol and transport counters.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("m").await?;
+    /// assert_eq!(a.stats().protocol.data_packets_sent, 1);
+    /// assert_eq!(b.stats().protocol.data_packets_received, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
     }
 
     /// The protocol state.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::State;
+    /// assert_eq!(a.state(), State::Established);
+    /// a.abort();
+    /// assert_eq!(a.state(), State::Closed);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> State {
         self.shared.lock().conn.state()
     }
 
     /// Why the session closed, once it has.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::CloseReason;
+    /// assert_eq!(a.close_reason(), None);
+    /// a.abort();
+    /// assert_eq!(a.close_reason(), Some(CloseReason::Aborted));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.lock().conn.close_reason().cloned()
     }
 
     /// The peer's inbox.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// assert_eq!(a.remote_inbox(), "b");
+    /// assert_eq!(b.remote_inbox(), "a"); // learnt from the Syn
+    /// # Ok(()) }
+    /// ```
     pub fn remote_inbox(&self) -> String {
         self.shared.lock().conn.remote_inbox().to_string()
     }
 
     /// Payload bytes held for the application, not yet read: (packets, bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("abc").await?;
+    /// assert_eq!(b.held(), (1, 3)); // one packet, three bytes, not yet read
+    /// b.recv().await?;
+    /// assert_eq!(b.held(), (0, 0));
+    /// # Ok(()) }
+    /// ```
     pub fn held(&self) -> (u64, u64) {
         self.shared.lock().conn.held()
     }
 
     /// Largest payload per packet in use (the configured maximum, lowered
     /// to fit the transport's maximum message size).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// assert_eq!(a.max_payload(), Config::new("", "").max_payload_bytes());
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn max_payload(&self) -> usize {
         self.shared.lock().conn.config().max_payload_bytes()
     }
@@ -531,6 +878,18 @@ impl Session {
     /// The wire format this session speaks: the configured one, or
     /// [`WireFormat::Go`](crate::proto::WireFormat::Go) when a listener was
     /// reached by a go-sliding-window peer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::WireFormat;
+    /// assert_eq!(a.wire_format(), WireFormat::Native);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn wire_format(&self) -> crate::proto::WireFormat {
         self.shared.lock().conn.wire_format()
     }
@@ -767,12 +1126,38 @@ impl AsyncWrite for Session {
 }
 
 /// The reading half of a [`Session`] (from [`Session::into_split`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// let (rd, _wr) = b.into_split();
+/// a.send("to the read half").await?;
+/// assert_eq!(rd.read_chunk(usize::MAX).await?.unwrap(), "to the read half");
+/// # Ok(()) }
+/// ```
 pub struct ReadHalf {
     shared: Arc<Shared>,
     _guard: Arc<HandleGuard>,
 }
 
 /// The writing half of a [`Session`] (from [`Session::into_split`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// use tokio::io::AsyncWriteExt;
+/// let (_rd, mut wr) = a.into_split();
+/// wr.write_all(b"from the write half").await?;
+/// wr.shutdown().await?;
+/// assert_eq!(b.recv().await?.unwrap(), "from the write half");
+/// # Ok(()) }
+/// ```
 pub struct WriteHalf {
     shared: Arc<Shared>,
     _guard: Arc<HandleGuard>,
@@ -791,11 +1176,35 @@ impl std::fmt::Debug for WriteHalf {
 
 impl ReadHalf {
     /// Counters of the session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (rd, _wr) = b.into_split();
+    /// a.send_and_wait("x").await?;
+    /// assert_eq!(rd.stats().protocol.data_packets_received, 1);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
     }
 
     /// As [`Session::read_chunk`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (rd, _wr) = b.into_split();
+    /// a.send("chunk").await?;
+    /// assert_eq!(rd.read_chunk(3).await?.unwrap(), "chu");
+    /// # Ok(()) }
+    /// ```
     pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
         read_chunk(&self.shared, max).await
     }
@@ -803,6 +1212,21 @@ impl ReadHalf {
 
 impl WriteHalf {
     /// Counters of the session.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let (_rd, mut wr) = a.into_split();
+    /// wr.write_all(b"x").await?;
+    /// wr.flush().await?; // waits for the peer's acknowledgement
+    /// assert_eq!(wr.stats().protocol.app_bytes_acked, 1);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
     }
