@@ -75,6 +75,16 @@ impl Config {
     /// * message batching on: messages that queue up while packets are
     ///   going out travel several to a packet (never delayed to wait for
     ///   company), which multiplies small-message throughput.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("svc.client", "svc.server");
+    /// assert_eq!(cfg.max_payload_bytes(), 63 * 1024);
+    /// assert_eq!((cfg.window_packets(), cfg.window_bytes()), (1024, 16 << 20));
+    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
+    /// assert!(cfg.batches_messages());
+    /// ```
     pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
         Config {
             local_inbox: local_inbox.into(),
@@ -104,41 +114,106 @@ impl Config {
     }
 
     /// The inbox this session receives on.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::new("me", "peer").local_inbox(), "me");
+    /// ```
     pub fn local_inbox(&self) -> &str {
         &self.local_inbox
     }
     /// The peer's inbox ("" for a listener that has not heard a Syn).
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::new("me", "peer").remote_inbox(), "peer");
+    /// assert_eq!(Config::new("listener", "").remote_inbox(), "");
+    /// ```
     pub fn remote_inbox(&self) -> &str {
         &self.remote_inbox
     }
     /// Sets the peer's inbox.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let mut cfg = Config::new("me", "");
+    /// cfg.set_remote_inbox("peer");
+    /// assert_eq!(cfg.remote_inbox(), "peer");
+    /// ```
     pub fn set_remote_inbox(&mut self, inbox: impl Into<String>) {
         self.remote_inbox = inbox.into();
     }
     /// Largest data payload per packet, in bytes.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").max_payload(512 * 1024);
+    /// assert_eq!(cfg.max_payload_bytes(), 512 * 1024);
+    /// // The window must hold at least one packet.
+    /// assert!(cfg.clone().window(64, 256 * 1024).validate().is_err());
+    /// ```
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes.max(1);
         self
     }
     /// Receive window: at most `packets` data packets and `bytes` payload
     /// bytes held for the application (received, not yet read).
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").window(64, 4 << 20);
+    /// assert_eq!((cfg.window_packets(), cfg.window_bytes()), (64, 4 << 20));
+    /// ```
     pub fn window(mut self, packets: u64, bytes: u64) -> Self {
         self.window_packets = packets.max(1);
         self.window_bytes = bytes.max(1);
         self
     }
     /// Most payload bytes buffered on the sending side (queued + unacked).
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").send_buffer(1 << 20);
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(Config::new("me", "peer").send_buffer(1000).validate().is_err()); // < one packet
+    /// ```
     pub fn send_buffer(mut self, bytes: u64) -> Self {
         self.send_buffer_bytes = bytes.max(1);
         self
     }
     /// Transport capacity kept free for control packets.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// // Keep 16 messages and 256 KiB of the inbox for acks and keepalives.
+    /// let cfg = Config::new("me", "peer").reserve(16, 256 * 1024);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn reserve(mut self, packets: u64, bytes: u64) -> Self {
         self.reserve_packets = packets;
         self.reserve_bytes = bytes;
         self
     }
     /// RTO before the first RTT sample, and its bounds.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").rto(
+    ///     Duration::from_millis(200), // before any RTT sample
+    ///     Duration::from_millis(5),   // floor
+    ///     Duration::from_secs(5),     // ceiling
+    /// );
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(Config::new("me", "peer").rto(Duration::ZERO, Duration::ZERO, Duration::ZERO).validate().is_err());
+    /// ```
     pub fn rto(mut self, initial: Duration, min: Duration, max: Duration) -> Self {
         self.initial_rto = initial;
         self.min_rto = min;
@@ -147,17 +222,41 @@ impl Config {
     }
     /// Consecutive retransmission timeouts (without any progress) after
     /// which the session fails.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// // Give up after 5 timeouts in a row with no progress.
+    /// let cfg = Config::new("me", "peer").max_retransmits(5);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn max_retransmits(mut self, n: u32) -> Self {
         self.max_retransmits = n.max(1);
         self
     }
     /// Go's TermConfig: fail the session if `limit` retransmission timeouts
     /// happen within `window`. `None` disables (the default).
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// // As go-swp's TermConfig: 3 timeouts within 10 s end the session.
+    /// let cfg = Config::new("me", "peer").termination(Some((3, Duration::from_secs(10))));
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn termination(mut self, rule: Option<(usize, Duration)>) -> Self {
         self.term = rule.filter(|(n, _)| *n > 0);
         self
     }
     /// Handshake: per-attempt timeout (the cap of the backoff) and attempts.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// // Up to 3 handshake attempts, each waiting at most 1 s.
+    /// let cfg = Config::new("me", "peer").connect(Duration::from_secs(1), 3);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn connect(mut self, timeout: Duration, attempts: u32) -> Self {
         self.connect_timeout = timeout;
         self.connect_attempts = attempts.max(1);
@@ -166,18 +265,42 @@ impl Config {
     /// Keepalive interval, and how many intervals of silence from the peer
     /// close the session. As in go-swp: a negative count disables dead-peer
     /// detection, 0 means the default (10).
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_millis(500), 6);
+    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(3)));
+    /// let never = Config::new("me", "peer").keepalive(Duration::from_secs(1), -1);
+    /// assert_eq!(never.dead_peer_budget(), None);
+    /// ```
     pub fn keepalive(mut self, interval: Duration, failures: i32) -> Self {
         self.keepalive_interval = interval.max(Duration::from_millis(1));
         self.keepalive_failures = if failures == 0 { 10 } else { failures };
         self
     }
     /// Delayed acks: ack at once every `frequency` packets, else within `delay`.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// // Ack every 4th packet at once, others within 5 ms.
+    /// let cfg = Config::new("me", "peer").ack_policy(Duration::from_millis(5), 4);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn ack_policy(mut self, delay: Duration, frequency: u32) -> Self {
         self.max_ack_delay = delay;
         self.ack_frequency = frequency.max(1);
         self
     }
     /// How long a closed session keeps answering a retransmitted Fin.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").close_linger(Duration::from_millis(500));
+    /// assert!(cfg.validate().is_ok());
+    /// ```
     pub fn close_linger(mut self, d: Duration) -> Self {
         self.close_linger = d;
         self
@@ -185,6 +308,15 @@ impl Config {
     /// Enables as-soon-as-possible delivery: every data packet as it arrives
     /// (unordered, possibly duplicated; a batch packet as its messages),
     /// keeping at most `limit`.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").asap(Some(1000));
+    /// assert!(cfg.validate().is_ok());
+    /// // Some(0) means off, as None does.
+    /// assert_eq!(Config::new("me", "peer").asap(Some(0)), Config::new("me", "peer"));
+    /// ```
     pub fn asap(mut self, limit: Option<usize>) -> Self {
         self.asap_limit = limit.filter(|l| *l > 0);
         self
@@ -219,36 +351,89 @@ impl Config {
         self
     }
     /// Whether message batching is allowed.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert!(Config::new("me", "peer").batches_messages());
+    /// ```
     pub fn batches_messages(&self) -> bool {
         self.batch_messages
     }
     /// The configured wire format.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// use swp::proto::WireFormat;
+    /// assert_eq!(Config::new("me", "peer").format(), WireFormat::Native);
+    /// ```
     pub fn format(&self) -> WireFormat {
         self.wire_format
     }
     /// Receive window in packets.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::new("me", "peer").window(8, 1 << 20).window_packets(), 8);
+    /// ```
     pub fn window_packets(&self) -> u64 {
         self.window_packets
     }
     /// Receive window in bytes.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::new("me", "peer").window(8, 1 << 20).window_bytes(), 1 << 20);
+    /// ```
     pub fn window_bytes(&self) -> u64 {
         self.window_bytes
     }
     /// Largest payload per packet.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::new("me", "peer").max_payload(4096).max_payload_bytes(), 4096);
+    /// ```
     pub fn max_payload_bytes(&self) -> usize {
         self.max_payload
     }
     /// Keepalive interval.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_millis(250), 4);
+    /// assert_eq!(cfg.keepalive_interval(), Duration::from_millis(250));
+    /// ```
     pub fn keepalive_interval(&self) -> Duration {
         self.keepalive_interval
     }
     /// Dead-peer budget: interval × failures, or `None` when disabled.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_secs(2), 5);
+    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
+    /// ```
     pub fn dead_peer_budget(&self) -> Option<Duration> {
         (self.keepalive_failures > 0)
             .then(|| self.keepalive_interval * self.keepalive_failures as u32)
     }
 
     /// Checks the configuration for values that cannot work.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// use std::time::Duration;
+    /// assert!(Config::new("me", "peer").validate().is_ok());
+    /// let err = Config::new("", "peer").validate().unwrap_err();
+    /// assert!(err.to_string().contains("local inbox is empty"));
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.local_inbox.is_empty() {
             return Err(ConfigError(
@@ -273,6 +458,16 @@ impl Config {
 }
 
 /// A configuration that cannot work; the message says what to change.
+///
+/// ```
+/// use swp::proto::Config;
+/// use std::time::Duration;
+/// let err = Config::new("me", "peer").window(1, 100).validate().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid swp configuration: window in bytes is smaller than one packet's payload: raise the window or lower max_payload"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid swp configuration: {0}")]
 pub struct ConfigError(pub &'static str);
