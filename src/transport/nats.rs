@@ -17,6 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The default per-subscription capacity of async-nats.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = swp::server::NatsServer::start()?;
+/// use swp::transport::{NatsOptions, NatsTransport};
+/// use swp::transport::{nats::DEFAULT_SUBSCRIPTION_CAPACITY, Transport};
+/// let t = NatsTransport::connect(NatsOptions::new(server.url())).await?;
+/// assert_eq!(t.capacity().packets, Some(DEFAULT_SUBSCRIPTION_CAPACITY as u64));
+/// # Ok(()) }
+/// ```
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 
 /// How to connect to NATS; named as the `nats` CLI names them.
@@ -44,6 +55,13 @@ impl NatsOptions {
     /// (`nats://user:pass@host`, `nats://token@host`) are honoured: they are
     /// taken out of the URL and passed as options, since async-nats ignores
     /// them there.
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// let o = NatsOptions::new("nats://alice:s3cret@127.0.0.1:4222");
+    /// // The credentials were taken out of the URL (async-nats would ignore them).
+    /// assert_eq!(o.server(), "nats://127.0.0.1:4222");
+    /// ```
     pub fn new(server: impl Into<String>) -> Self {
         let mut o = NatsOptions {
             server: server.into(),
@@ -67,40 +85,99 @@ impl NatsOptions {
         }
     }
     /// The server URL (credentials removed).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// assert_eq!(NatsOptions::new("nats://h:4222").server(), "nats://h:4222");
+    /// ```
     pub fn server(&self) -> &str {
         &self.server
     }
     /// User and password (`--user`, `--password`).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// let o = NatsOptions::new("nats://127.0.0.1:4222").user_password("alice", "s3cret");
+    /// assert_eq!(o.server(), "nats://127.0.0.1:4222");
+    /// ```
     pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.user = Some((user.into(), password.into()));
         self
     }
     /// Token (`--token`).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// let o = NatsOptions::new("nats://127.0.0.1:4222").token("t0ken");
+    /// # let _ = o;
+    /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
     }
     /// Credentials file (`--creds`).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// // A .creds file (JWT + NKey seed), as `nats --creds`.
+    /// let o = NatsOptions::new("nats://127.0.0.1:4222").creds("/etc/nats/app.creds");
+    /// # let _ = o;
+    /// ```
     pub fn creds(mut self, path: impl Into<PathBuf>) -> Self {
         self.creds = Some(path.into());
         self
     }
     /// Client certificate and key (`--tlscert`, `--tlskey`).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// // Mutual TLS: the client's certificate and key, plus the CA that signed
+    /// // the server's certificate.
+    /// let o = NatsOptions::new("tls://nats.example:4222")
+    ///     .tls_client_cert("client.pem", "client-key.pem")
+    ///     .tls_ca("ca.pem");
+    /// # let _ = o;
+    /// ```
     pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.tls_cert = Some((cert.into(), key.into()));
         self
     }
     /// CA certificate to verify the server (`--tlsca`).
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// let o = NatsOptions::new("tls://nats.example:4222").tls_ca("ca.pem");
+    /// # let _ = o;
+    /// ```
     pub fn tls_ca(mut self, ca: impl Into<PathBuf>) -> Self {
         self.tls_ca = Some(ca.into());
         self
     }
     /// Per-subscription capacity in messages (default 65,536).
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = swp::server::NatsServer::start()?;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// use swp::transport::Transport;
+    /// // Smaller inboxes: every session's window shrinks to fit them.
+    /// let t = NatsTransport::connect(NatsOptions::new(server.url()).subscription_capacity(1024)).await?;
+    /// assert_eq!(t.capacity().packets, Some(1024));
+    /// # Ok(()) }
+    /// ```
     pub fn subscription_capacity(mut self, n: usize) -> Self {
         self.subscription_capacity = Some(n.max(1));
         self
     }
     /// Connection name shown by the server.
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// // Shown in the server's monitoring (connz) as the client's name.
+    /// let o = NatsOptions::new("nats://127.0.0.1:4222").name("file-sender");
+    /// # let _ = o;
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -116,6 +193,24 @@ struct Counters {
 }
 
 /// A [`Transport`] on one NATS connection; share it among sessions.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = swp::server::NatsServer::start()?;
+/// use swp::transport::{NatsOptions, NatsTransport};
+/// use swp::{proto::Config, Session};
+/// // One connection, many sessions (each on its own inbox).
+/// let nats = NatsTransport::connect(NatsOptions::new(server.url())).await?;
+/// let (a, b) = tokio::join!(
+///     Session::connect(nats.clone(), Config::new("ex.a", "ex.b")),
+///     Session::accept(nats.clone(), Config::new("ex.b", "")),
+/// );
+/// let (a, b) = (a?, b?);
+/// a.send("over a real nats-server").await?;
+/// assert_eq!(b.recv().await?.unwrap(), "over a real nats-server");
+/// # Ok(()) }
+/// ```
 pub struct NatsTransport {
     client: async_nats::Client,
     capacity: usize,
@@ -134,6 +229,20 @@ impl std::fmt::Debug for NatsTransport {
 impl NatsTransport {
     /// Connects to NATS. Slow-consumer events and reconnects are counted and
     /// reported in every session's stats.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = swp::server::NatsServer::start()?;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// use swp::transport::Transport;
+    /// let nats = NatsTransport::connect(NatsOptions::new(server.url())).await?;
+    /// assert!(nats.max_payload() >= 1 << 20); // the server's max_payload (1 MiB by default)
+    /// // Nobody there: a clear error, not a hang.
+    /// let err = NatsTransport::connect(NatsOptions::new("nats://127.0.0.1:1")).await.unwrap_err();
+    /// assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(opts: NatsOptions) -> Result<Arc<Self>, TransportError> {
         let counters = Arc::new(Counters::default());
         let capacity = opts
@@ -200,6 +309,18 @@ impl NatsTransport {
     /// Wraps a client built elsewhere. Its subscription capacity must be
     /// given (async-nats does not expose it), and its slow-consumer events
     /// are not counted (install your own event callback).
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = swp::server::NatsServer::start()?;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// use swp::transport::Transport;
+    /// let client = async_nats::connect(server.url()).await?;
+    /// let t = NatsTransport::from_client(client, 65_536);
+    /// assert_eq!(t.capacity().packets, Some(65_536));
+    /// # Ok(()) }
+    /// ```
     pub fn from_client(client: async_nats::Client, subscription_capacity: usize) -> Arc<Self> {
         Arc::new(NatsTransport {
             client,
@@ -209,6 +330,17 @@ impl NatsTransport {
     }
 
     /// The underlying client.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = swp::server::NatsServer::start()?;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// let nats = NatsTransport::connect(NatsOptions::new(server.url())).await?;
+    /// // Plain NATS beside the sessions, on the same connection.
+    /// nats.client().publish("ex.plain", "hello".into()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
