@@ -16,11 +16,34 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 /// Packets arriving on one inbox subscription. Dropping it unsubscribes.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use futures::StreamExt;
+/// let net = SimNetwork::new(1, LinkConfig::new());
+/// let t = net.transport("A", 64);
+/// let mut incoming = t.subscribe("A").await?;
+/// t.publish("A", "to myself".into()).await?;
+/// assert_eq!(incoming.next().await.unwrap(), "to myself");
+/// # Ok(()) }
+/// ```
 pub type Incoming = BoxStream<'static, Bytes>;
 
 /// What the transport beneath can hold for one subscription before it drops
 /// messages (for NATS: the client's per-subscription channel capacity).
 /// `None`: no limit of that kind.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// let net = SimNetwork::new(1, LinkConfig::new());
+/// let cap = net.transport("A", 256).capacity();
+/// assert_eq!((cap.packets, cap.bytes), (Some(256), None));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Capacity {
     /// Messages.
@@ -30,6 +53,19 @@ pub struct Capacity {
 }
 
 /// Events of the underlying connection that a session reports in its stats.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use swp::proto::Config;
+/// let net = SimNetwork::new(1, LinkConfig::new());
+/// let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// a.send_and_wait("x").await?;
+/// // swp's window keeps the peer's inbox from overflowing: no slow consumer.
+/// assert_eq!(b.stats().transport.slow_consumer_events, 0);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TransportCounters {
     /// Times the transport dropped messages because a subscriber was full
@@ -42,6 +78,19 @@ pub struct TransportCounters {
 }
 
 /// A transport failure, with what to do about it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use swp::transport::TransportError;
+/// let net = SimNetwork::new(1, LinkConfig::new());
+/// let t = net.transport("A", 64);
+/// // Only an endpoint's own inbox can be subscribed on SimNet.
+/// let err = t.subscribe("B").await.err().unwrap();
+/// assert!(matches!(err, TransportError::Subscribe { .. }), "{err}");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     /// Could not subscribe to the session's inbox.
@@ -67,6 +116,57 @@ pub enum TransportError {
 
 /// Moves encoded packets between inboxes. Implementations must deliver each
 /// packet whole or not at all; they may lose, duplicate or reorder.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use bytes::Bytes;
+/// use futures::{future::BoxFuture, StreamExt};
+/// use std::sync::Mutex;
+/// use swp::transport::{Capacity, Incoming, TransportError};
+/// use tokio::sync::mpsc;
+///
+/// /// A loopback transport for one inbox: what is published comes back.
+/// struct Loopback {
+///     tx: mpsc::UnboundedSender<Bytes>,
+///     rx: Mutex<Option<mpsc::UnboundedReceiver<Bytes>>>,
+/// }
+///
+/// impl Transport for Loopback {
+///     fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+///         let rx = self.rx.lock().unwrap().take();
+///         let inbox = inbox.to_string();
+///         Box::pin(async move {
+///             let rx = rx.ok_or(TransportError::Subscribe { inbox, reason: "taken".into() })?;
+///             Ok(futures::stream::unfold(rx, |mut rx| async move {
+///                 rx.recv().await.map(|b| (b, rx))
+///             })
+///             .boxed())
+///         })
+///     }
+///     fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+///         let r = self.tx.send(payload).map_err(|_| TransportError::Publish {
+///             subject: subject.to_string(),
+///             reason: "receiver gone".into(),
+///         });
+///         Box::pin(async move { r })
+///     }
+///     fn max_payload(&self) -> usize {
+///         1 << 20
+///     }
+///     fn capacity(&self) -> Capacity {
+///         Capacity::default() // unbounded
+///     }
+/// }
+///
+/// let (tx, rx) = mpsc::unbounded_channel();
+/// let t = Loopback { tx, rx: Mutex::new(Some(rx)) };
+/// let mut inbox = t.subscribe("me").await?;
+/// t.publish("me", "echo".into()).await?;
+/// assert_eq!(inbox.next().await.unwrap(), "echo");
+/// # Ok(()) }
+/// ```
 pub trait Transport: Send + Sync + 'static {
     /// Subscribes to `inbox`; packets published to it arrive on the stream.
     fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>>;

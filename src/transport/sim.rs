@@ -59,6 +59,22 @@ impl State {
 
 /// A simulated network shared by several [`SimTransport`]s. Create it inside
 /// a tokio runtime: it spawns the task that delivers messages on time.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use futures::StreamExt;
+/// use std::time::Duration;
+/// let net = SimNetwork::new(3, LinkConfig::new().latency(Duration::from_millis(40)));
+/// let (a, b) = (net.transport("A", 64), net.transport("B", 64));
+/// let mut inbox = b.subscribe("B").await?;
+/// let t0 = tokio::time::Instant::now();
+/// a.publish("B", "hi".into()).await?;
+/// assert_eq!(inbox.next().await.unwrap(), "hi");
+/// assert!(t0.elapsed() >= Duration::from_millis(40)); // in virtual time
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct SimNetwork {
     state: Arc<Mutex<State>>,
@@ -74,6 +90,16 @@ impl std::fmt::Debug for SimNetwork {
 impl SimNetwork {
     /// A network where every link has `link`'s impairments, all randomness
     /// from `seed`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+    /// // 20% loss on every link; the same seed loses the same packets.
+    /// let net = SimNetwork::new(42, LinkConfig::new().loss(0.2));
+    /// # let _ = net;
+    /// # Ok(()) }
+    /// ```
     pub fn new(seed: u64, link: LinkConfig) -> Self {
         let mut net = SimNet::new(seed);
         net.set_default_link(link);
@@ -94,6 +120,18 @@ impl SimNetwork {
 
     /// A transport whose packets leave from inbox `name`, which holds at
     /// most `capacity` undelivered messages.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+    /// let net = SimNetwork::new(1, LinkConfig::new());
+    /// // An inbox holding at most 128 undelivered messages, like a NATS
+    /// // subscription with that capacity; sessions size their windows to it.
+    /// let t = net.transport("A", 128);
+    /// assert_eq!(t.capacity().packets, Some(128));
+    /// # Ok(()) }
+    /// ```
     pub fn transport(&self, name: &str, capacity: usize) -> Arc<SimTransport> {
         let id = self.lock().net.add_inbox(name, capacity);
         Arc::new(SimTransport {
@@ -105,6 +143,23 @@ impl SimNetwork {
 
     /// Runs `f` on the underlying [`SimNet`] (install rules, partition,
     /// read counters ...).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+    /// use futures::StreamExt;
+    /// let net = SimNetwork::new(1, LinkConfig::new());
+    /// let (a, b) = (net.transport("A", 64), net.transport("B", 64));
+    /// let mut inbox = b.subscribe("B").await?;
+    /// // Cut the link, publish, heal: the packet is gone.
+    /// net.with(|n| n.partition(a.inbox(), b.inbox()));
+    /// a.publish("B", "lost".into()).await?;
+    /// net.with(|n| n.heal(a.inbox(), b.inbox()));
+    /// a.publish("B", "kept".into()).await?;
+    /// assert_eq!(inbox.next().await.unwrap(), "kept");
+    /// # Ok(()) }
+    /// ```
     pub fn with<R>(&self, f: impl FnOnce(&mut SimNet) -> R) -> R {
         let mut st = self.lock();
         st.catch_up();
@@ -182,6 +237,22 @@ async fn pump(state: Weak<Mutex<State>>, wake: Arc<Notify>) {
 }
 
 /// One endpoint's view of a [`SimNetwork`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+/// use swp::{proto::Config, Session};
+/// let net = SimNetwork::new(1, LinkConfig::new());
+/// let (ta, tb) = (net.transport("A", 1024), net.transport("B", 1024));
+/// let (a, b) = tokio::join!(
+///     Session::connect(ta, Config::new("A", "B")),
+///     Session::accept(tb, Config::new("B", "")),
+/// );
+/// a?.send("simulated").await?;
+/// assert_eq!(b?.recv().await?.unwrap(), "simulated");
+/// # Ok(()) }
+/// ```
 pub struct SimTransport {
     net: SimNetwork,
     id: InboxId,
@@ -198,10 +269,31 @@ impl std::fmt::Debug for SimTransport {
 
 impl SimTransport {
     /// The network this transport belongs to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+    /// let net = SimNetwork::new(1, LinkConfig::new());
+    /// let t = net.transport("A", 64);
+    /// t.publish("nowhere", "x".into()).await?;
+    /// assert_eq!(t.network().unroutable(), 1);
+    /// # Ok(()) }
+    /// ```
     pub fn network(&self) -> &SimNetwork {
         &self.net
     }
     /// This endpoint's inbox in the network.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
+    /// let net = SimNetwork::new(1, LinkConfig::new());
+    /// let t = net.transport("A", 64);
+    /// assert_eq!(net.with(|n| n.lookup("A")), Some(t.inbox()));
+    /// # Ok(()) }
+    /// ```
     pub fn inbox(&self) -> InboxId {
         self.id
     }
