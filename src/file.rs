@@ -48,6 +48,26 @@ use tokio::sync::watch;
 const CHUNK: usize = 1 << 20;
 
 /// What a transfer carries besides the bytes (as go-swp's `BigFile`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "notes.txt", "hello".into()),
+///     file::recv_bytes(&mut b, 1 << 20),
+/// );
+/// let (meta, bytes) = got?;
+/// assert_eq!(meta, sent?);
+/// assert_eq!((meta.name.as_str(), meta.size, &bytes[..]), ("notes.txt", 5, &b"hello"[..]));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
     /// The file's name (a relative path) as the sender gave it.
@@ -61,6 +81,30 @@ pub struct FileMeta {
 }
 
 /// Progress of a transfer (in the spirit of pw_transfer's ProgressStats).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("big.bin");
+/// std::fs::write(&src, vec![1u8; 3 << 20])?;
+/// let (tx, rx) = tokio::sync::watch::channel(file::Progress::default());
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, Some(&tx)),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// got?;
+/// let p = *rx.borrow();
+/// assert_eq!((p.bytes_sent, p.bytes_confirmed, p.total), (3 << 20, 3 << 20, 3 << 20));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
     /// Bytes of the file handed to the session (sender) or written (receiver),
@@ -76,6 +120,28 @@ pub struct Progress {
 }
 
 /// Result of a successful send.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("a.txt");
+/// std::fs::write(&src, "some content")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// let report = sent?;
+/// assert_eq!((report.resumed_from, report.bytes_sent), (0, 12));
+/// assert_eq!(report.meta, got?.0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendReport {
     /// What was sent.
@@ -87,6 +153,30 @@ pub struct SendReport {
 }
 
 /// Why a transfer failed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// // A name that would escape the receiver's directory is refused before
+/// // anything is sent (a receiver refuses it too, and tells the sender).
+/// let err = file::send_bytes(&mut a, "../escape.txt", "x".into()).await.unwrap_err();
+/// assert!(matches!(err, file::FileError::HostileName(_)));
+/// assert!(err.to_string().contains("only relative paths"));
+/// // The session is still usable.
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "fine.txt", "x".into()),
+///     file::recv_bytes(&mut b, 10),
+/// );
+/// assert_eq!(sent?, got?.0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
     /// Reading or writing a local file failed.
@@ -295,6 +385,29 @@ async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
 
 /// Sends the file at `path` (its file name is what the receiver sees) over
 /// an established session. Reports progress on `progress` if given.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("report.pdf");
+/// std::fs::write(&src, b"%PDF-1.7 ...")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("incoming"), None),
+/// );
+/// sent?;
+/// let (_meta, saved) = got?;
+/// assert_eq!(saved, dir.join("incoming").join("report.pdf"));
+/// assert_eq!(std::fs::read(saved)?, b"%PDF-1.7 ...");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn send_file(
     session: &mut Session,
     path: impl AsRef<Path>,
@@ -310,6 +423,27 @@ pub async fn send_file(
 }
 
 /// As [`send_file`], under the name `name` (a relative path).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("tmp-123");
+/// std::fs::write(&src, "data")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file_as(&mut a, &src, "reports/2026/q3.csv", None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// assert_eq!(got?.1, dir.join("in/reports/2026/q3.csv"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn send_file_as(
     session: &mut Session,
     path: &Path,
@@ -747,6 +881,29 @@ fn part_paths(target: &Path) -> (PathBuf, PathBuf) {
 /// (created if missing; the sender's relative path is kept below it).
 /// Returns the metadata and the final path. Resumes a previous, interrupted
 /// transfer of the same file.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("photo.jpg");
+/// std::fs::write(&src, vec![0xffu8; 100_000])?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// let (meta, saved) = got?;
+/// // Saved under the sender's name, only after size and BLAKE2b matched.
+/// assert_eq!((meta.size, saved), (100_000, dir.join("in/photo.jpg")));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn recv_file(
     session: &mut Session,
     dir: impl AsRef<Path>,
@@ -783,6 +940,28 @@ pub async fn recv_file(
 
 /// Receives one file over an established session and saves it at exactly
 /// `path` (whatever name the sender gave; parent directories are created).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("whatever-the-sender-calls-it");
+/// std::fs::write(&src, "content")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_as(&mut b, dir.join("exactly/here.txt"), None),
+/// );
+/// sent?;
+/// got?;
+/// assert_eq!(std::fs::read_to_string(dir.join("exactly/here.txt"))?, "content");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn recv_file_as(
     session: &mut Session,
     path: impl AsRef<Path>,
@@ -912,6 +1091,25 @@ async fn recv_file_to(
 }
 
 /// Sends `data` as a file named `name` (go-swp's `SendFile(path, data, time)`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "config.json", r#"{"k": 1}"#.into()),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// assert_eq!(sent?.size, 8);
+/// assert_eq!(std::fs::read_to_string(got?.1)?, r#"{"k": 1}"#);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn send_bytes(
     session: &mut Session,
     name: &str,
@@ -924,6 +1122,25 @@ pub async fn send_bytes(
 
 /// Receives one file into memory (go-swp's `RecvFile()`); verified like
 /// [`recv_file`]. Refuses files larger than `max_size`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "blob", vec![9u8; 1000].into()),
+///     file::recv_bytes(&mut b, 100), // at most 100 bytes, please
+/// );
+/// assert!(got.is_err()); // refused: too large
+/// assert!(sent.is_err()); // and the sender was told
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub async fn recv_bytes(
     session: &mut Session,
     max_size: u64,
