@@ -25,9 +25,26 @@ const MAX_VARINT: usize = 5;
 /// bookkeeping per packet (its window counts packets and bytes, and a
 /// packet of empty messages would otherwise be thousands of entries); a
 /// batch with more is malformed.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use swp::proto::batch;
+/// let mut b = BytesMut::new();
+/// for _ in 0..=batch::MAX_MESSAGES {
+///     batch::push(&mut b, b"");
+/// }
+/// assert_eq!(batch::split(&b.freeze()), Err(batch::BatchError::TooMany));
+/// ```
 pub const MAX_MESSAGES: usize = 256;
 
 /// Why a batch payload is malformed.
+///
+/// ```
+/// use bytes::Bytes;
+/// use swp::proto::batch::{split, BatchError};
+/// assert_eq!(split(&Bytes::new()), Err(BatchError::Empty));
+/// assert_eq!(split(&Bytes::from_static(&[3, b'a'])), Err(BatchError::Overrun { at: 0, len: 3 }));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
     /// The payload holds no message at all.
@@ -53,6 +70,13 @@ pub enum BatchError {
 }
 
 /// Bytes a message of `len` bytes takes inside a batch (prefix included).
+///
+/// ```
+/// use swp::proto::batch::framed_len;
+/// assert_eq!(framed_len(0), 1);
+/// assert_eq!(framed_len(127), 128); // one prefix byte up to 127
+/// assert_eq!(framed_len(1024), 1026); // two from 128
+/// ```
 pub fn framed_len(len: usize) -> usize {
     let mut n = 1;
     let mut v = len >> 7;
@@ -64,6 +88,17 @@ pub fn framed_len(len: usize) -> usize {
 }
 
 /// Appends one message (its prefix, then its bytes) to a batch payload.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use swp::proto::batch;
+/// let mut b = BytesMut::new();
+/// batch::push(&mut b, b"hi");
+/// batch::push(&mut b, &[0u8; 200]);
+/// assert_eq!(&b[..3], &[2, b'h', b'i']);
+/// assert_eq!(&b[3..5], &[0xc8, 0x01]); // 200 as LEB128
+/// assert_eq!(b.len(), batch::framed_len(2) + batch::framed_len(200));
+/// ```
 pub fn push(buf: &mut BytesMut, msg: &[u8]) {
     let mut v = msg.len() as u64;
     while v >= 0x80 {

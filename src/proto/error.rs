@@ -3,6 +3,20 @@
 use std::time::Duration;
 
 /// Why a session is closed. `Normal` is the only clean ending.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// use swp::proto::CloseReason;
+/// a.abort(); // a Reset goes to the peer
+/// assert!(b.recv().await.is_err());
+/// assert_eq!(b.close_reason(), Some(CloseReason::Reset));
+/// assert_eq!(a.close_reason(), Some(CloseReason::Aborted));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloseReason {
     /// Both sides sent a Fin and had it acknowledged.
@@ -59,12 +73,25 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// True for [`CloseReason::Normal`].
+    ///
+    /// ```
+    /// use swp::proto::CloseReason;
+    /// assert!(CloseReason::Normal.is_normal());
+    /// assert!(!CloseReason::Reset.is_normal());
+    /// ```
     pub fn is_normal(&self) -> bool {
         matches!(self, CloseReason::Normal)
     }
 }
 
 /// Why data could not be written.
+///
+/// ```
+/// use swp::proto::{Config, Connection, WriteError};
+/// let mut c = Connection::connect(Config::new("a", "b"), std::time::Instant::now(), 1).unwrap();
+/// c.close(std::time::Instant::now());
+/// assert_eq!(c.write(b"late"), Err(WriteError::Finished));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     /// `close()` was called: no more data may be written.
@@ -89,6 +116,14 @@ pub enum WriteError {
 }
 
 /// Why data could not be read.
+///
+/// ```
+/// use swp::proto::{CloseReason, Config, Connection, ReadError};
+/// let t = std::time::Instant::now();
+/// let mut c = Connection::connect(Config::new("a", "b"), t, 1).unwrap();
+/// c.abort(t);
+/// assert_eq!(c.read(&mut [0u8; 8]), Err(ReadError::Closed(CloseReason::Aborted)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
     /// The session ended before the peer finished its stream.
