@@ -5,17 +5,16 @@ use std::time::Duration;
 /// Why a session is closed. `Normal` is the only clean ending.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
-/// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// use std::time::Duration;
+/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
+/// assert!(p.connect(Duration::from_secs(1)));
 /// use swp::proto::CloseReason;
-/// a.abort(); // a Reset goes to the peer
-/// assert!(b.recv().await.is_err());
-/// assert_eq!(b.close_reason(), Some(CloseReason::Reset));
-/// assert_eq!(a.close_reason(), Some(CloseReason::Aborted));
-/// # Ok(()) }
+/// let now = p.now();
+/// p.a.abort(now); // a Reset goes to the peer
+/// assert!(p.run_until(Duration::from_secs(1), |p| p.b.is_closed()));
+/// assert_eq!(p.b.close_reason(), Some(&CloseReason::Reset));
+/// assert_eq!(p.a.close_reason(), Some(&CloseReason::Aborted));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CloseReason {
@@ -87,10 +86,14 @@ impl CloseReason {
 /// Why data could not be written.
 ///
 /// ```
-/// use swp::proto::{Config, Connection, WriteError};
-/// let mut c = Connection::connect(Config::new("a", "b"), std::time::Instant::now(), 1).unwrap();
-/// c.close(std::time::Instant::now());
-/// assert_eq!(c.write(b"late"), Err(WriteError::Finished));
+/// use std::time::Duration;
+/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
+/// assert!(p.connect(Duration::from_secs(1)));
+/// use swp::proto::WriteError;
+/// let now = p.now();
+/// p.a.close(now);
+/// assert_eq!(p.a.write(b"late"), Err(WriteError::Finished));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -118,11 +121,14 @@ pub enum WriteError {
 /// Why data could not be read.
 ///
 /// ```
-/// use swp::proto::{CloseReason, Config, Connection, ReadError};
-/// let t = std::time::Instant::now();
-/// let mut c = Connection::connect(Config::new("a", "b"), t, 1).unwrap();
-/// c.abort(t);
-/// assert_eq!(c.read(&mut [0u8; 8]), Err(ReadError::Closed(CloseReason::Aborted)));
+/// use std::time::Duration;
+/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
+/// assert!(p.connect(Duration::from_secs(1)));
+/// use swp::proto::{CloseReason, ReadError};
+/// let now = p.now();
+/// p.a.abort(now);
+/// assert_eq!(p.a.read(&mut [0u8; 8]), Err(ReadError::Closed(CloseReason::Aborted)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {

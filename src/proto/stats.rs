@@ -6,17 +6,16 @@ use std::time::Duration;
 /// What a session has done so far.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
-/// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
-/// a.send_and_wait("hello").await?;
-/// let (sa, sb) = (a.stats().protocol, b.stats().protocol);
+/// use std::time::Duration;
+/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
+/// assert!(p.connect(Duration::from_secs(1)));
+/// p.a.send_message("hello".into()).unwrap();
+/// assert!(p.run_until(Duration::from_secs(1), |p| p.a.is_acked(p.a.bytes_written())));
+/// let (sa, sb) = (p.a.stats(), p.b.stats());
 /// assert_eq!((sa.data_packets_sent, sa.data_bytes_sent), (1, 5));
 /// assert_eq!((sb.data_packets_received, sb.duplicates), (1, 0));
 /// assert_eq!(sa.app_bytes_acked, 5);
-/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
