@@ -915,19 +915,7 @@ pub async fn recv_file(
         let target = dir.join(go_file_name(&h.filepath)?);
         return recv_bigfile_to(session, &target, h, first, progress).await;
     }
-    let (name, size, digest, send_time) = match recv_control(session).await? {
-        Control::Offer {
-            name,
-            size,
-            blake2b,
-            send_time_ns,
-        } => (name, size, blake2b, send_time_ns),
-        other => {
-            return Err(FileError::Protocol(format!(
-                "expected Offer, got {other:?}"
-            )))
-        }
-    };
+    let (name, size, digest, send_time) = recv_offer(session).await?;
     let rel = match check_offer(&name, &digest) {
         Ok(r) => r,
         Err(e) => {
@@ -1148,19 +1136,7 @@ pub async fn recv_bytes(
     if session.wire_format() == WireFormat::Go {
         return recv_bigfile_bytes(session, max_size).await;
     }
-    let (name, size, digest, send_time_ns) = match recv_control(session).await? {
-        Control::Offer {
-            name,
-            size,
-            blake2b,
-            send_time_ns,
-        } => (name, size, blake2b, send_time_ns),
-        other => {
-            return Err(FileError::Protocol(format!(
-                "expected Offer, got {other:?}"
-            )))
-        }
-    };
+    let (name, size, digest, send_time_ns) = recv_offer(session).await?;
     if let Err(e) = check_offer(&name, &digest) {
         return Err(refuse(session, e).await);
     }

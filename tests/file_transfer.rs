@@ -27,12 +27,7 @@ fn write_pattern(path: &Path, len: usize, salt: u8) {
 }
 
 async fn sim_pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {
-    let tb = net.transport(b.local_inbox(), 4096);
-    let ta = net.transport(a.local_inbox(), 4096);
-    let l = Session::listen(tb, b).await.unwrap();
-    let server = tokio::spawn(l.accept());
-    let client = Session::connect(ta, a).await.unwrap();
-    (client, server.await.unwrap().unwrap())
+    net.session_pair(a, b).await.unwrap()
 }
 
 fn lossy(seed: u64) -> SimNetwork {

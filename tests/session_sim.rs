@@ -25,12 +25,7 @@ fn lossy(seed: u64, loss: f64) -> SimNetwork {
 }
 
 async fn pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {
-    let tb = net.transport(b.local_inbox(), 4096);
-    let ta = net.transport(a.local_inbox(), 4096);
-    let l = Session::listen(tb, b).await.unwrap();
-    let server = tokio::spawn(l.accept());
-    let client = Session::connect(ta, a).await.unwrap();
-    (client, server.await.unwrap().unwrap())
+    net.session_pair(a, b).await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]
