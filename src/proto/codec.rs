@@ -35,6 +35,22 @@ pub fn max_overhead(inbox_and_nonce_bytes: usize) -> usize {
     FRAMING + 1 + 18 * 9 + 4 * 5 + inbox_and_nonce_bytes + 5 + MAX_SACK_RANGES * 19 + 5
 }
 
+/// The packet checksum: CRC-32 (IEEE 802.3, the zlib/PNG/Ethernet one:
+/// reflected polynomial `0xedb88320`, initial and final XOR `0xffffffff`;
+/// the check value of `b"123456789"` is `0xcbf43926`).
+///
+/// Computed with `crc-fast`, which folds eight 128-bit lanes at a time with
+/// carry-less multiplication (PCLMULQDQ / PMULL, detected at run time): 1.7x
+/// the speed of crc32fast's four lanes here (19.4 vs 11.5 GB/s on 63 KiB),
+/// and the checksum is the largest per-byte cost swp adds to a stream.
+///
+/// ```
+/// assert_eq!(swp::proto::codec::crc32(b"123456789"), 0xcbf4_3926);
+/// ```
+pub fn crc32(bytes: &[u8]) -> u32 {
+    crc_fast::crc32_iso_hdlc(bytes)
+}
+
 /// Why bytes could not be decoded into a packet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -151,7 +167,7 @@ pub fn encode(p: &Packet) -> Bytes {
     let mut buf = Vec::with_capacity(head_capacity(p) + p.data.len() + 4);
     write_head(p, p.data.len(), &mut buf);
     buf.extend_from_slice(&p.data);
-    let crc = crc32fast::hash(&buf);
+    let crc = crc32(&buf);
     buf.extend_from_slice(&crc.to_be_bytes());
     Bytes::from(buf)
 }
@@ -220,7 +236,7 @@ pub fn encode_in_place(p: &Packet, mut buf: bytes::BytesMut, headroom: usize) ->
     }
     let start = headroom - head.len();
     buf[start..headroom].copy_from_slice(&head);
-    let crc = crc32fast::hash(&buf[start..]);
+    let crc = crc32(&buf[start..]);
     buf.extend_from_slice(&crc.to_be_bytes());
     let frame = buf.freeze();
     let data = frame.slice(headroom..headroom + data_len);
@@ -240,7 +256,7 @@ pub fn decode(b: &Bytes) -> Result<Packet, DecodeError> {
     }
     let (body, tail) = b.split_at(b.len() - 4);
     let expected = u32::from_be_bytes([tail[0], tail[1], tail[2], tail[3]]);
-    let actual = crc32fast::hash(body);
+    let actual = crc32(body);
     if expected != actual {
         return Err(DecodeError::Checksum { expected, actual });
     }
@@ -346,7 +362,7 @@ mod tests {
         fn arbitrary_bodies_with_valid_framing_never_panic(body in prop::collection::vec(any::<u8>(), 0..600)) {
             let mut v = vec![MAGIC[0], MAGIC[1], VERSION];
             v.extend_from_slice(&body);
-            let crc = crc32fast::hash(&v);
+            let crc = crc32(&v);
             v.extend_from_slice(&crc.to_be_bytes());
             let _ = decode(&Bytes::from(v));
         }
