@@ -22,6 +22,56 @@ pub struct Figure {
     pub lost: u64,
     /// Slow-consumer events.
     pub slow: u64,
+    /// CPU seconds the benchmark process (both ends) spent on the run.
+    pub cpu_clients: f64,
+    /// CPU seconds nats-server spent on the run (if its pid is known).
+    pub cpu_server: Option<f64>,
+}
+
+/// CPU time (user + system) of a process so far, in seconds, from
+/// `/proc/<pid>/stat` (`None`: this process). Linux only; elsewhere 0.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the ")" that ends the command name: state is field 3,
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Reads both CPU clocks at the start of a run; `stop` gives the CPU
+/// seconds spent since.
+struct CpuClock {
+    server_pid: Option<u32>,
+    clients: f64,
+    server: Option<f64>,
+}
+
+impl CpuClock {
+    fn start(server_pid: Option<u32>) -> CpuClock {
+        CpuClock {
+            server_pid,
+            clients: cpu_seconds(None).unwrap_or(0.0),
+            server: server_pid.and_then(|p| cpu_seconds(Some(p))),
+        }
+    }
+
+    fn stop(&self) -> (f64, Option<f64>) {
+        let clients = cpu_seconds(None).unwrap_or(0.0) - self.clients;
+        let server = match (
+            self.server,
+            self.server_pid.and_then(|p| cpu_seconds(Some(p))),
+        ) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        (clients, server)
+    }
 }
 
 pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
@@ -45,13 +95,14 @@ async fn settle() {
 /// application buffer and the subscriber copies it into one, as any
 /// AsyncWrite/AsyncRead user of a stream must: the fair baseline for swp's
 /// byte stream (the plain one re-sends one `Bytes` and never reads it).
-async fn raw(url: &str, size: usize, count: u64, copying: bool) -> Figure {
+async fn raw(url: &str, server_pid: Option<u32>, size: usize, count: u64, copying: bool) -> Figure {
     settle().await;
     let (tp, ts) = (transport(url).await, transport(url).await);
     let subject = format!("bench.raw.{size}.{}", std::process::id());
     let mut sub = ts.client().subscribe(subject.clone()).await.unwrap();
     ts.client().flush().await.unwrap();
     let payload = Bytes::from(vec![7u8; size]);
+    let cpu = CpuClock::start(server_pid);
     let start = Instant::now();
     let pubc = tp.client().clone();
     let publisher = tokio::spawn(async move {
@@ -83,15 +134,33 @@ async fn raw(url: &str, size: usize, count: u64, copying: bool) -> Figure {
         }
     }
     publisher.await.unwrap();
+    let (cpu_clients, cpu_server) = cpu.stop();
     let secs = last.duration_since(start).as_secs_f64();
     Figure {
         rate: got as f64 / secs,
         lost: count - got,
         slow: ts.counters().slow_consumer_events,
+        cpu_clients,
+        cpu_server,
     }
 }
 
-async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
+/// How the swp benchmark reader takes the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// `AsyncRead::read` into a 1 MiB buffer (a copy, like any AsyncRead user).
+    Copy,
+    /// `Session::read_chunk`: slices of the received packets, no copy.
+    ZeroCopy,
+}
+
+async fn swp_stream(
+    url: &str,
+    server_pid: Option<u32>,
+    packet: usize,
+    total: u64,
+    reading: Reading,
+) -> Figure {
     settle().await;
     let (ta, tb) = (transport(url).await, transport(url).await);
     let id = std::process::id();
@@ -99,17 +168,23 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
         format!("bench.swp.{packet}.a.{id}"),
         format!("bench.swp.{packet}.b.{id}"),
     );
+    // The window (and send buffer) in MiB: SWP_BENCH_WINDOW_MIB, default 64.
+    let mib: u64 = std::env::var("SWP_BENCH_WINDOW_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
     let cfg = |l: &str, r: &str| {
         Config::new(l, r)
             .max_payload(packet)
-            .window(1024, 64 * MIB)
-            .send_buffer(64 * MIB)
+            .window(1024, mib * MIB)
+            .send_buffer(mib * MIB)
     };
     let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
     let accept = tokio::spawn(listener.accept());
     let mut a = Session::connect(ta.clone(), cfg(&ia, &ib)).await.unwrap();
     let mut b = accept.await.unwrap().unwrap();
     let chunk = vec![7u8; 1 << 20];
+    let cpu = CpuClock::start(server_pid);
     let start = Instant::now();
     let writer = tokio::spawn(async move {
         let mut sent = 0;
@@ -124,7 +199,14 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0u64;
     loop {
-        let n = b.read(&mut buf).await.unwrap();
+        let n = if reading == Reading::ZeroCopy {
+            b.read_chunk(usize::MAX)
+                .await
+                .unwrap()
+                .map_or(0, |c| c.len())
+        } else {
+            b.read(&mut buf).await.unwrap()
+        };
         if n == 0 {
             break;
         }
@@ -132,6 +214,7 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
     }
     let secs = start.elapsed().as_secs_f64();
     let a = writer.await.unwrap();
+    let (cpu_clients, cpu_server) = cpu.stop();
     if std::env::var_os("SWP_BENCH_VERBOSE").is_some() {
         let (sa, sb) = (a.stats().protocol, b.stats().protocol);
         println!(
@@ -149,10 +232,18 @@ async fn swp_stream(url: &str, packet: usize, total: u64) -> Figure {
         rate: got as f64 / MIB as f64 / secs,
         lost: total - got,
         slow: tb.counters().slow_consumer_events + ta.counters().slow_consumer_events,
+        cpu_clients,
+        cpu_server,
     }
 }
 
-async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure {
+async fn swp_messages(
+    url: &str,
+    server_pid: Option<u32>,
+    size: usize,
+    count: u64,
+    batch: bool,
+) -> Figure {
     settle().await;
     let (ta, tb) = (transport(url).await, transport(url).await);
     let id = std::process::id();
@@ -166,6 +257,7 @@ async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure
         .unwrap();
     let b = accept.await.unwrap().unwrap();
     let payload = Bytes::from(vec![7u8; size]);
+    let cpu = CpuClock::start(server_pid);
     let start = Instant::now();
     let sender = tokio::spawn(async move {
         for _ in 0..count {
@@ -180,6 +272,7 @@ async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure
     }
     let secs = start.elapsed().as_secs_f64();
     let a = sender.await.unwrap();
+    let (cpu_clients, cpu_server) = cpu.stop();
     let (sa, sb) = (a.stats().protocol, b.stats().protocol);
     println!(
         "  swp messages{}: {} data packets ({:.1} messages each), {} acks ({:.2} per data packet), {} packets sent by the receiver",
@@ -194,20 +287,34 @@ async fn swp_messages(url: &str, size: usize, count: u64, batch: bool) -> Figure
         rate: got as f64 / secs,
         lost: count - got,
         slow: tb.counters().slow_consumer_events,
+        cpu_clients,
+        cpu_server,
     }
 }
 
 /// The median run by rate; losses and slow-consumer events are summed
-/// over all runs (any loss anywhere is reported).
+/// over all runs (any loss anywhere is reported); CPU times are the medians
+/// of their own.
 fn median(mut v: Vec<Figure>) -> Figure {
     let lost = v.iter().map(|f| f.lost).sum();
     let slow = v.iter().map(|f| f.slow).sum();
-    v.sort_by(|a, b| a.rate.partial_cmp(&b.rate).unwrap());
-    let m = &v[v.len() / 2];
+    let mid = |mut x: Vec<f64>| {
+        x.sort_by(|a, b| a.total_cmp(b));
+        x[x.len() / 2]
+    };
+    let cpu_clients = mid(v.iter().map(|f| f.cpu_clients).collect());
+    let cpu_server = v
+        .iter()
+        .map(|f| f.cpu_server)
+        .collect::<Option<Vec<f64>>>()
+        .map(mid);
+    v.sort_by(|a, b| a.rate.total_cmp(&b.rate));
     Figure {
-        rate: m.rate,
+        rate: v[v.len() / 2].rate,
         lost,
         slow,
+        cpu_clients,
+        cpu_server,
     }
 }
 
@@ -224,9 +331,32 @@ fn row(what: &str, unit: &str, raw: &Figure, swp: &Figure) {
     );
 }
 
+/// CPU per unit of work (`units` per run: MiB or thousands of messages),
+/// clients (the benchmark process: both ends) and nats-server. Less
+/// sensitive than wall-clock rates to what else the machine is doing.
+fn cpu_row(what: &str, units: f64, raw: &Figure, swp: &Figure) {
+    let ms = |s: f64| s * 1000.0 / units;
+    let server = |f: &Figure| {
+        f.cpu_server
+            .map_or("?".to_string(), |s| format!("{:.2}", ms(s)))
+    };
+    let total = |f: &Figure| ms(f.cpu_clients + f.cpu_server.unwrap_or(0.0));
+    println!(
+        "  CPU ms per {what:<24} raw {:.2} clients + {} server = {:.2}   swp {:.2} clients + {} server = {:.2}   swp/raw {:.2}",
+        ms(raw.cpu_clients),
+        server(raw),
+        total(raw),
+        ms(swp.cpu_clients),
+        server(swp),
+        total(swp),
+        total(swp) / total(raw)
+    );
+}
+
 /// Runs the benchmark against a nats-server at `url` (`quick`: small sizes,
-/// one round) and prints the table.
-pub async fn run(url: &str, quick: bool) {
+/// one round) and prints the table. With the server's pid, the CPU time it
+/// spends is measured too (Linux: `/proc`).
+pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
     let url = url.to_string();
     let stream_total = if quick { 16 * MIB } else { 512 * MIB };
     let msgs = if quick { 10_000 } else { 300_000 };
@@ -239,26 +369,38 @@ pub async fn run(url: &str, quick: bool) {
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
     // SWP_BENCH_ONLY=stream|messages runs one part; swp-stream and
     // raw-stream (with app copies) run one side only, at SWP_BENCH_PACKET
-    // bytes per packet (default 64 KiB), for profiling.
+    // bytes per packet (default 64 KiB), for profiling (swp-stream reads
+    // with read_chunk if SWP_BENCH_READ=chunk).
     let only = std::env::var("SWP_BENCH_ONLY").unwrap_or_default();
+    let mib = stream_total as f64 / MIB as f64;
     if only == "swp-stream" || only == "raw-stream" {
         let packet: usize = std::env::var("SWP_BENCH_PACKET")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(64 * 1024);
         for _ in 0..rounds {
-            let f = if only == "swp-stream" {
-                swp_stream(&url, packet, stream_total).await
+            let reading = if std::env::var("SWP_BENCH_READ").as_deref() == Ok("chunk") {
+                Reading::ZeroCopy
             } else {
-                let f = raw(&url, packet, stream_total / packet as u64, true).await;
+                Reading::Copy
+            };
+            let f = if only == "swp-stream" {
+                swp_stream(&url, server_pid, packet, stream_total, reading).await
+            } else {
+                let f = raw(&url, server_pid, packet, stream_total / packet as u64, true).await;
                 Figure {
                     rate: f.rate * packet as f64 / MIB as f64,
                     ..f
                 }
             };
             println!(
-                "{only}: {:.1} MiB/s (lost {}, slow-consumer events {})",
-                f.rate, f.lost, f.slow
+                "{only}: {:.1} MiB/s (lost {}, slow-consumer events {}); CPU ms per MiB: {:.2} clients, {} server",
+                f.rate,
+                f.lost,
+                f.slow,
+                f.cpu_clients * 1000.0 / mib,
+                f.cpu_server
+                    .map_or("?".to_string(), |s| format!("{:.2}", s * 1000.0 / mib)),
             );
         }
         return;
@@ -267,36 +409,48 @@ pub async fn run(url: &str, quick: bool) {
         let default = Config::new("", "").max_payload_bytes();
         for packet in [64 * 1024usize, default, 512 * 1024] {
             let count = stream_total / packet as u64;
-            let (mut raws, mut copies, mut swps) = (vec![], vec![], vec![]);
-            let mib = |f: Figure| Figure {
+            let (mut raws, mut copies, mut swps, mut zcs) = (vec![], vec![], vec![], vec![]);
+            let mib_s = |f: Figure| Figure {
                 rate: f.rate * packet as f64 / MIB as f64,
                 ..f
             };
             for _ in 0..rounds {
-                raws.push(mib(raw(&url, packet, count, false).await));
-                copies.push(mib(raw(&url, packet, count, true).await));
-                swps.push(swp_stream(&url, packet, stream_total).await);
+                raws.push(mib_s(raw(&url, server_pid, packet, count, false).await));
+                copies.push(mib_s(raw(&url, server_pid, packet, count, true).await));
+                swps.push(swp_stream(&url, server_pid, packet, stream_total, Reading::Copy).await);
+                zcs.push(
+                    swp_stream(&url, server_pid, packet, stream_total, Reading::ZeroCopy).await,
+                );
             }
-            let s = median(swps);
+            let (s, z) = (median(swps), median(zcs));
+            let (r, c) = (median(raws), median(copies));
             let label = if packet == default { " (default)" } else { "" };
             row(
                 &format!("stream, {} KiB packets{label}", packet / 1024),
                 "MiB/s",
-                &median(raws),
+                &r,
                 &s,
             );
-            row("  vs raw with app copies", "MiB/s", &median(copies), &s);
+            row("  vs raw with app copies", "MiB/s", &c, &s);
+            row("  swp read_chunk (zero-copy read)", "MiB/s", &r, &z);
+            cpu_row("MiB", mib, &r, &s);
+            cpu_row("MiB (raw with app copies)", mib, &c, &s);
+            cpu_row("MiB (swp read_chunk)", mib, &r, &z);
         }
     }
     if only.is_empty() || only == "messages" {
         let (mut raws, mut swps, mut singles) = (vec![], vec![], vec![]);
         for _ in 0..rounds {
-            raws.push(raw(&url, 1024, msgs, false).await);
-            swps.push(swp_messages(&url, 1024, msgs, true).await);
-            singles.push(swp_messages(&url, 1024, msgs, false).await);
+            raws.push(raw(&url, server_pid, 1024, msgs, false).await);
+            swps.push(swp_messages(&url, server_pid, 1024, msgs, true).await);
+            singles.push(swp_messages(&url, server_pid, 1024, msgs, false).await);
         }
         let raw = median(raws);
-        row("1 KiB messages", "msgs/s", &raw, &median(swps));
-        row("  one message per packet", "msgs/s", &raw, &median(singles));
+        let (b, o) = (median(swps), median(singles));
+        let thousands = msgs as f64 / 1000.0;
+        row("1 KiB messages", "msgs/s", &raw, &b);
+        row("  one message per packet", "msgs/s", &raw, &o);
+        cpu_row("1000 messages", thousands, &raw, &b);
+        cpu_row("1000 (one per packet)", thousands, &raw, &o);
     }
 }

@@ -295,7 +295,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Demo { size } => demo(size, quiet).await,
         Cmd::Bench { quick, server } => {
-            let (_own, url) = match server {
+            let (own, url) = match server {
                 Some(u) => (None, u),
                 None => {
                     let s = NatsServer::start().map_err(|e| e.to_string())?;
@@ -303,7 +303,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     (Some(s), u)
                 }
             };
-            swp::bench::run(&url, quick).await;
+            swp::bench::run(&url, quick, own.as_ref().map(NatsServer::pid)).await;
             Ok(())
         }
     }

@@ -273,6 +273,19 @@ impl NatsServer {
     pub fn binary(&self) -> &Path {
         &self.binary
     }
+
+    /// The server's process id (the benchmark reads its CPU time).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let server = NatsServer::start()?;
+    /// assert!(std::path::Path::new(&format!("/proc/{}", server.pid())).exists());
+    /// # Ok(()) }
+    /// ```
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for NatsServer {
