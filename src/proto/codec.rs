@@ -22,13 +22,49 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// First two bytes of every native packet.
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let wire = codec::encode(&Packet::new(Kind::Ack));
+/// assert_eq!(&wire[..2], b"SW");
+/// assert_eq!(codec::MAGIC, *b"SW");
+/// ```
 pub const MAGIC: [u8; 2] = [0x53, 0x57];
 /// Native format version written by this implementation.
+///
+/// ```
+/// use swp::proto::{codec, DecodeError, Kind, Packet};
+/// let wire = codec::encode(&Packet::new(Kind::Ack));
+/// assert_eq!(wire[2], codec::VERSION);
+/// let mut future = wire.to_vec();
+/// future[2] = 9;
+/// assert_eq!(codec::decode(&future.into()), Err(DecodeError::UnsupportedVersion(9)));
+/// ```
 pub const VERSION: u8 = 1;
 /// Bytes of framing around the msgpack body (magic, version, CRC).
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let p = Packet::new(Kind::Ack);
+/// let head = codec::encode_head(&p, 0); // magic, version, msgpack body
+/// assert_eq!(codec::encode(&p).len(), head.len() + 4); // + the CRC
+/// assert_eq!(codec::FRAMING, 2 + 1 + 4); // magic + version + CRC
+/// ```
 pub const FRAMING: usize = 3 + 4;
 /// Upper bound of a native packet's size beyond its data, given inbox and
 /// nonce lengths; used to keep packets under the transport's max payload.
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet, Str};
+/// let mut p = Packet::new(Kind::Data);
+/// p.from = Str::from("inbox.a");
+/// p.dest = Str::from("inbox.b");
+/// p.seq = u64::MAX;
+/// p.ack = u64::MAX;
+/// p.data = bytes::Bytes::from(vec![0u8; 1000]);
+/// let names = p.from.len() + p.dest.len();
+/// assert!(codec::encode(&p).len() <= 1000 + codec::max_overhead(names));
+/// ```
 pub fn max_overhead(inbox_and_nonce_bytes: usize) -> usize {
     // 18 fixed numeric fields of at most 9 bytes, array/str/bin headers,
     // SACK ranges of at most 2 × 9 bytes each, framing.
@@ -52,6 +88,17 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Why bytes could not be decoded into a packet.
+///
+/// ```
+/// use swp::proto::{codec, DecodeError, Kind, Packet};
+/// let mut wire = codec::encode(&Packet::new(Kind::Ack)).to_vec();
+/// wire[5] ^= 0x01; // one bit flipped in flight
+/// match codec::decode(&wire.into()) {
+///     Err(DecodeError::Checksum { .. }) => {}
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(codec::decode(&bytes::Bytes::from_static(b"xy")), Err(DecodeError::TooShort(2)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Fewer bytes than the smallest possible packet.
@@ -86,6 +133,13 @@ pub enum DecodeError {
 }
 
 /// Which encoding a session speaks on the wire.
+///
+/// ```
+/// use swp::proto::{Config, WireFormat};
+/// let cfg = Config::new("me", "go.peer").wire_format(WireFormat::Go);
+/// assert_eq!(cfg.format(), WireFormat::Go);
+/// assert_eq!(WireFormat::default(), WireFormat::Native);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WireFormat {
     /// This crate's compact, checksummed format.
@@ -152,6 +206,16 @@ struct WireIn<'a> {
 
 /// Bytes reserved in front of stream data buffered for sending, so that the
 /// packet header can be written in place (see [`encode_in_place`]).
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// // A buffer with the payload after HEADROOM bytes can be framed in place.
+/// let mut buf = bytes::BytesMut::zeroed(codec::HEADROOM);
+/// buf.extend_from_slice(b"data");
+/// let (frame, data) = codec::encode_in_place(&Packet::new(Kind::Data), buf, codec::HEADROOM);
+/// assert_eq!(data, "data");
+/// assert_eq!(codec::decode(&frame).unwrap().data, "data");
+/// ```
 pub const HEADROOM: usize = 1024;
 
 /// Encodes a packet in the native format.
@@ -179,6 +243,18 @@ fn head_capacity(p: &Packet) -> usize {
 /// Everything of `p`'s encoding that precedes its `data_len` payload bytes:
 /// magic, version, the msgpack fields, and the `bin` header of the payload.
 /// (`p.data` itself is ignored.)
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let mut p = Packet::new(Kind::Data);
+/// p.data = bytes::Bytes::from_static(b"xyz");
+/// let head = codec::encode_head(&p, 3);
+/// let whole = codec::encode(&p);
+/// // The head is the encoding up to the payload; then payload and CRC follow.
+/// assert_eq!(&whole[..head.len()], &head[..]);
+/// assert_eq!(&whole[head.len()..head.len() + 3], b"xyz");
+/// assert_eq!(whole.len(), head.len() + 3 + 4);
+/// ```
 pub fn encode_head(p: &Packet, data_len: usize) -> Vec<u8> {
     let mut buf = Vec::with_capacity(head_capacity(p));
     write_head(p, data_len, &mut buf);
@@ -225,6 +301,19 @@ fn write_head(p: &Packet, data_len: usize, buf: &mut Vec<u8>) {
 /// ignored), without copying the payload. Returns the encoded packet and
 /// the payload as a slice of it. If the header does not fit the headroom,
 /// falls back to copying.
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let mut p = Packet::new(Kind::Data);
+/// p.seq = 1;
+/// let mut buf = bytes::BytesMut::zeroed(codec::HEADROOM);
+/// buf.extend_from_slice(&[7u8; 1000]);
+/// let (frame, data) = codec::encode_in_place(&p, buf, codec::HEADROOM);
+/// p.data = data.clone();
+/// assert_eq!(frame, codec::encode(&p)); // the same bytes as encode()
+/// // `data` is a slice of `frame`: kept for retransmission without a copy.
+/// assert_eq!(data.as_ptr(), frame[frame.len() - 4 - 1000..].as_ptr());
+/// ```
 pub fn encode_in_place(p: &Packet, mut buf: bytes::BytesMut, headroom: usize) -> (Bytes, Bytes) {
     let data_len = buf.len() - headroom;
     let head = encode_head(p, data_len);
@@ -244,6 +333,17 @@ pub fn encode_in_place(p: &Packet, mut buf: bytes::BytesMut, headroom: usize) ->
 }
 
 /// Decodes a native packet. The payload shares `b`'s memory (no copy).
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let mut p = Packet::new(Kind::Data);
+/// p.data = bytes::Bytes::from_static(b"abc");
+/// let wire = codec::encode(&p);
+/// let q = codec::decode(&wire).unwrap();
+/// assert_eq!(q, p);
+/// assert_eq!(q.data.as_ptr(), wire[wire.len() - 7..].as_ptr()); // shares `wire`
+/// assert!(codec::decode(&wire.slice(..wire.len() - 1)).is_err()); // truncated
+/// ```
 pub fn decode(b: &Bytes) -> Result<Packet, DecodeError> {
     if b.len() < FRAMING + 1 {
         return Err(DecodeError::TooShort(b.len()));

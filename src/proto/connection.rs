@@ -42,6 +42,22 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Session states, named as in RFC 9293.
+///
+/// ```
+/// use swp::proto::State;
+/// use swp::sim::Pair;
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+/// let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+/// assert_eq!((pair.a.state(), pair.b.state()), (State::SynSent, State::Listen));
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// assert_eq!(pair.a.state(), State::Established);
+/// // A closes its direction; B may still send.
+/// pair.a.close(pair.now());
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.state() == State::CloseWait));
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.state() == State::FinWait2));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Passive open: waiting for a Syn.
@@ -65,6 +81,22 @@ pub enum State {
 }
 
 /// Something the application (or driver) should know about.
+///
+/// ```
+/// # use swp::sim::Pair;
+/// # use swp::simnet::LinkConfig;
+/// # use std::time::Duration;
+/// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+/// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+/// # assert!(pair.connect(Duration::from_secs(5)));
+/// use swp::proto::Event;
+/// // The handshake produced events on both sides (the simulator leaves them).
+/// assert_eq!(pair.a.poll_event(), Some(Event::Connected));
+/// pair.a.write(b"ping").unwrap();
+/// pair.run_until(Duration::from_secs(5), |p| p.b.read_chunk(usize::MAX).is_ok_and(|r| r != swp::proto::Recv::Blocked));
+/// let events: Vec<Event> = std::iter::from_fn(|| pair.b.poll_event()).collect();
+/// assert!(events.contains(&Event::Readable));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The handshake completed.
@@ -86,6 +118,23 @@ pub enum Event {
 }
 
 /// Result of a read-like call.
+///
+/// ```
+/// # use swp::sim::Pair;
+/// # use swp::simnet::LinkConfig;
+/// # use std::time::Duration;
+/// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+/// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+/// # assert!(pair.connect(Duration::from_secs(5)));
+/// use swp::proto::Recv;
+/// let mut buf = [0u8; 8];
+/// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Blocked); // nothing yet
+/// pair.a.write(b"abc").unwrap();
+/// pair.a.close(pair.now());
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.state() == swp::proto::State::CloseWait));
+/// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(3));
+/// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Finished); // A's Fin
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recv<T> {
     /// Something was read.
@@ -98,6 +147,20 @@ pub enum Recv<T> {
 
 /// Identifies a sent message: the stream offset at its end. It is
 /// acknowledged once [`Connection::bytes_acked`] reaches it.
+///
+/// ```
+/// # use swp::sim::Pair;
+/// # use swp::simnet::LinkConfig;
+/// # use std::time::Duration;
+/// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+/// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+/// # assert!(pair.connect(Duration::from_secs(5)));
+/// let id = pair.a.send_message("hi".into()).unwrap();
+/// assert_eq!(id, 2); // the stream offset at the message's end
+/// assert!(!pair.a.is_acked(id));
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_acked(id)));
+/// assert!(pair.a.bytes_acked() >= id);
+/// ```
 pub type MessageId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +186,24 @@ struct Pending {
 
 /// The sans-IO protocol engine of one session. See the [module docs](self)
 /// and the crate-level example, which shuttles packets between two engines.
+///
+/// ```
+/// use swp::proto::{Config, Connection, Recv};
+/// use std::time::{Duration, Instant};
+/// // A driver owns the clock and the network; here a perfect one.
+/// let t0 = Instant::now();
+/// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
+/// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
+/// let msg = a.send_message("over the wire".into()).unwrap();
+/// let mut now = t0;
+/// for _ in 0..10 {
+///     now += Duration::from_millis(1);
+///     while let Some(t) = a.poll_transmit(now) { b.handle_packet(now, t.payload); }
+///     while let Some(t) = b.poll_transmit(now) { a.handle_packet(now, t.payload); }
+/// }
+/// assert_eq!(b.recv_message().unwrap(), Recv::Data("over the wire".into()));
+/// assert!(a.is_acked(msg));
+/// ```
 pub struct Connection {
     cfg: Config,
     format: WireFormat,
@@ -187,6 +268,18 @@ impl Connection {
     /// Active open: sends a Syn to `cfg.remote_inbox` on the first
     /// `poll_transmit`. `nonce_seed` seeds this session's nonce (drivers
     /// pass OS randomness; simulations pass a seed).
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection, State};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 42).unwrap();
+    /// assert_eq!(a.state(), State::SynSent);
+    /// let syn = a.poll_transmit(t0).unwrap();
+    /// assert_eq!(syn.dest.as_str(), "b");
+    /// // Without a destination there is nobody to connect to.
+    /// assert!(Connection::connect(Config::new("a", ""), t0, 42).is_err());
+    /// ```
     pub fn connect(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
         if cfg.remote_inbox.is_empty() {
             return Err(ConfigError("an active open needs the destination inbox"));
@@ -201,6 +294,16 @@ impl Connection {
 
     /// Passive open: waits for a Syn on `cfg.local_inbox`. If
     /// `cfg.remote_inbox` is set, only a Syn from that inbox is accepted.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection, State};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut b = Connection::listen(Config::new("b", ""), t0, 7).unwrap();
+    /// assert_eq!(b.state(), State::Listen);
+    /// assert!(b.poll_transmit(t0).is_none()); // a listener speaks when spoken to
+    /// assert_eq!(b.remote_inbox(), "");
+    /// ```
     pub fn listen(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
         Self::new(cfg, now, nonce_seed)
     }
@@ -266,6 +369,19 @@ impl Connection {
     // getters
 
     /// The RFC 9293 name of the current state.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::State;
+    /// assert_eq!(pair.b.state(), State::Established);
+    /// pair.b.abort(pair.now());
+    /// assert_eq!(pair.b.state(), State::Closed);
+    /// ```
     pub fn state(&self) -> State {
         match self.hs {
             Hs::Listen => State::Listen,
@@ -283,74 +399,246 @@ impl Connection {
     }
 
     /// True once the handshake completed (and until the session closes).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// assert!(pair.a.is_established() && pair.b.is_established());
+    /// pair.a.abort(pair.now());
+    /// assert!(!pair.a.is_established());
+    /// ```
     pub fn is_established(&self) -> bool {
         self.hs == Hs::Established
     }
 
     /// True when the session is closed.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.abort(pair.now()); // sends a Reset
+    /// assert!(pair.a.is_closed());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.hs == Hs::Closed
     }
 
     /// True when the session is closed and needs no more driving (any
     /// linger period is over): the driver may drop it.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.abort(pair.now());
+    /// // The Reset still has to go out: closed, not yet drained.
+    /// assert!(pair.a.is_closed() && !pair.a.is_drained());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_drained()));
+    /// ```
     pub fn is_drained(&self) -> bool {
         self.drained
     }
 
     /// Why the session closed, once it has.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::CloseReason;
+    /// assert_eq!(pair.b.close_reason(), None);
+    /// pair.a.abort(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
+    /// assert_eq!(pair.a.close_reason(), Some(&CloseReason::Aborted));
+    /// assert_eq!(pair.b.close_reason(), Some(&CloseReason::Reset));
+    /// ```
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.close_reason.as_ref()
     }
 
     /// The wire format spoken: the configured one, or [`WireFormat::Go`]
     /// once a listener has answered a Go peer.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::WireFormat;
+    /// assert_eq!(pair.b.wire_format(), WireFormat::Native); // a native Syn arrived
+    /// ```
     pub fn wire_format(&self) -> WireFormat {
         self.format
     }
 
     /// This side's session nonce.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// assert!(!pair.a.local_nonce().is_empty());
+    /// assert_ne!(pair.a.local_nonce(), pair.b.local_nonce());
+    /// ```
     pub fn local_nonce(&self) -> &str {
         &self.local_nonce
     }
 
     /// The peer's session nonce ("" until learnt).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// // After the handshake each side knows the other's nonce.
+    /// assert_eq!(pair.a.remote_nonce(), pair.b.local_nonce());
+    /// assert_eq!(pair.b.remote_nonce(), pair.a.local_nonce());
+    /// ```
     pub fn remote_nonce(&self) -> &str {
         &self.remote_nonce
     }
 
     /// The peer's inbox ("" for a listener before the Syn).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// assert_eq!(pair.a.remote_inbox(), "b");
+    /// assert_eq!(pair.b.remote_inbox(), "a"); // learnt from the Syn
+    /// ```
     pub fn remote_inbox(&self) -> &str {
         &self.remote_inbox
     }
 
     /// The configuration in force.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// assert_eq!(pair.a.config().remote_inbox(), "b");
+    /// assert_eq!(pair.a.config().window_packets(), 1024);
+    /// ```
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
     /// The RTT estimator.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.write(&[0u8; 1000]).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 1000));
+    /// let rtt = pair.a.rtt();
+    /// assert!(rtt.samples() >= 1 && rtt.srtt().is_some());
+    /// assert!(rtt.rto() >= Duration::from_millis(10)); // never below the minimum
+    /// ```
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
     }
 
     /// Payload bytes the peer has acknowledged (cumulatively).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.write(&[1u8; 5000]).unwrap();
+    /// assert_eq!(pair.a.bytes_acked(), 0);
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 5000));
+    /// ```
     pub fn bytes_acked(&self) -> u64 {
         self.snd.bytes_acked
     }
 
     /// Payload bytes the application has written.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.write(&[1u8; 300]).unwrap();
+    /// pair.a.send_message("m".into()).unwrap();
+    /// assert_eq!(pair.a.bytes_written(), 301); // stream bytes and message bytes
+    /// ```
     pub fn bytes_written(&self) -> u64 {
         self.snd.bytes_written
     }
 
     /// True if the message `id` (from [`send_message`](Self::send_message))
     /// has been acknowledged by the peer.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// let first = pair.a.send_message("first".into()).unwrap();
+    /// let second = pair.a.send_message("second".into()).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_acked(second)));
+    /// assert!(pair.a.is_acked(first)); // acknowledgements are cumulative
+    /// ```
     pub fn is_acked(&self, id: MessageId) -> bool {
         self.snd.bytes_acked >= id
     }
 
     /// Bytes [`write`](Self::write) would accept now.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// let space = pair.a.send_space();
+    /// assert_eq!(space, 16 << 20); // the default send buffer
+    /// pair.a.write(&[0u8; 1000]).unwrap();
+    /// assert_eq!(pair.a.send_space(), space - 1000); // until acknowledged
+    /// ```
     pub fn send_space(&self) -> u64 {
         if self.app_closed || self.hs == Hs::Closed {
             0
@@ -360,6 +648,20 @@ impl Connection {
     }
 
     /// Received data (packets, bytes) held for the application.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.write(&[9u8; 2000]).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 2000));
+    /// let mut buf = vec![0u8; 4096];
+    /// pair.b.read(&mut buf).unwrap();
+    /// assert_eq!(pair.b.held(), (0, 0)); // read: nothing held any more
+    /// ```
     pub fn held(&self) -> (u64, u64) {
         (
             self.rcv.rcv_nxt - self.rcv.consumed_seq,
@@ -368,17 +670,56 @@ impl Connection {
     }
 
     /// The peer's advertised edges as last seen: (sequence edge, byte edge).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// let (seq_edge, byte_edge) = pair.a.peer_window_edges();
+    /// // B offered its whole window: 1024 packets and 16 MiB beyond what it consumed.
+    /// assert!(seq_edge >= 1024 && byte_edge >= 16 << 20);
+    /// ```
     pub fn peer_window_edges(&self) -> (u64, u64) {
         (self.snd.peer_wnd_seq, self.snd.peer_wnd_bytes)
     }
 
     /// Current effective receive capacity (packets, bytes): the configured
     /// window limited by the transport's capacity.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// assert_eq!(pair.b.receive_capacity(), (1024, 16 << 20));
+    /// // A small transport (say a subscription of 100 messages) limits it.
+    /// pair.b.set_transport_capacity(Some(100), None);
+    /// assert!(pair.b.receive_capacity().0 < 100);
+    /// ```
     pub fn receive_capacity(&self) -> (u64, u64) {
         self.rcv.capacity()
     }
 
     /// A snapshot of the counters.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.write(&[0u8; 10_000]).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 10_000));
+    /// let s = pair.a.stats();
+    /// assert_eq!(s.data_bytes_sent, 10_000);
+    /// assert_eq!(pair.b.stats().data_bytes_received, 10_000);
+    /// ```
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
         s.srtt = self.rtt.srtt().unwrap_or_default();
@@ -404,6 +745,17 @@ impl Connection {
     /// session (for NATS: the subscription's pending limits). The reserve for
     /// control packets is subtracted, and the receive window never exceeds
     /// what is left. `None`: no limit of that kind.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection};
+    /// use std::time::Instant;
+    /// let mut b = Connection::listen(Config::new("b", ""), Instant::now(), 1).unwrap();
+    /// // The subscription holds 256 messages: the window stays below that, with
+    /// // room left for control packets.
+    /// b.set_transport_capacity(Some(256), None);
+    /// let (packets, _bytes) = b.receive_capacity();
+    /// assert!(packets < 256);
+    /// ```
     pub fn set_transport_capacity(&mut self, packets: Option<u64>, bytes: Option<u64>) {
         let p = packets.map(|p| p.saturating_sub(self.cfg.reserve_packets).max(1));
         let b = bytes.map(|b| b.saturating_sub(self.cfg.reserve_bytes).max(1));
@@ -413,12 +765,36 @@ impl Connection {
     /// Tells the engine the wall clock: `unix_ns` nanoseconds since the Unix
     /// epoch at `now`. Only the Go wire format needs it (its packets carry
     /// wall-clock times); without it those times count from 1970.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection, WireFormat};
+    /// use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    /// let now = Instant::now();
+    /// let cfg = Config::new("a", "b").wire_format(WireFormat::Go);
+    /// let mut a = Connection::connect(cfg, now, 1).unwrap();
+    /// let unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128;
+    /// a.set_wall_clock(now, unix_ns); // Go packets carry wall-clock times
+    /// assert!(a.poll_transmit(now).is_some());
+    /// ```
     pub fn set_wall_clock(&mut self, now: Instant, unix_ns: i128) {
         self.wall_epoch_ns = unix_ns - now.saturating_duration_since(self.epoch).as_nanos() as i128;
     }
 
     /// Lowers the largest payload per packet (e.g. to respect the
     /// transport's max message size). Applies to data written afterwards.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.set_max_payload(1000);
+    /// pair.a.write(&[0u8; 5000]).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 5000));
+    /// assert_eq!(pair.a.stats().data_packets_sent, 5); // 1000 bytes each
+    /// ```
     pub fn set_max_payload(&mut self, bytes: usize) {
         self.cfg.max_payload = bytes.max(1);
         self.snd.set_max_payload(bytes);
@@ -429,6 +805,20 @@ impl Connection {
 
     /// Queues stream bytes; returns how many were accepted (0 when the send
     /// buffer is full: wait for [`Event::Writable`]).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::Recv;
+    /// assert_eq!(pair.a.write(b"stream bytes").unwrap(), 12);
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 12));
+    /// let mut buf = [0u8; 64];
+    /// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(12));
+    /// ```
     pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         self.check_writable()?;
         let n = self.snd.write(data);
@@ -443,6 +833,24 @@ impl Connection {
     /// [`WriteError::Blocked`] when the send buffer lacks room (wait for
     /// [`Event::Writable`]) and [`WriteError::TooLarge`] when the message
     /// cannot fit the peer's receive window.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::{Recv, WriteError};
+    /// pair.a.send_message("one".into()).unwrap();
+    /// pair.a.send_message("two".into()).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().0 > 0));
+    /// assert_eq!(pair.b.recv_message().unwrap(), Recv::Data("one".into()));
+    /// assert_eq!(pair.b.recv_message().unwrap(), Recv::Data("two".into()));
+    /// // Larger than the peer's window can ever hold:
+    /// let huge = bytes::Bytes::from(vec![0u8; 64 << 20]);
+    /// assert!(matches!(pair.a.send_message(huge), Err(WriteError::TooLarge { .. })));
+    /// ```
     pub fn send_message(&mut self, msg: Bytes) -> Result<MessageId, WriteError> {
         self.check_writable()?;
         let len = msg.len() as u64;
@@ -459,6 +867,18 @@ impl Connection {
 
     /// Largest message [`send_message`](Self::send_message) accepts: it must
     /// fit both our send buffer and the peer's receive window.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// let max = pair.a.max_message_size();
+    /// assert!(max <= 16 << 20); // within the default send buffer and window
+    /// assert!(pair.a.send_message(bytes::Bytes::from(vec![0u8; max as usize])).is_ok());
+    /// ```
     pub fn max_message_size(&self) -> u64 {
         let mut max = self.cfg.send_buffer_bytes;
         if let Some((pkts, bytes)) = self.snd.peer_capacity {
@@ -480,6 +900,23 @@ impl Connection {
     }
 
     /// Copies in-order stream bytes into `buf`.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::Recv;
+    /// pair.a.write(b"hello, world").unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 12));
+    /// let mut buf = [0u8; 5];
+    /// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(5)); // as much as fits
+    /// assert_eq!(&buf, b"hello");
+    /// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(5));
+    /// assert_eq!(&buf, b", wor");
+    /// ```
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Recv<usize>, ReadError> {
         if buf.is_empty() {
             return Ok(Recv::Data(0));
@@ -494,6 +931,22 @@ impl Connection {
 
     /// Takes up to `max` in-order bytes without copying (one packet's worth
     /// at most).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::Recv;
+    /// pair.a.write(b"no copy").unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 7));
+    /// // A slice of the received packet (shares its memory).
+    /// assert_eq!(pair.b.read_chunk(2).unwrap(), Recv::Data("no".into()));
+    /// assert_eq!(pair.b.read_chunk(usize::MAX).unwrap(), Recv::Data(" copy".into()));
+    /// assert_eq!(pair.b.read_chunk(usize::MAX).unwrap(), Recv::Blocked);
+    /// ```
     pub fn read_chunk(&mut self, max: usize) -> Result<Recv<Bytes>, ReadError> {
         match self.rcv.read_chunk(max) {
             Some(b) => {
@@ -505,6 +958,22 @@ impl Connection {
     }
 
     /// The next whole message, in order.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::Recv;
+    /// pair.a.send_message(bytes::Bytes::from(vec![5u8; 200_000])).unwrap(); // several packets
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 200_000));
+    /// match pair.b.recv_message().unwrap() {
+    ///     Recv::Data(m) => assert_eq!(m.len(), 200_000), // boundaries preserved
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// ```
     pub fn recv_message(&mut self) -> Result<Recv<Bytes>, ReadError> {
         match self.rcv.recv_message() {
             Some(m) => {
@@ -527,11 +996,41 @@ impl Connection {
     /// The next packet payload delivered as soon as it arrived (unordered,
     /// possibly duplicated; each message of a batch packet separately);
     /// only with [`Config::asap`].
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let a_cfg = Pair::default_config("a", "b");
+    /// let b_cfg = Pair::default_config("b", "").asap(Some(16)); // keep at most 16
+    /// let mut pair = Pair::new(1, LinkConfig::new(), a_cfg, b_cfg);
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.a.send_message("early".into()).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().0 > 0));
+    /// assert_eq!(pair.b.poll_asap().unwrap(), "early");
+    /// // Ordered delivery is unaffected.
+    /// assert_eq!(pair.b.recv_message().unwrap(), swp::proto::Recv::Data("early".into()));
+    /// ```
     pub fn poll_asap(&mut self) -> Option<Bytes> {
         self.rcv.pop_asap()
     }
 
     /// Entries the as-soon-as-possible queue dropped because it was full.
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let b_cfg = Pair::default_config("b", "").asap(Some(2)); // room for 2
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("a", "b"), b_cfg);
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// for m in ["1", "2", "3"] {
+    ///     pair.a.send_message(m.into()).unwrap();
+    ///     assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == p.a.bytes_written()));
+    /// }
+    /// assert_eq!(pair.b.asap_dropped(), 1); // the oldest went
+    /// assert_eq!(pair.b.poll_asap().unwrap(), "2");
+    /// ```
     pub fn asap_dropped(&self) -> u64 {
         self.rcv.asap_dropped
     }
@@ -560,6 +1059,23 @@ impl Connection {
     /// Graceful close of our direction: a Fin is sent once the handshake is
     /// done and everything written has been acknowledged. Reading goes on
     /// until the peer's Fin. A listener that never got a Syn just stops.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::{CloseReason, Recv};
+    /// pair.a.write(b"last words").unwrap();
+    /// pair.a.close(pair.now()); // the Fin follows the data
+    /// pair.b.close(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(30), |p| p.a.is_closed() && p.b.is_closed()));
+    /// assert_eq!(pair.a.close_reason(), Some(&CloseReason::Normal));
+    /// let mut buf = [0u8; 32];
+    /// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(10)); // still readable
+    /// ```
     pub fn close(&mut self, now: Instant) {
         match self.hs {
             Hs::Closed => {}
@@ -570,6 +1086,20 @@ impl Connection {
 
     /// Ends the session at once: a Reset tells the peer, nothing more is
     /// sent or delivered.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::{CloseReason, ReadError};
+    /// pair.a.abort(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
+    /// let mut buf = [0u8; 4];
+    /// assert_eq!(pair.b.read(&mut buf), Err(ReadError::Closed(CloseReason::Reset)));
+    /// ```
     pub fn abort(&mut self, now: Instant) {
         if self.hs != Hs::Closed {
             let tell = !self.remote_nonce.is_empty();
@@ -582,6 +1112,20 @@ impl Connection {
 
     /// Handles one packet's bytes from the transport. Malformed packets are
     /// counted in [`Stats::dropped_invalid`] and dropped; this never fails.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
+    /// let syn = a.poll_transmit(t0).unwrap();
+    /// b.handle_packet(t0, syn.payload); // bytes from the network
+    /// assert!(b.poll_transmit(t0).is_some()); // its SynAck
+    /// // Garbage is counted and dropped, never a panic.
+    /// b.handle_packet(t0, bytes::Bytes::from_static(b"not a packet"));
+    /// assert_eq!(b.stats().dropped_invalid, 1);
+    /// ```
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.stats.bytes_received += bytes.len() as u64;
         let go = match self.format {
@@ -654,6 +1198,19 @@ impl Connection {
     }
 
     /// Handles an already-decoded packet.
+    ///
+    /// ```
+    /// use swp::proto::{codec, Config, Connection};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
+    /// // A driver that decoded the packet itself (to inspect or log it):
+    /// let syn = codec::decode(&a.poll_transmit(t0).unwrap().payload).unwrap();
+    /// assert_eq!(syn.kind, swp::proto::Kind::Syn);
+    /// b.handle_decoded(t0, syn);
+    /// assert_eq!(b.state(), swp::proto::State::SynReceived);
+    /// ```
     pub fn handle_decoded(&mut self, now: Instant, p: Packet) {
         self.on_packet(now, p);
         self.update_timers(now);
@@ -1058,6 +1615,19 @@ impl Connection {
 
     /// Handles expired timers. Call when [`poll_timeout`](Self::poll_timeout)
     /// says so (calling early is harmless).
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// let _lost_syn = a.poll_transmit(t0).unwrap(); // nobody hears it
+    /// let due = a.poll_timeout().unwrap();
+    /// assert!(a.poll_transmit(due).is_none()); // nothing before the timer fires
+    /// a.handle_timeout(due);
+    /// assert!(a.poll_transmit(due).is_some()); // the Syn again
+    /// assert_eq!(a.stats().handshake_retransmits, 1);
+    /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         let before = self.state();
         self.on_timers(now);
@@ -1205,6 +1775,17 @@ impl Connection {
 
     /// The earliest time [`handle_timeout`](Self::handle_timeout) must be
     /// called, if any timer is armed.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
+    /// assert_eq!(b.poll_timeout(), None); // a listener waits without timers
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// a.poll_transmit(t0).unwrap();
+    /// assert!(a.poll_timeout().unwrap() > t0); // when to retry the Syn
+    /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.drained {
             return None;
@@ -1213,11 +1794,36 @@ impl Connection {
     }
 
     /// The next event for the application, if any.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::Event;
+    /// while pair.b.poll_event().is_some() {} // the handshake's events
+    /// pair.a.send_message("x".into()).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().0 > 0));
+    /// assert_eq!(pair.b.poll_event(), Some(Event::Readable));
+    /// ```
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
     /// The next packet to send, if any.
+    ///
+    /// ```
+    /// use swp::proto::{codec, Config, Connection, Kind};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// let t = a.poll_transmit(t0).unwrap();
+    /// assert_eq!(t.dest.as_str(), "b"); // the NATS subject to publish to
+    /// assert_eq!(codec::decode(&t.payload).unwrap().kind, Kind::Syn);
+    /// assert!(a.poll_transmit(t0).is_none()); // drained
+    /// ```
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         let Some((mut p, framed)) = self.next_packet(now) else {
             // Commands (write, read, close) change what is due without a

@@ -12,6 +12,13 @@ use bytes::Bytes;
 
 /// Packet kinds. The numbers are the Go library's `TcpEvent` values where one
 /// exists (Syn = 3 ... KeepAlive = 12), so traces read the same in both.
+///
+/// ```
+/// use swp::proto::{codec, Kind, Packet};
+/// let wire = codec::encode(&Packet::new(Kind::Fin));
+/// assert_eq!(codec::decode(&wire).unwrap().kind, Kind::Fin);
+/// assert_eq!(Kind::Data as u8, 11); // wire numbers (docs/PROTOCOL.md §2)
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Kind {
@@ -37,6 +44,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in wire-number order.
+    ///
+    /// ```
+    /// use swp::proto::Kind;
+    /// assert_eq!(Kind::ALL.len(), 9);
+    /// assert!(Kind::ALL.iter().all(|&k| Kind::from_u8(k as u8) == Some(k)));
+    /// ```
     pub const ALL: [Kind; 9] = [
         Kind::Syn,
         Kind::SynAck,
@@ -50,6 +63,12 @@ impl Kind {
     ];
 
     /// The kind with wire number `v`, if any.
+    ///
+    /// ```
+    /// use swp::proto::Kind;
+    /// assert_eq!(Kind::from_u8(3), Some(Kind::Syn));
+    /// assert_eq!(Kind::from_u8(6), None); // unassigned: such a packet is dropped
+    /// ```
     pub fn from_u8(v: u8) -> Option<Kind> {
         Some(match v {
             3 => Kind::Syn,
@@ -69,24 +88,87 @@ impl Kind {
 /// Bits of [`Packet::flags`].
 pub mod flags {
     /// This data packet ends a message (message API boundaries).
+    ///
+    /// ```
+    /// use swp::proto::{flags, Kind, Packet};
+    /// let mut p = Packet::new(Kind::Data);
+    /// p.flags |= flags::EOM; // this packet ends a message
+    /// assert!(p.has(flags::EOM) && !p.has(flags::BATCH));
+    /// ```
     pub const EOM: u8 = 1;
     /// The receiver should acknowledge at once instead of delaying the ack:
     /// set on the last packet of a burst and on window probes.
+    ///
+    /// ```
+    /// use swp::proto::{flags, Kind, Packet};
+    /// let mut probe = Packet::new(Kind::KeepAlive);
+    /// probe.flags |= flags::ACK_NOW; // a zero-window probe: answer at once
+    /// assert!(probe.has(flags::ACK_NOW));
+    /// ```
     pub const ACK_NOW: u8 = 2;
     /// Data: the payload is a batch of whole messages, each preceded by its
     /// length ([`crate::proto::batch`]); every one ends a message.
+    ///
+    /// ```
+    /// use swp::proto::{batch, flags, Kind, Packet};
+    /// let mut payload = bytes::BytesMut::new();
+    /// batch::push(&mut payload, b"one");
+    /// batch::push(&mut payload, b"two");
+    /// let mut p = Packet::new(Kind::Data);
+    /// p.flags |= flags::BATCH | flags::EOM; // the payload is whole messages
+    /// p.data = payload.freeze();
+    /// assert_eq!(batch::split(&p.data).unwrap().len(), 2);
+    /// ```
     pub const BATCH: u8 = 4;
     /// Syn / SynAck: the sender accepts [`BATCH`] data packets. A peer that
     /// does not set it is never sent one.
+    ///
+    /// ```
+    /// use swp::proto::{codec, flags, Config, Connection};
+    /// use std::time::Instant;
+    /// let t0 = Instant::now();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// let syn = codec::decode(&a.poll_transmit(t0).unwrap().payload).unwrap();
+    /// assert!(syn.has(flags::BATCH_OK)); // "send me batches" (Config::batch_messages)
+    /// ```
     pub const BATCH_OK: u8 = 8;
     /// All flags this version understands; others are ignored.
+    ///
+    /// ```
+    /// use swp::proto::flags;
+    /// assert_eq!(flags::KNOWN, flags::EOM | flags::ACK_NOW | flags::BATCH | flags::BATCH_OK);
+    /// let from_a_newer_peer = 0x40 | flags::EOM;
+    /// assert_eq!(from_a_newer_peer & flags::KNOWN, flags::EOM); // unknown bits are ignored
+    /// ```
     pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK;
 }
 
 /// Maximum selective-ack ranges a packet carries.
+///
+/// ```
+/// use swp::proto::{codec, packet::MAX_SACK_RANGES, Kind, Packet};
+/// let mut ack = Packet::new(Kind::Ack);
+/// ack.sack = (0..=MAX_SACK_RANGES as u64).map(|i| (10 * i + 2, 10 * i + 3)).collect();
+/// // One range too many: the decoder refuses it.
+/// assert!(codec::decode(&codec::encode(&ack)).is_err());
+/// ack.sack.pop();
+/// assert!(codec::decode(&codec::encode(&ack)).is_ok());
+/// ```
 pub const MAX_SACK_RANGES: usize = 32;
 
 /// One protocol packet. See docs/PROTOCOL.md §2.
+///
+/// ```
+/// use swp::proto::{codec, flags, Kind, Packet, Str};
+/// let mut p = Packet::new(Kind::Data);
+/// p.from = Str::from("a");
+/// p.dest = Str::from("b");
+/// p.seq = 7;
+/// p.flags = flags::EOM;
+/// p.data = bytes::Bytes::from_static(b"payload");
+/// let back = codec::decode(&codec::encode(&p)).unwrap();
+/// assert_eq!(back, p);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     /// What this packet is.
@@ -170,12 +252,31 @@ impl Packet {
     }
 
     /// True if `flag` (a [`flags`] bit) is set.
+    ///
+    /// ```
+    /// use swp::proto::{flags, Kind, Packet};
+    /// let mut p = Packet::new(Kind::Data);
+    /// assert!(!p.has(flags::EOM));
+    /// p.flags = flags::EOM | flags::ACK_NOW;
+    /// assert!(p.has(flags::EOM) && p.has(flags::ACK_NOW));
+    /// ```
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 }
 
 /// A packet ready to go on the wire: publish `payload` to subject `dest`.
+///
+/// ```
+/// use swp::proto::{Config, Connection, Transmit};
+/// use std::time::Instant;
+/// let t0 = Instant::now();
+/// let mut a = Connection::connect(Config::new("me", "svc.peer"), t0, 1).unwrap();
+/// let Transmit { dest, payload } = a.poll_transmit(t0).unwrap();
+/// // A NATS driver publishes `payload` on subject `dest`.
+/// assert_eq!(dest.as_str(), "svc.peer");
+/// assert!(!payload.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination inbox (NATS subject).

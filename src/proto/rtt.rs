@@ -40,6 +40,15 @@ pub struct RttEstimator {
 
 impl RttEstimator {
     /// An estimator with no samples: the RTO is `initial_rto` until the first.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// assert_eq!(r.rto(), ms(200)); // no sample yet
+    /// assert_eq!(r.srtt(), None);
+    /// ```
     pub fn new(initial_rto: Duration, min_rto: Duration, max_rto: Duration) -> Self {
         RttEstimator {
             srtt: None,
@@ -55,6 +64,19 @@ impl RttEstimator {
     }
 
     /// Adds one RTT measurement and resets the backoff.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_sample(ms(40));
+    /// // RFC 6298: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4 RTTVAR.
+    /// assert_eq!((r.srtt(), r.rttvar(), r.rto()), (Some(ms(40)), ms(20), ms(120)));
+    /// r.on_sample(ms(40));
+    /// assert_eq!(r.srtt(), Some(ms(40)));
+    /// assert_eq!(r.rttvar(), ms(15)); // (3 * 20 + 0) / 4
+    /// ```
     pub fn on_sample(&mut self, r: Duration) {
         self.samples += 1;
         self.latest = Some(r);
@@ -79,6 +101,18 @@ impl RttEstimator {
     /// RTTVAR) until this side has a sample of its own: the path is the same
     /// both ways, and a side that only receives would otherwise retransmit
     /// its Fin at the initial RTO. The first real sample replaces it.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.seed_from_peer(ms(30), ms(5)); // what the peer measured
+    /// assert_eq!(r.rto(), ms(50));
+    /// assert_eq!(r.samples(), 0);
+    /// r.on_sample(ms(60)); // our first sample replaces the borrowed one
+    /// assert_eq!(r.srtt(), Some(ms(60)));
+    /// ```
     pub fn seed_from_peer(&mut self, srtt: Duration, rttvar: Duration) {
         if self.samples == 0 && !srtt.is_zero() {
             self.srtt = Some(srtt);
@@ -87,16 +121,48 @@ impl RttEstimator {
     }
 
     /// The timer expired: double the RTO (up to `max_rto`).
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(1000));
+    /// r.on_timeout();
+    /// assert_eq!(r.rto(), ms(400)); // doubled
+    /// for _ in 0..10 { r.on_timeout(); }
+    /// assert_eq!(r.rto(), ms(1000)); // capped at max_rto
+    /// ```
     pub fn on_timeout(&mut self) {
         self.backoff = (self.backoff + 1).min(31);
     }
 
     /// New data was acknowledged: stop backing off.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_timeout();
+    /// r.on_timeout();
+    /// assert_eq!(r.backoff(), 2);
+    /// r.reset_backoff(); // new data was acknowledged
+    /// assert_eq!(r.rto(), ms(200));
+    /// ```
     pub fn reset_backoff(&mut self) {
         self.backoff = 0;
     }
 
     /// The retransmission timeout to use now, backoff included.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_sample(Duration::from_micros(100));
+    /// assert_eq!(r.rto(), ms(10)); // never below min_rto
+    /// ```
     pub fn rto(&self) -> Duration {
         let base = match self.srtt {
             None => self.initial_rto,
@@ -108,26 +174,85 @@ impl RttEstimator {
     }
 
     /// Smoothed RTT, once there is a sample.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_sample(ms(80));
+    /// r.on_sample(ms(16));
+    /// assert_eq!(r.srtt(), Some(ms(72))); // 7/8 old + 1/8 new
+    /// ```
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
     /// RTT variation (zero before the first sample).
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// assert_eq!(r.rttvar(), Duration::ZERO);
+    /// r.on_sample(ms(50));
+    /// assert_eq!(r.rttvar(), ms(25));
+    /// ```
     pub fn rttvar(&self) -> Duration {
         self.rttvar
     }
     /// Smallest sample seen.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// for s in [30, 12, 45] { r.on_sample(ms(s)); }
+    /// assert_eq!(r.min_rtt(), Some(ms(12)));
+    /// ```
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt
     }
     /// Most recent sample.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// for s in [30, 12, 45] { r.on_sample(ms(s)); }
+    /// assert_eq!(r.latest(), Some(ms(45)));
+    /// ```
     pub fn latest(&self) -> Option<Duration> {
         self.latest
     }
     /// Number of samples taken.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_sample(ms(5));
+    /// r.on_sample(ms(6));
+    /// assert_eq!(r.samples(), 2);
+    /// ```
     pub fn samples(&self) -> u64 {
         self.samples
     }
     /// Consecutive timeouts since the last sample/progress.
+    ///
+    /// ```
+    /// # use swp::proto::RttEstimator;
+    /// # use std::time::Duration;
+    /// # let ms = Duration::from_millis;
+    /// let mut r = RttEstimator::new(ms(200), ms(10), ms(10_000));
+    /// r.on_timeout();
+    /// assert_eq!(r.backoff(), 1);
+    /// r.on_sample(ms(20)); // a sample ends the backoff
+    /// assert_eq!(r.backoff(), 0);
+    /// ```
     pub fn backoff(&self) -> u32 {
         self.backoff
     }

@@ -23,6 +23,12 @@ pub struct Str(Bytes);
 
 impl Str {
     /// A `Str` of a static string (no allocation).
+    ///
+    /// ```
+    /// use swp::proto::Str;
+    /// const INBOX: Str = Str::from_static("svc.files");
+    /// assert_eq!(INBOX, "svc.files");
+    /// ```
     pub const fn from_static(s: &'static str) -> Str {
         Str(Bytes::from_static(s.as_bytes()))
     }
@@ -38,17 +44,35 @@ impl Str {
     }
 
     /// The string.
+    ///
+    /// ```
+    /// use swp::proto::Str;
+    /// let s = Str::from("a.b");
+    /// let owned: String = s.as_str().to_owned();
+    /// assert_eq!(owned, "a.b");
+    /// ```
     pub fn as_str(&self) -> &str {
         // Every constructor takes a `str`, so this cannot fail.
         std::str::from_utf8(&self.0).expect("Str always holds UTF-8")
     }
 
     /// Length in bytes.
+    ///
+    /// ```
+    /// use swp::proto::Str;
+    /// assert_eq!(Str::from("héllo").len(), 6); // bytes, not characters
+    /// ```
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
     /// True for "".
+    ///
+    /// ```
+    /// use swp::proto::Str;
+    /// assert!(Str::default().is_empty());
+    /// assert!(!Str::from("x").is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
