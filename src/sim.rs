@@ -252,6 +252,24 @@ impl std::fmt::Debug for Pair {
     }
 }
 
+/// A fixed instant (the first call's) for driving an engine by hand, as
+/// the examples of [`crate::proto`] do: the engine never reads a clock, so
+/// its callers pass one, and an example or test that only needs *an*
+/// instant to count from takes this one.
+///
+/// ```
+/// use swp::proto::{Config, Connection};
+/// use std::time::Duration;
+/// let t0 = swp::sim::epoch();
+/// assert_eq!(swp::sim::epoch(), t0); // always the same instant
+/// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+/// assert!(a.poll_transmit(t0 + Duration::from_millis(1)).is_some());
+/// ```
+pub fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// The wall clock (Unix ns) at a [`Pair`]'s start.
 pub const SIM_WALL_CLOCK_NS: i128 = 1_700_000_000_000_000_000;
 

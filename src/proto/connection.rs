@@ -189,9 +189,9 @@ struct Pending {
 ///
 /// ```
 /// use swp::proto::{Config, Connection, Recv};
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 /// // A driver owns the clock and the network; here a perfect one.
-/// let t0 = Instant::now();
+/// let t0 = swp::sim::epoch();
 /// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
 /// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
 /// let msg = a.send_message("over the wire".into()).unwrap();
@@ -271,8 +271,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, State};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 42).unwrap();
     /// assert_eq!(a.state(), State::SynSent);
     /// let syn = a.poll_transmit(t0).unwrap();
@@ -297,8 +296,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, State};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 7).unwrap();
     /// assert_eq!(b.state(), State::Listen);
     /// assert!(b.poll_transmit(t0).is_none()); // a listener speaks when spoken to
@@ -748,8 +746,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// use std::time::Instant;
-    /// let mut b = Connection::listen(Config::new("b", ""), Instant::now(), 1).unwrap();
+    /// let mut b = Connection::listen(Config::new("b", ""), swp::sim::epoch(), 1).unwrap();
     /// // The subscription holds 256 messages: the window stays below that, with
     /// // room left for control packets.
     /// b.set_transport_capacity(Some(256), None);
@@ -768,11 +765,10 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, WireFormat};
-    /// use std::time::{Instant, SystemTime, UNIX_EPOCH};
-    /// let now = Instant::now();
+    /// let now = swp::sim::epoch();
     /// let cfg = Config::new("a", "b").wire_format(WireFormat::Go);
     /// let mut a = Connection::connect(cfg, now, 1).unwrap();
-    /// let unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i128;
+    /// let unix_ns = swp::sim::SIM_WALL_CLOCK_NS; // a driver reads the system clock
     /// a.set_wall_clock(now, unix_ns); // Go packets carry wall-clock times
     /// assert!(a.poll_transmit(now).is_some());
     /// ```
@@ -1115,8 +1111,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// let syn = a.poll_transmit(t0).unwrap();
@@ -1201,8 +1196,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{codec, Config, Connection};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// // A driver that decoded the packet itself (to inspect or log it):
@@ -1618,8 +1612,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let _lost_syn = a.poll_transmit(t0).unwrap(); // nobody hears it
     /// let due = a.poll_timeout().unwrap();
@@ -1778,8 +1771,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// assert_eq!(b.poll_timeout(), None); // a listener waits without timers
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
@@ -1816,8 +1808,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{codec, Config, Connection, Kind};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let t = a.poll_transmit(t0).unwrap();
     /// assert_eq!(t.dest.as_str(), "b"); // the NATS subject to publish to

@@ -125,8 +125,7 @@ pub mod flags {
     ///
     /// ```
     /// use swp::proto::{codec, flags, Config, Connection};
-    /// use std::time::Instant;
-    /// let t0 = Instant::now();
+    /// let t0 = swp::sim::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let syn = codec::decode(&a.poll_transmit(t0).unwrap().payload).unwrap();
     /// assert!(syn.has(flags::BATCH_OK)); // "send me batches" (Config::batch_messages)
@@ -269,8 +268,7 @@ impl Packet {
 ///
 /// ```
 /// use swp::proto::{Config, Connection, Transmit};
-/// use std::time::Instant;
-/// let t0 = Instant::now();
+/// let t0 = swp::sim::epoch();
 /// let mut a = Connection::connect(Config::new("me", "svc.peer"), t0, 1).unwrap();
 /// let Transmit { dest, payload } = a.poll_transmit(t0).unwrap();
 /// // A NATS driver publishes `payload` on subject `dest`.
