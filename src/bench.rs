@@ -29,7 +29,8 @@ pub struct Figure {
 }
 
 /// CPU time (user + system) of a process so far, in seconds, from
-/// `/proc/<pid>/stat` (`None`: this process). Linux only; elsewhere 0.
+/// `/proc/<pid>/stat` (`None`: this process). Linux only; `None` where
+/// there is no such file.
 fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
@@ -331,15 +332,17 @@ fn row(what: &str, unit: &str, raw: &Figure, swp: &Figure) {
     );
 }
 
+/// `seconds` of CPU as milliseconds per unit, or "?" if not measured.
+fn per_unit(seconds: Option<f64>, units: f64) -> String {
+    seconds.map_or("?".to_string(), |s| format!("{:.2}", s * 1000.0 / units))
+}
+
 /// CPU per unit of work (`units` per run: MiB or thousands of messages),
 /// clients (the benchmark process: both ends) and nats-server. Less
 /// sensitive than wall-clock rates to what else the machine is doing.
 fn cpu_row(what: &str, units: f64, raw: &Figure, swp: &Figure) {
     let ms = |s: f64| s * 1000.0 / units;
-    let server = |f: &Figure| {
-        f.cpu_server
-            .map_or("?".to_string(), |s| format!("{:.2}", ms(s)))
-    };
+    let server = |f: &Figure| per_unit(f.cpu_server, units);
     let total = |f: &Figure| ms(f.cpu_clients + f.cpu_server.unwrap_or(0.0));
     println!(
         "  CPU ms per {what:<24} raw {:.2} clients + {} server = {:.2}   swp {:.2} clients + {} server = {:.2}   swp/raw {:.2}",
@@ -378,12 +381,12 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(64 * 1024);
+        let reading = if std::env::var("SWP_BENCH_READ").as_deref() == Ok("chunk") {
+            Reading::ZeroCopy
+        } else {
+            Reading::Copy
+        };
         for _ in 0..rounds {
-            let reading = if std::env::var("SWP_BENCH_READ").as_deref() == Ok("chunk") {
-                Reading::ZeroCopy
-            } else {
-                Reading::Copy
-            };
             let f = if only == "swp-stream" {
                 swp_stream(&url, server_pid, packet, stream_total, reading).await
             } else {
@@ -399,8 +402,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
                 f.lost,
                 f.slow,
                 f.cpu_clients * 1000.0 / mib,
-                f.cpu_server
-                    .map_or("?".to_string(), |s| format!("{:.2}", s * 1000.0 / mib)),
+                per_unit(f.cpu_server, mib),
             );
         }
         return;
