@@ -93,7 +93,7 @@ pub enum State {
 /// // The handshake produced events on both sides (the simulator leaves them).
 /// assert_eq!(pair.a.poll_event(), Some(Event::Connected));
 /// pair.a.write(b"ping").unwrap();
-/// pair.run_until(Duration::from_secs(5), |p| p.b.read_chunk(usize::MAX).is_ok_and(|r| r != swp::proto::Recv::Blocked));
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 4));
 /// let events: Vec<Event> = std::iter::from_fn(|| pair.b.poll_event()).collect();
 /// assert!(events.contains(&Event::Readable));
 /// ```
