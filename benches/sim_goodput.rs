@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 use swp::proto::Config;
-use swp::sim::{transfer, Pair, TransferSpec};
+use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::{LinkConfig, SimNet};
 
 const MIB: u64 = 1 << 20;

@@ -4,10 +4,10 @@
 //!
 //! `cargo run --release --example io_copy`
 
+use swp::Session;
 use swp::proto::Config;
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
-use swp::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main]

@@ -7,10 +7,10 @@
 
 use blake2::{Blake2b512, Digest};
 use std::time::Instant;
+use swp::Session;
 use swp::proto::Config;
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
-use swp::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

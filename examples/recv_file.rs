@@ -3,10 +3,10 @@
 //! `cargo run --example recv_file -- SUBJECT [DIR]` with NATS_URL set
 //! (default nats://127.0.0.1:4222); then run `send_file FILE SUBJECT`.
 
+use swp::Session;
 use swp::file::recv_file;
 use swp::proto::Config;
 use swp::transport::{NatsOptions, NatsTransport};
-use swp::Session;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

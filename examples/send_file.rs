@@ -3,10 +3,10 @@
 //! `cargo run --example send_file -- FILE SUBJECT` with NATS_URL set
 //! (default nats://127.0.0.1:4222).
 
+use swp::Session;
 use swp::file::send_file;
 use swp::proto::Config;
 use swp::transport::{NatsOptions, NatsTransport};
-use swp::Session;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 use swp::proto::Config;
-use swp::sim::{transfer, Pair, TransferSpec};
+use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
 
 fn main() {

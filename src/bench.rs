@@ -2,9 +2,9 @@
 //! swp against raw async-nats publish/subscribe, in one run, against one
 //! nats-server. Prints figures; asserts nothing.
 
+use crate::Session;
 use crate::proto::Config;
 use crate::transport::{NatsOptions, NatsTransport, Transport};
-use crate::Session;
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;

@@ -35,7 +35,7 @@
 //! component (Go programs usually pass full paths).
 
 use crate::proto::gocodec::{self, BigFileHeader};
-use crate::proto::{golink, WireFormat};
+use crate::proto::{WireFormat, golink};
 use crate::session::{Session, SessionError};
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
@@ -194,7 +194,9 @@ pub enum FileError {
     #[error("refusing file name {0:?}: only relative paths without `..` are accepted")]
     HostileName(String),
     /// The received content does not match the sender's digest.
-    #[error("BLAKE2b-512 mismatch for {name}: the sender announced {expected}, the bytes received hash to {actual}; nothing was saved (did the source change during the transfer?)")]
+    #[error(
+        "BLAKE2b-512 mismatch for {name}: the sender announced {expected}, the bytes received hash to {actual}; nothing was saved (did the source change during the transfer?)"
+    )]
     DigestMismatch {
         /// The file.
         name: String,
@@ -553,7 +555,7 @@ async fn send_source(
         other => {
             return Err(FileError::Protocol(format!(
                 "expected Accept, got {other:?}"
-            )))
+            )));
         }
     };
     // Resume only from bytes proven identical to ours.
@@ -736,7 +738,7 @@ async fn recv_bigfile_header(session: &Session) -> Result<(BigFileHeader, Bytes)
                 return Err(FileError::Protocol(format!(
                     "no complete go-swp BigFile header in the first {} bytes",
                     buf.len()
-                )))
+                )));
             }
             Ok(None) => match session.read_chunk(BIGFILE_HEADER_LIMIT).await? {
                 Some(c) => buf.extend_from_slice(&c),
@@ -744,13 +746,13 @@ async fn recv_bigfile_header(session: &Session) -> Result<(BigFileHeader, Bytes)
                     return Err(FileError::Protocol(format!(
                         "the Go sender ended the stream {} bytes into the BigFile header",
                         buf.len()
-                    )))
+                    )));
                 }
             },
             Err(e) => {
                 return Err(FileError::Protocol(format!(
                     "the Go peer's stream is not a go-swp BigFile: {e}"
-                )))
+                )));
             }
         }
     }
@@ -1018,7 +1020,7 @@ async fn recv_file_to(
         other => {
             return Err(FileError::Protocol(format!(
                 "expected Start, got {other:?}"
-            )))
+            )));
         }
     };
     if start == 0 {
@@ -1162,7 +1164,7 @@ pub async fn recv_bytes(
         other => {
             return Err(FileError::Protocol(format!(
                 "expected Start at 0, got {other:?}"
-            )))
+            )));
         }
     }
     let mut data = vec![0u8; size as usize];

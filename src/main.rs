@@ -15,11 +15,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swp::file::{recv_file, send_file, Progress};
+use swp::Session;
+use swp::file::{Progress, recv_file, send_file};
 use swp::proto::{Config, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
-use swp::Session;
 use tokio::sync::watch;
 
 #[derive(Parser)]

@@ -13,8 +13,8 @@
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
 use crate::proto::{
-    codec, golink, CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State,
-    Stats, WriteError,
+    CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
+    WriteError, codec, golink,
 };
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;

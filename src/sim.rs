@@ -23,7 +23,7 @@
 //! assert_eq!(pair.window_violations(), 0);
 //! ```
 
-use crate::proto::{codec, gocodec, golink, Config, Connection, Kind, Recv};
+use crate::proto::{Config, Connection, Kind, Recv, codec, gocodec, golink};
 use bytes::Bytes;
 use simnet::{DropReason, Envelope, InboxId, LinkConfig, Monitor, SimNet};
 use std::sync::{Arc, Mutex};

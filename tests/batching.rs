@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
-use swp::proto::{batch, codec, flags, Config, Connection, Kind, Packet, Recv};
-use swp::sim::{drain_messages, Pair};
+use swp::proto::{Config, Connection, Kind, Packet, Recv, batch, codec, flags};
+use swp::sim::{Pair, drain_messages};
 use swp::simnet::LinkConfig;
 
 /// Two engines wired by hand: every packet one side emits is decoded, shown

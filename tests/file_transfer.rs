@@ -3,20 +3,20 @@
 
 mod common;
 
-use common::{listing, TempDir};
+use common::{TempDir, listing};
 
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
+use swp::Session;
 use swp::file::{
-    recv_bytes, recv_file, recv_file_as, send_bytes, send_file, send_file_as, FileError, Progress,
+    FileError, Progress, recv_bytes, recv_file, recv_file_as, send_bytes, send_file, send_file_as,
 };
 use swp::proto::{Config, Kind};
 use swp::simnet::{Envelope, LinkConfig, Rule, Verdict};
 use swp::transport::{SimNetwork, Transport};
-use swp::Session;
 use tokio::sync::watch;
 
 fn write_pattern(path: &Path, len: usize, salt: u8) {

@@ -10,12 +10,12 @@ use common::*;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use swp::file::{recv_bytes, recv_file, recv_file_as, send_bytes, send_file, FileError};
-use swp::proto::gocodec::{decode_bigfile, encode_bigfile, GoBigFile, GoTime};
+use swp::Session;
+use swp::file::{FileError, recv_bytes, recv_file, recv_file_as, send_bytes, send_file};
+use swp::proto::gocodec::{GoBigFile, GoTime, decode_bigfile, encode_bigfile};
 use swp::proto::{Config, WireFormat};
 use swp::simnet::LinkConfig;
 use swp::transport::{SimNetwork, Transport};
-use swp::Session;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn bigfile_vector() -> Vec<u8> {

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use swp::proto::gocodec::{decode_packet, encode_packet, GoPacket, GoTime};
+use swp::proto::gocodec::{GoPacket, GoTime, decode_packet, encode_packet};
 use swp::proto::golink::{self, time_from_unix_ns};
 use swp::proto::{Config, Connection, Recv, State, WireFormat};
 use swp::sim::pattern_byte;

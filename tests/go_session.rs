@@ -16,9 +16,9 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use swp::proto::gocodec::{decode_packet, encode_packet, GoPacket};
-use swp::proto::{golink, Config, Connection, Recv, State, WireFormat};
-use swp::sim::{transfer, Pair, TransferSpec};
+use swp::proto::gocodec::{GoPacket, decode_packet, encode_packet};
+use swp::proto::{Config, Connection, Recv, State, WireFormat, golink};
+use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
 
 fn capture(name: &str) -> Vec<(f64, String, Vec<u8>)> {

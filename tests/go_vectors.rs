@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::path::PathBuf;
 use swp::proto::gocodec::{
-    decode_bigfile, decode_packet, encode_bigfile, encode_packet, GoBigFile, GoPacket, GoTime,
+    GoBigFile, GoPacket, GoTime, decode_bigfile, decode_packet, encode_bigfile, encode_packet,
 };
 
 fn dir() -> PathBuf {

@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::time::Duration;
-use swp::proto::gocodec::{encode_packet, GoPacket, GoTime};
+use swp::proto::gocodec::{GoPacket, GoTime, encode_packet};
 use swp::proto::packet::MAX_SACK_RANGES;
-use swp::proto::{codec, golink, Config, Kind, Packet, WireFormat};
+use swp::proto::{Config, Kind, Packet, WireFormat, codec, golink};
 use swp::sim::{Pair, Side};
 use swp::simnet::LinkConfig;
 

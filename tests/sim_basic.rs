@@ -1,6 +1,6 @@
 //! First end-to-end checks of the engine over SimNet.
 use std::time::Duration;
-use swp::sim::{transfer, Pair, TransferSpec};
+use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
 
 fn ms(n: u64) -> Duration {

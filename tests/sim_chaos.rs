@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 use swp::proto::{CloseReason, Config};
-use swp::sim::{transfer, Pair, Side, TransferSpec};
+use swp::sim::{Pair, Side, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
 
 const BYTES: u64 = 4 << 20;

@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
-use swp::proto::{codec, CloseReason, Config, Connection, Kind, Packet, Recv, State};
-use swp::sim::{drain_messages, transfer, Pair, Side, TransferSpec};
+use swp::proto::{CloseReason, Config, Connection, Kind, Packet, Recv, State, codec};
+use swp::sim::{Pair, Side, TransferSpec, drain_messages, transfer};
 use swp::simnet::{Envelope, LinkConfig, Rule, Verdict};
 
 fn ms(n: u64) -> Duration {

@@ -16,7 +16,7 @@
 //! the first byte. Decoding arbitrary bytes never panics: every failure is a
 //! [`DecodeError`]. Full layout in docs/PROTOCOL.md §2.
 
-use super::packet::{Kind, Packet, MAX_SACK_RANGES};
+use super::packet::{Kind, MAX_SACK_RANGES, Packet};
 use super::str::Str;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

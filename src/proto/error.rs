@@ -28,7 +28,9 @@ pub enum CloseReason {
     #[error("session reset by the peer")]
     Reset,
     /// The handshake got no answer.
-    #[error("no answer from the peer after {attempts} handshake attempts over {elapsed:?}: is anything listening on the destination inbox?")]
+    #[error(
+        "no answer from the peer after {attempts} handshake attempts over {elapsed:?}: is anything listening on the destination inbox?"
+    )]
     ConnectTimeout {
         /// Syn (or SynAck) packets sent.
         attempts: u32,
@@ -109,7 +111,9 @@ pub enum WriteError {
     Blocked,
     /// The message can never fit the peer's receive window (or our send
     /// buffer): split it, or raise the windows.
-    #[error("message of {len} bytes exceeds the largest deliverable message ({max} bytes): split it or raise the window sizes")]
+    #[error(
+        "message of {len} bytes exceeds the largest deliverable message ({max} bytes): split it or raise the window sizes"
+    )]
     TooLarge {
         /// The message's size.
         len: u64,

@@ -341,7 +341,7 @@ fn parse_header_inner(input: &[u8]) -> Result<(BigFileHeader, usize), Need> {
                         field: "Data",
                         expected: "bin",
                     }
-                    .into())
+                    .into());
                 }
             };
             return Ok((h, p));

@@ -27,7 +27,7 @@
 
 use super::codec::DecodeError;
 use super::gocodec::{GoPacket, GoTime};
-use super::packet::{flags, Kind, Packet};
+use super::packet::{Kind, Packet, flags};
 use super::str::Str;
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;

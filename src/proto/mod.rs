@@ -32,7 +32,7 @@ pub use codec::{DecodeError, WireFormat};
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, Event, MessageId, Recv, State};
 pub use error::{CloseReason, ReadError, WriteError};
-pub use packet::{flags, Kind, Packet, Transmit};
+pub use packet::{Kind, Packet, Transmit, flags};
 pub use rtt::RttEstimator;
 pub use stats::Stats;
 pub use str::Str;

@@ -10,11 +10,11 @@
 
 use super::{Capacity, Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The default per-subscription capacity of async-nats.
 ///
