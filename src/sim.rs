@@ -30,6 +30,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Which end of a [`Pair`].
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// assert_eq!(pair.conn(Side::A).remote_inbox(), "B");
+/// assert_eq!(pair.conn(Side::B).remote_inbox(), "A"); // learnt from A's syn
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     /// The active opener.
@@ -39,6 +49,20 @@ pub enum Side {
 }
 
 /// What the [`WindowMonitor`] found.
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// use swp::sim::{transfer, TransferSpec};
+/// transfer(&mut pair, &TransferSpec::new(1 << 20)).unwrap();
+/// let r = pair.window_report();
+/// assert_eq!(r.violations, 0);
+/// assert!(r.first.is_none());
+/// assert!(r.checked >= 16); // every data packet was checked
+/// assert!(r.by_kind.len() > 2); // syn, synack, data, acks, fin ...
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct WindowReport {
     /// Data packets sent beyond the receiver's advertised window.
@@ -54,6 +78,26 @@ pub struct WindowReport {
 /// A [`simnet::Monitor`] that decodes every packet and checks flow control:
 /// a data packet from X to Y must lie within the largest window edges that Y
 /// advertised *and that reached X*.
+///
+/// ```
+/// use swp::sim::WindowMonitor;
+/// use swp::simnet::{LinkConfig, SimNet};
+/// use swp::proto::{Config, Connection, Packet, Kind, codec};
+/// use std::time::Duration;
+///
+/// let (monitor, report) = WindowMonitor::new();
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 64), net.add_inbox("B", 64));
+/// net.set_monitor(Box::new(monitor));
+/// // Data sent before B ever advertised a window is a violation.
+/// let mut p = Packet::new(Kind::Data);
+/// p.seq = 0;
+/// p.data = bytes::Bytes::from_static(b"too early");
+/// net.send(a, b, codec::encode(&p));
+/// let r = report.lock().unwrap();
+/// assert_eq!((r.checked, r.violations), (1, 1));
+/// assert!(r.first.as_ref().unwrap().contains("data seq 0"), "{:?}", r.first);
+/// ```
 #[derive(Debug, Default)]
 pub struct WindowMonitor {
     /// Go mode: per direction, (largest data seq, its CumulBytesTransmitted).
@@ -66,6 +110,14 @@ pub struct WindowMonitor {
 
 impl WindowMonitor {
     /// A monitor and a handle to read its report.
+    ///
+    /// ```
+    /// use swp::sim::WindowMonitor;
+    /// let (monitor, report) = WindowMonitor::new();
+    /// let mut net = swp::simnet::SimNet::new(1);
+    /// net.set_monitor(Box::new(monitor)); // the network owns the monitor ...
+    /// assert_eq!(report.lock().unwrap().violations, 0); // ... the handle reads it
+    /// ```
     pub fn new() -> (Self, Arc<Mutex<WindowReport>>) {
         let m = WindowMonitor::default();
         let r = m.report.clone();
@@ -226,6 +278,20 @@ impl Monitor for WindowMonitor {
 }
 
 /// Two connections over a simulated network. See the [module docs](self).
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// // Drive by hand: write on A, step in virtual time, read on B.
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// pair.a.write(b"hello").unwrap();
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().1 == 5));
+/// let mut buf = [0u8; 16];
+/// assert_eq!(pair.b.read(&mut buf).unwrap(), swp::proto::Recv::Data(5));
+/// assert_eq!(&buf[..5], b"hello");
+/// ```
 pub struct Pair {
     /// The network (impairments, rules, counters).
     pub net: SimNet,
@@ -271,13 +337,35 @@ pub fn epoch() -> Instant {
 }
 
 /// The wall clock (Unix ns) at a [`Pair`]'s start.
+///
+/// ```
+/// // 2023-11-14T22:13:20Z, fixed so that Go-format runs (which carry wall-clock
+/// // times on the wire) are reproducible.
+/// assert_eq!(swp::sim::SIM_WALL_CLOCK_NS / 1_000_000_000, 1_700_000_000);
+/// ```
 pub const SIM_WALL_CLOCK_NS: i128 = 1_700_000_000_000_000_000;
 
 /// Capacity of each simulated inbox (as a NATS subscription's pending limit).
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// let ib = pair.inbox(Side::B);
+/// assert_eq!(pair.net.free_capacity(ib), swp::sim::INBOX_CAPACITY);
+/// ```
 pub const INBOX_CAPACITY: usize = 65_536;
 
 impl Pair {
     /// A default configuration for the simulator: the library defaults.
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// let cfg = Pair::default_config("A", "B");
+    /// assert_eq!(cfg.local_inbox(), "A");
+    /// assert_eq!(cfg.max_payload_bytes(), swp::proto::Config::new("", "").max_payload_bytes());
+    /// ```
     pub fn default_config(local: &str, remote: &str) -> Config {
         Config::new(local, remote)
     }
@@ -285,6 +373,18 @@ impl Pair {
     /// Builds a pair: A (`cfg_a`) connects to B (`cfg_b`), which listens.
     /// Every link gets `link`; all randomness comes from `seed`. A
     /// [`WindowMonitor`] is installed.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, transfer, TransferSpec};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// // 20 ms each way, 5% loss, reordering: 1 MiB still arrives intact.
+    /// let link = LinkConfig::new().latency(Duration::from_millis(20)).loss(0.05).reorder(0.05);
+    /// let mut pair = Pair::new(3, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// let r = transfer(&mut pair, &TransferSpec::new(1 << 20)).unwrap();
+    /// assert_eq!(r.bytes, 1 << 20);
+    /// assert!(pair.net.stats(pair.inbox(swp::sim::Side::B)).lost > 0);
+    /// ```
     pub fn new(seed: u64, link: LinkConfig, cfg_a: Config, cfg_b: Config) -> Pair {
         Self::with_capacity(seed, link, cfg_a, cfg_b, INBOX_CAPACITY)
     }
@@ -292,6 +392,17 @@ impl Pair {
     /// As [`new`](Self::new) with inboxes holding `capacity` messages; each
     /// engine is told that capacity (as the NATS driver tells it the
     /// subscription's limit).
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side, transfer, TransferSpec};
+    /// use swp::simnet::LinkConfig;
+    /// // Inboxes of 8 messages: the advertised window shrinks to fit, so nothing
+    /// // overflows even though the sender could send far more.
+    /// let mut pair = Pair::with_capacity(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""), 8);
+    /// transfer(&mut pair, &TransferSpec::new(1 << 20)).unwrap();
+    /// assert_eq!(pair.net.stats(pair.inbox(Side::B)).overflowed, 0);
+    /// assert!(pair.b.receive_capacity().0 < 8); // room kept for control packets
+    /// ```
     pub fn with_capacity(
         seed: u64,
         link: LinkConfig,
@@ -315,6 +426,19 @@ impl Pair {
 
     /// A pair from two engines built by the caller at `epoch` (e.g. two
     /// active openers for a simultaneous open).
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::proto::{Config, Connection};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// // A simultaneous open: both sides connect to each other.
+    /// let t0 = swp::sim::epoch();
+    /// let a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
+    /// let b = Connection::connect(Config::new("B", "A"), t0, 2).unwrap();
+    /// let mut pair = Pair::from_parts(1, LinkConfig::new(), t0, a, b, 1024);
+    /// assert!(pair.connect(Duration::from_secs(10)));
+    /// ```
     pub fn from_parts(
         seed: u64,
         link: LinkConfig,
@@ -346,6 +470,17 @@ impl Pair {
 
     /// Removes the window monitor (it decodes every packet; benchmarks of
     /// raw speed turn it off).
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// use swp::sim::{transfer, TransferSpec};
+    /// let mut pair = pair.without_monitor();
+    /// transfer(&mut pair, &TransferSpec::new(1 << 20)).unwrap();
+    /// assert_eq!(pair.window_report().checked, 0); // nobody checked
+    /// ```
     pub fn without_monitor(mut self) -> Self {
         self.net.take_monitor();
         self.report = None;
@@ -353,16 +488,45 @@ impl Pair {
     }
 
     /// Current virtual time as an `Instant`.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// let t0 = pair.now();
+    /// pair.run_until(Duration::from_secs(2), |_| false);
+    /// assert_eq!(pair.now() - t0, Duration::from_secs(2)); // virtual: returns at once
+    /// ```
     pub fn now(&self) -> Instant {
         self.epoch + self.net.now()
     }
 
     /// Virtual time elapsed since the pair was built.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// assert!(pair.elapsed() < Duration::from_secs(1));
+    /// ```
     pub fn elapsed(&self) -> Duration {
         self.net.now()
     }
 
     /// The inbox of a side.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// let (ia, ib) = (pair.inbox(Side::A), pair.inbox(Side::B));
+    /// assert_eq!(pair.net.name(ia), "A");
+    /// assert_eq!(pair.net.name(ib), "B");
+    /// ```
     pub fn inbox(&self, side: Side) -> InboxId {
         match side {
             Side::A => self.ia,
@@ -371,6 +535,17 @@ impl Pair {
     }
 
     /// The connection of a side.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// for side in [Side::A, Side::B] {
+    ///     assert!(pair.conn(side).is_established());
+    /// }
+    /// ```
     pub fn conn(&mut self, side: Side) -> &mut Connection {
         match side {
             Side::A => &mut self.a,
@@ -381,11 +556,37 @@ impl Pair {
     /// Stops (or resumes) a side's driver taking packets out of its inbox,
     /// as if its task were starved: packets pile up in the inbox, which is
     /// exactly what the window must keep from overflowing.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::with_capacity(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""), 64);
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// pair.pause_receive(Side::B, true);
+    /// pair.a.write(&vec![1u8; 8 << 20]).unwrap();
+    /// pair.run_until(Duration::from_secs(1), |_| false);
+    /// let ib = pair.inbox(Side::B);
+    /// assert!(pair.net.pending(ib) > 0); // piling up, B is not taking them ...
+    /// assert_eq!(pair.net.stats(ib).overflowed, 0); // ... but the window keeps the inbox from overflowing
+    /// pair.pause_receive(Side::B, false);
+    /// assert!(pair.run_until(Duration::from_secs(10), |p| p.net.pending(ib) == 0));
+    /// ```
     pub fn pause_receive(&mut self, side: Side, paused: bool) {
         self.paused[side as usize] = paused;
     }
 
     /// Data packets sent beyond the advertised window so far.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// use swp::sim::{transfer, TransferSpec};
+    /// transfer(&mut pair, &TransferSpec::new(4 << 20)).unwrap();
+    /// assert_eq!(pair.window_violations(), 0);
+    /// ```
     pub fn window_violations(&self) -> u64 {
         self.report
             .as_ref()
@@ -393,6 +594,17 @@ impl Pair {
     }
 
     /// The monitor's full report.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// let r = pair.window_report();
+    /// let syn = swp::proto::Kind::Syn as u8;
+    /// assert_eq!(r.by_kind.get(&syn), Some(&1)); // one syn, no retransmission on a perfect link
+    /// ```
     pub fn window_report(&self) -> WindowReport {
         self.report
             .as_ref()
@@ -401,11 +613,32 @@ impl Pair {
     }
 
     /// Packets addressed to an inbox that does not exist in the network.
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// // A dials an inbox that does not exist.
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "nobody"), Pair::default_config("B", ""));
+    /// assert!(!pair.connect(Duration::from_secs(1)));
+    /// assert!(pair.unroutable() >= 1);
+    /// ```
     pub fn unroutable(&self) -> u64 {
         self.unroutable
     }
 
     /// Hands every packet both engines want to send to the network.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// // A wants to send a syn; flush puts it on the wire without moving time.
+    /// pair.flush();
+    /// assert_eq!(pair.net.in_flight(), 1);
+    /// assert_eq!(pair.elapsed(), Duration::ZERO);
+    /// ```
     pub fn flush(&mut self) {
         let now = self.now();
         for side in [Side::A, Side::B] {
@@ -425,6 +658,16 @@ impl Pair {
     }
 
     /// When the next thing happens: a packet arrives or a timer fires.
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let link = LinkConfig::new().latency(Duration::from_millis(10));
+    /// let mut pair = Pair::new(1, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// pair.flush(); // the syn is now in flight
+    /// assert_eq!(pair.next_event(), Some(pair.now() + Duration::from_millis(10)));
+    /// ```
     pub fn next_event(&self) -> Option<Instant> {
         let mut t = self.net.next_arrival().map(|d| self.epoch + d);
         for c in [&self.a, &self.b] {
@@ -437,6 +680,18 @@ impl Pair {
 
     /// Advances to the next event, no further than `limit`, and handles it.
     /// Returns false when nothing is scheduled (the system is idle).
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let link = LinkConfig::new().latency(Duration::from_millis(10));
+    /// let mut pair = Pair::new(1, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// let t0 = pair.now();
+    /// assert!(pair.step_until(t0 + Duration::from_millis(4))); // stops at the limit
+    /// assert_eq!(pair.now() - t0, Duration::from_millis(4));
+    /// assert!(!pair.b.is_established());
+    /// ```
     pub fn step_until(&mut self, limit: Instant) -> bool {
         self.flush();
         let Some(t) = self.next_event() else {
@@ -462,12 +717,36 @@ impl Pair {
     }
 
     /// One step with no limit.
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let link = LinkConfig::new().latency(Duration::from_millis(10));
+    /// let mut pair = Pair::new(1, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.step()); // the syn arrives at B
+    /// assert_eq!(pair.elapsed(), Duration::from_millis(10));
+    /// assert!(pair.step()); // B's synack arrives at A
+    /// assert!(pair.a.is_established());
+    /// ```
     pub fn step(&mut self) -> bool {
         self.step_until(self.now() + Duration::from_secs(3600))
     }
 
     /// Steps until `done` returns true (checked after every step) or
     /// `budget` of virtual time passes. Returns whether `done` held.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// let id = pair.a.send_message(bytes::Bytes::from_static(b"ping")).unwrap();
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_acked(id)));
+    /// // A budget that runs out returns false.
+    /// assert!(!pair.run_until(Duration::from_millis(1), |_| false));
+    /// ```
     pub fn run_until(&mut self, budget: Duration, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
         let deadline = self.now() + budget;
         loop {
@@ -486,12 +765,36 @@ impl Pair {
     }
 
     /// Runs until both sides are established (or `budget` passes).
+    ///
+    /// ```
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let link = LinkConfig::new().latency(Duration::from_millis(50));
+    /// let mut pair = Pair::new(1, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// // syn, synack, estab ack: one and a half round trips at most.
+    /// assert!(pair.elapsed() <= Duration::from_millis(150));
+    /// ```
     pub fn connect(&mut self, budget: Duration) -> bool {
         self.run_until(budget, |p| p.a.is_established() && p.b.is_established())
     }
 }
 
 /// What to transfer with [`transfer`].
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// use swp::sim::{transfer, TransferSpec};
+/// // A slow reader: 64 KiB per virtual millisecond, no close at the end.
+/// let spec = TransferSpec { read_rate_per_ms: Some(64 * 1024), close: false, ..TransferSpec::new(8 << 20) };
+/// let r = transfer(&mut pair, &spec).unwrap();
+/// assert!(r.elapsed >= Duration::from_millis(8 * 16 - 1)); // 8 MiB at 64 MiB/s
+/// assert!(pair.a.is_established()); // still open
+/// ```
 #[derive(Debug, Clone)]
 pub struct TransferSpec {
     /// Bytes to send from A to B.
@@ -508,6 +811,13 @@ pub struct TransferSpec {
 impl TransferSpec {
     /// `bytes` from A to B, a 10-minute virtual budget, a fast reader,
     /// closing at the end.
+    ///
+    /// ```
+    /// use swp::sim::TransferSpec;
+    /// let s = TransferSpec::new(1000);
+    /// assert_eq!((s.bytes, s.close, s.read_rate_per_ms), (1000, true, None));
+    /// assert_eq!(s.budget, std::time::Duration::from_secs(600));
+    /// ```
     pub fn new(bytes: u64) -> Self {
         TransferSpec {
             bytes,
@@ -519,6 +829,18 @@ impl TransferSpec {
 }
 
 /// Result of a [`transfer`].
+///
+/// ```
+/// use swp::sim::{Pair, transfer, TransferSpec};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// // 10 MB/s link: goodput cannot exceed it.
+/// let link = LinkConfig::new().bandwidth(Some(10_000_000)).latency(Duration::from_millis(1));
+/// let mut pair = Pair::new(1, link, Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// let r = transfer(&mut pair, &TransferSpec::new(4 << 20)).unwrap();
+/// assert!(r.goodput_mib_s < 10e6 / (1 << 20) as f64, "{r:?}");
+/// assert!(r.goodput_mib_s > 5.0, "{r:?}");
+/// ```
 #[derive(Debug, Clone)]
 pub struct TransferReport {
     /// Bytes delivered to B (all verified).
@@ -531,6 +853,13 @@ pub struct TransferReport {
 
 /// Byte `i` of a test stream: a pattern that catches reordering, loss and
 /// duplication (a shifted or repeated run of bytes does not match).
+///
+/// ```
+/// use swp::sim::pattern_byte;
+/// let first: Vec<u8> = (0..8).map(pattern_byte).collect();
+/// let shifted: Vec<u8> = (1..9).map(pattern_byte).collect();
+/// assert_ne!(first, shifted); // a lost or repeated byte shows
+/// ```
 pub fn pattern_byte(i: u64) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8
 }
@@ -538,6 +867,18 @@ pub fn pattern_byte(i: u64) -> u8 {
 /// Streams `spec.bytes` of [`pattern_byte`] data from A to B over the pair,
 /// verifying every byte on arrival, then (optionally) closes both sides.
 /// Connects first if needed. Errors describe what went wrong and when.
+///
+/// ```
+/// use swp::sim::{Pair, transfer, TransferSpec};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// // A network that loses everything: the transfer fails with a message that
+/// // names the seed, instead of hanging.
+/// let mut pair = Pair::new(9, LinkConfig::new().loss(1.0), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// let spec = TransferSpec { budget: Duration::from_secs(30), ..TransferSpec::new(1000) };
+/// let err = transfer(&mut pair, &spec).unwrap_err();
+/// assert!(err.starts_with("seed 9:"), "{err}");
+/// ```
 pub fn transfer(pair: &mut Pair, spec: &TransferSpec) -> Result<TransferReport, String> {
     let start = pair.now();
     let deadline = start + spec.budget;
@@ -653,6 +994,20 @@ pub fn transfer(pair: &mut Pair, spec: &TransferSpec) -> Result<TransferReport, 
 }
 
 /// Collects messages B receives (for message-API tests).
+///
+/// ```
+/// use swp::sim::{Pair, Side};
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("A", "B"), Pair::default_config("B", ""));
+/// use swp::sim::drain_messages;
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// for m in ["one", "two"] {
+///     pair.a.send_message(bytes::Bytes::from_static(m.as_bytes())).unwrap();
+/// }
+/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.held().0 > 0 && p.a.bytes_acked() == 6));
+/// assert_eq!(drain_messages(&mut pair.b), ["one", "two"]);
+/// ```
 pub fn drain_messages(conn: &mut Connection) -> Vec<Bytes> {
     let mut out = vec![];
     while let Ok(Recv::Data(m)) = conn.recv_message() {

@@ -52,10 +52,32 @@ use std::fmt;
 use std::time::Duration;
 
 /// Identifies an inbox of a [`SimNet`]; returned by [`SimNet::add_inbox`].
+///
+/// ```
+/// let mut net = simnet::SimNet::new(1);
+/// let a = net.add_inbox("A", 8);
+/// assert_eq!(net.add_inbox("A", 8), a); // one name, one inbox
+/// assert_ne!(net.add_inbox("B", 8), a);
+/// assert_eq!(net.name(a), "A");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct InboxId(pub usize);
 
 /// A message in the network: who sent it, to whom, when, and its bytes.
+///
+/// ```
+/// use simnet::{LinkConfig, SimNet};
+/// use std::time::Duration;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// net.send(a, b, "one".into());
+/// net.send(a, b, "two".into());
+/// net.advance_to(Duration::ZERO);
+/// let e = net.recv(b).unwrap();
+/// assert_eq!((e.from, e.to, e.link_seq, &e.payload[..]), (a, b, 0, &b"one"[..]));
+/// assert_eq!(e.sent_at, Duration::ZERO);
+/// assert_eq!(net.recv(b).unwrap().link_seq, 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Envelope {
     /// The sending inbox.
@@ -104,6 +126,13 @@ impl Default for LinkConfig {
 
 impl LinkConfig {
     /// A perfect link: zero latency, unlimited bandwidth, nothing lost.
+    ///
+    /// ```
+    /// use simnet::LinkConfig;
+    /// assert_eq!(LinkConfig::new(), LinkConfig::default());
+    /// assert_eq!(LinkConfig::new().loss_probability(), 0.0);
+    /// assert!(LinkConfig::new().latency_value().is_zero());
+    /// ```
     pub fn new() -> Self {
         LinkConfig {
             latency: Duration::ZERO,
@@ -117,59 +146,197 @@ impl LinkConfig {
         }
     }
     /// One-way propagation delay.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(20)));
+    /// net.send(a, b, "x".into());
+    /// assert_eq!(net.next_arrival(), Some(ms(20)));
+    /// ```
     pub fn latency(mut self, d: Duration) -> Self {
         self.latency = d;
         self
     }
     /// Uniform extra delay in `[0, jitter]` added to each message. Jitter
     /// larger than the gap between messages reorders them.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(10)).jitter(ms(5)));
+    /// for _ in 0..100 {
+    ///     net.send(a, b, "x".into());
+    /// }
+    /// while let Some(t) = net.next_arrival() {
+    ///     assert!(t >= ms(10) && t <= ms(15));
+    ///     net.advance_to(t);
+    /// }
+    /// assert_eq!(net.pending(b), 100);
+    /// assert!(net.stats(b).reordered > 0); // jitter larger than the gaps reorders
+    /// ```
     pub fn jitter(mut self, d: Duration) -> Self {
         self.jitter = d;
         self
     }
     /// Link rate in bytes per second: a message occupies the link for
     /// `len / rate`, and messages queue behind each other. `None` = unlimited.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().bandwidth(Some(1000))); // 1000 B/s
+    /// net.send(a, b, vec![0u8; 100].into());
+    /// net.send(a, b, vec![0u8; 100].into()); // queues behind the first
+    /// assert_eq!(net.advance_to(ms(100)), 1);
+    /// assert_eq!(net.advance_to(ms(200)), 1);
+    /// ```
     pub fn bandwidth(mut self, bytes_per_sec: Option<u64>) -> Self {
         self.bandwidth = bytes_per_sec.filter(|b| *b > 0);
         self
     }
     /// Probability in `[0, 1]` that a message is lost.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().loss(0.5));
+    /// for _ in 0..1000 {
+    ///     net.send(a, b, "x".into());
+    /// }
+    /// net.advance_to(Duration::ZERO);
+    /// let s = net.stats(b);
+    /// assert_eq!(s.lost + s.delivered, 1000);
+    /// assert!((400..600).contains(&s.lost), "{s:?}");
+    /// assert_eq!(LinkConfig::new().loss(1.5).loss_probability(), 1.0); // clamped
+    /// ```
     pub fn loss(mut self, p: f64) -> Self {
         self.loss = p.clamp(0.0, 1.0);
         self
     }
     /// Probability in `[0, 1]` that a message is delivered twice.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().duplicate(1.0));
+    /// net.send(a, b, "x".into());
+    /// while let Some(t) = net.next_arrival() {
+    ///     net.advance_to(t);
+    /// }
+    /// assert_eq!(net.pending(b), 2);
+    /// assert_eq!(net.stats(b).duplicated, 1);
+    /// ```
     pub fn duplicate(mut self, p: f64) -> Self {
         self.duplicate = p.clamp(0.0, 1.0);
         self
     }
     /// Probability in `[0, 1]` that a message is held back by
     /// [`reorder_delay`](Self::reorder_delay), so later ones overtake it.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().reorder(0.3));
+    /// for i in 0..100u8 {
+    ///     net.send(a, b, vec![i].into());
+    /// }
+    /// while let Some(t) = net.next_arrival() {
+    ///     net.advance_to(t);
+    /// }
+    /// let order: Vec<u8> = std::iter::from_fn(|| net.recv(b)).map(|e| e.payload[0]).collect();
+    /// assert_eq!(order.len(), 100); // all arrive ...
+    /// assert!(order.windows(2).any(|w| w[0] > w[1])); // ... not all in order
+    /// assert!(net.stats(b).reordered > 0);
+    /// ```
     pub fn reorder(mut self, p: f64) -> Self {
         self.reorder = p.clamp(0.0, 1.0);
         self
     }
     /// How long a reordered message is held back (default 5 ms).
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().reorder(1.0).reorder_delay(ms(7)));
+    /// net.send(a, b, "x".into());
+    /// assert_eq!(net.next_arrival(), Some(ms(7)));
+    /// ```
     pub fn reorder_delay(mut self, d: Duration) -> Self {
         self.reorder_delay = d;
         self
     }
     /// Probability in `[0, 1]` that one byte of a message is flipped in flight.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().corrupt(1.0));
+    /// net.send(a, b, vec![0u8; 16].into());
+    /// net.advance_to(Duration::ZERO);
+    /// let got = net.recv(b).unwrap().payload;
+    /// assert_eq!(got.iter().map(|x| x.count_ones()).sum::<u32>(), 1); // one bit flipped
+    /// assert_eq!(net.stats(b).corrupted, 1);
+    /// ```
     pub fn corrupt(mut self, p: f64) -> Self {
         self.corrupt = p.clamp(0.0, 1.0);
         self
     }
     /// The configured loss probability.
+    ///
+    /// ```
+    /// use simnet::LinkConfig;
+    /// assert_eq!(LinkConfig::new().loss(0.25).loss_probability(), 0.25);
+    /// assert_eq!(LinkConfig::new().loss(-1.0).loss_probability(), 0.0); // clamped
+    /// ```
     pub fn loss_probability(&self) -> f64 {
         self.loss
     }
     /// The configured one-way latency.
+    ///
+    /// ```
+    /// use simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let l = LinkConfig::new().latency(Duration::from_millis(3));
+    /// assert_eq!(l.latency_value(), Duration::from_millis(3));
+    /// ```
     pub fn latency_value(&self) -> Duration {
         self.latency
     }
 }
 
 /// What a [`Rule`] does to a message it matches.
+///
+/// ```
+/// use simnet::{Rule, SimNet, Verdict};
+/// use std::time::Duration;
+/// let ms = Duration::from_millis;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// net.add_rule(Rule::new("slow", Verdict::Delay(ms(50)), |_| true));
+/// net.send(a, b, "x".into());
+/// assert_eq!(net.next_arrival(), Some(ms(50)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Deliver normally (useful to shield some messages from later rules).
@@ -189,6 +356,22 @@ type Predicate = Box<dyn FnMut(&Envelope) -> bool + Send>;
 /// A targeted fault: messages that match `predicate` get `verdict`, for the
 /// next `count` matches (or forever). Rules are consulted in the order they
 /// were installed; the first one that matches and has uses left decides.
+///
+/// ```
+/// use simnet::{Rule, SimNet, Verdict};
+/// use std::time::Duration;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// // The first matching rule decides: acks are shielded, the rest dropped.
+/// net.add_rule(Rule::new("keep acks", Verdict::Pass, |e| e.payload.starts_with(b"ack")));
+/// net.add_rule(Rule::new("drop the rest", Verdict::Drop, |_| true));
+/// net.send(a, b, "ack 1".into());
+/// net.send(a, b, "data 1".into());
+/// net.advance_to(Duration::ZERO);
+/// assert_eq!(&net.recv(b).unwrap().payload[..], b"ack 1");
+/// assert!(net.recv(b).is_none());
+/// assert_eq!(net.stats(b).dropped_by_rule, 1);
+/// ```
 pub struct Rule {
     name: String,
     predicate: Predicate,
@@ -231,21 +414,81 @@ impl Rule {
         }
     }
     /// Apply only to the next `n` matching messages, then stop matching.
+    ///
+    /// ```
+    /// use simnet::{Rule, SimNet, Verdict};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// let r = net.add_rule(Rule::new("drop two", Verdict::Drop, |_| true).times(2));
+    /// for i in 0..4u8 {
+    ///     net.send(a, b, vec![i].into());
+    /// }
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(net.pending(b), 2);
+    /// assert_eq!(net.recv(b).unwrap().payload[0], 2); // 0 and 1 were dropped
+    /// assert_eq!(net.rule_hits(r), 2);
+    /// ```
     pub fn times(mut self, n: u64) -> Self {
         self.remaining = Some(n);
         self
     }
     /// How many messages this rule has applied to so far.
+    ///
+    /// ```
+    /// use simnet::{Rule, Verdict};
+    /// // A rule counts once installed; read the count with SimNet::rule_hits.
+    /// assert_eq!(Rule::new("r", Verdict::Pass, |_| true).hits(), 0);
+    /// ```
     pub fn hits(&self) -> u64 {
         self.hits
     }
 }
 
 /// Handle to an installed rule, for [`SimNet::rule_hits`].
+///
+/// ```
+/// use simnet::{Rule, SimNet, Verdict};
+/// use std::time::Duration;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// let dup = net.add_rule(Rule::new("dup", Verdict::Duplicate, |_| true).times(1));
+/// net.send(a, b, "x".into());
+/// net.send(a, b, "y".into());
+/// while let Some(t) = net.next_arrival() {
+///     net.advance_to(t);
+/// }
+/// assert_eq!(net.rule_hits(dup), 1);
+/// assert_eq!(net.pending(b), 3);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RuleId(usize);
 
 /// Why a message did not reach its inbox.
+///
+/// ```
+/// use simnet::{DropReason, Envelope, Monitor, SimNet};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// #[derive(Default, Clone)]
+/// struct Drops(Arc<Mutex<Vec<DropReason>>>);
+/// impl Monitor for Drops {
+///     fn on_drop(&mut self, _: &Envelope, why: DropReason, _: Duration) {
+///         self.0.lock().unwrap().push(why);
+///     }
+/// }
+/// let drops = Drops::default();
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1), net.add_inbox("B", 1));
+/// net.set_monitor(Box::new(drops.clone()));
+/// net.send(a, b, "fits".into());
+/// net.send(a, b, "overflows".into()); // B holds one message
+/// net.partition(a, b);
+/// net.send(a, b, "cut".into()); // dropped at once, when sent
+/// net.advance_to(Duration::ZERO); // the overflow happens on arrival
+/// assert_eq!(*drops.0.lock().unwrap(), [DropReason::Partition, DropReason::Overflow]);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DropReason {
     /// Random loss of the link.
@@ -262,6 +505,29 @@ pub enum DropReason {
 /// crate installs one to check its invariants (for swp: that no sender ever
 /// exceeds the window its receiver advertised) without simnet knowing the
 /// protocol.
+///
+/// ```
+/// use simnet::{Envelope, Monitor, SimNet, LinkConfig};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// /// Records the one-way delay of every delivered message.
+/// #[derive(Default, Clone)]
+/// struct Delays(Arc<Mutex<Vec<Duration>>>);
+/// impl Monitor for Delays {
+///     fn on_deliver(&mut self, e: &Envelope, now: Duration) {
+///         self.0.lock().unwrap().push(now - e.sent_at);
+///     }
+/// }
+/// let delays = Delays::default();
+/// let mut net = SimNet::new(1);
+/// net.set_default_link(LinkConfig::new().latency(Duration::from_millis(4)));
+/// let (a, b) = (net.add_inbox("A", 8), net.add_inbox("B", 8));
+/// net.set_monitor(Box::new(delays.clone()));
+/// net.send(a, b, "x".into());
+/// net.advance_to(Duration::from_secs(1));
+/// assert_eq!(*delays.0.lock().unwrap(), [Duration::from_millis(4)]);
+/// ```
 pub trait Monitor: Send {
     /// Called for each message handed to [`SimNet::send`], before impairments.
     fn on_send(&mut self, _env: &Envelope, _now: Duration) {}
@@ -273,6 +539,21 @@ pub trait Monitor: Send {
 
 /// Counters for one inbox. `sent` counts messages this inbox sent; the rest
 /// count messages addressed to it.
+///
+/// ```
+/// use simnet::{LinkConfig, SimNet};
+/// use std::time::Duration;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// net.set_default_link(LinkConfig::new().duplicate(1.0));
+/// net.send(a, b, "hello".into());
+/// while let Some(t) = net.next_arrival() {
+///     net.advance_to(t);
+/// }
+/// let (sa, sb) = (net.stats(a), net.stats(b));
+/// assert_eq!((sa.sent, sa.sent_bytes), (1, 5));
+/// assert_eq!((sb.delivered, sb.delivered_bytes, sb.duplicated), (2, 10, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxStats {
     /// Messages sent from this inbox.
@@ -301,6 +582,12 @@ pub struct InboxStats {
 
 impl InboxStats {
     /// All messages addressed to this inbox that never arrived.
+    ///
+    /// ```
+    /// use simnet::InboxStats;
+    /// let s = InboxStats { lost: 1, dropped_by_rule: 2, dropped_by_partition: 3, overflowed: 4, duplicated: 9, ..Default::default() };
+    /// assert_eq!(s.dropped(), 10); // duplicates are extra arrivals, not drops
+    /// ```
     pub fn dropped(&self) -> u64 {
         self.lost + self.dropped_by_rule + self.dropped_by_partition + self.overflowed
     }
@@ -347,6 +634,24 @@ impl Ord for Scheduled {
 }
 
 /// The simulated network. See the [crate docs](crate).
+///
+/// ```
+/// use simnet::{LinkConfig, SimNet};
+/// use std::time::Duration;
+/// let ms = Duration::from_millis;
+/// let mut net = SimNet::new(7);
+/// net.set_default_link(LinkConfig::new().latency(ms(10)).loss(0.1));
+/// let (a, b) = (net.add_inbox("A", 64), net.add_inbox("B", 64));
+/// for _ in 0..50 {
+///     net.send(a, b, "ping".into());
+/// }
+/// // Step through arrivals in virtual time: no sleeping, no wall clock.
+/// while let Some(t) = net.next_arrival() {
+///     net.advance_to(t);
+/// }
+/// assert_eq!(net.now(), ms(10));
+/// assert_eq!(net.pending(b) as u64 + net.stats(b).lost, 50);
+/// ```
 pub struct SimNet {
     seed: u64,
     now: Duration,
@@ -373,6 +678,24 @@ impl fmt::Debug for SimNet {
 
 impl SimNet {
     /// A network whose every random choice derives from `seed`. Time starts at 0.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// // The same seed makes the same choices, run after run.
+    /// let run = |seed| {
+    ///     let mut net = SimNet::new(seed);
+    ///     net.set_default_link(LinkConfig::new().loss(0.5));
+    ///     let (a, b) = (net.add_inbox("A", 128), net.add_inbox("B", 128));
+    ///     for i in 0..100u8 {
+    ///         net.send(a, b, vec![i].into());
+    ///     }
+    ///     net.advance_to(Duration::ZERO);
+    ///     std::iter::from_fn(|| net.recv(b)).map(|e| e.payload[0]).collect::<Vec<_>>()
+    /// };
+    /// assert_eq!(run(7), run(7));
+    /// assert_ne!(run(7), run(8));
+    /// ```
     pub fn new(seed: u64) -> Self {
         SimNet {
             seed,
@@ -390,11 +713,26 @@ impl SimNet {
     }
 
     /// The seed this network was built with (print it when a test fails).
+    ///
+    /// ```
+    /// let net = simnet::SimNet::new(42);
+    /// assert_eq!(net.seed(), 42);
+    /// ```
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
     /// Current virtual time since the network was created.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let mut net = simnet::SimNet::new(1);
+    /// assert_eq!(net.now(), Duration::ZERO);
+    /// net.advance_to(Duration::from_millis(5));
+    /// assert_eq!(net.now(), Duration::from_millis(5));
+    /// net.advance_to(Duration::from_millis(1)); // never backwards
+    /// assert_eq!(net.now(), Duration::from_millis(5));
+    /// ```
     pub fn now(&self) -> Duration {
         self.now
     }
@@ -402,6 +740,19 @@ impl SimNet {
     /// Creates an inbox that holds at most `capacity` undelivered messages
     /// (like a NATS subscription's pending limit). Adding a name twice returns
     /// the existing inbox.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 8), net.add_inbox("B", 2));
+    /// for _ in 0..3 {
+    ///     net.send(a, b, "x".into());
+    /// }
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(net.pending(b), 2);
+    /// assert_eq!(net.stats(b).overflowed, 1); // a slow consumer, as NATS would say
+    /// ```
     pub fn add_inbox(&mut self, name: &str, capacity: usize) -> InboxId {
         if let Some(id) = self.names.get(name) {
             return *id;
@@ -419,64 +770,220 @@ impl SimNet {
     }
 
     /// The inbox with this name, if one was added.
+    ///
+    /// ```
+    /// let mut net = simnet::SimNet::new(1);
+    /// let a = net.add_inbox("A", 8);
+    /// assert_eq!(net.lookup("A"), Some(a));
+    /// assert_eq!(net.lookup("nobody"), None);
+    /// ```
     pub fn lookup(&self, name: &str) -> Option<InboxId> {
         self.names.get(name).copied()
     }
 
     /// The name an inbox was added with.
+    ///
+    /// ```
+    /// let mut net = simnet::SimNet::new(1);
+    /// let a = net.add_inbox("_INBOX.a", 8);
+    /// assert_eq!(net.name(a), "_INBOX.a");
+    /// ```
     pub fn name(&self, id: InboxId) -> &str {
         &self.inboxes[id.0].name
     }
 
     /// Impairments for every link without a link-specific configuration.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(3)));
+    /// net.send(a, b, "x".into());
+    /// net.send(b, a, "y".into());
+    /// assert_eq!(net.advance_to(ms(3)), 2); // both directions use it
+    /// ```
     pub fn set_default_link(&mut self, config: LinkConfig) {
         self.default_link = config;
     }
 
     /// Impairments for the directed link `from` → `to` only.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(1)));
+    /// net.set_link(a, b, LinkConfig::new().latency(ms(30))); // a -> b only
+    /// net.send(a, b, "slow".into());
+    /// net.send(b, a, "fast".into());
+    /// assert_eq!(net.advance_to(ms(1)), 1);
+    /// assert_eq!(net.pending(a), 1);
+    /// assert_eq!(net.next_arrival(), Some(ms(30)));
+    /// ```
     pub fn set_link(&mut self, from: InboxId, to: InboxId, config: LinkConfig) {
         self.link_mut(from, to).config = Some(config);
     }
 
     /// Installs a targeted fault rule; rules are consulted in install order.
+    ///
+    /// ```
+    /// use simnet::{Rule, SimNet, Verdict};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// // Corrupt every message that starts with a 0 byte.
+    /// net.add_rule(Rule::new("corrupt", Verdict::Corrupt, |e| e.payload.first() == Some(&0)));
+    /// net.send(a, b, vec![0u8; 8].into());
+    /// net.send(a, b, vec![1u8; 8].into());
+    /// net.advance_to(Duration::ZERO);
+    /// assert_ne!(&net.recv(b).unwrap().payload[..], &[0u8; 8]);
+    /// assert_eq!(&net.recv(b).unwrap().payload[..], &[1u8; 8]);
+    /// assert_eq!(net.stats(b).corrupted, 1);
+    /// ```
     pub fn add_rule(&mut self, rule: Rule) -> RuleId {
         self.rules.push(rule);
         RuleId(self.rules.len() - 1)
     }
 
     /// How many messages the rule has applied to so far.
+    ///
+    /// ```
+    /// use simnet::{Rule, SimNet, Verdict};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// let r = net.add_rule(Rule::new("to B", Verdict::Pass, move |e| e.to == b));
+    /// net.send(a, b, "x".into());
+    /// net.send(b, a, "y".into());
+    /// assert_eq!(net.rule_hits(r), 1);
+    /// ```
     pub fn rule_hits(&self, id: RuleId) -> u64 {
         self.rules[id.0].hits
     }
 
     /// Removes every rule.
+    ///
+    /// ```
+    /// use simnet::{Rule, SimNet, Verdict};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.add_rule(Rule::new("drop all", Verdict::Drop, |_| true));
+    /// net.send(a, b, "lost".into());
+    /// net.clear_rules();
+    /// net.send(a, b, "kept".into());
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(&net.recv(b).unwrap().payload[..], b"kept");
+    /// ```
     pub fn clear_rules(&mut self) {
         self.rules.clear();
     }
 
     /// Cuts both directions between `a` and `b`: messages sent while
     /// partitioned are dropped (messages already in flight still arrive).
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(5)));
+    /// net.send(a, b, "in flight".into());
+    /// net.partition(a, b);
+    /// net.send(a, b, "cut".into());
+    /// net.send(b, a, "cut too".into()); // both directions
+    /// net.advance_to(ms(5));
+    /// assert_eq!(&net.recv(b).unwrap().payload[..], b"in flight");
+    /// assert_eq!((net.pending(a), net.pending(b)), (0, 0));
+    /// assert_eq!(net.stats(b).dropped_by_partition, 1);
+    /// ```
     pub fn partition(&mut self, a: InboxId, b: InboxId) {
         self.partitions.insert((a.min(b), a.max(b)));
     }
 
     /// Undoes [`partition`](Self::partition).
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.partition(a, b);
+    /// net.send(a, b, "cut".into());
+    /// net.heal(b, a); // the order of the two inboxes does not matter
+    /// net.send(a, b, "through".into());
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(&net.recv(b).unwrap().payload[..], b"through");
+    /// assert!(net.recv(b).is_none());
+    /// ```
     pub fn heal(&mut self, a: InboxId, b: InboxId) {
         self.partitions.remove(&(a.min(b), a.max(b)));
     }
 
     /// Makes `inbox` swallow everything sent to it (a vanished peer), or
     /// (with `false`) restores it.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// let c = net.add_inbox("C", 8);
+    /// net.set_black_hole(b, true); // B vanished: nobody reaches it
+    /// net.send(a, b, "lost".into());
+    /// net.send(c, b, "lost too".into());
+    /// net.set_black_hole(b, false);
+    /// net.send(a, b, "back".into());
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(net.pending(b), 1);
+    /// assert_eq!(net.stats(b).dropped_by_partition, 2);
+    /// ```
     pub fn set_black_hole(&mut self, inbox: InboxId, on: bool) {
         self.inboxes[inbox.0].black_hole = on;
     }
 
     /// Installs a [`Monitor`] that sees every message.
+    ///
+    /// ```
+    /// use simnet::{Envelope, Monitor, SimNet};
+    /// use std::sync::{atomic::{AtomicU64, Ordering}, Arc};
+    /// use std::time::Duration;
+    ///
+    /// struct CountSends(Arc<AtomicU64>);
+    /// impl Monitor for CountSends {
+    ///     fn on_send(&mut self, _: &Envelope, _: Duration) {
+    ///         self.0.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// }
+    /// let sends = Arc::new(AtomicU64::new(0));
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 8), net.add_inbox("B", 8));
+    /// net.set_monitor(Box::new(CountSends(sends.clone())));
+    /// net.partition(a, b);
+    /// net.send(a, b, "x".into()); // seen before the partition drops it
+    /// assert_eq!(sends.load(Ordering::Relaxed), 1);
+    /// ```
     pub fn set_monitor(&mut self, monitor: Box<dyn Monitor>) {
         self.monitor = Some(monitor);
     }
 
     /// Takes the monitor back out (to inspect what it recorded).
+    ///
+    /// ```
+    /// use simnet::{Monitor, SimNet};
+    /// struct Quiet;
+    /// impl Monitor for Quiet {}
+    /// let mut net = SimNet::new(1);
+    /// net.set_monitor(Box::new(Quiet));
+    /// assert!(net.take_monitor().is_some());
+    /// assert!(net.take_monitor().is_none()); // taken: the network runs without one
+    /// ```
     pub fn take_monitor(&mut self) -> Option<Box<dyn Monitor>> {
         self.monitor.take()
     }
@@ -505,6 +1012,21 @@ impl SimNet {
     /// Sends `payload` from `from` to `to` at the current virtual time. The
     /// link's impairments and the rules decide whether, when and how often it
     /// arrives.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(2)));
+    /// net.send(a, b, "hi".into());
+    /// assert_eq!(net.stats(a).sent, 1); // counted at once
+    /// assert_eq!(net.in_flight(), 1); // arrives in virtual time
+    /// assert!(net.recv(b).is_none());
+    /// net.advance_to(ms(2));
+    /// assert_eq!(&net.recv(b).unwrap().payload[..], b"hi");
+    /// ```
     pub fn send(&mut self, from: InboxId, to: InboxId, payload: Bytes) {
         let now = self.now;
         let default = self.default_link.clone();
@@ -629,17 +1151,58 @@ impl SimNet {
     }
 
     /// The virtual time of the next arrival, if any message is in flight.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// assert_eq!(net.next_arrival(), None); // nothing in flight
+    /// net.set_default_link(LinkConfig::new().latency(ms(9)));
+    /// net.send(a, b, "x".into());
+    /// assert_eq!(net.next_arrival(), Some(ms(9)));
+    /// ```
     pub fn next_arrival(&self) -> Option<Duration> {
         self.heap.peek().map(|Reverse(s)| s.at)
     }
 
     /// Messages in flight (sent, not yet arrived or dropped).
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().latency(ms(1)));
+    /// net.send(a, b, "x".into());
+    /// net.send(a, b, "y".into());
+    /// assert_eq!(net.in_flight(), 2);
+    /// net.advance_to(ms(1));
+    /// assert_eq!(net.in_flight(), 0);
+    /// ```
     pub fn in_flight(&self) -> usize {
         self.heap.len()
     }
 
     /// Moves virtual time forward to `t` (never backwards), delivering every
     /// message due by then into its inbox. Returns how many were delivered.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_link(a, b, LinkConfig::new().latency(ms(1)));
+    /// net.set_link(b, a, LinkConfig::new().latency(ms(10)));
+    /// net.send(a, b, "x".into());
+    /// net.send(b, a, "y".into());
+    /// assert_eq!(net.advance_to(ms(5)), 1); // only a -> b was due
+    /// assert_eq!(net.advance_to(ms(10)), 1);
+    /// assert_eq!(net.now(), ms(10));
+    /// ```
     pub fn advance_to(&mut self, t: Duration) -> usize {
         let mut n = 0;
         while let Some(Reverse(s)) = self.heap.peek() {
@@ -677,27 +1240,87 @@ impl SimNet {
     }
 
     /// Takes the oldest delivered message from `inbox`.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// for m in ["1", "2", "3"] {
+    ///     net.send(a, b, m.into());
+    /// }
+    /// net.advance_to(Duration::ZERO);
+    /// let got: Vec<_> = std::iter::from_fn(|| net.recv(b)).map(|e| e.payload).collect();
+    /// assert_eq!(got, ["1", "2", "3"]); // oldest first
+    /// ```
     pub fn recv(&mut self, inbox: InboxId) -> Option<Envelope> {
         self.inboxes[inbox.0].queue.pop_front()
     }
 
     /// Delivered messages waiting in `inbox`.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.send(a, b, "x".into());
+    /// assert_eq!(net.pending(b), 0); // in flight, not delivered
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(net.pending(b), 1);
+    /// ```
     pub fn pending(&self, inbox: InboxId) -> usize {
         self.inboxes[inbox.0].queue.len()
     }
 
     /// Free places in `inbox` (capacity minus pending).
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 8), net.add_inbox("B", 3));
+    /// net.send(a, b, "x".into());
+    /// net.advance_to(Duration::ZERO);
+    /// assert_eq!(net.free_capacity(b), 2);
+    /// net.recv(b);
+    /// assert_eq!(net.free_capacity(b), 3);
+    /// ```
     pub fn free_capacity(&self, inbox: InboxId) -> usize {
         let i = &self.inboxes[inbox.0];
         i.capacity - i.queue.len()
     }
 
     /// Counters of one inbox.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.set_default_link(LinkConfig::new().loss(1.0));
+    /// net.send(a, b, "x".into());
+    /// assert_eq!(net.stats(b).lost, 1);
+    /// assert_eq!(net.stats(b).dropped(), 1);
+    /// assert_eq!(net.stats(a).sent, 1);
+    /// ```
     pub fn stats(&self, inbox: InboxId) -> InboxStats {
         self.inboxes[inbox.0].stats
     }
 
     /// A per-inbox summary table, for printing after a run.
+    ///
+    /// ```
+    /// use simnet::{LinkConfig, SimNet};
+    /// use std::time::Duration;
+    /// let mut net = SimNet::new(1);
+    /// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+    /// net.send(a, b, "x".into());
+    /// net.advance_to(Duration::ZERO);
+    /// let table = net.summary().to_string();
+    /// let row_b = table.lines().find(|l| l.starts_with('B')).unwrap();
+    /// assert_eq!(row_b.split_whitespace().collect::<Vec<_>>(), ["B", "0", "1", "0", "0", "0", "0", "0"]);
+    /// ```
     pub fn summary(&self) -> Summary {
         Summary {
             rows: self
@@ -710,6 +1333,19 @@ impl SimNet {
 }
 
 /// Per-inbox counters of a run; `Display` prints a table.
+///
+/// ```
+/// use simnet::{LinkConfig, SimNet};
+/// use std::time::Duration;
+/// let mut net = SimNet::new(1);
+/// let (a, b) = (net.add_inbox("A", 1024), net.add_inbox("B", 1024));
+/// net.send(a, b, "x".into());
+/// net.advance_to(Duration::ZERO);
+/// let s = net.summary();
+/// assert_eq!(s.rows.len(), 2);
+/// assert_eq!((s.rows[1].0.as_str(), s.rows[1].1.delivered), ("B", 1));
+/// println!("{s}"); // a table: inbox, sent, delivered, dropped, dup, reorder, corrupt, overflow
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// `(inbox name, counters)` in inbox creation order.
