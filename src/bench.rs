@@ -14,6 +14,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const MIB: u64 = 1 << 20;
 
 /// One measurement.
+///
+/// ```
+/// use swp::bench::Figure;
+/// // What a row of the table is made of: the rate, and what it cost.
+/// let f = Figure { rate: 480.0, lost: 0, slow: 0, cpu_clients: 1.2, cpu_server: Some(1.0) };
+/// let mib = 512.0;
+/// let ms_per_mib = (f.cpu_clients + f.cpu_server.unwrap()) * 1000.0 / mib;
+/// assert!((ms_per_mib - 4.3).abs() < 0.01);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Figure {
     /// MiB/s or msgs/s.
@@ -359,6 +368,14 @@ fn cpu_row(what: &str, units: f64, raw: &Figure, swp: &Figure) {
 /// Runs the benchmark against a nats-server at `url` (`quick`: small sizes,
 /// one round) and prints the table. With the server's pid, the CPU time it
 /// spends is measured too (Linux: `/proc`).
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // What `swp bench` does: start a nats-server, run, print the table.
+/// let server = swp::server::NatsServer::start()?;
+/// swp::bench::run(&server.url(), false, Some(server.pid())).await;
+/// # Ok(()) }
+/// ```
 pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
     let url = url.to_string();
     let stream_total = if quick { 16 * MIB } else { 512 * MIB };

@@ -22,6 +22,17 @@ use bytes::Bytes;
 use rmpv::ValueRef;
 
 /// A Go `time.Time` on the wire: Unix seconds and nanoseconds (UTC).
+///
+/// ```
+/// use swp::proto::gocodec::{encode_packet, GoPacket, GoTime};
+/// // On the wire: msgp's ext8 type 5, big-endian seconds then nanoseconds.
+/// let t = GoTime { secs: 1_700_000_000, nanos: 5 };
+/// let wire = encode_packet(&GoPacket { data_send_tm: t, ..Default::default() });
+/// let mut ext = vec![0xc7, 12, 5];
+/// ext.extend_from_slice(&1_700_000_000i64.to_be_bytes());
+/// ext.extend_from_slice(&5i32.to_be_bytes());
+/// assert!(wire.windows(ext.len()).any(|w| w == ext));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GoTime {
     /// Seconds since the Unix epoch (negative before 1970).
@@ -32,11 +43,23 @@ pub struct GoTime {
 
 impl GoTime {
     /// Go's zero `time.Time` (0001-01-01T00:00:00Z).
+    ///
+    /// ```
+    /// use swp::proto::gocodec::GoTime;
+    /// assert_eq!(GoTime::default(), GoTime::ZERO); // what Go sends for an unset time
+    /// assert_eq!(GoTime::ZERO.secs, -62_135_596_800); // 0001-01-01T00:00:00Z
+    /// ```
     pub const ZERO: GoTime = GoTime {
         secs: -62_135_596_800,
         nanos: 0,
     };
     /// True for Go's zero time.
+    ///
+    /// ```
+    /// use swp::proto::gocodec::GoTime;
+    /// assert!(GoTime::ZERO.is_zero());
+    /// assert!(!GoTime { secs: 0, nanos: 0 }.is_zero()); // 1970 is not Go's zero time
+    /// ```
     pub fn is_zero(&self) -> bool {
         *self == Self::ZERO
     }
@@ -49,6 +72,22 @@ impl Default for GoTime {
 }
 
 /// go-sliding-window's `Packet`, field for field (wire order).
+///
+/// ```
+/// use swp::proto::{gocodec::{decode_packet, encode_packet, GoPacket}, golink};
+/// let data = bytes::Bytes::from_static(b"hello");
+/// let p = GoPacket {
+///     from: "inbox.a".into(),
+///     dest: "inbox.b".into(),
+///     seq_num: 0,
+///     tcp_event: 11, // Data
+///     cumul_bytes_transmitted: 5,
+///     blake2b_checksum: golink::checksum(&data),
+///     data,
+///     ..Default::default()
+/// };
+/// assert_eq!(decode_packet(&encode_packet(&p)).unwrap(), p);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(missing_docs)]
 pub struct GoPacket {
@@ -76,6 +115,12 @@ pub struct GoPacket {
 }
 
 /// go-sliding-window's `BigFile` (what its `SendFile` sends).
+///
+/// ```
+/// use swp::proto::gocodec::{decode_bigfile, encode_bigfile, GoBigFile};
+/// let f = GoBigFile { filepath: "/tmp/a.txt".into(), size_in_bytes: 3, data: "abc".into(), ..Default::default() };
+/// assert_eq!(decode_bigfile(&encode_bigfile(&f)).unwrap(), f);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[allow(missing_docs)]
 pub struct GoBigFile {
@@ -87,6 +132,16 @@ pub struct GoBigFile {
 }
 
 /// Why bytes are not a Go packet.
+///
+/// ```
+/// use swp::proto::gocodec::{decode_packet, GoDecodeError};
+/// assert_eq!(decode_packet(&[0x92, 1, 2]), Err(GoDecodeError::NotAMap)); // an array
+/// // {"From": nil}: Go's decoder rejects nil for a string, and so do we.
+/// let nil_from = [&[0x81, 0xa4][..], b"From", &[0xc0]].concat();
+/// let err = decode_packet(&nil_from).unwrap_err();
+/// assert!(matches!(err, GoDecodeError::WrongType { field: "From", .. }), "{err}");
+/// assert!(matches!(decode_packet(&[0xde, 0x00]), Err(GoDecodeError::Msgpack(_)))); // truncated
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GoDecodeError {
     /// Not well-formed msgpack (truncated, bad marker ...).
@@ -159,6 +214,15 @@ fn write_time(buf: &mut Vec<u8>, t: GoTime) {
 }
 
 /// Encodes a packet exactly as Go's `MarshalMsg` does.
+///
+/// ```
+/// use swp::proto::gocodec::{encode_packet, GoPacket};
+/// let wire = encode_packet(&GoPacket { seq_num: 128, ..Default::default() });
+/// assert_eq!(&wire[..3], &[0xde, 0x00, 21]); // map16 of 21 entries, as msgp writes it
+/// // msgp's smallest *signed* form: 128 is an int16, never a uint8.
+/// let key = [&[0xa6][..], b"SeqNum", &[0xd1, 0x00, 0x80]].concat();
+/// assert!(wire.windows(key.len()).any(|w| w == key));
+/// ```
 pub fn encode_packet(p: &GoPacket) -> Vec<u8> {
     let mut b = Vec::with_capacity(320 + p.data.len() + p.blake2b_checksum.len());
     b.extend_from_slice(&[0xde, 0x00, 21]);
@@ -207,6 +271,13 @@ pub fn encode_packet(p: &GoPacket) -> Vec<u8> {
 }
 
 /// Encodes a `BigFile` exactly as Go's `MarshalMsg` does.
+///
+/// ```
+/// use swp::proto::gocodec::{encode_bigfile, GoBigFile};
+/// let wire = encode_bigfile(&GoBigFile { data: "xyz".into(), ..Default::default() });
+/// assert_eq!(wire[0], 0x85); // fixmap of 5 entries
+/// assert!(wire.ends_with(b"Data\xc4\x03xyz")); // Data last, as a bin
+/// ```
 pub fn encode_bigfile(f: &GoBigFile) -> Vec<u8> {
     let mut b = encode_bigfile_header(
         &f.filepath,
@@ -254,6 +325,16 @@ pub fn encode_bigfile_header(
 }
 
 /// The fields of a streamed `BigFile` that precede its data.
+///
+/// ```
+/// use swp::proto::gocodec::{encode_bigfile_header, parse_bigfile_header, GoTime};
+/// let sum = [7u8; 64];
+/// let wire = encode_bigfile_header("dir/f.bin", 1 << 20, &sum, GoTime::ZERO, 1 << 20);
+/// let (h, used) = parse_bigfile_header(&wire).unwrap().unwrap();
+/// assert_eq!((h.filepath.as_str(), h.size_in_bytes, h.data_len), ("dir/f.bin", 1 << 20, 1 << 20));
+/// assert_eq!(&h.blake2b[..], &sum[..]);
+/// assert_eq!(used, wire.len()); // the data starts right after
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BigFileHeader {
     /// Go's `Filepath`: the path the Go sender gave (may be absolute).
@@ -274,6 +355,19 @@ pub struct BigFileHeader {
 /// starts there). Fields may come in any order and unknown ones are
 /// skipped, as Go's decoder does, but `Data` must come last (Go always
 /// writes it last; it is what makes streaming possible).
+///
+/// ```
+/// use swp::proto::gocodec::{encode_bigfile, parse_bigfile_header, GoBigFile};
+/// let wire = encode_bigfile(&GoBigFile { filepath: "a".into(), size_in_bytes: 2, data: "hi".into(), ..Default::default() });
+/// // Fed as it arrives: "not yet" until the Data length is in, then the header.
+/// let header_len = wire.len() - 2;
+/// for n in 0..header_len {
+///     assert_eq!(parse_bigfile_header(&wire[..n]), Ok(None), "prefix of {n} bytes");
+/// }
+/// let (h, used) = parse_bigfile_header(&wire).unwrap().unwrap();
+/// assert_eq!((used, h.data_len), (header_len, 2));
+/// assert!(parse_bigfile_header(b"\x93not a map").is_err());
+/// ```
 pub fn parse_bigfile_header(input: &[u8]) -> Result<Option<(BigFileHeader, usize)>, GoDecodeError> {
     match parse_header_inner(input) {
         Ok(v) => Ok(Some(v)),
@@ -443,6 +537,19 @@ fn as_time(field: &'static str, v: &ValueRef<'_>) -> Result<GoTime, GoDecodeErro
 }
 
 /// Decodes a Go packet (see the module docs for what is accepted).
+///
+/// ```
+/// use swp::proto::gocodec::decode_packet;
+/// // Keys in any order, unknown keys skipped, missing keys zero: as Go decodes.
+/// let mut m = vec![0x82];
+/// rmp::encode::write_str(&mut m, "Extra").unwrap();
+/// rmp::encode::write_str(&mut m, "ignored").unwrap();
+/// rmp::encode::write_str(&mut m, "SeqNum").unwrap();
+/// rmp::encode::write_uint(&mut m, 7).unwrap(); // any int width is accepted
+/// let p = decode_packet(&m).unwrap();
+/// assert_eq!((p.seq_num, p.ack_num, p.from.as_str()), (7, 0, ""));
+/// assert!(decode_packet(&[m.as_slice(), &[0]].concat()).is_err()); // trailing bytes
+/// ```
 pub fn decode_packet(input: &[u8]) -> Result<GoPacket, GoDecodeError> {
     let mut p = GoPacket::default();
     for (k, v) in top_map(input)? {
@@ -477,6 +584,14 @@ pub fn decode_packet(input: &[u8]) -> Result<GoPacket, GoDecodeError> {
 }
 
 /// Decodes a Go `BigFile`.
+///
+/// ```
+/// use swp::proto::gocodec::{decode_bigfile, encode_bigfile, GoBigFile};
+/// let f = GoBigFile { filepath: "f".into(), size_in_bytes: 1, data: "x".into(), ..Default::default() };
+/// let wire = encode_bigfile(&f);
+/// assert_eq!(decode_bigfile(&wire).unwrap(), f);
+/// assert!(decode_bigfile(&wire[..wire.len() - 1]).is_err()); // truncated: an error, not a panic
+/// ```
 pub fn decode_bigfile(input: &[u8]) -> Result<GoBigFile, GoDecodeError> {
     let mut f = GoBigFile::default();
     for (k, v) in top_map(input)? {
@@ -494,6 +609,13 @@ pub fn decode_bigfile(input: &[u8]) -> Result<GoBigFile, GoDecodeError> {
 
 /// True if `b` starts like a Go packet (a msgpack map) rather than a
 /// native one (`SW`): the two formats are told apart by the first byte.
+///
+/// ```
+/// use swp::proto::{codec, gocodec, Kind, Packet};
+/// assert!(!gocodec::looks_like_go(&codec::encode(&Packet::new(Kind::Syn)))); // "SW..."
+/// assert!(gocodec::looks_like_go(&gocodec::encode_packet(&Default::default())));
+/// assert!(!gocodec::looks_like_go(b""));
+/// ```
 pub fn looks_like_go(b: &[u8]) -> bool {
     matches!(b.first(), Some(0x80..=0x8f | 0xde | 0xdf))
 }

@@ -33,12 +33,65 @@ use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
 
 /// `SeqNum`/`SeqRetry` of a Syn.
+///
+/// ```
+/// use swp::proto::{gocodec, golink, Config, Connection, WireFormat};
+/// let t0 = swp::sim::epoch();
+/// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
+/// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
+/// let syn = gocodec::decode_packet(&a.poll_transmit(t0).unwrap().payload).unwrap();
+/// assert_eq!((syn.seq_num, syn.seq_retry), (golink::SEQ_SYN, golink::SEQ_SYN));
+/// assert_eq!(syn.tcp_event, 3); // Go's Syn
+/// ```
 pub const SEQ_SYN: i64 = -98;
 /// `SeqNum`/`SeqRetry` of every acknowledgement (DataAck, SynAck, EstabAck, FinAck).
+///
+/// ```
+/// use swp::proto::{gocodec, golink, Config, Connection, WireFormat};
+/// let t0 = swp::sim::epoch();
+/// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
+/// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
+/// let mut b = Connection::listen(go("b", ""), t0, 2).unwrap();
+/// b.handle_packet(t0, a.poll_transmit(t0).unwrap().payload);
+/// let synack = gocodec::decode_packet(&b.poll_transmit(t0).unwrap().payload).unwrap();
+/// assert_eq!((synack.seq_num, synack.seq_retry), (golink::SEQ_ACK, golink::SEQ_ACK));
+/// assert_eq!(synack.tcp_event, 4); // Go's SynAck
+/// ```
 pub const SEQ_ACK: i64 = -99;
 /// `SeqNum`/`SeqRetry`/`AckRetry` of a keepalive.
+///
+/// ```
+/// use swp::proto::{gocodec, golink, Config, WireFormat};
+/// use swp::sim::Pair;
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
+/// let mut pair = Pair::new(1, LinkConfig::new(), go("A", "B"), go("B", ""));
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// // Idle: the next thing A sends is a keepalive.
+/// let t = pair.a.poll_timeout().unwrap();
+/// pair.a.handle_timeout(t);
+/// let k = gocodec::decode_packet(&pair.a.poll_transmit(t).unwrap().payload).unwrap();
+/// assert_eq!(k.tcp_event, 12); // Go's KeepAlive
+/// assert_eq!((k.seq_num, k.seq_retry, k.ack_retry), (golink::SEQ_KEEPALIVE, golink::SEQ_KEEPALIVE, golink::SEQ_KEEPALIVE));
+/// ```
 pub const SEQ_KEEPALIVE: i64 = -777;
 /// `SeqNum`/`SeqRetry`/`AckRetry` of a Fin (and `AckRetry` of a FinAck).
+///
+/// ```
+/// use swp::proto::{gocodec, golink, Config, WireFormat};
+/// use swp::sim::Pair;
+/// use swp::simnet::LinkConfig;
+/// use std::time::Duration;
+/// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
+/// let mut pair = Pair::new(1, LinkConfig::new(), go("A", "B"), go("B", ""));
+/// assert!(pair.connect(Duration::from_secs(5)));
+/// let now = pair.now();
+/// pair.a.close(now);
+/// let fin = gocodec::decode_packet(&pair.a.poll_transmit(now).unwrap().payload).unwrap();
+/// assert_eq!(fin.tcp_event, 8); // Go's Fin
+/// assert_eq!((fin.seq_num, fin.ack_retry), (golink::SEQ_FIN, golink::SEQ_FIN));
+/// ```
 pub const SEQ_FIN: i64 = -888;
 
 /// Go's `TcpEvent` values on the wire.
@@ -61,16 +114,48 @@ pub(crate) const GO_BYTE_OVERSHOOT: u64 = 512 * 1024;
 /// Bytes of a Go packet beyond its payload, as an upper bound, given the
 /// total length of its inboxes and nonces: 21 keys, 4 times, 13 ints,
 /// string/bin headers and the 64-byte checksum.
+///
+/// ```
+/// use swp::proto::{gocodec::{encode_packet, GoPacket, GoTime}, golink};
+/// // Every integer at its widest, every time set, a real checksum:
+/// let t = GoTime { secs: i64::MIN, nanos: 999_999_999 };
+/// let data = bytes::Bytes::from(vec![0u8; 1000]);
+/// let p = GoPacket {
+///     from: "inbox.a".into(), dest: "inbox.b".into(), from_sess_nonce: "n1".into(), dest_sess_nonce: "n2".into(),
+///     arrived_at_dest_tm: t, data_send_tm: t, ack_reply_tm: t,
+///     seq_num: i64::MIN, seq_retry: i64::MIN, ack_num: i64::MIN, ack_retry: i64::MIN, tcp_event: i64::MIN,
+///     avail_reader_bytes_cap: i64::MIN, avail_reader_msg_cap: i64::MIN, from_rtt_est_nsec: i64::MIN,
+///     from_rtt_sd_nsec: i64::MIN, from_rtt_n: i64::MIN, cumul_bytes_transmitted: i64::MIN, data_offset: i64::MIN,
+///     blake2b_checksum: golink::checksum(&data), data,
+/// };
+/// assert!(encode_packet(&p).len() <= 1000 + golink::max_overhead(7 + 7 + 2 + 2));
+/// ```
 pub fn max_overhead(inbox_and_nonce_bytes: usize) -> usize {
     3 + 260 + 4 * 15 + 13 * 9 + 4 * 5 + 5 + 66 + inbox_and_nonce_bytes
 }
 
 /// BLAKE2b-512 of a data payload, as Go's per-packet checksum.
+///
+/// ```
+/// use swp::proto::golink::checksum;
+/// // BLAKE2b-512("abc"), the RFC 7693 test vector.
+/// let want = "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1\
+///             7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923";
+/// let got: String = checksum(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+/// assert_eq!(got, want);
+/// ```
 pub fn checksum(data: &[u8]) -> Bytes {
     Bytes::copy_from_slice(&Blake2b512::digest(data))
 }
 
 /// The Go `time.Time` at `unix_ns` nanoseconds since the Unix epoch.
+///
+/// ```
+/// use swp::proto::golink::{time_from_unix_ns, unix_ns};
+/// let t = time_from_unix_ns(-1); // 1 ns before 1970
+/// assert_eq!((t.secs, t.nanos), (-1, 999_999_999)); // nanos are never negative
+/// assert_eq!(unix_ns(t), -1);
+/// ```
 pub fn time_from_unix_ns(unix_ns: i128) -> GoTime {
     let secs = unix_ns.div_euclid(1_000_000_000);
     let nanos = unix_ns.rem_euclid(1_000_000_000);
@@ -81,6 +166,12 @@ pub fn time_from_unix_ns(unix_ns: i128) -> GoTime {
 }
 
 /// Nanoseconds since the Unix epoch of a Go time.
+///
+/// ```
+/// use swp::proto::{gocodec::GoTime, golink::unix_ns};
+/// assert_eq!(unix_ns(GoTime { secs: 2, nanos: 5 }), 2_000_000_005);
+/// assert_eq!(unix_ns(GoTime::ZERO), -62_135_596_800 * 1_000_000_000); // year 1
+/// ```
 pub fn unix_ns(t: GoTime) -> i128 {
     t.secs as i128 * 1_000_000_000 + t.nanos as i128
 }
