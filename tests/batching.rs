@@ -107,6 +107,33 @@ fn queued_messages_go_as_one_batch_and_arrive_whole() {
 }
 
 #[test]
+fn bytes_in_flight_count_message_bytes_not_the_batch_framing() {
+    let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
+    w.pump(&mut pass);
+    let sent = msgs(10);
+    for m in &sent {
+        w.a.send_message(m.clone()).unwrap();
+    }
+    w.a.write(b"then a stream tail").unwrap();
+    // Lose every data packet: both stay in flight.
+    w.pump(&mut |p: &mut Packet| p.kind != Kind::Data);
+    let data = w.data_from_a();
+    assert_eq!(data.len(), 2);
+    assert!(data[0].has(flags::BATCH) && !data[1].has(flags::BATCH));
+    let s = w.a.stats();
+    assert_eq!(s.in_flight_packets, 2);
+    let total: u64 = sent.iter().map(|m| m.len() as u64).sum::<u64>() + 18;
+    assert_eq!(
+        s.in_flight_bytes, total,
+        "the length prefixes are not stream bytes"
+    );
+    assert!(
+        (data[0].data.len() as u64) > total - 18,
+        "the batch is framed"
+    );
+}
+
+#[test]
 fn a_lone_message_is_not_batched_and_nothing_waits_for_company() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
     w.pump(&mut pass);

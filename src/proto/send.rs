@@ -244,12 +244,19 @@ impl SendState {
         self.in_flight.iter().filter(|s| !s.sacked).count()
     }
 
+    /// Stream bytes in the packets of [`outstanding`](Self::outstanding):
+    /// a packet covers the offsets from the previous one's end to its own,
+    /// so a batch counts its messages, not their length prefixes.
     pub(crate) fn in_flight_bytes(&self) -> u64 {
-        self.in_flight
-            .iter()
-            .filter(|s| !s.sacked)
-            .map(|s| s.data.len() as u64)
-            .sum()
+        let mut start = self.bytes_acked;
+        let mut n = 0;
+        for s in &self.in_flight {
+            if !s.sacked {
+                n += s.end - start;
+            }
+            start = s.end;
+        }
+        n
     }
 
     /// True when there is new data but the peer's window admits none of it.

@@ -76,7 +76,9 @@ pub struct Stats {
     pub rtt_samples: u64,
     /// Data packets in flight (sent, not acknowledged).
     pub in_flight_packets: u64,
-    /// Payload bytes in flight.
+    /// Stream bytes in flight: the payload of the packets counted in
+    /// `in_flight_packets` (for a batch, its messages without their length
+    /// prefixes).
     pub in_flight_bytes: u64,
     /// The peer's receive window as we last saw it: packets we may still send.
     pub peer_window_packets: u64,
