@@ -346,3 +346,56 @@ async fn a_server_restart_mid_transfer_loses_nothing() {
     );
     println!("A {:?}\nB {:?}", sa, sb);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_for_good_ends_both_sides_within_the_keepalive_budget() {
+    // The server dies mid-transfer and never comes back: async-nats keeps
+    // trying to reconnect and queues publishes meanwhile. Both ends must
+    // still give up within their keepalive budget, not wait forever.
+    let server = nats_server();
+    let (ta, tb) = (nats(&server).await, nats(&server).await);
+    let (ia, ib) = (inbox("gone", "a"), inbox("gone", "b"));
+    let ka = |c: Config| c.keepalive(Duration::from_millis(100), 5);
+    let (mut a, mut b) = pair(ta, tb, ka(Config::new(&ia, &ib)), ka(Config::new(&ib, ""))).await;
+    let writer = tokio::spawn(async move {
+        let chunk = vec![7u8; 256 * 1024];
+        loop {
+            if let Err(e) = a.write_all(&chunk).await {
+                return e;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < 8 * MIB {
+        got += timeout(Duration::from_secs(30), b.read(&mut buf))
+            .await
+            .expect("stalled")
+            .unwrap() as u64;
+    }
+    tokio::task::block_in_place(|| drop(server));
+    let t0 = tokio::time::Instant::now();
+    let read_err = loop {
+        match timeout(Duration::from_secs(20), b.read(&mut buf))
+            .await
+            .expect("the reader waited past any keepalive budget")
+        {
+            Ok(0) => panic!("end of stream, but the writer never closed"),
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    let write_err = timeout(Duration::from_secs(20), writer)
+        .await
+        .expect("the writer waited past any keepalive budget")
+        .unwrap();
+    let took = t0.elapsed();
+    for e in [&read_err, &write_err] {
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("peer unreachable"), "{e}");
+    }
+    assert!(
+        took <= Duration::from_millis(1500),
+        "took {took:?} for a 500 ms budget"
+    );
+}
