@@ -58,6 +58,13 @@ impl Wire {
         panic!("the engines never went quiet");
     }
 
+    /// Queues each message on A (nothing moves until [`pump`](Self::pump)).
+    fn send_from_a(&mut self, msgs: &[Bytes]) {
+        for m in msgs {
+            self.a.send_message(m.clone()).unwrap();
+        }
+    }
+
     fn data_from_a(&self) -> Vec<&Packet> {
         self.sent_by_a
             .iter()
@@ -86,9 +93,7 @@ fn queued_messages_go_as_one_batch_and_arrive_whole() {
     w.pump(&mut pass);
     assert!(w.a.is_established() && w.b.is_established());
     let sent = msgs(10);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     w.a.send_message(Bytes::new()).unwrap();
     w.pump(&mut pass);
     let data = w.data_from_a();
@@ -111,9 +116,7 @@ fn bytes_in_flight_count_message_bytes_not_the_batch_framing() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
     w.pump(&mut pass);
     let sent = msgs(10);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     w.a.write(b"then a stream tail").unwrap();
     // Lose every data packet: both stay in flight.
     w.pump(&mut |p: &mut Packet| p.kind != Kind::Data);
@@ -151,9 +154,7 @@ fn a_batch_holds_one_window_slot_until_its_last_message_is_read() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", "").window(4, 1 << 20));
     w.pump(&mut pass);
     let sent = msgs(20);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     w.pump(&mut pass);
     assert_eq!(w.data_from_a().len(), 1);
     let total: u64 = sent.iter().map(|m| m.len() as u64).sum();
@@ -183,9 +184,7 @@ fn no_batches_to_a_peer_that_does_not_announce_them() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
     w.pump(&mut strip);
     let sent = msgs(10);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     w.pump(&mut strip);
     let data = w.data_from_a();
     assert_eq!(data.len(), 10, "one message per packet");
@@ -238,9 +237,7 @@ fn a_malformed_batch_is_counted_and_dropped_then_repaired() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
     w.pump(&mut pass);
     let sent = msgs(6);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     // Every copy of the first batch arrives with a length prefix that runs
     // past its end (valid checksum: the codec re-encodes it).
     let mut broken = 0;
@@ -268,9 +265,7 @@ fn asap_sees_each_message_of_a_batch() {
     let mut w = Wire::new(cfg("A", "B"), cfg("B", "").asap(Some(100)));
     w.pump(&mut pass);
     let sent = msgs(8);
-    for m in &sent {
-        w.a.send_message(m.clone()).unwrap();
-    }
+    w.send_from_a(&sent);
     w.pump(&mut pass);
     assert_eq!(w.data_from_a().len(), 1);
     let mut asap = vec![];
