@@ -7,7 +7,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use swp::proto::{Config, Connection, Kind, Packet, Recv, batch, codec, flags};
-use swp::sim::{Pair, drain_messages};
+use swp::sim::{Pair, deliver_messages, drain_messages};
 use swp::simnet::LinkConfig;
 
 /// Two engines wired by hand: every packet one side emits is decoded, shown
@@ -29,6 +29,13 @@ impl Wire {
             now,
             sent_by_a: vec![],
         }
+    }
+
+    /// A pair with default configurations, handshake done.
+    fn established() -> Wire {
+        let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
+        w.pump(&mut pass);
+        w
     }
 
     /// Moves packets both ways until neither side has anything to send.
@@ -89,8 +96,7 @@ fn pass(_: &mut Packet) -> bool {
 
 #[test]
 fn queued_messages_go_as_one_batch_and_arrive_whole() {
-    let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
-    w.pump(&mut pass);
+    let mut w = Wire::established();
     assert!(w.a.is_established() && w.b.is_established());
     let sent = msgs(10);
     w.send_from_a(&sent);
@@ -113,8 +119,7 @@ fn queued_messages_go_as_one_batch_and_arrive_whole() {
 
 #[test]
 fn bytes_in_flight_count_message_bytes_not_the_batch_framing() {
-    let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
-    w.pump(&mut pass);
+    let mut w = Wire::established();
     let sent = msgs(10);
     w.send_from_a(&sent);
     w.a.write(b"then a stream tail").unwrap();
@@ -138,8 +143,7 @@ fn bytes_in_flight_count_message_bytes_not_the_batch_framing() {
 
 #[test]
 fn a_lone_message_is_not_batched_and_nothing_waits_for_company() {
-    let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
-    w.pump(&mut pass);
+    let mut w = Wire::established();
     w.a.send_message(Bytes::from_static(b"alone")).unwrap();
     w.pump(&mut pass);
     let data = w.data_from_a();
@@ -234,8 +238,7 @@ fn stream_bytes_and_large_messages_are_never_batched() {
 
 #[test]
 fn a_malformed_batch_is_counted_and_dropped_then_repaired() {
-    let mut w = Wire::new(cfg("A", "B"), cfg("B", ""));
-    w.pump(&mut pass);
+    let mut w = Wire::established();
     let sent = msgs(6);
     w.send_from_a(&sent);
     // Every copy of the first batch arrives with a length prefix that runs
@@ -357,19 +360,8 @@ fn batches_survive_loss_duplication_and_reordering() {
                     Bytes::from(vec![(i % 251) as u8; len])
                 })
                 .collect();
-            let mut next = 0;
-            let mut got = vec![];
-            let ok = p.run_until(Duration::from_secs(600), |p| {
-                while next < sent.len() {
-                    match p.a.send_message(sent[next].clone()) {
-                        Ok(_) => next += 1,
-                        Err(_) => break,
-                    }
-                }
-                got.extend(drain_messages(&mut p.b));
-                got.len() == sent.len()
-            });
-            assert!(ok, "{at}: {} of {} messages", got.len(), sent.len());
+            let got = deliver_messages(&mut p, &sent, Duration::from_secs(600))
+                .unwrap_or_else(|e| panic!("{at}: {e}"));
             assert!(got == sent, "{at}: messages differ");
             let st = p.a.stats();
             assert!(

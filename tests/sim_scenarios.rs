@@ -50,26 +50,7 @@ fn connected(p: &mut Pair) {
 
 /// Sends messages from A and runs until B has them all; returns them.
 fn deliver_messages(p: &mut Pair, msgs: &[Bytes], budget: Duration) -> Vec<Bytes> {
-    let mut got = vec![];
-    let mut next = 0;
-    let ok = p.run_until(budget, |p| {
-        while next < msgs.len() {
-            match p.a.send_message(msgs[next].clone()) {
-                Ok(_) => next += 1,
-                Err(_) => break,
-            }
-        }
-        got.extend(drain_messages(&mut p.b));
-        got.len() == msgs.len()
-    });
-    assert!(
-        ok,
-        "seed {}: delivered {} of {} messages",
-        p.net.seed(),
-        got.len(),
-        msgs.len()
-    );
-    got
+    swp::sim::deliver_messages(p, msgs, budget).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn numbered(n: usize) -> Vec<Bytes> {
