@@ -12,13 +12,16 @@
 //! (data already written is still delivered); the driver gives up and aborts
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
+use crate::proto::Transmit;
 use crate::proto::{
     CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
     WriteError, codec, golink,
 };
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,6 +50,10 @@ pub const DROP_LINGER: Duration = Duration::from_secs(10);
 /// Packets handled per driver wake-up before acks are generated; batching
 /// lets one ack cover a burst.
 const BATCH: usize = 256;
+
+/// How long a finished driver waits for the transport to take its last
+/// packets (a Fin's ack, a Reset) before it lets them go.
+const FINAL_PUBLISH_BOUND: Duration = Duration::from_secs(1);
 
 /// Why a session call failed.
 ///
@@ -916,7 +923,16 @@ fn stats(shared: &Shared) -> SessionStats {
 }
 
 /// The driver task. See the module docs.
+///
+/// Handing a packet to the transport may wait: async-nats stops taking
+/// publishes once its command queue is full, which is what happens while it
+/// reconnects to a server that is gone. The packet being handed over is one
+/// branch of the loop's `select!`, so input, timers (the keepalive budget)
+/// and application calls go on while it waits; the engine is asked for more
+/// packets only once everything it gave earlier has been handed over.
 async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
+    let mut queue: VecDeque<Transmit> = VecDeque::new();
+    let mut sending: Option<BoxFuture<'_, Result<(), TransportError>>> = None;
     loop {
         let deadline = {
             let g = shared.lock();
@@ -932,7 +948,14 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 None => futures::future::pending::<()>().await,
             }
         };
+        let handed_over = async {
+            match sending.as_mut() {
+                Some(f) => f.await,
+                None => futures::future::pending().await,
+            }
+        };
         let mut input = false;
+        let mut published = None;
         tokio::select! {
             biased;
             p = incoming.next() => {
@@ -960,10 +983,17 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                     }
                 }
             }
+            r = handed_over => published = Some(r),
             _ = shared.driver.notified() => {}
             _ = sleep => {}
         }
-        let (out, events, done) = {
+        if let Some(r) = published {
+            sending = None;
+            if let Err(e) = r {
+                publish_failed(&shared, e);
+            }
+        }
+        let (events, done) = {
             let mut g = shared.lock();
             let t = now();
             if g.conn.poll_timeout().is_some_and(|d| d <= t) {
@@ -976,9 +1006,10 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                     g.conn.abort(t);
                 }
             }
-            let mut out = Vec::new();
-            while let Some(tx) = g.conn.poll_transmit(t) {
-                out.push(tx);
+            if queue.is_empty() && sending.is_none() {
+                while let Some(tx) = g.conn.poll_transmit(t) {
+                    queue.push_back(tx);
+                }
             }
             // Wake waiters on any event, and after any packet: a spurious
             // wake costs a lock; a missed one is a hang.
@@ -990,21 +1021,41 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             if events || done {
                 g.wake_all();
             }
-            (out, events, done)
+            (events, done)
         };
-        for tx in out {
-            if let Err(e) = shared.transport.publish(&tx.dest, tx.payload).await {
-                let mut g = shared.lock();
-                tracing::debug!(error = %e, "publish failed; aborting session");
-                g.transport_error = Some(e);
-                g.conn.abort(now());
-                g.wake_all();
+        // Hand over what the transport takes without waiting; the first
+        // packet it does not take becomes the `handed_over` branch.
+        while sending.is_none() {
+            let Some(tx) = queue.pop_front() else { break };
+            let mut f = shared.transport.publish(&tx.dest, tx.payload);
+            match (&mut f).now_or_never() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => publish_failed(&shared, e),
+                None => sending = Some(f),
             }
         }
         if events {
             shared.changed.notify_waiters();
         }
         if done {
+            // The last packets (a Fin's ack, a Reset) get a bounded chance;
+            // a transport that still takes nothing cannot deliver them anyway.
+            let last = async {
+                if let Some(f) = sending.take() {
+                    f.await.ok();
+                }
+                for tx in queue.drain(..) {
+                    shared.transport.publish(&tx.dest, tx.payload).await.ok();
+                }
+            };
+            if tokio::time::timeout(FINAL_PUBLISH_BOUND, last)
+                .await
+                .is_err()
+            {
+                tracing::debug!(
+                    "transport took no packets for {FINAL_PUBLISH_BOUND:?}; last packets dropped"
+                );
+            }
             let mut g = shared.lock();
             g.driver_done = true;
             g.wake_all();
@@ -1014,6 +1065,15 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             return;
         }
     }
+}
+
+/// The transport refused a packet: the session cannot go on.
+fn publish_failed(shared: &Shared, e: TransportError) {
+    let mut g = shared.lock();
+    tracing::debug!(error = %e, "publish failed; aborting session");
+    g.transport_error = Some(e);
+    g.conn.abort(now());
+    g.wake_all();
 }
 
 fn poll_read_impl(

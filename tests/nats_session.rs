@@ -399,3 +399,58 @@ async fn a_server_gone_for_good_ends_both_sides_within_the_keepalive_budget() {
         "took {took:?} for a 500 ms budget"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_publish_queue_during_an_outage_does_not_stall_the_session() {
+    // async-nats stops taking publishes once its command queue is full,
+    // which happens while it is reconnecting to a server that is gone. The
+    // driver must still run the session's timers: the writer's flush ends
+    // with "peer unreachable" within the keepalive budget instead of
+    // waiting on the queue for ever. A queue of 4 commands makes the
+    // outage fill it at once (the default 2,048 fills the same way, just
+    // with more data or more sessions sharing the client).
+    let server = nats_server();
+    let small_queue = async_nats::ConnectOptions::new()
+        .client_capacity(4)
+        .connect(server.url())
+        .await
+        .expect("connect");
+    let ta: Arc<dyn Transport> = NatsTransport::from_client(
+        small_queue,
+        swp::transport::nats::DEFAULT_SUBSCRIPTION_CAPACITY,
+    );
+    let tb = nats(&server).await;
+    let (ia, ib) = (inbox("stuck", "a"), inbox("stuck", "b"));
+    let ka = |c: Config| c.keepalive(Duration::from_millis(100), 5);
+    let (mut a, mut b) = pair(ta, tb, ka(Config::new(&ia, &ib)), ka(Config::new(&ib, ""))).await;
+    a.write_all(b"before the outage").await.unwrap();
+    a.flush().await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = b.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"before the outage");
+    tokio::task::block_in_place(|| drop(server));
+    let t0 = tokio::time::Instant::now();
+    // 4 MiB is 66 packets: far more than the queue holds.
+    a.write_all(&vec![7u8; 4 << 20]).await.unwrap();
+    let err = timeout(Duration::from_secs(10), a.flush())
+        .await
+        .expect("flush waited on a full publish queue past the keepalive budget")
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(err.to_string().contains("peer unreachable"), "{err}");
+    assert!(
+        took <= Duration::from_millis(1500),
+        "took {took:?} for a 500 ms budget"
+    );
+    let stats = a.stats();
+    assert!(
+        stats.protocol.data_packets_sent > 4,
+        "the engine should have produced more packets than the queue holds: {stats:?}"
+    );
+    // Closing is bounded too, with the queue still full.
+    timeout(Duration::from_secs(10), a.close())
+        .await
+        .expect("close waited on a full publish queue")
+        .ok();
+}
