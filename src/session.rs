@@ -341,7 +341,9 @@ impl Session {
     /// Active open: subscribes to `cfg`'s local inbox, runs the handshake
     /// with the listener on its destination inbox, and returns once
     /// established. Fails with [`CloseReason::ConnectTimeout`] after the
-    /// configured attempts.
+    /// configured attempts, and with [`TransportError::Subscribe`] if the
+    /// transport cannot confirm the subscription within those attempts'
+    /// total time (a NATS server that is down).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -388,6 +390,9 @@ impl Session {
 
     /// Subscribes to `cfg`'s local inbox now, so a peer may connect as soon
     /// as this returns; [`Listener::accept`] then waits for the handshake.
+    /// Fails with [`TransportError::Subscribe`] if the transport cannot
+    /// confirm the subscription within `cfg`'s connect budget (timeout x
+    /// attempts).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -408,7 +413,7 @@ impl Session {
         cfg: Config,
     ) -> Result<Listener, SessionError> {
         cfg.validate()?;
-        let incoming = transport.subscribe(cfg.local_inbox()).await?;
+        let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
         Ok(Listener {
             transport,
             cfg,
@@ -422,7 +427,7 @@ impl Session {
         active: bool,
     ) -> Result<Session, SessionError> {
         cfg.validate()?;
-        let incoming = transport.subscribe(cfg.local_inbox()).await?;
+        let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
         Self::start_with(transport, cfg, incoming, active).await
     }
 
@@ -919,6 +924,29 @@ fn stats(shared: &Shared) -> SessionStats {
     SessionStats {
         protocol: shared.lock().conn.stats(),
         transport: shared.transport.counters(),
+    }
+}
+
+/// Subscribes to `cfg`'s local inbox, giving up after the connect budget
+/// (`connect` timeout x attempts): a transport that cannot confirm the
+/// subscription, such as a NATS client reconnecting to a server that is
+/// gone, must not hold up `connect` or `listen` for ever.
+async fn subscribe_within_connect_budget(
+    transport: &dyn Transport,
+    cfg: &Config,
+) -> Result<Incoming, SessionError> {
+    let budget = cfg.connect_timeout * cfg.connect_attempts;
+    match tokio::time::timeout(budget, transport.subscribe(cfg.local_inbox())).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(TransportError::Subscribe {
+            inbox: cfg.local_inbox().to_string(),
+            reason: format!(
+                "not confirmed within the connect budget ({} x {:?}); is the NATS server \
+                 reachable? (the client may be trying to reconnect)",
+                cfg.connect_attempts, cfg.connect_timeout
+            ),
+        }
+        .into()),
     }
 }
 

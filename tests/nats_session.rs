@@ -454,3 +454,54 @@ async fn a_full_publish_queue_during_an_outage_does_not_stall_the_session() {
         .expect("close waited on a full publish queue")
         .ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_while_the_server_is_down_fails_within_the_connect_budget() {
+    // The client is up but its server is gone (async-nats is reconnecting):
+    // subscribing cannot be confirmed, and connect must still end within
+    // its configured attempts rather than wait for a server that may never
+    // return.
+    let server = nats_server();
+    let ta = nats(&server).await;
+    tokio::task::block_in_place(|| drop(server));
+    let cfg =
+        Config::new(inbox("down", "a"), inbox("down", "b")).connect(Duration::from_millis(200), 3);
+    let t0 = tokio::time::Instant::now();
+    let err = timeout(Duration::from_secs(10), Session::connect(ta.clone(), cfg))
+        .await
+        .expect("connect waited past its budget of 3 x 200 ms")
+        .unwrap_err();
+    assert!(
+        t0.elapsed() <= Duration::from_millis(1200),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(
+        matches!(
+            &err,
+            SessionError::Transport(swp::transport::TransportError::Subscribe { .. })
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not confirmed within the connect budget (3 x 200ms)"),
+        "{msg}"
+    );
+    assert!(msg.contains("is the NATS server reachable?"), "{msg}");
+    // Listening needs the same subscription, within the same budget.
+    let cfg = Config::new(inbox("down", "l"), "").connect(Duration::from_millis(100), 2);
+    let t0 = tokio::time::Instant::now();
+    let err = timeout(Duration::from_secs(10), Session::listen(ta, cfg))
+        .await
+        .expect("listen waited past its budget of 2 x 100 ms");
+    let Err(err) = err else {
+        panic!("listening on a dead server succeeded")
+    };
+    assert!(
+        t0.elapsed() <= Duration::from_millis(800),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(err.to_string().contains("(2 x 100ms)"), "{err}");
+}
