@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs everything CI runs, on a fresh machine too: installs what the tests
 # need (nats-server, via scripts/setup.sh), then checks formatting, lints,
-# the sans-IO rule of src/proto, and the whole test suite.
+# the sans-IO rule of src/proto, the API docs' links, and the whole test
+# suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,9 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+echo "== cargo doc (broken or private intra-doc links fail the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 echo "== benchmarks, as quick smoke runs (full runs: cargo bench)"
 cargo test --workspace --benches -- --test

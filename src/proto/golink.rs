@@ -16,7 +16,7 @@
 //!   applies it from every packet. Go fills it with a meaningless 0 on data,
 //!   Syn and Fin, and starts its counter at 0 rather than −1, so an incoming
 //!   `AckNum` is trusted only where it cannot be that default (see
-//!   [`Inbound::ack`]);
+//!   `Inbound::ack`);
 //! * windows are relative ("free messages/bytes beyond the ack"), ours are
 //!   absolute edges: converted both ways against the ack in the same packet;
 //! * times are wall-clock `time.Time`s; our clock is microseconds since the
