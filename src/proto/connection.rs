@@ -1858,10 +1858,17 @@ impl Connection {
         if self.hs != Hs::Established {
             return;
         }
-        self.timers.set(
-            Timer::KeepAlive,
-            self.last_sent + self.cfg.keepalive_interval,
-        );
+        if self.pending.keepalive {
+            // Due already: it goes with the next poll_transmit, which re-arms
+            // this. Re-arming it at last_sent + interval, in the past, would
+            // make a driver that cannot send just now spin on it.
+            self.timers.stop(Timer::KeepAlive);
+        } else {
+            self.timers.set(
+                Timer::KeepAlive,
+                self.last_sent + self.cfg.keepalive_interval,
+            );
+        }
         match self.cfg.dead_peer_budget() {
             Some(b) => self.timers.set(Timer::Idle, self.last_heard + b),
             None => self.timers.stop(Timer::Idle),
