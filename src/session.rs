@@ -12,11 +12,11 @@
 //! (data already written is still delivered); the driver gives up and aborts
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
-use crate::proto::Transmit;
 use crate::proto::{
     CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
     WriteError, codec, golink,
 };
+use crate::proto::{Str, Transmit};
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -957,18 +957,31 @@ async fn subscribe_within_connect_budget(
 /// reconnects to a server that is gone. The packet being handed over is one
 /// branch of the loop's `select!`, so input, timers (the keepalive budget)
 /// and application calls go on while it waits; the engine is asked for more
-/// packets only once everything it gave earlier has been handed over.
+/// packets only once everything it gave earlier has been handed over. A
+/// transport that takes nothing for the dead-peer budget ends the session
+/// with a [`TransportError::Publish`] that says so, even while the peer is
+/// still heard from.
 async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
     let mut queue: VecDeque<Transmit> = VecDeque::new();
     let mut sending: Option<BoxFuture<'_, Result<(), TransportError>>> = None;
+    // When the packet in `sending` was handed over, and to whom; a transport
+    // that takes nothing for the dead-peer budget ends the session even if
+    // the peer is still heard from.
+    let mut stalled: Option<(Instant, Str)> = None;
+    let stall_budget = shared.lock().conn.config().dead_peer_budget();
     loop {
         let deadline = {
             let g = shared.lock();
             let orphan = g.orphaned_at.map(|t| t + DROP_LINGER);
-            match (g.conn.poll_timeout(), orphan) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            let stall = stalled
+                .as_ref()
+                .zip(stall_budget)
+                .filter(|_| !g.conn.is_closed())
+                .map(|((t, _), b)| *t + b);
+            [g.conn.poll_timeout(), orphan, stall]
+                .into_iter()
+                .flatten()
+                .min()
         };
         let sleep = async move {
             match deadline {
@@ -1017,6 +1030,7 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
         }
         if let Some(r) = published {
             sending = None;
+            stalled = None;
             if let Err(e) = r {
                 publish_failed(&shared, e);
             }
@@ -1026,6 +1040,26 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             let t = now();
             if g.conn.poll_timeout().is_some_and(|d| d <= t) {
                 g.conn.handle_timeout(t);
+            }
+            // Checked after the engine's timers, so a dead peer is reported
+            // as such when both budgets ran out at once.
+            if let Some(((since, dest), budget)) = stalled.as_ref().zip(stall_budget)
+                && t >= *since + budget
+                && !g.conn.is_closed()
+            {
+                g.transport_error = Some(TransportError::Publish {
+                    subject: dest.to_string(),
+                    reason: format!(
+                        "the transport took no packet for {budget:?} (the session's \
+                         dead-peer budget); is the NATS connection stuck or its \
+                         client overloaded?"
+                    ),
+                });
+                g.conn.abort(t);
+                // What waits behind the stuck packet cannot go either.
+                sending = None;
+                stalled = None;
+                queue.clear();
             }
             if let Some(at) = g.orphaned_at {
                 // Nobody will read: discard, so the peer can finish.
@@ -1059,7 +1093,10 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             match (&mut f).now_or_never() {
                 Some(Ok(())) => {}
                 Some(Err(e)) => publish_failed(&shared, e),
-                None => sending = Some(f),
+                None => {
+                    sending = Some(f);
+                    stalled = Some((now(), tx.dest));
+                }
             }
         }
         if events {

@@ -5,10 +5,13 @@ mod common;
 
 use bytes::Bytes;
 use common::{PatternChecker, PatternReader};
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use swp::proto::{CloseReason, Config, Kind};
 use swp::simnet::{LinkConfig, Rule, Verdict};
-use swp::transport::SimNetwork;
+use swp::transport::{Capacity, Incoming, SimNetwork, Transport, TransportError};
 use swp::{Session, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -217,4 +220,143 @@ async fn asap_sees_packets_before_ordered_delivery() {
         b.recv().await.unwrap().unwrap(),
         Bytes::from_static(b"second")
     );
+}
+
+/// A SimNet transport whose publishes can be held, as async-nats holds them
+/// when its command queue is full: while held, a publish waits.
+struct Held {
+    inner: std::sync::Arc<dyn Transport>,
+    held: tokio::sync::watch::Receiver<bool>,
+    waited: AtomicU64,
+}
+
+impl Transport for Held {
+    fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        self.inner.subscribe(inbox)
+    }
+    fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+        let subject = subject.to_string();
+        Box::pin(async move {
+            let mut held = self.held.clone();
+            if *held.borrow() {
+                self.waited.fetch_add(1, Ordering::Relaxed);
+            }
+            held.wait_for(|h| !*h).await.ok();
+            self.inner.publish(&subject, payload).await
+        })
+    }
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity()
+    }
+}
+
+/// An established pair whose A side publishes through a [`Held`] transport.
+async fn held_pair(
+    net: &SimNetwork,
+    a: Config,
+    b: Config,
+) -> (
+    Session,
+    Session,
+    tokio::sync::watch::Sender<bool>,
+    Arc<Held>,
+) {
+    let (hold, held) = tokio::sync::watch::channel(false);
+    let ta = Arc::new(Held {
+        inner: net.transport("A", 4096),
+        held,
+        waited: AtomicU64::new(0),
+    });
+    let (a, b) = tokio::join!(
+        Session::connect(ta.clone(), a),
+        Session::accept(net.transport("B", 4096), b),
+    );
+    (a.unwrap(), b.unwrap(), hold, ta)
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishes_held_for_a_while_lose_and_reorder_nothing() {
+    // The transport stops taking packets for 300 ms mid-stream, then takes
+    // them again: everything arrives once, in order, and the writer's
+    // packets queued behind the held one are not dropped.
+    let net = lossy(21, 0.0);
+    let (mut a, mut b, hold, ta) = held_pair(
+        &net,
+        Config::new("A", "B").max_payload(4096),
+        Config::new("B", ""),
+    )
+    .await;
+    let total = 4u64 << 20;
+    let writer = tokio::spawn(async move {
+        let mut src = PatternReader { pos: 0, total };
+        tokio::io::copy(&mut src, &mut a).await.unwrap();
+        a.shutdown().await.unwrap();
+    });
+    let mut check = PatternChecker::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0u64;
+    while got < total / 4 {
+        let m = b.read(&mut buf).await.unwrap();
+        check.write_all(&buf[..m]).await.unwrap();
+        got += m as u64;
+    }
+    hold.send(true).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // the outage
+    hold.send(false).unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(60), tokio::io::copy(&mut b, &mut check))
+        .await
+        .expect("stalled after the transport took packets again")
+        .unwrap();
+    writer.await.unwrap();
+    assert!(
+        ta.waited.load(Ordering::Relaxed) > 0,
+        "no publish was ever held"
+    );
+    assert_eq!(got + n, total);
+    assert_eq!(check.first_bad, None, "corrupt or reordered byte");
+}
+
+#[tokio::test(start_paused = true)]
+async fn publishes_held_for_good_end_the_session_with_a_clear_error() {
+    // The transport never takes another packet while the peer is still
+    // heard from. The session must end within the dead-peer budget with an
+    // error that blames the transport, not the peer: without the driver's
+    // own bound, A would only see "peer unreachable" after twice the budget
+    // (once B, hearing nothing from A, gives up and falls silent).
+    let net = lossy(22, 0.0);
+    let ka = |c: Config| c.keepalive(Duration::from_millis(200), 5);
+    let (mut a, b, hold, ta) =
+        held_pair(&net, ka(Config::new("A", "B")), ka(Config::new("B", ""))).await;
+    a.write_all(b"before").await.unwrap();
+    a.flush().await.unwrap();
+    hold.send(true).unwrap();
+    let t0 = tokio::time::Instant::now();
+    let b_sent = b.stats().protocol.packets_sent;
+    a.write_all(&[7u8; 100_000]).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(600), a.flush_acked())
+        .await
+        .expect("flush waited on a held publish for 600 s")
+        .unwrap_err();
+    let took = t0.elapsed();
+    assert!(
+        ta.waited.load(Ordering::Relaxed) > 0,
+        "no publish was ever held"
+    );
+    assert!(
+        matches!(
+            &err,
+            SessionError::Transport(TransportError::Publish { reason, .. })
+                if reason.contains("took no packet for 1s")
+        ),
+        "{err:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(1000) && took <= Duration::from_millis(1100),
+        "{took:?} for a 1 s budget"
+    );
+    // The peer kept talking (keepalives) while A's transport was stuck.
+    assert!(b.stats().protocol.packets_sent >= b_sent + 3);
 }

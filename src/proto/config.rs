@@ -264,7 +264,9 @@ impl Config {
     }
     /// Keepalive interval, and how many intervals of silence from the peer
     /// close the session. As in go-swp: a negative count disables dead-peer
-    /// detection, 0 means the default (10).
+    /// detection, 0 means the default (10). The async session applies the
+    /// same budget to its own transport: one that takes no packet for that
+    /// long (a NATS client stuck reconnecting) ends the session too.
     ///
     /// ```
     /// use swp::proto::Config;
