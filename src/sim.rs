@@ -699,7 +699,7 @@ impl Pair {
         };
         let t = t.min(limit).max(self.now());
         self.net.advance_to(t - self.epoch);
-        let now = self.now();
+        let (now, seed) = (self.now(), self.net.seed());
         for side in [Side::A, Side::B] {
             if !self.paused[side as usize] {
                 let inbox = self.inbox(side);
@@ -710,6 +710,16 @@ impl Pair {
             let c = self.conn(side);
             if c.poll_timeout().is_some_and(|x| x <= now) {
                 c.handle_timeout(now);
+                // The engine's timer contract (docs/PROTOCOL.md §9), checked
+                // on every run: nothing stays due after handle_timeout, or a
+                // driver that cannot send just now would spin.
+                if let Some(next) = c.poll_timeout() {
+                    assert!(
+                        next > now,
+                        "seed {seed}, {side:?}: a timer is still due at {next:?} after \
+                         handle_timeout({now:?})"
+                    );
+                }
             }
         }
         self.flush();
