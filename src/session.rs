@@ -229,6 +229,14 @@ impl Inner {
             w.wake();
         }
     }
+    /// The transport cannot carry the session any more: abort with `e` as
+    /// the reason every blocked call gets.
+    fn fail_on_transport(&mut self, e: TransportError, now: Instant) {
+        tracing::debug!(error = %e, "transport failed; aborting session");
+        self.transport_error = Some(e);
+        self.conn.abort(now);
+        self.wake_all();
+    }
     /// The error a blocked call should return, if the session is over.
     fn failure(&self) -> Option<SessionError> {
         if let Some(e) = &self.transport_error {
@@ -1010,18 +1018,14 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                             match incoming.next().now_or_never() {
                                 Some(Some(b)) => g.conn.handle_packet(t, b),
                                 Some(None) => {
-                                    g.transport_error = Some(TransportError::Closed("subscription ended".into()));
-                                    g.conn.abort(t);
+                                    g.fail_on_transport(TransportError::Closed("subscription ended".into()), t);
                                     break;
                                 }
                                 None => break,
                             }
                         }
                     }
-                    None => {
-                        g.transport_error = Some(TransportError::Closed("subscription ended".into()));
-                        g.conn.abort(t);
-                    }
+                    None => g.fail_on_transport(TransportError::Closed("subscription ended".into()), t),
                 }
             }
             r = handed_over => published = Some(r),
@@ -1047,15 +1051,15 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 && t >= *since + budget
                 && !g.conn.is_closed()
             {
-                g.transport_error = Some(TransportError::Publish {
+                let e = TransportError::Publish {
                     subject: dest.to_string(),
                     reason: format!(
                         "the transport took no packet for {budget:?} (the session's \
                          dead-peer budget); is the NATS connection stuck or its \
                          client overloaded?"
                     ),
-                });
-                g.conn.abort(t);
+                };
+                g.fail_on_transport(e, t);
                 // What waits behind the stuck packet cannot go either.
                 sending = None;
                 stalled = None;
@@ -1134,11 +1138,7 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
 
 /// The transport refused a packet: the session cannot go on.
 fn publish_failed(shared: &Shared, e: TransportError) {
-    let mut g = shared.lock();
-    tracing::debug!(error = %e, "publish failed; aborting session");
-    g.transport_error = Some(e);
-    g.conn.abort(now());
-    g.wake_all();
+    shared.lock().fail_on_transport(e, now());
 }
 
 fn poll_read_impl(
