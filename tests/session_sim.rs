@@ -225,7 +225,7 @@ async fn asap_sees_packets_before_ordered_delivery() {
 /// A SimNet transport whose publishes can be held, as async-nats holds them
 /// when its command queue is full: while held, a publish waits.
 struct Held {
-    inner: std::sync::Arc<dyn Transport>,
+    inner: Arc<dyn Transport>,
     held: tokio::sync::watch::Receiver<bool>,
     waited: AtomicU64,
 }
