@@ -308,9 +308,23 @@ async fn after_close_both_sides_see_end_of_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_mid_transfer_loses_nothing() {
+    restart_mid_transfer(NatsOptions::new).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restart_with_a_full_publish_queue_loses_nothing() {
+    // The writer's client queues 4 commands: the restart fills it at once,
+    // so the writer's driver waits on a publish until the client is back.
+    restart_mid_transfer(|url| NatsOptions::new(url).client_capacity(4)).await;
+}
+
+/// 64 MiB from A to B while the server restarts: byte-exact, and both
+/// clients reconnected. `writer` gives the options of A's client.
+async fn restart_mid_transfer(writer: impl Fn(String) -> NatsOptions) {
     // Core NATS loses whatever is in flight across a reconnect; swp repairs it.
     let mut server = nats_server();
-    let (ta, tb) = (nats(&server).await, nats(&server).await);
+    let ta = NatsTransport::connect(writer(server.url())).await.unwrap();
+    let tb = nats(&server).await;
     let (ia, ib) = (inbox("restart", "a"), inbox("restart", "b"));
     let (mut a, mut b) = pair(ta, tb, Config::new(&ia, &ib), Config::new(&ib, "")).await;
     let total = 64 * MIB;

@@ -46,6 +46,7 @@ pub struct NatsOptions {
     tls_cert: Option<(PathBuf, PathBuf)>,
     tls_ca: Option<PathBuf>,
     subscription_capacity: Option<usize>,
+    client_capacity: Option<usize>,
     name: Option<String>,
 }
 
@@ -170,6 +171,32 @@ impl NatsOptions {
         self.subscription_capacity = Some(n.max(1));
         self
     }
+    /// How many commands (publishes, subscribes) the client queues before
+    /// a publish waits (async-nats's `client_capacity`, default 2,048). The
+    /// queue fills while the client reconnects; sessions keep their timers
+    /// running meanwhile, and one whose packets wait longer than its
+    /// dead-peer budget ends with a transport error. Raise it when many
+    /// busy sessions share one client.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = swp::server::NatsServer::start()?;
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// use swp::{proto::Config, Session};
+    /// let nats = NatsTransport::connect(NatsOptions::new(server.url()).client_capacity(8192)).await?;
+    /// let (a, b) = tokio::join!(
+    ///     Session::connect(nats.clone(), Config::new("ex.cap.a", "ex.cap.b")),
+    ///     Session::accept(nats.clone(), Config::new("ex.cap.b", "")),
+    /// );
+    /// a?.send("queued behind up to 8192 commands").await?;
+    /// assert_eq!(b?.recv().await?.unwrap(), "queued behind up to 8192 commands");
+    /// # Ok(()) }
+    /// ```
+    pub fn client_capacity(mut self, n: usize) -> Self {
+        self.client_capacity = Some(n.max(1));
+        self
+    }
     /// Connection name shown by the server.
     ///
     /// ```
@@ -292,6 +319,9 @@ impl NatsTransport {
         }
         if let Some(n) = opts.name {
             o = o.name(n);
+        }
+        if let Some(n) = opts.client_capacity {
+            o = o.client_capacity(n);
         }
         let client = o.connect(opts.server.as_str()).await.map_err(|e| {
             TransportError::Closed(format!(
