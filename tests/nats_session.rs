@@ -425,15 +425,9 @@ async fn a_full_publish_queue_during_an_outage_does_not_stall_the_session() {
     // outage fill it at once (the default 2,048 fills the same way, just
     // with more data or more sessions sharing the client).
     let server = nats_server();
-    let small_queue = async_nats::ConnectOptions::new()
-        .client_capacity(4)
-        .connect(server.url())
+    let ta = NatsTransport::connect(NatsOptions::new(server.url()).client_capacity(4))
         .await
-        .expect("connect");
-    let ta: Arc<dyn Transport> = NatsTransport::from_client(
-        small_queue,
-        swp::transport::nats::DEFAULT_SUBSCRIPTION_CAPACITY,
-    );
+        .unwrap();
     let tb = nats(&server).await;
     let (ia, ib) = (inbox("stuck", "a"), inbox("stuck", "b"));
     let ka = |c: Config| c.keepalive(Duration::from_millis(100), 5);
