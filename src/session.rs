@@ -971,21 +971,20 @@ async fn subscribe_within_connect_budget(
 /// still heard from.
 async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
     let mut queue: VecDeque<Transmit> = VecDeque::new();
-    let mut sending: Option<BoxFuture<'_, Result<(), TransportError>>> = None;
-    // When the packet in `sending` was handed over, and to whom; a transport
-    // that takes nothing for the dead-peer budget ends the session even if
-    // the peer is still heard from.
-    let mut stalled: Option<(Instant, Str)> = None;
+    // The packet the transport did not take at once, while it waits.
+    let mut sending: Option<Handover<'_>> = None;
+    // A transport that takes nothing for the dead-peer budget ends the
+    // session even if the peer is still heard from.
     let stall_budget = shared.lock().conn.config().dead_peer_budget();
     loop {
         let deadline = {
             let g = shared.lock();
             let orphan = g.orphaned_at.map(|t| t + DROP_LINGER);
-            let stall = stalled
+            let stall = sending
                 .as_ref()
                 .zip(stall_budget)
                 .filter(|_| !g.conn.is_closed())
-                .map(|((t, _), b)| *t + b);
+                .map(|(h, b)| h.since + b);
             [g.conn.poll_timeout(), orphan, stall]
                 .into_iter()
                 .flatten()
@@ -999,7 +998,7 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
         };
         let handed_over = async {
             match sending.as_mut() {
-                Some(f) => f.await,
+                Some(h) => (&mut h.publish).await,
                 None => futures::future::pending().await,
             }
         };
@@ -1034,7 +1033,6 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
         }
         if let Some(r) = published {
             sending = None;
-            stalled = None;
             if let Err(e) = r {
                 publish_failed(&shared, e);
             }
@@ -1047,12 +1045,12 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             }
             // Checked after the engine's timers, so a dead peer is reported
             // as such when both budgets ran out at once.
-            if let Some(((since, dest), budget)) = stalled.as_ref().zip(stall_budget)
-                && t >= *since + budget
+            if let (Some(h), Some(budget)) = (&sending, stall_budget)
+                && t >= h.since + budget
                 && !g.conn.is_closed()
             {
                 let e = TransportError::Publish {
-                    subject: dest.to_string(),
+                    subject: h.dest.to_string(),
                     reason: format!(
                         "the transport took no packet for {budget:?} (the session's \
                          dead-peer budget); is the NATS connection stuck or its \
@@ -1062,7 +1060,6 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 g.fail_on_transport(e, t);
                 // What waits behind the stuck packet cannot go either.
                 sending = None;
-                stalled = None;
                 queue.clear();
             }
             if let Some(at) = g.orphaned_at {
@@ -1098,8 +1095,11 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 Some(Ok(())) => {}
                 Some(Err(e)) => publish_failed(&shared, e),
                 None => {
-                    sending = Some(f);
-                    stalled = Some((now(), tx.dest));
+                    sending = Some(Handover {
+                        publish: f,
+                        since: now(),
+                        dest: tx.dest,
+                    })
                 }
             }
         }
@@ -1110,8 +1110,8 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             // The last packets (a Fin's ack, a Reset) get a bounded chance;
             // a transport that still takes nothing cannot deliver them anyway.
             let last = async {
-                if let Some(f) = sending.take() {
-                    f.await.ok();
+                if let Some(h) = sending.take() {
+                    h.publish.await.ok();
                 }
                 for tx in queue.drain(..) {
                     shared.transport.publish(&tx.dest, tx.payload).await.ok();
@@ -1134,6 +1134,14 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             return;
         }
     }
+}
+
+/// A packet the transport did not take at once: the publish that waits,
+/// since when, and where the packet goes.
+struct Handover<'a> {
+    publish: BoxFuture<'a, Result<(), TransportError>>,
+    since: Instant,
+    dest: Str,
 }
 
 /// The transport refused a packet: the session cannot go on.
