@@ -108,7 +108,7 @@ fn close_kind(r: &CloseReason) -> io::ErrorKind {
     match r {
         CloseReason::Normal => io::ErrorKind::BrokenPipe,
         CloseReason::Aborted => io::ErrorKind::ConnectionAborted,
-        CloseReason::Reset => io::ErrorKind::ConnectionReset,
+        CloseReason::Reset { .. } => io::ErrorKind::ConnectionReset,
         CloseReason::ConnectTimeout { .. } => io::ErrorKind::TimedOut,
         CloseReason::PeerUnreachable { .. }
         | CloseReason::RetransmitLimit { .. }
@@ -747,7 +747,7 @@ impl Session {
     /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
     /// use swp::{proto::CloseReason, SessionError};
     /// a.abort();
-    /// assert_eq!(b.recv().await, Err(SessionError::Closed(CloseReason::Reset)));
+    /// assert!(matches!(b.recv().await, Err(SessionError::Closed(CloseReason::Reset { .. }))));
     /// # Ok(()) }
     /// ```
     pub fn abort(&self) {
@@ -974,7 +974,9 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
     // The packet the transport did not take at once, while it waits.
     let mut sending: Option<Handover<'_>> = None;
     // A transport that takes nothing for the dead-peer budget ends the
-    // session even if the peer is still heard from.
+    // session even if the peer is still heard from. It is checked before
+    // the peer could give up on us (the budget plus its probe grace), so
+    // the side whose client is stuck learns that first, in its own words.
     let stall_budget = shared.lock().conn.config().dead_peer_budget();
     loop {
         let deadline = {

@@ -445,7 +445,19 @@ async fn a_full_publish_queue_during_an_outage_does_not_stall_the_session() {
         .await
         .expect("flush waited on a full publish queue past the keepalive budget")
         .unwrap_err();
-    unreachable_within_budget(&err, t0.elapsed());
+    // Both are true here, and whichever bound runs out first speaks: the
+    // transport took nothing for the budget (the queue is full), or the
+    // peer was silent for the budget and its probe grace.
+    let took = t0.elapsed();
+    if err.kind() == std::io::ErrorKind::NotConnected {
+        assert!(
+            err.to_string().contains("took no packet for 500ms"),
+            "{err}"
+        );
+        assert!(took <= Duration::from_millis(1500), "took {took:?}");
+    } else {
+        unreachable_within_budget(&err, took);
+    }
     let stats = a.stats();
     assert!(
         stats.protocol.data_packets_sent > 4,

@@ -205,7 +205,11 @@ fn rtt_is_measured_exactly_under_the_simulated_clock() {
     let rtt = p.a.rtt();
     assert_eq!(rtt.latest(), Some(ms(20)));
     assert_eq!(rtt.srtt(), Some(ms(20)));
-    assert_eq!(rtt.samples(), 1);
+    // One from the handshake (the SynAck echoes the Syn's time), one from
+    // the ping's ack.
+    assert_eq!(rtt.samples(), 2);
+    assert_eq!(p.b.rtt().samples(), 1, "B's from the EstabAck");
+    assert_eq!(p.b.rtt().srtt(), Some(ms(20)));
 }
 
 #[test]
@@ -302,9 +306,14 @@ fn dead_peer_is_detected_after_n_keepalive_intervals() {
         "{:?}",
         p.b.close_reason()
     );
+    // The budget, one more interval, and time for a last probe (spaced an
+    // eighth of the interval) to be answered, after A was last heard, which
+    // was at most one interval before the partition (docs/PROTOCOL.md §8).
+    let limit = p.b.dead_peer_timeout().unwrap();
+    assert!(limit > budget + interval && limit <= budget + interval + interval / 8 + ms(20));
     assert!(
-        took <= budget && took + interval >= budget,
-        "detected after {took:?}, budget {budget:?}"
+        took <= limit && took + interval >= limit,
+        "detected after {took:?}, budget {budget:?}, limit {limit:?}"
     );
 }
 
@@ -490,7 +499,13 @@ fn abort_resets_the_peer() {
     p.a.abort(p.now());
     assert_eq!(p.a.close_reason(), Some(&CloseReason::Aborted));
     assert!(p.run_until(ms(100), |p| p.b.is_closed()));
-    assert_eq!(p.b.close_reason(), Some(&CloseReason::Reset));
+    assert_eq!(
+        p.b.close_reason(),
+        Some(&CloseReason::Reset {
+            code: swp::proto::ResetCode::Abort,
+            message: String::new()
+        })
+    );
     assert!(p.b.read(&mut [0u8; 4]).is_err());
     assert!(p.b.write(b"x").is_err());
 }
@@ -629,22 +644,32 @@ fn lost_window_update_is_recovered_by_probing() {
 fn newer_window_is_not_overwritten_by_an_older_reordered_packet() {
     let mut p = pair(22, link(1));
     connected(&mut p);
+    // Ten messages that B acknowledges but does not read: B's edges stay at
+    // its capacity (1024 packets, 16 MiB) while its ack reaches 10.
+    for i in 0..10u8 {
+        p.a.send_message(Bytes::from(vec![i; 100])).unwrap();
+    }
+    assert!(p.run_until(ms(100), |p| p.a.bytes_acked() == 1000));
+    assert_eq!(p.a.peer_window_edges(), (1024, 16 << 20));
     let now = p.now();
     // Forge two acks from B with the right nonces: a newer one opening the
-    // window to 5000, then an older one (reordered) that said 1100.
+    // window by 6 packets and 1000 bytes (as reading would), then an older
+    // one (reordered) that had opened it by 2.
     let mut newer = Packet::new(Kind::Ack);
     newer.from = "B".into();
     newer.dest = "A".into();
     newer.from_nonce = p.b.local_nonce().into();
     newer.dest_nonce = p.a.local_nonce().into();
-    newer.wnd_seq = 5000;
-    newer.wnd_bytes = 1 << 30;
+    newer.ack = 10;
+    newer.wnd_seq = 1030;
+    newer.wnd_bytes = (16 << 20) + 1000;
     let mut older = newer.clone();
-    older.wnd_seq = 1100;
-    older.wnd_bytes = 1 << 24;
+    older.wnd_seq = 1026;
+    older.wnd_bytes = (16 << 20) + 400;
     p.a.handle_packet(now, codec::encode(&newer));
     p.a.handle_packet(now, codec::encode(&older));
-    assert_eq!(p.a.peer_window_edges(), (5000, 1 << 30));
+    assert_eq!(p.a.peer_window_edges(), (1030, (16 << 20) + 1000));
+    assert_eq!(p.a.stats().dropped_impossible, 0);
 }
 
 #[test]

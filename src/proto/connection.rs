@@ -26,7 +26,7 @@
 use super::batch;
 use super::codec::{self, DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
-use super::error::{CloseReason, ReadError, WriteError};
+use super::error::{self, CloseReason, ReadError, ResetCode, WriteError};
 use super::gocodec;
 use super::golink::{self, Inbound};
 use super::packet::{Kind, Packet, Transmit, flags};
@@ -181,6 +181,9 @@ struct Pending {
     fin_retransmit: bool,
     keepalive: bool,
     probe: bool,
+    /// A KeepAlive with `ACK_NOW` that asks the peer to confirm its
+    /// acknowledgement (§5.6).
+    verify_probe: bool,
     reset: bool,
 }
 
@@ -194,12 +197,16 @@ struct Pending {
 /// let t0 = swp::sim::epoch();
 /// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
 /// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
-/// let msg = a.send_message("over the wire".into()).unwrap();
 /// let mut now = t0;
-/// for _ in 0..10 {
-///     now += Duration::from_millis(1);
+/// let mut shuttle = |a: &mut Connection, b: &mut Connection, now| {
 ///     while let Some(t) = a.poll_transmit(now) { b.handle_packet(now, t.payload); }
 ///     while let Some(t) = b.poll_transmit(now) { a.handle_packet(now, t.payload); }
+/// };
+/// shuttle(&mut a, &mut b, now); // the handshake: now A knows B's window
+/// let msg = a.send_message("over the wire".into()).unwrap();
+/// for _ in 0..10 {
+///     now += Duration::from_millis(1);
+///     shuttle(&mut a, &mut b, now);
 /// }
 /// assert_eq!(b.recv_message().unwrap(), Recv::Data("over the wire".into()));
 /// assert!(a.is_acked(msg));
@@ -235,6 +242,27 @@ pub struct Connection {
     last_heard: Instant,
     last_sent: Instant,
     rto_streak: u32,
+    /// A packet was heard since the last retransmission timeout: only
+    /// timeouts the peer survived count towards the retransmission limits
+    /// (silence is the dead-peer rule's business, §8).
+    heard_since_rto: bool,
+    /// Likewise for Fin retransmissions.
+    heard_since_fin: bool,
+    /// Retransmission (data or Fin) timeouts since the peer was last heard:
+    /// when it is heard again the path is back, and recovery starts at once
+    /// instead of after a backed-off timer (§8).
+    silent_timeouts: u32,
+    /// When `snd.snd_una` last moved forward (§5.6).
+    una_advanced_at: Option<Instant>,
+    /// When the peer last acknowledged something of ours (data or our
+    /// Fin), or we started waiting for it (a flight after idle, our Fin).
+    last_progress: Instant,
+    /// When we last asked the peer to confirm a stale acknowledgement.
+    verify_probe_at: Option<Instant>,
+    /// The latest `now` any input carried (for commands, which take none).
+    now_hint: Instant,
+    /// The reason our Reset carries.
+    reset_out: Option<(ResetCode, String)>,
     term_ring: VecDeque<Instant>,
     persist_backoff: u32,
     write_blocked: bool,
@@ -317,7 +345,9 @@ impl Connection {
             remote_inbox: Str::from(&cfg.remote_inbox),
             local_nonce: Str::from(make_nonce(nonce_seed)),
             remote_nonce: Str::default(),
-            epoch: now,
+            // One microsecond back: a packet's `ts` is never 0, which means
+            // "nothing" in `ts_echo`.
+            epoch: now.checked_sub(Duration::from_micros(1)).unwrap_or(now),
             rtt,
             snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
             rcv: RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit),
@@ -340,6 +370,14 @@ impl Connection {
             last_heard: now,
             last_sent: now,
             rto_streak: 0,
+            heard_since_rto: false,
+            heard_since_fin: false,
+            silent_timeouts: 0,
+            una_advanced_at: None,
+            last_progress: now,
+            verify_probe_at: None,
+            now_hint: now,
+            reset_out: None,
             term_ring: VecDeque::new(),
             persist_backoff: 0,
             write_blocked: false,
@@ -361,6 +399,8 @@ impl Connection {
         self.snd.set_batching(false);
         // A Go sender only checks that one byte of window is free.
         self.rcv.byte_slack = golink::GO_BYTE_OVERSHOOT;
+        // ... and a Go receiver allows the same of us.
+        self.snd.overshoot_ok = true;
     }
 
     // ------------------------------------------------------------------
@@ -463,7 +503,7 @@ impl Connection {
     /// pair.a.abort(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
     /// assert_eq!(pair.a.close_reason(), Some(&CloseReason::Aborted));
-    /// assert_eq!(pair.b.close_reason(), Some(&CloseReason::Reset));
+    /// assert!(matches!(pair.b.close_reason(), Some(CloseReason::Reset { .. })));
     /// ```
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.close_reason.as_ref()
@@ -623,6 +663,28 @@ impl Connection {
         self.snd.bytes_acked >= id
     }
 
+    /// How long the peer may stay silent before the session ends as
+    /// [`CloseReason::PeerUnreachable`]: the dead-peer budget plus the grace
+    /// of its last round of probes (docs/PROTOCOL.md §8). `None` when the
+    /// budget is off. An outage shorter than the budget never ends a session.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// let budget = pair.a.config().dead_peer_budget().unwrap(); // 10 x 1 s
+    /// let limit = pair.a.dead_peer_timeout().unwrap();
+    /// // One more keepalive interval and two probe intervals.
+    /// assert!(limit > budget + Duration::from_secs(1));
+    /// assert!(limit <= budget + Duration::from_secs(3));
+    /// ```
+    pub fn dead_peer_timeout(&self) -> Option<Duration> {
+        Some(self.cfg.dead_peer_budget()? + self.liveness_grace())
+    }
+
     /// Bytes [`write`](Self::write) would accept now.
     ///
     /// ```
@@ -695,9 +757,12 @@ impl Connection {
     /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
     /// # assert!(pair.connect(Duration::from_secs(5)));
     /// assert_eq!(pair.b.receive_capacity(), (1024, 16 << 20));
-    /// // A small transport (say a subscription of 100 messages) limits it.
-    /// pair.b.set_transport_capacity(Some(100), None);
-    /// assert!(pair.b.receive_capacity().0 < 100);
+    /// // A small transport (say a subscription of 100 messages) limits it,
+    /// // if the engine is told before the handshake.
+    /// use swp::proto::{Config, Connection};
+    /// let mut c = Connection::listen(Config::new("c", ""), pair.now(), 3).unwrap();
+    /// c.set_transport_capacity(Some(100), None);
+    /// assert!(c.receive_capacity().0 < 100);
     /// ```
     pub fn receive_capacity(&self) -> (u64, u64) {
         self.rcv.capacity()
@@ -744,6 +809,10 @@ impl Connection {
     /// control packets is subtracted, and the receive window never exceeds
     /// what is left. `None`: no limit of that kind.
     ///
+    /// Call it before the first packet goes out: the window the handshake
+    /// carries is a promise for the whole session (docs/PROTOCOL.md §6), so
+    /// later calls are ignored.
+    ///
     /// ```
     /// use swp::proto::{Config, Connection};
     /// let mut b = Connection::listen(Config::new("b", ""), swp::sim::epoch(), 1).unwrap();
@@ -754,6 +823,13 @@ impl Connection {
     /// assert!(packets < 256);
     /// ```
     pub fn set_transport_capacity(&mut self, packets: Option<u64>, bytes: Option<u64>) {
+        if self.rcv.sent_seq > 0 {
+            // The window went out in the handshake: it is a promise for the
+            // whole session (the peer sizes its messages and checks our
+            // windows by it, §6), so it is not changed any more.
+            tracing::debug!("transport capacity changed after the handshake; ignored");
+            return;
+        }
         let p = packets.map(|p| p.saturating_sub(self.cfg.reserve_packets).max(1));
         let b = bytes.map(|b| b.saturating_sub(self.cfg.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
@@ -850,7 +926,12 @@ impl Connection {
     pub fn send_message(&mut self, msg: Bytes) -> Result<MessageId, WriteError> {
         self.check_writable()?;
         let len = msg.len() as u64;
-        let max = self.max_message_size();
+        let Some(max) = self.max_message_size() else {
+            // The peer's window, which bounds a message, is learnt in the
+            // handshake; Event::Writable follows it.
+            self.write_blocked = true;
+            return Err(WriteError::Blocked);
+        };
         if len > max {
             return Err(WriteError::TooLarge { len, max });
         }
@@ -862,27 +943,42 @@ impl Connection {
     }
 
     /// Largest message [`send_message`](Self::send_message) accepts: it must
-    /// fit both our send buffer and the peer's receive window.
+    /// fit our send buffer and the peer's whole receive window (its bytes,
+    /// and its packets at `max_payload` bytes each). `None` until the
+    /// handshake has told us the peer's window.
     ///
     /// ```
-    /// # use swp::sim::Pair;
-    /// # use swp::simnet::LinkConfig;
-    /// # use std::time::Duration;
-    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
-    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
-    /// # assert!(pair.connect(Duration::from_secs(5)));
-    /// let max = pair.a.max_message_size();
-    /// assert!(max <= 16 << 20); // within the default send buffer and window
-    /// assert!(pair.a.send_message(bytes::Bytes::from(vec![0u8; max as usize])).is_ok());
+    /// use swp::proto::Config;
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// // The receiver holds 4 packets and 10,000 bytes; packets carry 1000.
+    /// let a = Config::new("a", "b").max_payload(1000);
+    /// let b = Config::new("b", "").max_payload(1000).window(4, 10_000);
+    /// let mut pair = Pair::new(1, LinkConfig::new(), a, b);
+    /// assert_eq!(pair.a.max_message_size(), None); // not known before the handshake
+    /// assert!(pair.connect(Duration::from_secs(5)));
+    /// assert_eq!(pair.a.max_message_size(), Some(4000)); // 4 packets of 1000
+    /// assert!(pair.a.send_message(bytes::Bytes::from(vec![0u8; 4000])).is_ok());
     /// ```
-    pub fn max_message_size(&self) -> u64 {
-        let mut max = self.cfg.send_buffer_bytes;
-        if let Some((pkts, bytes)) = self.snd.peer_capacity {
-            max = max
-                .min(bytes)
-                .min(pkts.saturating_mul(self.cfg.max_payload as u64));
+    pub fn max_message_size(&self) -> Option<u64> {
+        let (pkts, bytes) = self.snd.peer_capacity?;
+        let per_packet = self.cfg.max_payload as u64;
+        // A message is cut into packets of max_payload when it is queued and
+        // those are never split again, so it needs ceil(len / max_payload)
+        // of the peer's packet slots and len of its bytes: a message within
+        // both always fits the peer's window whole, and a reader of whole
+        // messages can never be left with a window full of an unfinished one.
+        let mut max = self
+            .cfg
+            .send_buffer_bytes
+            .min(bytes)
+            .min(pkts.saturating_mul(per_packet));
+        if self.format == WireFormat::Go {
+            // Each Go data packet is one message.
+            max = max.min(per_packet);
         }
-        max
+        Some(max)
     }
 
     fn check_writable(&self) -> Result<(), WriteError> {
@@ -985,6 +1081,16 @@ impl Connection {
                 self.after_read(v.len() as u64);
                 Ok(Recv::Data(Bytes::from(v)))
             }
+            None if self.rcv.message_cannot_end() && self.hs == Hs::Established => {
+                // The peer broke the rule of §10: waiting would be for ever.
+                let (held_p, held_b) = self.held();
+                let why = format!(
+                    "a message larger than our receive window ({held_p} packets, {held_b} \
+                     bytes held and no end of message)"
+                );
+                self.finish(self.now_hint, CloseReason::ProtocolViolation(why), true);
+                self.read_status()
+            }
             None => self.read_status(),
         }
     }
@@ -1033,7 +1139,11 @@ impl Connection {
 
     fn read_status<T>(&self) -> Result<Recv<T>, ReadError> {
         if self.rcv.has_ready() {
-            return Ok(Recv::Blocked); // a message is incomplete
+            // A message is incomplete; after a failure it never completes.
+            return match &self.close_reason {
+                Some(r) if !r.is_normal() => Err(ReadError::Closed(r.clone())),
+                _ => Ok(Recv::Blocked),
+            };
         }
         if self.rcv.at_eof() {
             return Ok(Recv::Finished);
@@ -1094,10 +1204,41 @@ impl Connection {
     /// pair.a.abort(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
     /// let mut buf = [0u8; 4];
-    /// assert_eq!(pair.b.read(&mut buf), Err(ReadError::Closed(CloseReason::Reset)));
+    /// assert!(matches!(pair.b.read(&mut buf), Err(ReadError::Closed(CloseReason::Reset { .. }))));
     /// ```
     pub fn abort(&mut self, now: Instant) {
         if self.hs != Hs::Closed {
+            let tell = !self.remote_nonce.is_empty();
+            self.finish(now, CloseReason::Aborted, tell);
+        }
+    }
+
+    /// Ends the session at once, like [`abort`](Self::abort), and tells the
+    /// peer why: its session ends with [`CloseReason::Reset`] carrying
+    /// [`ResetCode::Application`] and `reason` (cut to
+    /// [`MAX_RESET_MESSAGE`](super::MAX_RESET_MESSAGE) bytes). Use it for
+    /// local failures the peer must learn about (a full disk, an unreadable
+    /// source) instead of leaving it to wait.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::{CloseReason, ResetCode};
+    /// pair.b.abort_with(pair.now(), "cannot write incoming/x.bin: No space left on device");
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_closed()));
+    /// assert_eq!(
+    ///     pair.a.close_reason().unwrap().to_string(),
+    ///     "the peer reset the session: cannot write incoming/x.bin: No space left on device"
+    /// );
+    /// ```
+    pub fn abort_with(&mut self, now: Instant, reason: impl AsRef<str>) {
+        if self.hs != Hs::Closed {
+            let msg = error::clip_message(reason.as_ref()).to_string();
+            self.reset_out = Some((ResetCode::Application, msg));
             let tell = !self.remote_nonce.is_empty();
             self.finish(now, CloseReason::Aborted, tell);
         }
@@ -1122,6 +1263,7 @@ impl Connection {
     /// assert_eq!(b.stats().dropped_invalid, 1);
     /// ```
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
+        self.now_hint = self.now_hint.max(now);
         self.stats.bytes_received += bytes.len() as u64;
         let go = match self.format {
             WireFormat::Go => true,
@@ -1206,6 +1348,7 @@ impl Connection {
     /// assert_eq!(b.state(), swp::proto::State::SynReceived);
     /// ```
     pub fn handle_decoded(&mut self, now: Instant, p: Packet) {
+        self.now_hint = self.now_hint.max(now);
         self.on_packet(now, p);
         self.update_timers(now);
     }
@@ -1251,6 +1394,10 @@ impl Connection {
                     Kind::SynAck
                         if p.dest_nonce == self.local_nonce && !p.from_nonce.is_empty() =>
                     {
+                        if let Some(why) = self.implausible(&p) {
+                            self.on_impossible(&p, &why);
+                            return;
+                        }
                         self.remote_nonce = p.from_nonce.clone();
                         self.pending.estab = true;
                         self.establish(now);
@@ -1291,6 +1438,10 @@ impl Connection {
             self.stats.dropped_foreign += 1;
             return;
         }
+        if let Some(why) = self.implausible(&p) {
+            self.on_impossible(&p, &why);
+            return;
+        }
         if self.hs == Hs::Closed {
             // Lingering: re-acknowledge a retransmitted Fin, nothing else.
             // The peer is still asking, so our FinAck was lost: stay as long
@@ -1311,25 +1462,41 @@ impl Connection {
             }
             self.establish(now);
         }
+        let path_back = self.silent_timeouts > 0;
         self.accept_common(now, &p);
         if p.kind == Kind::Reset {
-            self.finish(now, CloseReason::Reset, false);
+            let data = error::clip_message(std::str::from_utf8(&p.data).unwrap_or(""));
+            let message = if data.is_empty() && !p.data.is_empty() {
+                String::from_utf8_lossy(&p.data[..p.data.len().min(error::MAX_RESET_MESSAGE)])
+                    .into_owned()
+            } else {
+                data.to_string()
+            };
+            let code = ResetCode::from_wire(p.seq);
+            tracing::debug!(?code, %message, "peer reset the session");
+            self.finish(now, CloseReason::Reset { code, message }, false);
             return;
         }
         self.on_peer_ack(now, &p);
+        if self.hs == Hs::Closed {
+            return; // the acknowledgement was a protocol violation (§5.6)
+        }
+        if path_back {
+            self.on_path_back(now);
+        }
         match p.kind {
             Kind::SynAck => self.pending.estab = true, // our EstabAck was lost
             Kind::Data => self.on_data(now, p),
             Kind::KeepAlive if p.has(flags::ACK_NOW) => {
-                if self.format == WireFormat::Go {
-                    // Go samples RTT from the echo of its keepalive.
-                    self.ack_echo = p.ts;
-                }
+                // The answer echoes the probe's time: Go samples RTT from
+                // it, and it proves our acknowledgement check current (§5.6).
+                self.ack_echo = p.ts;
                 self.ack_immediate = true;
             }
             Kind::Fin => self.on_fin(p.seq),
             Kind::FinAck if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked => {
                 self.fin_acked = true;
+                self.last_progress = now;
                 self.timers.stop(Timer::Fin);
                 if self.format == WireFormat::Go && self.rcv.fin.is_none() {
                     // A Go peer halts when it gets our Fin and never sends
@@ -1348,6 +1515,23 @@ impl Connection {
     fn accept_common(&mut self, now: Instant, p: &Packet) {
         self.stats.packets_received += 1;
         self.last_heard = now;
+        self.heard_since_rto = true;
+        self.heard_since_fin = true;
+        self.silent_timeouts = 0;
+        if self.format == WireFormat::Native
+            && matches!(p.kind, Kind::Syn | Kind::SynAck | Kind::EstabAck)
+        {
+            // The handshake measures the path (§5.4): a SynAck echoes the
+            // Syn's time and an EstabAck the SynAck's, which identifies the
+            // very transmission answered, retransmitted or not.
+            if p.kind != Kind::EstabAck {
+                self.ack_echo = p.ts;
+            }
+            let echo = self.epoch + Duration::from_micros(p.ts_echo);
+            if self.rtt.samples() == 0 && p.ts_echo > 0 && echo <= now {
+                self.rtt.on_sample(now - echo);
+            }
+        }
         if matches!(p.kind, Kind::Syn | Kind::SynAck) {
             // Batches only to a peer that said it reads them.
             self.snd.set_batching(
@@ -1369,7 +1553,13 @@ impl Connection {
                 Duration::from_micros(p.rttvar_us),
             );
         }
+        let knew_capacity = self.snd.peer_capacity.is_some();
         self.snd.on_window(p.wnd_seq, p.wnd_bytes, p.ack);
+        if !knew_capacity && self.snd.peer_capacity.is_some() && self.write_blocked {
+            // Messages can be sized now (they were refused as Blocked).
+            self.write_blocked = false;
+            self.events.push_back(Event::Writable);
+        }
         if self.snd.has_queued() && !self.snd.window_blocked() {
             self.persist_backoff = 0;
             self.timers.stop(Timer::Persist);
@@ -1383,8 +1573,78 @@ impl Connection {
         self.hs = Hs::Established;
         self.timers.stop(Timer::Handshake);
         self.last_heard = now;
+        self.last_progress = now;
         self.events.push_back(Event::Connected);
         tracing::debug!(nonce = %self.local_nonce, peer = %self.remote_nonce, "Established");
+    }
+
+    /// Checks what a packet claims against what we know (docs/PROTOCOL.md
+    /// §5.6): no correct peer acknowledges data never sent or offers a
+    /// window beyond the capacity it declared in the handshake. Such a
+    /// packet is forged or broken; believing it could make us drop data the
+    /// peer never got, or overrun its inbox.
+    fn implausible(&self, p: &Packet) -> Option<String> {
+        if self.format == WireFormat::Go {
+            // golink already fits Go's fields to what was sent (§13.2).
+            return None;
+        }
+        let nxt = self.snd.snd_nxt;
+        if p.ack > nxt {
+            return Some(format!(
+                "acknowledges data seq {} but only {nxt} were sent",
+                p.ack - 1
+            ));
+        }
+        if let Some(&(s, e)) = p.sack.iter().find(|r| r.1 > nxt) {
+            return Some(format!(
+                "selectively acknowledges seqs {s}..{e} but only {nxt} were sent"
+            ));
+        }
+        if let Some((cap_p, cap_b)) = self.snd.peer_capacity {
+            if p.wnd_seq > p.ack.saturating_add(cap_p) {
+                return Some(format!(
+                    "offers a window to seq {} with ack {}, beyond the {cap_p} packets it declared",
+                    p.wnd_seq, p.ack
+                ));
+            }
+            let base = self
+                .snd
+                .end_offset_before(p.ack.clamp(self.snd.snd_una, nxt));
+            if p.wnd_bytes > base.saturating_add(cap_b) {
+                return Some(format!(
+                    "offers a window to byte {} with {base} bytes acknowledged, beyond the \
+                     {cap_b} bytes it declared",
+                    p.wnd_bytes
+                ));
+            }
+        }
+        None
+    }
+
+    fn on_impossible(&mut self, p: &Packet, why: &str) {
+        self.stats.dropped_impossible += 1;
+        tracing::debug!(kind = ?p.kind, why, "dropped a packet no correct peer sends");
+    }
+
+    /// The peer is heard again after retransmission timeouts went
+    /// unanswered: the path is back (an outage ended, a NATS client
+    /// reconnected). Start recovery now rather than after a timer that
+    /// backed off during the silence (§8).
+    fn on_path_back(&mut self, now: Instant) {
+        if self.hs != Hs::Established {
+            return;
+        }
+        // The backoff stays until an acknowledgement proves the path (an
+        // ack of new data resets it, §5.4): hearing the peer says nothing
+        // about how long our packets take, e.g. behind a deep queue.
+        if self.snd.has_outstanding() {
+            self.snd.on_rto();
+            self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+        }
+        if self.fin_sent && !self.fin_acked && self.timers.is_armed(Timer::Fin) {
+            self.pending.fin_retransmit = true;
+        }
+        tracing::debug!("peer heard again after an outage; recovering at once");
     }
 
     /// The acknowledgement fields every packet carries.
@@ -1394,12 +1654,40 @@ impl Connection {
         let echo = (p.ts_echo > 0)
             .then(|| self.epoch + Duration::from_micros(p.ts_echo))
             .filter(|t| *t <= now);
+        if p.ack < self.snd.snd_una && self.format == WireFormat::Native {
+            // An older acknowledgement than one already taken. Reordering
+            // makes these, but a packet that echoes one we sent *after*
+            // taking the newer ack was generated later, and a correct
+            // peer's ack never goes back (§5.6): the newer one was forged.
+            if let (Some(e), Some(at)) = (echo, self.una_advanced_at) {
+                if e > at {
+                    let why = format!(
+                        "acknowledgements went back: ack {} after data through seq {} \
+                         was acknowledged (forged or corrupted packets on the path)",
+                        p.ack,
+                        self.snd.snd_una - 1
+                    );
+                    self.finish(now, CloseReason::ProtocolViolation(why), true);
+                    return;
+                }
+            }
+            // Ask for a fresh one that will tell (at most once per RTO).
+            if self
+                .verify_probe_at
+                .is_none_or(|t| now >= t + self.rtt.rto())
+            {
+                self.verify_probe_at = Some(now);
+                self.pending.verify_probe = true;
+            }
+        }
         let out = self.snd.on_ack(now, p.ack, &p.sack, echo, &mut self.rtt);
         if out.bogus {
-            self.stats.dropped_unexpected += 1;
+            self.stats.dropped_impossible += 1;
             return;
         }
         if out.progressed {
+            self.una_advanced_at = Some(now);
+            self.last_progress = now;
             self.rto_streak = 0;
             self.rtt.reset_backoff();
             self.events.push_back(Event::Acked);
@@ -1454,7 +1742,16 @@ impl Connection {
     fn on_data(&mut self, now: Instant, p: Packet) {
         if let Some(fin) = self.rcv.fin {
             if p.seq >= fin {
-                self.stats.dropped_unexpected += 1;
+                if self.format == WireFormat::Go {
+                    // A Go Fin's end is our guess (§13.3): drop, keep going.
+                    self.stats.dropped_unexpected += 1;
+                    return;
+                }
+                // The peer's stream ended at `fin`: no correct peer sends
+                // data beyond it (§5.2). What it delivered cannot be
+                // trusted; end the session and say so to both sides.
+                let why = format!("data seq {} after the end of stream at seq {fin}", p.seq);
+                self.finish(now, CloseReason::ProtocolViolation(why), true);
                 return;
             }
         }
@@ -1589,6 +1886,9 @@ impl Connection {
             tracing::debug!(%reason, "session closed");
         }
         let normal = reason.is_normal();
+        if send_reset && self.reset_out.is_none() {
+            self.reset_out = reason.reset_reason();
+        }
         self.hs = Hs::Closed;
         self.close_reason = Some(reason.clone());
         self.timers.stop_all();
@@ -1622,6 +1922,7 @@ impl Connection {
     /// assert_eq!(a.stats().handshake_retransmits, 1);
     /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now_hint = self.now_hint.max(now);
         let before = self.state();
         self.on_timers(now);
         self.update_timers(now);
@@ -1661,20 +1962,7 @@ impl Connection {
                         self.pending.keepalive = true;
                     }
                 }
-                Timer::Idle => {
-                    if let Some(budget) = self.cfg.dead_peer_budget() {
-                        let silent_for = now.saturating_duration_since(self.last_heard);
-                        if silent_for >= budget && self.only_fin_ack_missing() {
-                            self.finish(now, CloseReason::Normal, false);
-                        } else if silent_for >= budget && self.hs == Hs::Established {
-                            self.finish(
-                                now,
-                                CloseReason::PeerUnreachable { silent_for, budget },
-                                false,
-                            );
-                        }
-                    }
-                }
+                Timer::Idle => self.on_idle(now),
                 Timer::Fin if self.fin_acked => {
                     // Go mode, our Fin acknowledged: end once the peer is quiet.
                     let quiet_at = self.last_heard + self.go_quiet();
@@ -1685,11 +1973,25 @@ impl Connection {
                     }
                 }
                 Timer::Fin => {
-                    self.fin_tries += 1;
-                    let limit = self.fin_retry_limit();
-                    if self.fin_tries > limit && self.only_fin_ack_missing() {
+                    // Only tries the peer was heard during count (a silent
+                    // peer is the dead-peer rule's business, §8); Go peers
+                    // halt at our Fin, so every try counts with them.
+                    let counts = std::mem::take(&mut self.heard_since_fin)
+                        || self.cfg.dead_peer_budget().is_none()
+                        || self.format == WireFormat::Go;
+                    if counts {
+                        self.fin_tries += 1;
+                    } else {
+                        self.silent_timeouts += 1;
+                    }
+                    // Giving up also waits out the dead-peer timeout since
+                    // the Fin first went (§7.1): an outage in one direction
+                    // shorter than the budget must not end the close early.
+                    let limit_hit = self.fin_tries > self.fin_retry_limit()
+                        && (self.format == WireFormat::Go || self.waited_out(now));
+                    if limit_hit && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
-                    } else if self.fin_tries > limit {
+                    } else if limit_hit {
                         let retries = self.fin_tries;
                         self.finish(now, CloseReason::FinTimeout { retries }, true);
                     } else {
@@ -1702,6 +2004,56 @@ impl Connection {
         }
     }
 
+    /// How long the answer to a keepalive may take: the RTO without
+    /// backoff, at most one keepalive interval.
+    fn answer_time(&self) -> Duration {
+        self.rtt.base_rto().clamp(
+            self.cfg.min_rto,
+            self.cfg.keepalive_interval.max(self.cfg.min_rto),
+        )
+    }
+
+    /// What the dead-peer rule adds to the budget (§8): one keepalive
+    /// interval (an outage may begin just after the last answer we heard,
+    /// and our first keepalive after it ends goes up to an interval later)
+    /// and the time its answer takes.
+    fn liveness_grace(&self) -> Duration {
+        self.cfg.keepalive_interval + self.answer_time()
+    }
+
+    /// True once nothing we sent has been acknowledged for the dead-peer
+    /// timeout (always true without a budget): only then may retransmission
+    /// limits end a session, so an outage shorter than the budget, in
+    /// either direction, never does (§5.5).
+    fn waited_out(&self, now: Instant) -> bool {
+        self.dead_peer_timeout()
+            .is_none_or(|t| now.saturating_duration_since(self.last_progress) >= t)
+    }
+
+    /// The dead-peer rule (§8): silent for the budget and its grace, the
+    /// peer is gone.
+    fn on_idle(&mut self, now: Instant) {
+        let Some(budget) = self.cfg.dead_peer_budget() else {
+            return;
+        };
+        if self.hs != Hs::Established {
+            return;
+        }
+        let silent_for = now.saturating_duration_since(self.last_heard);
+        if silent_for >= budget + self.liveness_grace() {
+            if self.only_fin_ack_missing() {
+                // Every byte both ways is confirmed; only the FinAck is lost.
+                self.finish(now, CloseReason::Normal, false);
+            } else {
+                self.finish(
+                    now,
+                    CloseReason::PeerUnreachable { silent_for, budget },
+                    true,
+                );
+            }
+        }
+    }
+
     fn on_handshake_timeout(&mut self, now: Instant) {
         if self.hs != Hs::SynSent && self.hs != Hs::SynReceived {
             return;
@@ -1709,11 +2061,16 @@ impl Connection {
         if self.hs_attempts >= self.cfg.connect_attempts {
             let attempts = self.hs_attempts;
             let elapsed = now.saturating_duration_since(self.hs_started);
-            self.finish(
-                now,
-                CloseReason::ConnectTimeout { attempts, elapsed },
-                false,
-            );
+            // A passive side knows the peer: tell it (its SynAck may have got
+            // through while everything back was lost).
+            let tell = self.hs == Hs::SynReceived;
+            if tell {
+                self.reset_out = Some((
+                    ResetCode::Unreachable,
+                    format!("no answer from us to {attempts} SynAcks over {elapsed:?}"),
+                ));
+            }
+            self.finish(now, CloseReason::ConnectTimeout { attempts, elapsed }, tell);
             return;
         }
         self.hs_attempts += 1;
@@ -1731,8 +2088,17 @@ impl Connection {
         if !self.snd.has_outstanding() {
             return;
         }
-        self.rto_streak += 1;
-        if self.rto_streak > self.cfg.max_retransmits {
+        // Only timeouts the peer was heard during count towards the limit:
+        // a silent peer is the dead-peer rule's business (§8), so an outage
+        // shorter than the budget never ends the session here.
+        let counts =
+            std::mem::take(&mut self.heard_since_rto) || self.cfg.dead_peer_budget().is_none();
+        if counts {
+            self.rto_streak += 1;
+        } else {
+            self.silent_timeouts += 1;
+        }
+        if self.rto_streak > self.cfg.max_retransmits && self.waited_out(now) {
             let retries = self.rto_streak - 1;
             self.finish(now, CloseReason::RetransmitLimit { retries }, true);
             return;
@@ -1870,7 +2236,9 @@ impl Connection {
             );
         }
         match self.cfg.dead_peer_budget() {
-            Some(b) => self.timers.set(Timer::Idle, self.last_heard + b),
+            Some(b) => self
+                .timers
+                .set(Timer::Idle, self.last_heard + b + self.liveness_grace()),
             None => self.timers.stop(Timer::Idle),
         }
         if self.snd.window_blocked() && !self.snd.has_outstanding() {
@@ -1951,6 +2319,9 @@ impl Connection {
         }
         match o.loss {
             None => {
+                if self.snd.in_flight.len() == 1 {
+                    self.last_progress = now; // a flight after idle
+                }
                 self.stats.data_packets_sent += 1;
                 self.stats.data_bytes_sent += o.len as u64;
             }
@@ -1986,7 +2357,11 @@ impl Connection {
             if self.pending.finack.is_none() && self.hs == Hs::Closed {
                 self.drained = !self.close_reason.as_ref().is_some_and(|r| r.is_normal());
             }
-            let p = self.base_packet(Kind::Reset, now);
+            let mut p = self.base_packet(Kind::Reset, now);
+            if let Some((code, msg)) = &self.reset_out {
+                p.seq = code.to_wire();
+                p.data = Bytes::copy_from_slice(msg.as_bytes());
+            }
             return Some(p);
         }
         match self.hs {
@@ -2038,6 +2413,9 @@ impl Connection {
         }
         let fin_due = self.app_closed && !self.fin_sent && self.snd.all_acked();
         if fin_due || std::mem::take(&mut self.pending.fin_retransmit) {
+            if !self.fin_sent {
+                self.last_progress = now; // waiting for the FinAck starts
+            }
             self.fin_sent = true;
             let mut p = self.base_packet(Kind::Fin, now);
             p.seq = self.snd.snd_nxt;
@@ -2048,8 +2426,15 @@ impl Connection {
             self.pending.keepalive = false;
             return Some(self.with_ack(p));
         }
-        if std::mem::take(&mut self.pending.probe) {
-            self.stats.window_probes_sent += 1;
+        let window_probe = std::mem::take(&mut self.pending.probe);
+        let verify_probe = std::mem::take(&mut self.pending.verify_probe);
+        if window_probe || verify_probe {
+            if window_probe {
+                self.stats.window_probes_sent += 1;
+            }
+            if verify_probe {
+                self.stats.ack_probes_sent += 1;
+            }
             let mut p = self.base_packet(Kind::KeepAlive, now);
             p.flags |= flags::ACK_NOW;
             self.pending.keepalive = false;
@@ -2057,7 +2442,12 @@ impl Connection {
         }
         if std::mem::take(&mut self.pending.keepalive) {
             self.stats.keepalives_sent += 1;
-            let p = self.base_packet(Kind::KeepAlive, now);
+            // Every keepalive asks for an answer, so we hear from the peer
+            // at least once per *our* interval, however rarely it keeps
+            // alive itself (§8). The answer defers the peer's own keepalive:
+            // an idle session still costs two packets per interval.
+            let mut p = self.base_packet(Kind::KeepAlive, now);
+            p.flags |= flags::ACK_NOW;
             return Some(self.with_ack(p));
         }
         if self.ack_immediate {

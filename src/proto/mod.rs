@@ -31,7 +31,7 @@ mod timer;
 pub use codec::{DecodeError, WireFormat};
 pub use config::{Config, ConfigError};
 pub use connection::{Connection, Event, MessageId, Recv, State};
-pub use error::{CloseReason, ReadError, WriteError};
+pub use error::{CloseReason, MAX_RESET_MESSAGE, ReadError, ResetCode, WriteError};
 pub use packet::{Kind, Packet, Transmit, flags};
 pub use rtt::RttEstimator;
 pub use stats::Stats;

@@ -61,6 +61,8 @@ pub(crate) struct RecvState {
     pub(crate) rcv_nxt: u64,
     ooo: BTreeMap<u64, Arrived>,
     ready: VecDeque<Seg>,
+    /// Segments in `ready` that end a message.
+    ready_eoms: usize,
     front_off: usize,
     pub(crate) ready_bytes: u64,
     /// All sequence numbers below this were fully read by the application.
@@ -96,6 +98,7 @@ impl RecvState {
             rcv_nxt: 0,
             ooo: BTreeMap::new(),
             ready: VecDeque::new(),
+            ready_eoms: 0,
             front_off: 0,
             ready_bytes: 0,
             consumed_seq: 0,
@@ -197,6 +200,7 @@ impl RecvState {
         match a.payload {
             Payload::One(data) => {
                 self.ready_bytes += data.len() as u64;
+                self.ready_eoms += a.eom as usize;
                 self.ready.push_back(Seg {
                     seq,
                     data,
@@ -206,6 +210,7 @@ impl RecvState {
             }
             Payload::Batch(parts) => {
                 let n = parts.len();
+                self.ready_eoms += n;
                 for (i, data) in parts.into_iter().enumerate() {
                     self.ready_bytes += data.len() as u64;
                     self.ready.push_back(Seg {
@@ -275,7 +280,19 @@ impl RecvState {
 
     /// A whole message (through an end-of-message packet) is ready.
     pub(crate) fn has_message(&self) -> bool {
-        self.ready.iter().any(|s| s.eom)
+        self.ready_eoms > 0
+    }
+
+    /// The data held in order fills the whole window we advertised, and none
+    /// of it ends a message: a message-reading application can never get
+    /// the message, and the peer can never send its end. A correct sender
+    /// never lets this happen (it refuses messages larger than our window,
+    /// docs/PROTOCOL.md §10).
+    pub(crate) fn message_cannot_end(&self) -> bool {
+        self.has_ready()
+            && self.ready_eoms == 0
+            && (self.rcv_nxt >= self.adv_seq
+                || self.bytes_in_order >= self.adv_bytes.saturating_add(self.byte_slack))
     }
 
     fn consume_front(&mut self, n: usize) {
@@ -287,6 +304,7 @@ impl RecvState {
             if front.last {
                 self.consumed_seq = front.seq + 1;
             }
+            self.ready_eoms -= front.eom as usize;
             self.ready.pop_front();
             self.front_off = 0;
         }

@@ -153,6 +153,27 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// The RTO without backoff: `SRTT + max(G, 4 RTTVAR)` (the initial RTO
+    /// before any estimate), clamped to `[min_rto, max_rto]`.
+    ///
+    /// ```
+    /// use swp::proto::RttEstimator;
+    /// use std::time::Duration;
+    /// let mut r = RttEstimator::new(Duration::from_millis(500), Duration::from_millis(10), Duration::from_secs(10));
+    /// r.on_sample(Duration::from_millis(40));
+    /// r.on_timeout(); // backoff doubles rto(), not base_rto()
+    /// // SRTT 40 ms + 4 x RTTVAR 20 ms
+    /// assert_eq!(r.base_rto(), Duration::from_millis(120));
+    /// assert_eq!(r.rto(), Duration::from_millis(240));
+    /// ```
+    pub fn base_rto(&self) -> Duration {
+        let base = match self.srtt {
+            None => self.initial_rto,
+            Some(srtt) => srtt + GRANULARITY.max(self.rttvar * 4),
+        };
+        base.clamp(self.min_rto, self.max_rto)
+    }
+
     /// The retransmission timeout to use now, backoff included.
     ///
     /// ```
@@ -164,11 +185,7 @@ impl RttEstimator {
     /// assert_eq!(r.rto(), ms(10)); // never below min_rto
     /// ```
     pub fn rto(&self) -> Duration {
-        let base = match self.srtt {
-            None => self.initial_rto,
-            Some(srtt) => srtt + GRANULARITY.max(self.rttvar * 4),
-        };
-        let base = base.clamp(self.min_rto, self.max_rto);
+        let base = self.base_rto();
         base.saturating_mul(1u32 << self.backoff.min(20))
             .min(self.max_rto)
     }

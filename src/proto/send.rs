@@ -68,6 +68,23 @@ impl Chunk {
     }
 }
 
+/// What a queued chunk is: stream bytes (which may be split anywhere to fit
+/// the peer's window) or a piece of a message (never split: a message's
+/// pieces are fixed when it is queued, so it needs exactly as many packets
+/// as [`Connection::max_message_size`](super::Connection::max_message_size)
+/// assumed, and its last piece keeps the end-of-message mark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Piece {
+    Stream,
+    Message { last: bool },
+}
+
+impl Piece {
+    fn eom(self) -> bool {
+        self == Piece::Message { last: true }
+    }
+}
+
 /// A packet the connection should put on the wire.
 pub(crate) struct Outgoing {
     pub(crate) seq: u64,
@@ -101,9 +118,12 @@ pub(crate) struct SendState {
     max_payload: usize,
     /// Pack queued small messages into batch packets (the peer accepts them).
     batching: bool,
+    /// The peer checks only that one byte of window is free (a Go peer): a
+    /// message piece may overshoot the byte edge when nothing is in flight.
+    pub(crate) overshoot_ok: bool,
     buffer_limit: u64,
-    /// Sealed chunks waiting to be sent, oldest first, with their EOM flag.
-    queue: VecDeque<(Chunk, bool)>,
+    /// Sealed chunks waiting to be sent, oldest first.
+    queue: VecDeque<(Chunk, Piece)>,
     /// Stream bytes not yet sealed into a chunk (always after `queue`):
     /// empty, or HEADROOM reserved bytes followed by data.
     open: BytesMut,
@@ -133,6 +153,7 @@ impl SendState {
         SendState {
             max_payload,
             batching: false,
+            overshoot_ok: false,
             buffer_limit,
             queue: VecDeque::new(),
             open: BytesMut::new(),
@@ -183,7 +204,7 @@ impl SendState {
             rest = &rest[take..];
             if self.open.len() - HEADROOM >= self.max_payload {
                 let chunk = std::mem::take(&mut self.open);
-                self.queue.push_back((Chunk::Framed(chunk), false));
+                self.queue.push_back((Chunk::Framed(chunk), Piece::Stream));
             }
         }
         self.queued_bytes += n as u64;
@@ -198,13 +219,15 @@ impl SendState {
         self.seal_open();
         let len = msg.len() as u64;
         if msg.is_empty() {
-            self.queue.push_back((Chunk::Plain(msg), true));
+            self.queue
+                .push_back((Chunk::Plain(msg), Piece::Message { last: true }));
         } else {
             let mut off = 0;
             while off < msg.len() {
                 let end = (off + self.max_payload).min(msg.len());
+                let last = end == msg.len();
                 self.queue
-                    .push_back((Chunk::Plain(msg.slice(off..end)), end == msg.len()));
+                    .push_back((Chunk::Plain(msg.slice(off..end)), Piece::Message { last }));
                 off = end;
             }
         }
@@ -216,7 +239,7 @@ impl SendState {
     fn seal_open(&mut self) {
         if self.open.len() > HEADROOM {
             let chunk = std::mem::take(&mut self.open);
-            self.queue.push_back((Chunk::Framed(chunk), false));
+            self.queue.push_back((Chunk::Framed(chunk), Piece::Stream));
         }
     }
 
@@ -261,8 +284,20 @@ impl SendState {
 
     /// True when there is new data but the peer's window admits none of it.
     pub(crate) fn window_blocked(&self) -> bool {
-        self.has_queued()
-            && (self.snd_nxt >= self.peer_wnd_seq || self.bytes_sent >= self.peer_wnd_bytes)
+        if !self.has_queued() {
+            return false;
+        }
+        if self.snd_nxt >= self.peer_wnd_seq || self.bytes_sent >= self.peer_wnd_bytes {
+            return true;
+        }
+        // A message piece waits until the byte window admits it whole.
+        let room = self.peer_wnd_bytes - self.bytes_sent;
+        match self.queue.front() {
+            Some((c, Piece::Message { .. })) => {
+                c.len() as u64 > room && !(self.overshoot_ok && self.in_flight.is_empty())
+            }
+            _ => false,
+        }
     }
 
     /// Stream offset just past sequence number `seq - 1`, i.e. where data
@@ -329,27 +364,52 @@ impl SendState {
         if self.queue.is_empty() {
             self.seal_open();
         }
-        let front_len = self.queue.front().map(|(c, _)| c.len())?;
+        let (front_len, piece) = self.queue.front().map(|(c, k)| (c.len(), *k))?;
         let allowed = (byte_room as usize).min(self.max_payload);
-        if front_len > allowed {
-            // Only part of the chunk fits. Sending a sliver while packets are
-            // in flight is the silly window syndrome (RFC 9293 §3.8.6.2.1):
-            // wait for the window to open by a full packet instead.
-            if allowed == 0 || (sws_avoid && !self.in_flight.is_empty()) {
-                return None;
+        let mut split = false;
+        // A message piece was cut to the packet size when it was queued;
+        // only the window decides whether it can go now.
+        let limit = match piece {
+            Piece::Message { .. } => byte_room.min(usize::MAX as u64) as usize,
+            Piece::Stream => allowed,
+        };
+        if front_len > limit {
+            match piece {
+                // A message piece is never split (it would take one more
+                // packet than the message was admitted for, and could leave
+                // a receiver's window full of a message that cannot end):
+                // wait until the window admits it whole. A peer that checks
+                // only for one free byte of window (Go) takes it whole as
+                // soon as nothing is in flight.
+                Piece::Message { .. } => {
+                    let overshoot = self.overshoot_ok && byte_room > 0 && self.in_flight.is_empty();
+                    if !overshoot {
+                        return None;
+                    }
+                }
+                // Only part of the stream chunk fits. Sending a sliver while
+                // packets are in flight is the silly window syndrome (RFC
+                // 9293 §3.8.6.2.1): wait for the window to open by a full
+                // packet instead.
+                Piece::Stream => {
+                    if allowed == 0 || (sws_avoid && !self.in_flight.is_empty()) {
+                        return None;
+                    }
+                    split = true;
+                }
             }
         }
-        let (data, eom, len, batch) = if front_len > allowed {
+        let (data, eom, len, batch) = if split {
             let (chunk, _) = self.queue.pop_front().expect("checked");
             let mut plain = chunk.into_plain();
             let head = plain.split_to(allowed);
-            self.queue.push_front((Chunk::Plain(plain), false));
+            self.queue.push_front((Chunk::Plain(plain), Piece::Stream));
             (Chunk::Plain(head), false, allowed, false)
         } else if let Some((buf, len)) = self.take_batch(allowed) {
             (Chunk::Framed(buf), true, len, true)
         } else {
-            let (chunk, eom) = self.queue.pop_front().expect("checked");
-            (chunk, eom, front_len, false)
+            let (chunk, piece) = self.queue.pop_front().expect("checked");
+            (chunk, piece.eom(), front_len, false)
         };
         self.queued_bytes -= len as u64;
         self.bytes_sent += len as u64;
@@ -394,9 +454,9 @@ impl SendState {
             return None;
         }
         let (mut count, mut framed, mut len) = (0, 0, 0);
-        for (chunk, eom) in self.queue.iter().take(batch::MAX_MESSAGES) {
+        for (chunk, piece) in self.queue.iter().take(batch::MAX_MESSAGES) {
             let Chunk::Plain(m) = chunk else { break };
-            if !eom
+            if !piece.eom()
                 || framed + batch::framed_len(m.len()) > self.max_payload
                 || len + m.len() > room
             {
@@ -493,8 +553,20 @@ impl SendState {
                 note(s, &mut delivered);
             }
         }
-        if let Some((sent_at, _)) = sample {
-            rtt.on_sample(now.saturating_duration_since(sent_at));
+        match sample {
+            Some((sent_at, _)) => rtt.on_sample(now.saturating_duration_since(sent_at)),
+            // Every packet this ack covers was retransmitted, so Karn's rule
+            // gives no sample; the echoed time names the very transmission
+            // the peer answered (as TCP timestamps do, RFC 7323 §4), so it
+            // still measures the path. Without it, a path whose delay grew
+            // past the RTO (a deep queue) would keep every packet
+            // retransmitted and the estimate stuck below the real RTT.
+            None if out.progressed => {
+                if let Some(e) = echo {
+                    rtt.on_sample(now.saturating_duration_since(e));
+                }
+            }
+            None => {}
         }
         if delivered.is_some() {
             self.rack = self.rack.max(delivered);

@@ -58,10 +58,17 @@ pub struct Stats {
     pub dropped_unexpected: u64,
     /// Data beyond the window this side advertised: dropped.
     pub dropped_beyond_window: u64,
+    /// Packets with correct inboxes and nonces whose content no correct
+    /// peer sends (acks of data never sent, windows beyond the declared
+    /// capacity): dropped, never believed (docs/PROTOCOL.md §5.6).
+    pub dropped_impossible: u64,
     /// Keepalives sent.
     pub keepalives_sent: u64,
     /// Zero-window probes sent.
     pub window_probes_sent: u64,
+    /// KeepAlives with `ACK_NOW` that asked the peer to confirm an
+    /// acknowledgement older than one already taken (§5.6).
+    pub ack_probes_sent: u64,
     /// Window updates (acks sent because the application read data).
     pub window_updates_sent: u64,
     /// Times new data could not be sent because the peer's window was full.
