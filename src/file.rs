@@ -205,6 +205,14 @@ pub enum FileError {
         /// Digest of what arrived (hex, first 16 bytes).
         actual: String,
     },
+    /// The destination exists and replacing it was not asked for.
+    #[error(
+        "{path} already exists; it was not replaced (receive with overwrite, e.g. `swp recv --force`, to replace it)"
+    )]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
     /// The receiver refused or failed the transfer.
     #[error("the receiver reported: {0}")]
     Rejected(String),
@@ -236,19 +244,60 @@ enum Control {
     },
 }
 
-/// Tells the sender the transfer failed and why, and returns the error. The
-/// error is what matters to our caller, so a failure to deliver the Verdict
-/// does not replace it.
-async fn refuse(session: &Session, err: FileError) -> FileError {
-    let _ = send_control(
-        session,
-        &Control::Verdict {
+/// How long a peer may take to send a control message it owes us (the
+/// Offer after connecting, the Accept after our Offer, the Start after our
+/// Accept): no disk work stands before any of them but hashing a resumed
+/// part, so a peer that is heard from but silent this long is stuck.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a receiver waits for the Offer: the sender hashes the whole
+/// file before it offers it (about 700 MiB/s per core here, so this covers
+/// some 400 GiB).
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long the sender waits for the receiver's Verdict once every byte is
+/// acknowledged: the receiver still syncs the file to disk and renames it.
+pub const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a failing side waits for its failure Verdict to be
+/// acknowledged before it resets the session (the Reset carries the reason
+/// too, so nothing is lost if the Verdict is not heard).
+const FAILURE_LINGER: Duration = Duration::from_secs(1);
+
+/// Ends the session because of `err` and tells the peer at once: a
+/// receiver first sends a failure Verdict (a sender waiting for one reads
+/// it as the reason), then either side resets the session with the reason
+/// (a peer busy streaming learns it from the Reset). Every failure of a
+/// transfer goes through here, so the peer never waits for a budget to
+/// run out to learn that the transfer is over. A session that already
+/// ended (the peer reset it, the network failed) has nobody to tell.
+async fn fail_transfer(session: &Session, side: &str, err: &FileError) {
+    if session.close_reason().is_some() {
+        return;
+    }
+    if side == "receiver" {
+        let verdict = Control::Verdict {
             ok: false,
             message: err.to_string(),
-        },
-    )
-    .await;
-    err
+        };
+        let told = async {
+            send_control(session, &verdict).await?;
+            session.flush_acked().await?;
+            Ok::<_, FileError>(())
+        };
+        let _ = tokio::time::timeout(FAILURE_LINGER, told).await;
+    }
+    tracing::debug!(side, error = %err, "file transfer failed; resetting the session");
+    session.abort_with(format!("the {side} failed: {err}"));
+}
+
+/// The result of one side of a transfer, after telling the peer about a
+/// failure ([`fail_transfer`]).
+async fn told<T>(session: &Session, side: &str, r: Result<T, FileError>) -> Result<T, FileError> {
+    if let Err(e) = &r {
+        fail_transfer(session, side, e).await;
+    }
+    r
 }
 
 /// Tells the sender the file is accepted, and waits until it has heard.
@@ -302,8 +351,15 @@ async fn send_control(s: &Session, c: &Control) -> Result<(), FileError> {
     Ok(())
 }
 
-async fn recv_control(s: &Session) -> Result<Control, FileError> {
-    match s.recv().await? {
+/// The next control message, which the peer owes us within `limit`.
+async fn recv_control(s: &Session, what: &str, limit: Duration) -> Result<Control, FileError> {
+    let m = tokio::time::timeout(limit, s.recv()).await.map_err(|_| {
+        FileError::Protocol(format!(
+            "no {what} from the peer within {limit:?} although the session is alive; is the \
+             peer's program stuck?"
+        ))
+    })??;
+    match m {
         Some(m) => rmp_serde::from_slice(&m)
             .map_err(|e| FileError::Protocol(format!("malformed control message: {e}"))),
         None => Err(FileError::Protocol(
@@ -314,7 +370,7 @@ async fn recv_control(s: &Session) -> Result<Control, FileError> {
 
 /// The Offer that starts every transfer: (name, size, digest, send time).
 async fn recv_offer(session: &Session) -> Result<(String, u64, Vec<u8>, u64), FileError> {
-    match recv_control(session).await? {
+    match recv_control(session, "Offer", OFFER_TIMEOUT).await? {
         Control::Offer {
             name,
             size,
@@ -476,6 +532,29 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// A file source must be a readable regular file: checked before
+    /// anything is offered, so the error names the real cause.
+    async fn check(self) -> Result<(), FileError> {
+        let Source::File(p) = self else { return Ok(()) };
+        let m = tokio::fs::metadata(p).await.map_err(io_err(p))?;
+        if !m.is_file() {
+            let what = if m.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(FileError::Io {
+                path: p.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("is {what}; only files can be sent"),
+                ),
+            });
+        }
+        tokio::fs::File::open(p).await.map_err(io_err(p))?;
+        Ok(())
+    }
+
     async fn hash_prefix(self, len: u64) -> Result<Blake2b512, FileError> {
         match self {
             Source::File(p) => hash_prefix(p, len).await,
@@ -518,14 +597,33 @@ impl SourceReader<'_> {
     }
 }
 
-/// The sender's side of the exchange (module docs), for any source.
+/// The sender's side of the exchange (module docs), for any source. A
+/// failure resets the session with its reason, so the receiver learns it
+/// at once.
 async fn send_source(
     session: &mut Session,
     source: Source<'_>,
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
+    // A failure before anything was sent (a bad name, an unreadable
+    // source) leaves the session as it was, for the caller to use or end.
+    let before = session.stats().protocol.app_bytes_written;
+    let r = send_source_inner(session, source, name, progress).await;
+    if session.stats().protocol.app_bytes_written == before {
+        return r;
+    }
+    told(session, "sender", r).await
+}
+
+async fn send_source_inner(
+    session: &mut Session,
+    source: Source<'_>,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
     safe_relative_path(name)?;
+    source.check().await?;
     if session.wire_format() == WireFormat::Go {
         return send_bigfile(session, source, name, progress).await;
     }
@@ -546,7 +644,7 @@ async fn send_source(
         },
     )
     .await?;
-    let (offset, prefix) = match recv_control(session).await? {
+    let (offset, prefix) = match recv_control(session, "Accept", CONTROL_TIMEOUT).await? {
         Control::Accept {
             offset,
             prefix_blake2b,
@@ -571,7 +669,10 @@ async fn send_source(
     send_control(session, &Control::Start { offset: start }).await?;
     stream_out(session, source, start, size, &mut hasher, progress).await?;
     let sent_digest: [u8; 64] = hasher.finalize().into();
-    let verdict = recv_control(session).await?;
+    // Every byte acknowledged (bounded by the session's own rules), then
+    // the receiver's sync and rename (bounded here).
+    session.flush_acked().await?;
+    let verdict = recv_control(session, "Verdict", VERDICT_TIMEOUT).await?;
     if let Some(p) = progress {
         p.send_replace(Progress {
             bytes_sent: size,
@@ -911,21 +1012,132 @@ pub async fn recv_file(
     dir: impl AsRef<Path>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    let dir = dir.as_ref();
+    recv_file_with(session, dir, &ReceiveOptions::default(), progress).await
+}
+
+/// What a receiver does beyond the defaults.
+///
+/// ```
+/// let opts = swp::file::ReceiveOptions::new().overwrite(true);
+/// assert!(opts.overwrites());
+/// assert!(!swp::file::ReceiveOptions::default().overwrites());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveOptions {
+    overwrite: bool,
+}
+
+impl ReceiveOptions {
+    /// The defaults: an existing destination file is never replaced.
+    ///
+    /// ```
+    /// assert!(!swp::file::ReceiveOptions::new().overwrites());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replace an existing file of the same name (by default the transfer
+    /// is refused, and the sender is told why).
+    ///
+    /// ```
+    /// assert!(swp::file::ReceiveOptions::new().overwrite(true).overwrites());
+    /// ```
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
+    /// Whether an existing file is replaced.
+    ///
+    /// ```
+    /// assert!(!swp::file::ReceiveOptions::new().overwrites());
+    /// ```
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+}
+
+/// [`recv_file`] with options: into directory `dir`, refusing (or, with
+/// [`ReceiveOptions::overwrite`], replacing) an existing file. A failure is
+/// told to the sender at once, with its reason.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(dir.join("in"))?;
+/// use swp::file::{self, FileError, ReceiveOptions};
+/// let src = dir.join("notes.txt");
+/// std::fs::write(&src, "new")?;
+/// std::fs::write(dir.join("in/notes.txt"), "old")?;
+/// let keep = ReceiveOptions::new(); // the default: never replace
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_with(&mut b, dir.join("in"), &keep, None),
+/// );
+/// assert!(matches!(got, Err(FileError::Exists { .. })));
+/// assert!(sent.unwrap_err().to_string().contains("already exists"));
+/// assert_eq!(std::fs::read_to_string(dir.join("in/notes.txt"))?, "old");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file_with(
+    session: &mut Session,
+    dir: impl AsRef<Path>,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let r = recv_into(session, Dest::Dir(dir.as_ref()), opts, progress).await;
+    told(session, "receiver", r).await
+}
+
+/// Where a received file goes.
+#[derive(Clone, Copy)]
+enum Dest<'a> {
+    /// Below this directory, under the sender's name.
+    Dir(&'a Path),
+    /// At exactly this path.
+    Exactly(&'a Path),
+}
+
+/// The receiver's side of the exchange (module docs, or Go's BigFile).
+async fn recv_into(
+    session: &mut Session,
+    dest: Dest<'_>,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
     if session.wire_format() == WireFormat::Go {
         let (h, first) = recv_bigfile_header(session).await?;
-        let target = dir.join(go_file_name(&h.filepath)?);
+        let target = match dest {
+            Dest::Dir(dir) => dir.join(go_file_name(&h.filepath)?),
+            Dest::Exactly(p) => p.to_path_buf(),
+        };
+        check_target(&target, opts).await?;
         return recv_bigfile_to(session, &target, h, first, progress).await;
     }
     let (name, size, digest, send_time) = recv_offer(session).await?;
-    let rel = match check_offer(&name, &digest) {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(refuse(session, e).await);
-        }
+    let rel = check_offer(&name, &digest)?;
+    let target = match dest {
+        Dest::Dir(dir) => dir.join(&rel),
+        Dest::Exactly(p) => p.to_path_buf(),
     };
-    let target = dir.join(&rel);
+    check_target(&target, opts).await?;
     recv_file_to(session, &target, name, size, digest, send_time, progress).await
+}
+
+/// An existing destination is replaced only when asked to.
+async fn check_target(target: &Path, opts: &ReceiveOptions) -> Result<(), FileError> {
+    if !opts.overwrite && tokio::fs::symlink_metadata(target).await.is_ok() {
+        return Err(FileError::Exists {
+            path: target.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Receives one file over an established session and saves it at exactly
@@ -957,24 +1169,42 @@ pub async fn recv_file_as(
     path: impl AsRef<Path>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    if session.wire_format() == WireFormat::Go {
-        let (h, first) = recv_bigfile_header(session).await?;
-        return recv_bigfile_to(session, path.as_ref(), h, first, progress).await;
-    }
-    let (name, size, digest, send_time) = recv_offer(session).await?;
-    if let Err(e) = check_offer(&name, &digest) {
-        return Err(refuse(session, e).await);
-    }
-    recv_file_to(
-        session,
-        path.as_ref(),
-        name,
-        size,
-        digest,
-        send_time,
-        progress,
-    )
-    .await
+    recv_file_as_with(session, path, &ReceiveOptions::default(), progress).await
+}
+
+/// [`recv_file_as`] with options (see [`recv_file_with`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file::{self, ReceiveOptions};
+/// let (src, dst) = (dir.join("v2.txt"), dir.join("current.txt"));
+/// std::fs::write(&src, "v2")?;
+/// std::fs::write(&dst, "v1")?;
+/// let replace = ReceiveOptions::new().overwrite(true);
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_as_with(&mut b, &dst, &replace, None),
+/// );
+/// sent?;
+/// got?;
+/// assert_eq!(std::fs::read_to_string(&dst)?, "v2");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file_as_with(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let r = recv_into(session, Dest::Exactly(path.as_ref()), opts, progress).await;
+    told(session, "receiver", r).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1015,7 +1245,7 @@ async fn recv_file_to(
         },
     )
     .await?;
-    let start = match recv_control(session).await? {
+    let start = match recv_control(session, "Start", CONTROL_TIMEOUT).await? {
         Control::Start { offset } if offset == have || offset == 0 => offset,
         other => {
             return Err(FileError::Protocol(format!(
@@ -1064,13 +1294,11 @@ async fn recv_file_to(
             });
         }
     }
-    match seal_part(f, &part, target, hasher, &name, &digest).await {
-        Ok(()) => {}
-        Err(err @ FileError::DigestMismatch { .. }) => {
+    if let Err(err) = seal_part(f, &part, target, hasher, &name, &digest).await {
+        if matches!(err, FileError::DigestMismatch { .. }) {
             let _ = tokio::fs::remove_file(&meta_path).await;
-            return Err(refuse(session, err).await);
         }
-        Err(err) => return Err(err),
+        return Err(err);
     }
     let _ = tokio::fs::remove_file(&meta_path).await;
     accept_verdict(session).await?;
@@ -1135,21 +1363,23 @@ pub async fn recv_bytes(
     session: &mut Session,
     max_size: u64,
 ) -> Result<(FileMeta, Bytes), FileError> {
+    let r = recv_bytes_inner(session, max_size).await;
+    told(session, "receiver", r).await
+}
+
+async fn recv_bytes_inner(
+    session: &mut Session,
+    max_size: u64,
+) -> Result<(FileMeta, Bytes), FileError> {
     if session.wire_format() == WireFormat::Go {
         return recv_bigfile_bytes(session, max_size).await;
     }
     let (name, size, digest, send_time_ns) = recv_offer(session).await?;
-    if let Err(e) = check_offer(&name, &digest) {
-        return Err(refuse(session, e).await);
-    }
+    check_offer(&name, &digest)?;
     if size > max_size {
-        return Err(refuse(
-            session,
-            FileError::Protocol(format!(
-                "{name} is {size} bytes, more than the {max_size} allowed in memory"
-            )),
-        )
-        .await);
+        return Err(FileError::Protocol(format!(
+            "{name} is {size} bytes, more than the {max_size} allowed in memory"
+        )));
     }
     send_control(
         session,
@@ -1159,7 +1389,7 @@ pub async fn recv_bytes(
         },
     )
     .await?;
-    match recv_control(session).await? {
+    match recv_control(session, "Start", CONTROL_TIMEOUT).await? {
         Control::Start { offset: 0 } => {}
         other => {
             return Err(FileError::Protocol(format!(
@@ -1174,8 +1404,7 @@ pub async fn recv_bytes(
         .map_err(|e| FileError::Session(io_to_session(e)))?;
     let actual = Blake2b512::digest(&data);
     if actual.as_slice() != digest.as_slice() {
-        let err = mismatch(&name, &digest, &actual);
-        return Err(refuse(session, err).await);
+        return Err(mismatch(&name, &digest, &actual));
     }
     accept_verdict(session).await?;
     Ok((

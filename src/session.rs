@@ -13,8 +13,8 @@
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
 use crate::proto::{
-    CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, State, Stats,
-    WriteError, codec, golink,
+    CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, ResetCode, State,
+    Stats, WriteError, codec, golink,
 };
 use crate::proto::{Str, Transmit};
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
@@ -216,6 +216,9 @@ struct Inner {
     shutdown_requested: bool,
     orphaned_at: Option<Instant>,
     driver_done: bool,
+    /// Packets the engine produced that the driver has not yet handed to
+    /// the transport.
+    unsent: usize,
 }
 
 impl Inner {
@@ -233,9 +236,20 @@ impl Inner {
     /// the reason every blocked call gets.
     fn fail_on_transport(&mut self, e: TransportError, now: Instant) {
         tracing::debug!(error = %e, "transport failed; aborting session");
+        // The peer may still hear us (only publishing may be stuck): tell it.
+        self.conn.abort_because(
+            now,
+            ResetCode::Transport,
+            &format!("its transport failed: {e}"),
+        );
         self.transport_error = Some(e);
-        self.conn.abort(now);
         self.wake_all();
+    }
+
+    /// Our side of a graceful close is done, and the packets saying so have
+    /// been handed to the transport.
+    fn close_done(&self) -> bool {
+        self.conn.close_settled() && self.unsent == 0
     }
     /// The error a blocked call should return, if the session is over.
     fn failure(&self) -> Option<SessionError> {
@@ -471,6 +485,7 @@ impl Session {
                 shutdown_requested: false,
                 orphaned_at: None,
                 driver_done: false,
+                unsent: 0,
             }),
             driver: Notify::new(),
             changed: Notify::new(),
@@ -728,7 +743,7 @@ impl Session {
             .wait(|g| {
                 if let Some(e) = g.failure() {
                     Some(Err(e))
-                } else if matches!(g.conn.state(), State::FinWait2 | State::Closed) {
+                } else if g.close_done() {
                     Some(Ok(()))
                 } else {
                     None
@@ -754,6 +769,28 @@ impl Session {
         self.shared.lock().conn.abort(now());
         self.shared.nudge();
         self.shared.changed.notify_waiters();
+    }
+
+    /// Ends the session at once and tells the peer why: its session ends
+    /// with [`CloseReason::Reset`] carrying `reason` (at most
+    /// [`MAX_RESET_MESSAGE`](crate::proto::MAX_RESET_MESSAGE) bytes). Use it
+    /// for a local failure the peer must not wait for (a full disk, an
+    /// unreadable source). The Reset is handed to the transport before the
+    /// driver ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.abort_with("disk full on the receiver");
+    /// let err = b.recv().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "the peer reset the session: disk full on the receiver");
+    /// # Ok(()) }
+    /// ```
+    pub fn abort_with(&self, reason: impl AsRef<str>) {
+        abort_with(&self.shared, reason.as_ref());
     }
 
     /// Splits into independently usable read and write halves.
@@ -913,6 +950,12 @@ impl Session {
     pub fn wire_format(&self) -> crate::proto::WireFormat {
         self.shared.lock().conn.wire_format()
     }
+}
+
+fn abort_with(shared: &Shared, reason: &str) {
+    shared.lock().conn.abort_with(now(), reason);
+    shared.nudge();
+    shared.changed.notify_waiters();
 }
 
 async fn read_chunk(shared: &Shared, max: usize) -> Result<Option<Bytes>, SessionError> {
@@ -1076,6 +1119,9 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                     queue.push_back(tx);
                 }
             }
+            // In the same critical section as the engine saw them go out, so
+            // close() never sees a Fin as sent before it is handed over.
+            g.unsent = queue.len() + sending.is_some() as usize;
             // Wake waiters on any event, and after any packet: a spurious
             // wake costs a lock; a missed one is a hang.
             let mut events = input;
@@ -1102,6 +1148,20 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                         since: now(),
                         dest: tx.dest,
                     })
+                }
+            }
+        }
+        {
+            let mut g = shared.lock();
+            let unsent = queue.len() + sending.is_some() as usize;
+            if g.unsent != unsent {
+                let was = g.unsent;
+                g.unsent = unsent;
+                if unsent == 0 && was > 0 {
+                    // close() may be waiting for the last packets to leave.
+                    g.wake_all();
+                    drop(g);
+                    shared.changed.notify_waiters();
                 }
             }
         }
@@ -1222,7 +1282,7 @@ fn poll_shutdown_impl(shared: &Shared, cx: &mut Context<'_>) -> Poll<io::Result<
     if let Some(e) = g.failure() {
         return Poll::Ready(Err(e.into()));
     }
-    if matches!(g.conn.state(), State::FinWait2 | State::Closed) {
+    if g.close_done() {
         return Poll::Ready(Ok(()));
     }
     g.park(cx.waker());

@@ -363,3 +363,32 @@ async fn publishes_held_for_good_end_the_session_with_a_clear_error() {
     // The peer kept talking (keepalives) while A's transport was stuck.
     assert!(b.stats().protocol.packets_sent >= b_sent + 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_readers_close_after_eof_returns_at_once_when_the_writer_is_gone() {
+    // The writer shuts down and its process exits (here: it is cut off for
+    // good). The reader reads to the end and closes: everything both ways is
+    // confirmed, only the writer's FinAck can never come. That close used
+    // to wait 5 s of Fin retries; now it returns after three tries (a few
+    // RTOs: ~10 ms here).
+    let net = lossy(31, 0.0);
+    let (mut a, mut b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    a.write_all(b"all of it").await.unwrap();
+    a.shutdown().await.unwrap();
+    let (ia, ib) = (
+        net.with(|n| n.lookup("A").unwrap()),
+        net.with(|n| n.lookup("B").unwrap()),
+    );
+    net.with(|n| n.partition(ia, ib));
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"all of it");
+    let t0 = tokio::time::Instant::now();
+    b.close().await.unwrap();
+    assert!(
+        t0.elapsed() <= Duration::from_millis(100),
+        "{:?}",
+        t0.elapsed()
+    );
+    drop(a);
+}

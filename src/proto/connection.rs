@@ -237,6 +237,8 @@ pub struct Connection {
     fin_sent: bool,
     fin_acked: bool,
     fin_tries: u32,
+    /// Transmissions of our Fin.
+    fin_sends: u32,
     close_reason: Option<CloseReason>,
     drained: bool,
     last_heard: Instant,
@@ -365,6 +367,7 @@ impl Connection {
             fin_sent: false,
             fin_acked: false,
             fin_tries: 0,
+            fin_sends: 0,
             close_reason: None,
             drained: false,
             last_heard: now,
@@ -661,6 +664,40 @@ impl Connection {
     /// ```
     pub fn is_acked(&self, id: MessageId) -> bool {
         self.snd.bytes_acked >= id
+    }
+
+    /// True once our side of a graceful close is settled: our Fin was
+    /// acknowledged; or the peer finished its stream too, acknowledged
+    /// everything we wrote, and our Fin went out three times unanswered, so
+    /// that only its acknowledgement is missing and nothing can be lost any
+    /// more. A `close` that waits for this returns within a few RTOs even
+    /// when the peer is gone right after its own close (a live peer's
+    /// FinAck comes sooner); the Fin goes on being retransmitted while the
+    /// engine is driven.
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::State;
+    /// pair.a.close(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.state() == State::CloseWait));
+    /// let (ia, ib) = (pair.inbox(swp::sim::Side::A), pair.inbox(swp::sim::Side::B));
+    /// pair.net.partition(ia, ib); // A is gone for good
+    /// pair.b.close(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.close_settled()));
+    /// assert!(pair.elapsed() < Duration::from_secs(1)); // a few RTOs of Fin retries
+    /// assert!(!pair.b.is_closed()); // only A's FinAck is missing
+    /// ```
+    pub fn close_settled(&self) -> bool {
+        match self.state() {
+            State::FinWait2 => true,
+            State::Closed => self.close_reason.as_ref().is_some_and(|r| r.is_normal()),
+            _ => self.only_fin_ack_missing() && self.fin_sends >= 3,
+        }
     }
 
     /// How long the peer may stay silent before the session ends as
@@ -1236,9 +1273,28 @@ impl Connection {
     /// );
     /// ```
     pub fn abort_with(&mut self, now: Instant, reason: impl AsRef<str>) {
+        self.abort_because(now, ResetCode::Application, reason.as_ref());
+    }
+
+    /// `abort_with` for drivers: a Reset with this `code` (e.g.
+    /// [`ResetCode::Transport`] when the driver's transport failed).
+    ///
+    /// ```
+    /// # use swp::sim::Pair;
+    /// # use swp::simnet::LinkConfig;
+    /// # use std::time::Duration;
+    /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
+    /// # let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
+    /// # assert!(pair.connect(Duration::from_secs(5)));
+    /// use swp::proto::{CloseReason, ResetCode};
+    /// pair.a.abort_because(pair.now(), ResetCode::Transport, "its NATS client is gone");
+    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
+    /// assert!(matches!(pair.b.close_reason(), Some(CloseReason::Reset { code: ResetCode::Transport, .. })));
+    /// ```
+    pub fn abort_because(&mut self, now: Instant, code: ResetCode, reason: &str) {
         if self.hs != Hs::Closed {
-            let msg = error::clip_message(reason.as_ref()).to_string();
-            self.reset_out = Some((ResetCode::Application, msg));
+            let msg = error::clip_message(reason).to_string();
+            self.reset_out = Some((code, msg));
             let tell = !self.remote_nonce.is_empty();
             self.finish(now, CloseReason::Aborted, tell);
         }
@@ -2417,6 +2473,7 @@ impl Connection {
                 self.last_progress = now; // waiting for the FinAck starts
             }
             self.fin_sent = true;
+            self.fin_sends += 1;
             let mut p = self.base_packet(Kind::Fin, now);
             p.seq = self.snd.snd_nxt;
             // Never wait longer than a quarter linger: a peer that already

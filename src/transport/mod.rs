@@ -176,6 +176,13 @@ pub trait Transport: Send + Sync + 'static {
     fn max_payload(&self) -> usize;
     /// How much one subscription holds before the transport drops messages.
     fn capacity(&self) -> Capacity;
+    /// Waits until what was published has left for the network (for NATS:
+    /// the client's buffer is written to the server). A program calls it
+    /// before it exits, so the last packets of a close are not lost with
+    /// the process. The default has nothing to flush.
+    fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Connection events so far.
     fn counters(&self) -> TransportCounters {
         TransportCounters::default()

@@ -416,6 +416,15 @@ impl Transport for NatsTransport {
         self.client.server_info().max_payload.max(1024)
     }
 
+    fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.client
+                .flush()
+                .await
+                .map_err(|e| TransportError::Closed(format!("flush: {e}")))
+        })
+    }
+
     fn capacity(&self) -> Capacity {
         Capacity {
             packets: Some(self.capacity as u64),
