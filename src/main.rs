@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swp::Session;
-use swp::file::{Progress, recv_file, send_file};
+use swp::file::{Progress, ReceiveOptions, recv_file, recv_file_with, send_file};
 use swp::proto::{Config, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
@@ -66,6 +66,10 @@ enum Cmd {
         /// Give up if no sender connects within this many seconds (0: wait forever).
         #[arg(long, default_value_t = 0)]
         timeout: u64,
+        /// Replace a file of the same name (by default the transfer is
+        /// refused, and the sender told why).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -212,26 +216,32 @@ async fn run(cli: Cli) -> Result<(), String> {
             go,
             nats,
         } => {
-            let t = nats.connect().await?;
+            // Everything that can be checked here is checked before a
+            // receiver is bothered: the file, and the subjects.
+            check_source(&file)?;
             let inbox = inbox.unwrap_or_else(|| format!("swp.send.{:016x}", rand::random::<u64>()));
             let format = if go {
                 WireFormat::Go
             } else {
                 WireFormat::Native
             };
-            let mut s = Session::connect(t, Config::new(inbox, to.clone()).wire_format(format))
+            let cfg = Config::new(inbox, to.clone()).wire_format(format);
+            cfg.validate().map_err(|e| e.to_string())?;
+            let t = nats.connect().await?;
+            let mut s = Session::connect(t.clone(), cfg)
                 .await
                 .map_err(|e| format!("cannot reach a receiver on {to}: {e}"))?;
             let (tx, rx) = watch::channel(Progress::default());
             let shown = show_progress(rx, format!("send {}", file.display()), quiet);
             let start = Instant::now();
             let r = send_file(&mut s, &file, Some(&tx)).await;
+            // The transfer is over at the receiver's Verdict: the rate is
+            // measured to it, not to the end of the close.
+            let secs = start.elapsed().as_secs_f64();
             drop(tx);
             let _ = shown.await;
-            let r = r.map_err(|e| e.to_string())?;
-            let _ = s.close().await;
+            let r = finish(s, t.as_ref(), r).await?;
             if !quiet {
-                let secs = start.elapsed().as_secs_f64();
                 println!(
                     "sent {} ({}) in {secs:.2} s, {:.1} MiB/s{}; blake2b {}",
                     r.meta.name,
@@ -251,10 +261,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             inbox,
             out,
             timeout,
+            force,
             nats,
         } => {
+            let cfg = Config::new(inbox.clone(), "");
+            cfg.validate().map_err(|e| e.to_string())?;
+            check_out_dir(&out)?;
             let t = nats.connect().await?;
-            let listener = Session::listen(t, Config::new(inbox.clone(), ""))
+            let listener = Session::listen(t.clone(), cfg)
                 .await
                 .map_err(|e| format!("cannot listen on {inbox}: {e}"))?;
             if !quiet {
@@ -272,13 +286,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (tx, rx) = watch::channel(Progress::default());
             let shown = show_progress(rx, "recv".into(), quiet);
             let start = Instant::now();
-            let r = recv_file(&mut s, &out, Some(&tx)).await;
+            let opts = ReceiveOptions::new().overwrite(force);
+            let r = recv_file_with(&mut s, &out, &opts, Some(&tx)).await;
+            let secs = start.elapsed().as_secs_f64();
             drop(tx);
             let _ = shown.await;
-            let (meta, path) = r.map_err(|e| e.to_string())?;
+            let go_peer = s.wire_format() == WireFormat::Go;
+            let (meta, path) = finish(s, t.as_ref(), r).await?;
             if !quiet {
-                let secs = start.elapsed().as_secs_f64();
-                let from_go = if s.wire_format() == WireFormat::Go {
+                let from_go = if go_peer {
                     " (from a go-sliding-window peer)"
                 } else {
                     ""
@@ -307,6 +323,64 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// How long a finished transfer may take to close its session before the
+/// program exits anyway (the transfer's own outcome is already known).
+const CLOSE_BOUND: Duration = Duration::from_secs(5);
+
+/// Ends a transfer's session before the program exits: closes it after a
+/// success; after a failure (already told to the peer by a Reset) waits for
+/// the Reset to be handed over. Then flushes the NATS client, so the last
+/// packets leave before the process does. The transfer's result is what
+/// is reported; a close that fails after a verified transfer changes
+/// nothing about the file.
+async fn finish<T, E: std::fmt::Display>(
+    s: Session,
+    t: &NatsTransport,
+    r: Result<T, E>,
+) -> Result<T, String> {
+    use swp::transport::Transport;
+    match &r {
+        Ok(_) => {
+            if let Ok(Err(e)) = tokio::time::timeout(CLOSE_BOUND, s.close()).await {
+                tracing::debug!(error = %e, "close after a complete transfer failed");
+            }
+        }
+        Err(_) => {
+            let _ = tokio::time::timeout(CLOSE_BOUND, s.wait_closed()).await;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_BOUND, t.flush()).await;
+    r.map_err(|e| e.to_string())
+}
+
+/// The file to send must be a readable regular file: said before any
+/// connection is made.
+fn check_source(file: &std::path::Path) -> Result<(), String> {
+    let m = std::fs::metadata(file).map_err(|e| format!("cannot send {}: {e}", file.display()))?;
+    if m.is_dir() {
+        return Err(format!("cannot send {}: it is a directory", file.display()));
+    }
+    if !m.is_file() {
+        return Err(format!(
+            "cannot send {}: not a regular file",
+            file.display()
+        ));
+    }
+    std::fs::File::open(file).map_err(|e| format!("cannot send {}: {e}", file.display()))?;
+    Ok(())
+}
+
+/// The output directory must be usable (created if missing): said before
+/// a sender connects.
+fn check_out_dir(out: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot use --out {}: {e}", out.display()))?;
+    let probe = out.join(format!(".swp-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| format!("cannot write into --out {}: {e}", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {

@@ -111,6 +111,7 @@ fn close_kind(r: &CloseReason) -> io::ErrorKind {
         CloseReason::Reset { .. } => io::ErrorKind::ConnectionReset,
         CloseReason::ConnectTimeout { .. } => io::ErrorKind::TimedOut,
         CloseReason::PeerUnreachable { .. }
+        | CloseReason::NotHeardBack { .. }
         | CloseReason::RetransmitLimit { .. }
         | CloseReason::Terminated { .. }
         | CloseReason::FinTimeout { .. } => io::ErrorKind::TimedOut,
@@ -793,6 +794,28 @@ impl Session {
         abort_with(&self.shared, reason.as_ref());
     }
 
+    /// Waits until the session's driver has ended: after an abort or a
+    /// failure, once the Reset telling the peer was handed to the
+    /// transport; after a graceful close, once the close is complete on
+    /// both sides (the linger included). A program that is about to exit
+    /// after an error waits for this (bounded), then flushes its transport,
+    /// so the peer learns the reason instead of waiting for a budget.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.abort_with("giving up");
+    /// a.wait_closed().await; // the Reset is on its way
+    /// assert!(b.recv().await.unwrap_err().to_string().contains("giving up"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_closed(&self) {
+        self.shared.wait(|g| g.driver_done.then_some(())).await
+    }
+
     /// Splits into independently usable read and write halves.
     ///
     /// ```
@@ -1021,6 +1044,11 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
     // the peer could give up on us (the budget plus its probe grace), so
     // the side whose client is stuck learns that first, in its own words.
     let stall_budget = shared.lock().conn.config().dead_peer_budget();
+    // The transport may learn on its own that the server refuses our
+    // subjects (NATS permissions): check at once, and whenever it says so.
+    let mut failures = shared.transport.failures();
+    // The driver is nudged once at its start, so the first pass checks.
+    let mut check_denied = true;
     loop {
         let deadline = {
             let g = shared.lock();
@@ -1044,6 +1072,12 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
         let handed_over = async {
             match sending.as_mut() {
                 Some(h) => (&mut h.publish).await,
+                None => futures::future::pending().await,
+            }
+        };
+        let denial = async {
+            match failures.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
                 None => futures::future::pending().await,
             }
         };
@@ -1073,6 +1107,13 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 }
             }
             r = handed_over => published = Some(r),
+            alive = denial => {
+                if alive {
+                    check_denied = true;
+                } else {
+                    failures = None; // the transport is gone; nothing more to learn
+                }
+            }
             _ = shared.driver.notified() => {}
             _ = sleep => {}
         }
@@ -1081,6 +1122,9 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             if let Err(e) = r {
                 publish_failed(&shared, e);
             }
+        }
+        if std::mem::take(&mut check_denied) {
+            check_transport_denials(&shared);
         }
         let (events, done) = {
             let mut g = shared.lock();
@@ -1207,6 +1251,26 @@ struct Handover<'a> {
 }
 
 /// The transport refused a packet: the session cannot go on.
+/// Ends the session if the transport learnt that the server refuses our
+/// inbox or the peer's (NATS permissions).
+fn check_transport_denials(shared: &Shared) {
+    let mut g = shared.lock();
+    if g.conn.is_closed() {
+        return;
+    }
+    let subjects = [
+        g.conn.config().local_inbox().to_string(),
+        g.conn.remote_inbox().to_string(),
+    ];
+    let denied = subjects
+        .iter()
+        .filter(|s| !s.is_empty())
+        .find_map(|s| shared.transport.denied(s));
+    if let Some(e) = denied {
+        g.fail_on_transport(e, now());
+    }
+}
+
 fn publish_failed(shared: &Shared, e: TransportError) {
     shared.lock().fail_on_transport(e, now());
 }

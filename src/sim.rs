@@ -73,6 +73,9 @@ pub struct WindowReport {
     pub checked: u64,
     /// Packets seen on the wire, by kind.
     pub by_kind: std::collections::BTreeMap<u8, u64>,
+    /// The virtual time of the last well-formed packet delivered, per
+    /// (sender inbox, receiver inbox): what the receiver last heard.
+    pub last_delivery: std::collections::BTreeMap<(usize, usize), Duration>,
 }
 
 /// A [`simnet::Monitor`] that decodes every packet and checks flow control:
@@ -262,12 +265,13 @@ impl Monitor for WindowMonitor {
         }
     }
 
-    fn on_deliver(&mut self, env: &Envelope, _now: Duration) {
+    fn on_deliver(&mut self, env: &Envelope, now: Duration) {
         let report = self.report.clone();
         let mut r = report.lock().expect("monitor lock");
         let Some(p) = self.see(env, false, &mut r) else {
             return;
         };
+        r.last_delivery.insert((env.from.0, env.to.0), now);
         // A packet from Y delivered to X carries Y's edges for X's data.
         let e = self.edges.entry((env.to.0, env.from.0)).or_insert((0, 0));
         e.0 = e.0.max(p.wnd_seq);
@@ -610,6 +614,30 @@ impl Pair {
             .as_ref()
             .map(|r| r.lock().expect("monitor lock").clone())
             .unwrap_or_default()
+    }
+
+    /// When `side` last heard its peer: the virtual time (since the start)
+    /// of the last well-formed packet delivered to it from the other side,
+    /// as the monitor saw it. `None` before any (or without a monitor). An
+    /// oracle uses it to check that a "peer unreachable" verdict is true.
+    ///
+    /// ```
+    /// use swp::sim::{Pair, Side};
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new().latency(Duration::from_millis(3)),
+    ///     Pair::default_config("A", "B"), Pair::default_config("B", ""));
+    /// assert_eq!(pair.last_heard(Side::B), None);
+    /// assert!(pair.connect(Duration::from_secs(1)));
+    /// assert_eq!(pair.last_heard(Side::B), Some(Duration::from_millis(9))); // the EstabAck
+    /// ```
+    pub fn last_heard(&self, side: Side) -> Option<Duration> {
+        let (to, from) = match side {
+            Side::A => (self.ia, self.ib),
+            Side::B => (self.ib, self.ia),
+        };
+        let r = self.report.as_ref()?.lock().expect("monitor lock");
+        r.last_delivery.get(&(from.0, to.0)).copied()
     }
 
     /// Packets addressed to an inbox that does not exist in the network.

@@ -356,6 +356,53 @@ fn an_idle_session_survives_an_outage_just_under_the_budget() {
     }
 }
 
+/// A data packet lost over and over (its retransmissions too): the
+/// retransmission limit gives up only after the dead-peer timeout without
+/// progress, so losing it more often than `max_retransmits` within the
+/// budget does not end the session; lost for longer than that while the
+/// peer is heard, it does, with the reason.
+#[test]
+fn a_packet_lost_more_often_than_max_retransmits_within_the_budget_is_recovered() {
+    use swp::simnet::{Rule, Verdict};
+    for (drops, survives) in [(7u64, true), (40, false)] {
+        let cfg = |l: &str, r: &str| {
+            Config::new(l, r)
+                .max_retransmits(3)
+                .keepalive(ms(500), 10)
+                .rto(ms(200), ms(10), secs(1.0))
+        };
+        let mut p = Pair::new(
+            16,
+            LinkConfig::new().latency(ms(1)),
+            cfg("A", "B"),
+            cfg("B", ""),
+        );
+        assert!(p.connect(secs(5.0)));
+        p.net.add_rule(
+            Rule::new("seq 0 lost", Verdict::Drop, |e| {
+                codec::decode(&e.payload).is_ok_and(|p| p.kind == Kind::Data && p.seq == 0)
+            })
+            .times(drops),
+        );
+        p.a.write(b"one packet").unwrap();
+        assert!(p.run_until(secs(30.0), |p| p.a.bytes_acked() == 10 || p.a.is_closed()));
+        if survives {
+            assert_eq!(p.a.close_reason(), None, "{drops} drops");
+            assert_eq!(p.a.bytes_acked(), 10);
+        } else {
+            assert!(
+                matches!(
+                    p.a.close_reason(),
+                    Some(CloseReason::RetransmitLimit { .. })
+                ),
+                "{drops} drops: {:?}",
+                p.a.close_reason()
+            );
+            assert!(p.elapsed() >= p.a.dead_peer_timeout().unwrap());
+        }
+    }
+}
+
 /// The peer may keep alive far less often than we do (keepalive intervals
 /// are configured per side): our keepalives ask for an answer, so silence is
 /// measured against our own interval, and an outage just under our budget
@@ -463,6 +510,57 @@ fn the_side_that_gives_up_tells_its_peer_at_once() {
     };
     assert_eq!(*code, ResetCode::Unreachable);
     assert!(message.contains("heard nothing from us"), "{message}");
+}
+
+/// A Reset is believed whatever acknowledgement and window it carries (an
+/// older peer's carries none): it used to fail the window check once the
+/// resetting side had read anything, and its peer then waited out the
+/// dead-peer timeout.
+#[test]
+fn a_reset_ends_the_peer_after_data_was_read() {
+    let mut p = Pair::new(
+        14,
+        LinkConfig::new().latency(ms(1)),
+        Config::new("A", "B"),
+        Config::new("B", ""),
+    );
+    assert!(p.connect(secs(5.0)));
+    p.a.write(&[5u8; 300_000]).unwrap();
+    assert!(p.run_until(secs(5.0), |p| p.b.held().1 == 300_000));
+    let mut buf = vec![0u8; 300_000];
+    assert!(matches!(
+        p.b.read(&mut buf),
+        Ok(swp::proto::Recv::Data(300_000))
+    ));
+    p.b.abort_with(p.now(), "disk full");
+    assert!(
+        p.run_until(ms(10), |p| p.a.is_closed()),
+        "A: {:?}",
+        p.a.state()
+    );
+    assert_eq!(p.a.stats().dropped_impossible, 0);
+    // An old peer's Reset: no acknowledgement, a window far from its ack.
+    let mut q = Pair::new(
+        15,
+        LinkConfig::new().latency(ms(1)),
+        Config::new("A", "B"),
+        Config::new("B", ""),
+    );
+    assert!(q.connect(secs(5.0)));
+    q.a.write(&[5u8; 300_000]).unwrap();
+    assert!(q.run_until(secs(5.0), |q| q.a.bytes_acked() == 300_000));
+    let mut old = forged_from_b(&q, Kind::Reset);
+    old.wnd_seq = 5 + 1024;
+    old.wnd_bytes = 300_000 + (16 << 20);
+    let now = q.now();
+    q.a.handle_packet(now, codec::encode(&old));
+    assert!(matches!(
+        q.a.close_reason(),
+        Some(CloseReason::Reset {
+            code: ResetCode::Abort,
+            ..
+        })
+    ));
 }
 
 /// A retransmitted data packet backs its timer off during an outage; when

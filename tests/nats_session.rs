@@ -491,19 +491,22 @@ async fn connecting_while_the_server_is_down_fails_within_the_connect_budget() {
         "{:?}",
         t0.elapsed()
     );
-    assert!(
-        matches!(
-            &err,
-            SessionError::Transport(swp::transport::TransportError::Subscribe { .. })
-        ),
-        "{err:?}"
-    );
+    // Usually the client already knows its server is gone, and the
+    // subscription cannot be confirmed; if the kill has not reached it yet,
+    // the subscription seems to go through and the handshake runs out
+    // instead. Either way: within the budget, and saying why.
     let msg = err.to_string();
-    assert!(
-        msg.contains("not confirmed within the connect budget (3 x 200ms)"),
-        "{msg}"
-    );
-    assert!(msg.contains("is the NATS server reachable?"), "{msg}");
+    match &err {
+        SessionError::Transport(swp::transport::TransportError::Subscribe { .. }) => {
+            assert!(
+                msg.contains("not confirmed within the connect budget (3 x 200ms)"),
+                "{msg}"
+            );
+            assert!(msg.contains("is the NATS server reachable?"), "{msg}");
+        }
+        SessionError::Closed(swp::proto::CloseReason::ConnectTimeout { attempts: 3, .. }) => {}
+        other => panic!("{other:?}"),
+    }
     // Listening needs the same subscription, within the same budget.
     let cfg = Config::new(inbox("down", "l"), "").connect(Duration::from_millis(100), 2);
     let t0 = tokio::time::Instant::now();

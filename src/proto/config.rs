@@ -438,25 +438,75 @@ impl Config {
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.local_inbox.is_empty() {
-            return Err(ConfigError(
+            return Err(ConfigError::new(
                 "local inbox is empty: set the subject this session listens on",
             ));
         }
+        check_subject(&self.local_inbox).map_err(|e| ConfigError(format!("local inbox {e}")))?;
+        if !self.remote_inbox.is_empty() {
+            check_subject(&self.remote_inbox)
+                .map_err(|e| ConfigError(format!("destination inbox {e}")))?;
+        }
         if self.window_bytes < self.max_payload as u64 {
-            return Err(ConfigError(
+            return Err(ConfigError::new(
                 "window in bytes is smaller than one packet's payload: raise the window or lower max_payload",
             ));
         }
         if self.send_buffer_bytes < self.max_payload as u64 {
-            return Err(ConfigError(
+            return Err(ConfigError::new(
                 "send buffer is smaller than one packet's payload",
             ));
         }
         if self.min_rto.is_zero() {
-            return Err(ConfigError("min RTO must be positive"));
+            return Err(ConfigError::new("min RTO must be positive"));
         }
         Ok(())
     }
+}
+
+/// Checks that `subject` can be a session's inbox: one literal NATS
+/// subject, tokens separated by dots, with no empty token, no whitespace or
+/// control character, and no wildcard (`*`, `>`): a session publishes to
+/// exactly one subject and listens on exactly one. The error says what is
+/// wrong, after the subject in quotes.
+///
+/// ```
+/// use swp::proto::config::check_subject;
+/// assert!(check_subject("files.in").is_ok());
+/// assert!(check_subject("_INBOX.abc-DEF_1").is_ok());
+/// assert!(check_subject("a b").unwrap_err().contains("whitespace"));
+/// assert!(check_subject("files.*").unwrap_err().contains("wildcard"));
+/// assert!(check_subject(">").unwrap_err().contains("wildcard"));
+/// assert!(check_subject("a..b").unwrap_err().contains("empty token"));
+/// assert!(check_subject(".a").unwrap_err().contains("empty token"));
+/// ```
+pub fn check_subject(subject: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("{subject:?} is not a valid subject: {why}"));
+    if subject.is_empty() {
+        return bad("it is empty");
+    }
+    if let Some(c) = subject
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
+        return bad(&format!(
+            "it contains {} {c:?}; NATS subjects are tokens separated by dots",
+            if c.is_whitespace() {
+                "whitespace"
+            } else {
+                "the control character"
+            }
+        ));
+    }
+    if let Some(c) = subject.chars().find(|c| *c == '*' || *c == '>') {
+        return bad(&format!(
+            "it contains the wildcard {c:?}; a session needs one literal subject"
+        ));
+    }
+    if subject.split('.').any(str::is_empty) {
+        return bad("it has an empty token (a leading, trailing or double dot)");
+    }
+    Ok(())
 }
 
 /// A configuration that cannot work; the message says what to change.
@@ -472,4 +522,16 @@ impl Config {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid swp configuration: {0}")]
-pub struct ConfigError(pub &'static str);
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    /// An error with a fixed message.
+    ///
+    /// ```
+    /// let e = swp::proto::ConfigError::new("min RTO must be positive");
+    /// assert_eq!(e.to_string(), "invalid swp configuration: min RTO must be positive");
+    /// ```
+    pub fn new(message: &str) -> Self {
+        ConfigError(message.to_string())
+    }
+}

@@ -242,14 +242,35 @@ pub struct Connection {
     close_reason: Option<CloseReason>,
     drained: bool,
     last_heard: Instant,
-    last_sent: Instant,
+    /// When we last sent a packet the peer answers (data, a KeepAlive, a
+    /// Fin, a handshake packet): the keepalive interval runs from it, not
+    /// from pure acks, so a side that only acknowledges the peer's stream
+    /// still asks for an answer once per interval (§8).
+    last_asked: Instant,
     rto_streak: u32,
-    /// A packet was heard since the last retransmission timeout: only
-    /// timeouts the peer survived count towards the retransmission limits
-    /// (silence is the dead-peer rule's business, §8).
-    heard_since_rto: bool,
+    /// A packet proving the peer hears us (it echoes something we sent
+    /// since we began waiting) arrived since the last retransmission
+    /// timeout: only such timeouts count towards the retransmission limit.
+    fresh_since_rto: bool,
     /// Likewise for Fin retransmissions.
-    heard_since_fin: bool,
+    fresh_since_fin: bool,
+    /// Any packet at all arrived since the last retransmission (data or
+    /// Fin) timeout.
+    heard_since_timeout: bool,
+    /// When the last packet proving the peer hears us arrived.
+    last_fresh: Option<Instant>,
+    /// Retransmission timeouts since the peer last proved it hears us.
+    unanswered_timeouts: u32,
+    /// The smallest (our clock − the peer's `ts`) seen, in µs: the offset of
+    /// the two clocks plus the fastest one-way trip.
+    peer_offset_us: Option<i128>,
+    /// How much later than its fastest the peer's latest packet came: the
+    /// queue on the way back. Answers to what we send now wait in it too,
+    /// so giving up waits that much longer (§5.5).
+    peer_lag: Duration,
+    /// The packet being handled proves the peer hears us again after
+    /// timeouts it did not answer (an outage of our direction ended).
+    heard_back_after_timeouts: bool,
     /// Retransmission (data or Fin) timeouts since the peer was last heard:
     /// when it is heard again the path is back, and recovery starts at once
     /// instead of after a backed-off timer (§8).
@@ -311,7 +332,9 @@ impl Connection {
     /// ```
     pub fn connect(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
         if cfg.remote_inbox.is_empty() {
-            return Err(ConfigError("an active open needs the destination inbox"));
+            return Err(ConfigError::new(
+                "an active open needs the destination inbox",
+            ));
         }
         let mut c = Self::new(cfg, now, nonce_seed)?;
         c.hs = Hs::SynSent;
@@ -371,10 +394,16 @@ impl Connection {
             close_reason: None,
             drained: false,
             last_heard: now,
-            last_sent: now,
+            last_asked: now,
             rto_streak: 0,
-            heard_since_rto: false,
-            heard_since_fin: false,
+            fresh_since_rto: false,
+            fresh_since_fin: false,
+            heard_since_timeout: false,
+            last_fresh: None,
+            unanswered_timeouts: 0,
+            peer_offset_us: None,
+            peer_lag: Duration::ZERO,
+            heard_back_after_timeouts: false,
             silent_timeouts: 0,
             una_advanced_at: None,
             last_progress: now,
@@ -1518,8 +1547,13 @@ impl Connection {
             }
             self.establish(now);
         }
-        let path_back = self.silent_timeouts > 0;
+        // Heard again after timeouts that went unanswered and a silence
+        // longer than a keepalive interval, or heard to hear us again after
+        // timeouts it did not answer: an outage ended (§8).
+        let silence_ended = self.silent_timeouts > 0
+            && now.saturating_duration_since(self.last_heard) > self.cfg.keepalive_interval;
         self.accept_common(now, &p);
+        let path_back = silence_ended || std::mem::take(&mut self.heard_back_after_timeouts);
         if p.kind == Kind::Reset {
             let data = error::clip_message(std::str::from_utf8(&p.data).unwrap_or(""));
             let message = if data.is_empty() && !p.data.is_empty() {
@@ -1537,6 +1571,10 @@ impl Connection {
         if self.hs == Hs::Closed {
             return; // the acknowledgement was a protocol violation (§5.6)
         }
+        if p.has(flags::FIN_SEEN) && self.fin_sent && !self.fin_acked && self.snd.all_acked() {
+            // Any packet sent after the peer got our Fin acknowledges it.
+            self.on_fin_acked(now);
+        }
         if path_back {
             self.on_path_back(now);
         }
@@ -1549,18 +1587,13 @@ impl Connection {
                 self.ack_echo = p.ts;
                 self.ack_immediate = true;
             }
-            Kind::Fin => self.on_fin(p.seq),
+            Kind::Fin => {
+                // Echoed, so the peer can tell our answers are current.
+                self.ack_echo = p.ts;
+                self.on_fin(p.seq)
+            }
             Kind::FinAck if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked => {
-                self.fin_acked = true;
-                self.last_progress = now;
-                self.timers.stop(Timer::Fin);
-                if self.format == WireFormat::Go && self.rcv.fin.is_none() {
-                    // A Go peer halts when it gets our Fin and never sends
-                    // its own; a Rust peer in Go mode may still send. Wait
-                    // for its Fin or for its silence.
-                    self.timers.set(Timer::Fin, now + self.go_quiet());
-                }
-                tracing::debug!("our Fin acknowledged");
+                self.on_fin_acked(now);
             }
             _ => {}
         }
@@ -1571,9 +1604,38 @@ impl Connection {
     fn accept_common(&mut self, now: Instant, p: &Packet) {
         self.stats.packets_received += 1;
         self.last_heard = now;
-        self.heard_since_rto = true;
-        self.heard_since_fin = true;
+        // A packet counts as the peer answering what we wait for only if it
+        // echoes something we sent since we began waiting: a backlog of its
+        // older packets draining from a slow link's queue proves nothing
+        // about our data or our Fin (§5.5). Go peers echo differently.
+        // Compared in the echo's own unit: a packet sent in the very
+        // microsecond we began waiting is fresh.
+        let waiting_since = self
+            .last_progress
+            .saturating_duration_since(self.epoch)
+            .as_micros() as u64;
+        let fresh = p.ts_echo > 0 && p.ts_echo >= waiting_since;
+        if fresh && self.unanswered_timeouts >= 2 {
+            // It hears us again after timeouts it did not answer.
+            self.heard_back_after_timeouts = true;
+        }
+        if fresh {
+            self.unanswered_timeouts = 0;
+        }
+        if self.format == WireFormat::Go || fresh {
+            self.fresh_since_rto = true;
+            self.fresh_since_fin = true;
+            self.last_fresh = Some(now);
+        }
+        self.heard_since_timeout = true;
         self.silent_timeouts = 0;
+        if self.format == WireFormat::Native && p.ts > 0 {
+            let offset =
+                now.saturating_duration_since(self.epoch).as_micros() as i128 - p.ts as i128;
+            let min = self.peer_offset_us.map_or(offset, |m| m.min(offset));
+            self.peer_offset_us = Some(min);
+            self.peer_lag = Duration::from_micros((offset - min).clamp(0, u64::MAX as i128) as u64);
+        }
         if self.format == WireFormat::Native
             && matches!(p.kind, Kind::Syn | Kind::SynAck | Kind::EstabAck)
         {
@@ -1642,6 +1704,11 @@ impl Connection {
     fn implausible(&self, p: &Packet) -> Option<String> {
         if self.format == WireFormat::Go {
             // golink already fits Go's fields to what was sent (§13.2).
+            return None;
+        }
+        if p.kind == Kind::Reset {
+            // Nothing in a Reset is believed but the end itself (and a
+            // Reset from an older peer carries no acknowledgement).
             return None;
         }
         let nxt = self.snd.snd_nxt;
@@ -1874,6 +1941,19 @@ impl Connection {
         }
     }
 
+    fn on_fin_acked(&mut self, now: Instant) {
+        self.fin_acked = true;
+        self.last_progress = now;
+        self.timers.stop(Timer::Fin);
+        if self.format == WireFormat::Go && self.rcv.fin.is_none() {
+            // A Go peer halts when it gets our Fin and never sends its own;
+            // a Rust peer in Go mode may still send. Wait for its Fin or for
+            // its silence.
+            self.timers.set(Timer::Fin, now + self.go_quiet());
+        }
+        tracing::debug!("our Fin acknowledged");
+    }
+
     fn on_fin(&mut self, seq: u64) {
         if seq == self.rcv.rcv_nxt {
             if self.rcv.fin.is_none() {
@@ -2032,24 +2112,32 @@ impl Connection {
                     // Only tries the peer was heard during count (a silent
                     // peer is the dead-peer rule's business, §8); Go peers
                     // halt at our Fin, so every try counts with them.
-                    let counts = std::mem::take(&mut self.heard_since_fin)
+                    let counts = std::mem::take(&mut self.fresh_since_fin)
                         || self.cfg.dead_peer_budget().is_none()
                         || self.format == WireFormat::Go;
                     if counts {
                         self.fin_tries += 1;
-                    } else {
+                    }
+                    self.unanswered_timeouts += 1;
+                    if !std::mem::take(&mut self.heard_since_timeout) {
                         self.silent_timeouts += 1;
                     }
-                    // Giving up also waits out the dead-peer timeout since
-                    // the Fin first went (§7.1): an outage in one direction
+                    // Giving up waits out the dead-peer timeout since the
+                    // Fin first went (§7.1): an outage in one direction
                     // shorter than the budget must not end the close early.
-                    let limit_hit = self.fin_tries > self.fin_retry_limit()
-                        && (self.format == WireFormat::Go || self.waited_out(now));
+                    let tries_out = self.fin_tries > self.fin_retry_limit();
+                    let limit_hit = match self.format {
+                        WireFormat::Go => tries_out,
+                        WireFormat::Native => self.give_up_retransmitting(now, tries_out),
+                    };
                     if limit_hit && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
-                    } else if limit_hit {
+                    } else if limit_hit && tries_out {
                         let retries = self.fin_tries;
                         self.finish(now, CloseReason::FinTimeout { retries }, true);
+                    } else if limit_hit {
+                        let reason = self.not_heard_back(now);
+                        self.finish(now, reason, true);
                     } else {
                         self.rtt.on_timeout();
                         self.pending.fin_retransmit = true;
@@ -2078,12 +2166,43 @@ impl Connection {
     }
 
     /// True once nothing we sent has been acknowledged for the dead-peer
-    /// timeout (always true without a budget): only then may retransmission
-    /// limits end a session, so an outage shorter than the budget, in
-    /// either direction, never does (§5.5).
+    /// timeout (plus the queue the peer's packets now wait in on their way
+    /// back), or for two RTOs of the path or its current backed-off RTO if
+    /// that is longer (always true without a budget): only then may retransmission limits end a session, so an
+    /// outage shorter than the budget, in either direction, never does
+    /// (§5.5).
     fn waited_out(&self, now: Instant) -> bool {
-        self.dead_peer_timeout()
-            .is_none_or(|t| now.saturating_duration_since(self.last_progress) >= t)
+        // On a path slower than the budget (a packet that takes seconds to
+        // cross a slow link), the RTO backs off until the first answer
+        // comes: never give up before the current one ran out either.
+        self.dead_peer_timeout().is_none_or(|t| {
+            let path = self.rtt.rto().max(self.rtt.base_rto() * 2);
+            now.saturating_duration_since(self.last_progress) >= (t + self.peer_lag).max(path)
+        })
+    }
+
+    /// Whether retransmitting (data, or our Fin) gives up now (§5.5).
+    /// Without a dead-peer budget: when the tries ran out. With one: only
+    /// after the dead-peer timeout without progress, only while the peer is
+    /// heard from (a silent peer is the dead-peer rule's), and then if it
+    /// proved it hears us yet did not acknowledge the tries, or if nothing
+    /// it sent since we began waiting shows it hears us at all (our packets
+    /// do not reach it: its own budget would end it, but it may have none).
+    fn not_heard_back(&self, now: Instant) -> CloseReason {
+        CloseReason::NotHeardBack {
+            waited: now.saturating_duration_since(self.last_progress),
+            budget: self.cfg.dead_peer_budget().unwrap_or_default(),
+        }
+    }
+
+    fn give_up_retransmitting(&self, now: Instant, tries_out: bool) -> bool {
+        if self.cfg.dead_peer_budget().is_none() {
+            return tries_out;
+        }
+        let not_heard_back = self.last_fresh.is_none_or(|t| t < self.last_progress);
+        self.waited_out(now)
+            && self.last_heard > self.last_progress
+            && (tries_out || not_heard_back)
     }
 
     /// The dead-peer rule (§8): silent for the budget and its grace, the
@@ -2144,19 +2263,27 @@ impl Connection {
         if !self.snd.has_outstanding() {
             return;
         }
-        // Only timeouts the peer was heard during count towards the limit:
-        // a silent peer is the dead-peer rule's business (§8), so an outage
-        // shorter than the budget never ends the session here.
+        // Only timeouts during which the peer showed it hears us count
+        // towards the limit (§5.5).
         let counts =
-            std::mem::take(&mut self.heard_since_rto) || self.cfg.dead_peer_budget().is_none();
+            std::mem::take(&mut self.fresh_since_rto) || self.cfg.dead_peer_budget().is_none();
         if counts {
             self.rto_streak += 1;
-        } else {
+        }
+        self.unanswered_timeouts += 1;
+        if !std::mem::take(&mut self.heard_since_timeout) {
             self.silent_timeouts += 1;
         }
-        if self.rto_streak > self.cfg.max_retransmits && self.waited_out(now) {
-            let retries = self.rto_streak - 1;
-            self.finish(now, CloseReason::RetransmitLimit { retries }, true);
+        let tries_out = self.rto_streak > self.cfg.max_retransmits;
+        if self.give_up_retransmitting(now, tries_out) {
+            let reason = if tries_out {
+                CloseReason::RetransmitLimit {
+                    retries: self.rto_streak - 1,
+                }
+            } else {
+                self.not_heard_back(now)
+            };
+            self.finish(now, reason, true);
             return;
         }
         if let Some((limit, window)) = self.cfg.term {
@@ -2268,7 +2395,12 @@ impl Connection {
         };
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
-        self.last_sent = now;
+        if !matches!(
+            p.kind,
+            Kind::Ack | Kind::EstabAck | Kind::FinAck | Kind::Reset
+        ) {
+            self.last_asked = now;
+        }
         self.update_timers(now);
         Some(Transmit {
             dest: p.dest,
@@ -2282,13 +2414,13 @@ impl Connection {
         }
         if self.pending.keepalive {
             // Due already: it goes with the next poll_transmit, which re-arms
-            // this. Re-arming it at last_sent + interval, in the past, would
+            // this. Re-arming it at last_asked + interval, in the past, would
             // make a driver that cannot send just now spin on it.
             self.timers.stop(Timer::KeepAlive);
         } else {
             self.timers.set(
                 Timer::KeepAlive,
-                self.last_sent + self.cfg.keepalive_interval,
+                self.last_asked + self.cfg.keepalive_interval,
             );
         }
         match self.cfg.dead_peer_budget() {
@@ -2319,6 +2451,9 @@ impl Connection {
 
     fn base_packet(&self, kind: Kind, now: Instant) -> Packet {
         let mut p = Packet::new(kind);
+        if self.rcv.fin.is_some() && self.format == WireFormat::Native {
+            p.flags |= flags::FIN_SEEN;
+        }
         p.from = self.local_inbox.clone();
         p.dest = self.remote_inbox.clone();
         p.from_nonce = self.local_nonce.clone();
@@ -2418,7 +2553,8 @@ impl Connection {
                 p.seq = code.to_wire();
                 p.data = Bytes::copy_from_slice(msg.as_bytes());
             }
-            return Some(p);
+            // Like every packet, it carries our acknowledgement (§2.1).
+            return Some(self.with_ack(p));
         }
         match self.hs {
             Hs::Listen => None,

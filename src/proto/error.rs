@@ -67,6 +67,18 @@ pub enum CloseReason {
         /// Consecutive retransmission timeouts.
         retries: u32,
     },
+    /// The peer is heard from, but nothing it sent for the dead-peer
+    /// timeout shows that it hears us: our packets do not reach it (an
+    /// outage of one direction, or a subscription that receives nothing).
+    #[error(
+        "the peer does not hear us: heard from it, but nothing we sent was answered for {waited:?} (dead-peer budget {budget:?})"
+    )]
+    NotHeardBack {
+        /// How long we waited for an answer.
+        waited: Duration,
+        /// Keepalive interval × failures allowed.
+        budget: Duration,
+    },
     /// Too many retransmission timeouts within the termination window
     /// (the Go library's TermConfig).
     #[error("terminated: {timeouts} retransmission timeouts within {window:?}")]
@@ -211,6 +223,10 @@ impl CloseReason {
             CloseReason::RetransmitLimit { retries } => (
                 ResetCode::NotAcknowledged,
                 format!("we did not acknowledge data it retransmitted {retries} times"),
+            ),
+            CloseReason::NotHeardBack { waited, .. } => (
+                ResetCode::Unreachable,
+                format!("nothing it sent reached us for {waited:?}"),
             ),
             CloseReason::Terminated { timeouts, window } => (
                 ResetCode::NotAcknowledged,

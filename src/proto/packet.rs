@@ -131,15 +131,37 @@ pub mod flags {
     /// assert!(syn.has(flags::BATCH_OK)); // "send me batches" (Config::batch_messages)
     /// ```
     pub const BATCH_OK: u8 = 8;
+    /// On every packet sent after the peer's Fin was received in order: the
+    /// Fin consumes no sequence number, so this is how data and acks that
+    /// flow back acknowledge it (a FinAck queued behind a slow link's data
+    /// no longer delays the close; docs/PROTOCOL.md §7.1).
+    ///
+    /// ```
+    /// use swp::proto::{flags, codec, State};
+    /// use swp::sim::Pair;
+    /// use swp::simnet::LinkConfig;
+    /// use std::time::Duration;
+    /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("a", "b"), Pair::default_config("b", ""));
+    /// assert!(pair.connect(Duration::from_secs(1)));
+    /// pair.a.close(pair.now());
+    /// assert!(pair.run_until(Duration::from_secs(1), |p| p.b.state() == State::CloseWait));
+    /// pair.b.write(b"still talking").unwrap();
+    /// let t = pair.b.poll_transmit(pair.now()).unwrap();
+    /// assert!(codec::decode(&t.payload).unwrap().has(flags::FIN_SEEN));
+    /// ```
+    pub const FIN_SEEN: u8 = 16;
     /// All flags this version understands; others are ignored.
     ///
     /// ```
     /// use swp::proto::flags;
-    /// assert_eq!(flags::KNOWN, flags::EOM | flags::ACK_NOW | flags::BATCH | flags::BATCH_OK);
-    /// let from_a_newer_peer = 0x40 | flags::EOM;
+    /// assert_eq!(
+    ///     flags::KNOWN,
+    ///     flags::EOM | flags::ACK_NOW | flags::BATCH | flags::BATCH_OK | flags::FIN_SEEN
+    /// );
+    /// let from_a_newer_peer = 0x80 | flags::EOM;
     /// assert_eq!(from_a_newer_peer & flags::KNOWN, flags::EOM); // unknown bits are ignored
     /// ```
-    pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK;
+    pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK | FIN_SEEN;
 }
 
 /// Maximum selective-ack ranges a packet carries.

@@ -109,6 +109,26 @@ pub enum TransportError {
         /// What the transport said.
         reason: String,
     },
+    /// Could not connect to the server(s).
+    #[error("cannot connect to NATS at {server}: {reason}")]
+    Connect {
+        /// The server URL(s), credentials removed.
+        server: String,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+    /// The server refused an operation on a subject (NATS permissions).
+    #[error(
+        "the NATS server denied {operation} {subject:?}: {reason} (check this user's publish/subscribe permissions)"
+    )]
+    Denied {
+        /// "publishing to" or "subscribing to".
+        operation: &'static str,
+        /// The subject.
+        subject: String,
+        /// What the server said.
+        reason: String,
+    },
     /// The connection is closed for good.
     #[error("transport closed: {0}")]
     Closed(String),
@@ -182,6 +202,20 @@ pub trait Transport: Send + Sync + 'static {
     /// the process. The default has nothing to flush.
     fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async { Ok(()) })
+    }
+    /// A failure the transport learnt about on its own that concerns
+    /// `subject`: for NATS, the server refused to let us publish to it or
+    /// subscribe to it (permissions). The session driver asks for its own
+    /// inbox and its peer's whenever [`failures`](Self::failures) changes,
+    /// and ends the session with the error at once. The default has none.
+    fn denied(&self, subject: &str) -> Option<TransportError> {
+        let _ = subject;
+        None
+    }
+    /// Changes whenever [`denied`](Self::denied) may have something new;
+    /// `None` if the transport never learns of failures on its own.
+    fn failures(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
     }
     /// Connection events so far.
     fn counters(&self) -> TransportCounters {

@@ -39,7 +39,9 @@ pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct NatsOptions {
+    /// The server URLs, credentials removed, joined with commas.
     server: String,
+    servers: Vec<String>,
     user: Option<(String, String)>,
     token: Option<String>,
     creds: Option<PathBuf>,
@@ -64,28 +66,40 @@ impl NatsOptions {
     /// assert_eq!(o.server(), "nats://127.0.0.1:4222");
     /// ```
     pub fn new(server: impl Into<String>) -> Self {
-        let mut o = NatsOptions {
-            server: server.into(),
-            ..Default::default()
-        };
-        o.extract_url_credentials();
+        let mut o = NatsOptions::default();
+        for url in server
+            .into()
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            let url = o.take_url_credentials(url);
+            o.servers.push(url);
+        }
+        o.server = o.servers.join(",");
         o
     }
-    fn extract_url_credentials(&mut self) {
-        let url = self.server.clone();
+
+    /// Takes `user:password@` or `token@` out of one URL (percent-decoded,
+    /// as URLs write `@` or `:` inside them); the first URL that has them
+    /// sets them.
+    fn take_url_credentials(&mut self, url: &str) -> String {
         let (scheme, rest) = match url.split_once("://") {
-            Some((s, r)) => (format!("{s}://"), r.to_string()),
-            None => (String::new(), url.clone()),
+            Some((s, r)) => (format!("{s}://"), r),
+            None => (String::new(), url),
         };
-        if let Some((cred, host)) = rest.rsplit_once('@') {
+        let Some((cred, host)) = rest.rsplit_once('@') else {
+            return url.to_string();
+        };
+        if self.user.is_none() && self.token.is_none() {
             match cred.split_once(':') {
-                Some((u, p)) => self.user = Some((u.to_string(), p.to_string())),
-                None => self.token = Some(cred.to_string()),
+                Some((u, p)) => self.user = Some((percent_decode(u), percent_decode(p))),
+                None => self.token = Some(percent_decode(cred)),
             }
-            self.server = format!("{scheme}{host}");
         }
+        format!("{scheme}{host}")
     }
-    /// The server URL (credentials removed).
+    /// The server URLs (credentials removed), comma-separated.
     ///
     /// ```
     /// use swp::transport::NatsOptions;
@@ -242,6 +256,87 @@ pub struct NatsTransport {
     client: async_nats::Client,
     capacity: usize,
     counters: Arc<Counters>,
+    denials: Arc<Denials>,
+}
+
+/// What the server refused, learnt from its `-ERR` messages (they come
+/// asynchronously, as async-nats events).
+#[derive(Default)]
+struct Denials {
+    /// (operation, subject, the server's words)
+    seen: std::sync::Mutex<Vec<(&'static str, String, String)>>,
+    changed: Option<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Denials {
+    fn new() -> Self {
+        Denials {
+            seen: Default::default(),
+            changed: Some(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Records a server error if it is a permissions violation:
+    /// `Permissions Violation for Publish to "x"` or `... for Subscription
+    /// to "x"` (possibly followed by ` using queue "q"`).
+    fn record(&self, message: &str) {
+        let lower = message.to_ascii_lowercase();
+        let (operation, marker) = if lower.contains("permissions violation for publish to") {
+            ("publishing to", "publish to")
+        } else if lower.contains("permissions violation for subscription to") {
+            ("subscribing to", "subscription to")
+        } else {
+            return;
+        };
+        let Some(at) = lower.find(marker) else { return };
+        let rest = &message[at + marker.len()..];
+        let subject = rest
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| rest.trim())
+            .to_string();
+        tracing::debug!(operation, subject, message, "NATS permissions violation");
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).push((
+            operation,
+            subject,
+            message.to_string(),
+        ));
+        if let Some(tx) = &self.changed {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn find(&self, subject: &str) -> Option<TransportError> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .find(|(_, s, _)| s == subject)
+            .map(|(operation, subject, reason)| TransportError::Denied {
+                operation,
+                subject: subject.clone(),
+                reason: reason.clone(),
+            })
+    }
+}
+
+/// A connect error in words that say what to check.
+fn connect_reason(e: &async_nats::ConnectError) -> String {
+    use async_nats::ConnectErrorKind as K;
+    match e.kind() {
+        K::AuthorizationViolation | K::Authentication => format!(
+            "{e}: the server refused these credentials (check --user/--password, --token, \
+             --creds or --nkey)"
+        ),
+        K::Tls => {
+            format!("{e}: TLS failed (check --tlsca, --tlscert, --tlskey and the URL scheme)")
+        }
+        K::ServerParse => {
+            format!("{e}: not a valid server URL (nats://host:port, comma-separated)")
+        }
+        K::Dns => format!("{e}: the host name does not resolve"),
+        K::TimedOut | K::Io | K::MaxReconnects => {
+            format!("{e} (is nats-server running there? scripts/setup.sh installs one)")
+        }
+    }
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -276,12 +371,18 @@ impl NatsTransport {
             .subscription_capacity
             .unwrap_or(DEFAULT_SUBSCRIPTION_CAPACITY);
         let c = counters.clone();
+        let denials = Arc::new(Denials::new());
+        let d = denials.clone();
         let mut o = async_nats::ConnectOptions::new()
             .subscription_capacity(capacity)
             .event_callback(move |ev| {
                 let c = c.clone();
+                let d = d.clone();
                 async move {
                     match ev {
+                        async_nats::Event::ServerError(async_nats::ServerError::Other(m)) => {
+                            d.record(&m);
+                        }
                         async_nats::Event::SlowConsumer(_) => {
                             c.slow.fetch_add(1, Ordering::Relaxed);
                         }
@@ -323,16 +424,24 @@ impl NatsTransport {
         if let Some(n) = opts.client_capacity {
             o = o.client_capacity(n);
         }
-        let client = o.connect(opts.server.as_str()).await.map_err(|e| {
-            TransportError::Closed(format!(
-                "cannot connect to NATS at {}: {e} (is nats-server running? see scripts/setup.sh)",
-                opts.server
-            ))
-        })?;
+        if opts.servers.is_empty() {
+            return Err(TransportError::Connect {
+                server: String::new(),
+                reason: "no server URL given".into(),
+            });
+        }
+        let client =
+            o.connect(opts.servers.as_slice())
+                .await
+                .map_err(|e| TransportError::Connect {
+                    server: opts.server.clone(),
+                    reason: connect_reason(&e),
+                })?;
         Ok(Arc::new(NatsTransport {
             client,
             capacity,
             counters,
+            denials,
         }))
     }
 
@@ -356,6 +465,8 @@ impl NatsTransport {
             client,
             capacity: subscription_capacity,
             counters: Arc::default(),
+            // Events go to whoever built the client: nothing to learn here.
+            denials: Arc::default(),
         })
     }
 
@@ -416,6 +527,14 @@ impl Transport for NatsTransport {
         self.client.server_info().max_payload.max(1024)
     }
 
+    fn denied(&self, subject: &str) -> Option<TransportError> {
+        self.denials.find(subject)
+    }
+
+    fn failures(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.denials.changed.as_ref().map(|tx| tx.subscribe())
+    }
+
     fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async move {
             self.client
@@ -441,6 +560,32 @@ impl Transport for NatsTransport {
     }
 }
 
+/// Decodes `%XX` escapes (as URLs write `@`, `:` or `%` in a user name or
+/// password); anything else, malformed escapes included, is kept as is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(h << 4 | l);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +600,47 @@ mod tests {
         assert_eq!(o.server(), "nats://host:4222");
         let o = NatsOptions::new("127.0.0.1:4222");
         assert_eq!((o.server(), o.user.is_none()), ("127.0.0.1:4222", true));
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded() {
+        let o = NatsOptions::new("nats://bob:p%40ss%3Aw%25rd@host:4222");
+        assert_eq!(o.user, Some(("bob".into(), "p@ss:w%rd".into())));
+        assert_eq!(o.server(), "nats://host:4222");
+        // A malformed escape stays as written.
+        let o = NatsOptions::new("nats://tok%zz@host");
+        assert_eq!(o.token.as_deref(), Some("tok%zz"));
+    }
+
+    #[test]
+    fn several_servers_comma_separated() {
+        let o = NatsOptions::new("nats://u:p@a:4222, nats://b:4223,c:4224");
+        assert_eq!(o.servers, ["nats://a:4222", "nats://b:4223", "c:4224"]);
+        assert_eq!(o.server(), "nats://a:4222,nats://b:4223,c:4224");
+        assert_eq!(o.user, Some(("u".into(), "p".into())));
+    }
+
+    #[test]
+    fn permission_violations_are_recognised() {
+        let d = Denials::new();
+        d.record("Permissions Violation for Publish to \"files.in\"");
+        d.record("Permissions Violation for Subscription to \"swp.me\" using queue \"q\"");
+        d.record("Maximum Payload Violation");
+        assert!(matches!(
+            d.find("files.in"),
+            Some(TransportError::Denied {
+                operation: "publishing to",
+                ..
+            })
+        ));
+        assert!(matches!(
+            d.find("swp.me"),
+            Some(TransportError::Denied {
+                operation: "subscribing to",
+                ..
+            })
+        ));
+        assert!(d.find("other").is_none());
+        assert_eq!(*d.changed.as_ref().unwrap().borrow(), 2);
     }
 }
