@@ -376,3 +376,118 @@ async fn recv_into_a_chosen_path() {
         std::fs::read(&src).unwrap()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_source_that_shrinks_mid_send_is_told_to_the_receiver_at_once() {
+    // Before: the receiver waited for the rest and said "peer unreachable"
+    // a budget later; now the sender's failure reaches it with the reason,
+    // and its part stays for a later resume.
+    let tmp = TempDir::new("shrinks");
+    let src = tmp.0.join("log.bin");
+    let size = 16 * 1024 * 1024;
+    write_pattern(&src, size, 0);
+    let out = tmp.0.join("out");
+    let net = lossy(3);
+    let small = |c: Config| {
+        c.window(64, 1 << 20)
+            .send_buffer(1 << 20)
+            .max_payload(16 * 1024)
+    };
+    let (mut a, mut b) = sim_pair(
+        &net,
+        small(Config::new("A", "B")),
+        small(Config::new("B", "")),
+    )
+    .await;
+    let src2 = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &src2, None).await });
+    let (ptx, mut prx) = watch::channel(Progress::default());
+    let out2 = out.clone();
+    let receiver =
+        tokio::spawn(async move { recv_file(&mut b, &out2, Some(&ptx)).await.map(|r| r.1) });
+    while prx.borrow().bytes_sent < 1 << 20 {
+        prx.changed().await.unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_len(2 << 20)
+        .unwrap();
+    let sent = sender.await.unwrap().unwrap_err();
+    let t = tokio::time::Instant::now();
+    assert!(sent.to_string().contains("shrank"), "{sent}");
+    let got = receiver.await.unwrap().unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    let msg = got.to_string();
+    assert!(
+        msg.contains("the sender failed") && msg.contains("shrank"),
+        "{msg}"
+    );
+    assert!(!msg.contains("unreachable"), "{msg}");
+    assert_eq!(
+        listing(&out),
+        vec![".log.bin.swp-part", ".log.bin.swp-part.meta"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_talking_mid_exchange_is_a_bounded_wait() {
+    // A "sender" that connects, offers, and then never sends Start's
+    // answer... here: never sends an Offer at all, while staying alive.
+    // The receiver gives up after the Offer timeout with a clear error.
+    let tmp = TempDir::new("mute");
+    let net = lossy(4);
+    let (a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let t = tokio::time::Instant::now();
+    let err = recv_file(&mut b, tmp.0.join("out"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(t.elapsed().as_secs(), swp::file::OFFER_TIMEOUT.as_secs());
+    assert!(err.to_string().contains("no Offer from the peer"), "{err}");
+    // ... and the mute peer is told: a failure Verdict, then the Reset.
+    let verdict = a.recv().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&verdict).contains("no Offer from the peer"));
+    let told = a.recv().await.unwrap_err();
+    assert!(
+        told.to_string().contains("no Offer from the peer"),
+        "{told}"
+    );
+    // A receiver that accepts and then never sends its Verdict.
+    let (mut a, b) = sim_pair(&net, Config::new("C", "D"), Config::new("D", "")).await;
+    let mute = tokio::spawn(async move {
+        let offer = b.recv().await.unwrap().unwrap();
+        let _ = offer;
+        let m = rmp_serde::to_vec(&Control::Accept {
+            offset: 0,
+            prefix_blake2b: vec![],
+        })
+        .unwrap();
+        b.send(Bytes::from(m)).await.unwrap();
+        let _start = b.recv().await.unwrap();
+        // Reads everything, says nothing.
+        let mut sink = Vec::new();
+        while let Ok(Some(c)) = b.read_chunk(1 << 20).await {
+            sink.extend_from_slice(&c);
+            if sink.len() >= 1000 {
+                break;
+            }
+        }
+        b
+    });
+    let src = tmp.0.join("x.bin");
+    write_pattern(&src, 1000, 1);
+    let t = tokio::time::Instant::now();
+    let err = send_file(&mut a, &src, None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("no Verdict from the peer"),
+        "{err}"
+    );
+    assert!(t.elapsed() >= swp::file::VERDICT_TIMEOUT);
+    assert!(t.elapsed() < swp::file::VERDICT_TIMEOUT + Duration::from_secs(5));
+    drop(mute.await.unwrap());
+}

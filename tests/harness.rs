@@ -784,6 +784,9 @@ impl Run {
 
     fn check(&self) {
         let c = &self.case;
+        if std::env::var("SWP_HARNESS_TRACE").is_ok() {
+            eprintln!("A {:?}\nB {:?}", self.pair.a.stats(), self.pair.b.stats());
+        }
         let w = self.pair.window_report();
         if w.violations > 0 {
             fail(c, format!("window violation: {:?}", w.first));
@@ -886,12 +889,9 @@ impl Run {
                 Some(CloseReason::NotHeardBack { .. }) => {
                     // True when what it sent could not be answered within the
                     // budget: a partition longer than the timeout, or a link
-                    // so slow that one packet takes a good part of the budget
-                    // to cross (either direction's queue).
-                    let mp = c.a.max_payload.max(c.b.max_payload) as f64 + 300.0;
-                    let slow = c
-                        .bandwidth
-                        .is_some_and(|bw| mp / bw as f64 >= budget.as_secs_f64() / 4.0);
+                    // so slow that what may be queued on it takes a good
+                    // part of the budget to cross.
+                    let slow = slow_link(c, budget);
                     if !c.fatal && !slow {
                         fail(
                             c,
@@ -909,6 +909,16 @@ impl Run {
             // Finished before the partition began: fine.
         }
     }
+}
+
+/// A link so slow that what one side may queue on it (its whole window of
+/// packets; swp has no congestion control) takes a good part of `budget`
+/// to cross: then answers can truthfully take longer than the budget.
+fn slow_link(c: &Case, budget: Duration) -> bool {
+    let Some(bw) = c.bandwidth else { return false };
+    let queue =
+        |s: &SideCfg, r: &SideCfg| flight(s, r) as f64 * (s.max_payload as f64 + 300.0) / bw as f64;
+    queue(&c.a, &c.b).max(queue(&c.b, &c.a)) >= budget.as_secs_f64() / 4.0
 }
 
 fn run_case(seed: u64) -> (Api, bool) {

@@ -205,11 +205,9 @@ fn rtt_is_measured_exactly_under_the_simulated_clock() {
     let rtt = p.a.rtt();
     assert_eq!(rtt.latest(), Some(ms(20)));
     assert_eq!(rtt.srtt(), Some(ms(20)));
-    // One from the handshake (the SynAck echoes the Syn's time), one from
-    // the ping's ack.
-    assert_eq!(rtt.samples(), 2);
-    assert_eq!(p.b.rtt().samples(), 1, "B's from the EstabAck");
-    assert_eq!(p.b.rtt().srtt(), Some(ms(20)));
+    // From the ping's ack: the handshake's small packets are no sample
+    // for data (docs/PROTOCOL.md §5.4).
+    assert_eq!(rtt.samples(), 1);
 }
 
 #[test]
@@ -306,11 +304,11 @@ fn dead_peer_is_detected_after_n_keepalive_intervals() {
         "{:?}",
         p.b.close_reason()
     );
-    // The budget, one more interval, and time for a last probe (spaced an
-    // eighth of the interval) to be answered, after A was last heard, which
-    // was at most one interval before the partition (docs/PROTOCOL.md §8).
+    // The budget, one more interval, and an answer time (the RTO, at most an
+    // interval), after A was last heard, which was at most one interval
+    // before the partition (docs/PROTOCOL.md §8).
     let limit = p.b.dead_peer_timeout().unwrap();
-    assert!(limit > budget + interval && limit <= budget + interval + interval / 8 + ms(20));
+    assert!(limit > budget + interval && limit <= budget + interval * 2);
     assert!(
         took <= limit && took + interval >= limit,
         "detected after {took:?}, budget {budget:?}, limit {limit:?}"

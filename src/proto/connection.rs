@@ -277,8 +277,9 @@ pub struct Connection {
     silent_timeouts: u32,
     /// When `snd.snd_una` last moved forward (§5.6).
     una_advanced_at: Option<Instant>,
-    /// When the peer last acknowledged something of ours (data or our
-    /// Fin), or we started waiting for it (a flight after idle, our Fin).
+    /// When the peer last acknowledged something new of ours (data,
+    /// cumulatively or selectively, or our Fin), or we started waiting for
+    /// it (a flight after idle, our Fin).
     last_progress: Instant,
     /// When we last asked the peer to confirm a stale acknowledgement.
     verify_probe_at: Option<Instant>,
@@ -718,7 +719,7 @@ impl Connection {
     /// pair.net.partition(ia, ib); // A is gone for good
     /// pair.b.close(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.close_settled()));
-    /// assert!(pair.elapsed() < Duration::from_secs(1)); // a few RTOs of Fin retries
+    /// assert!(pair.elapsed() < Duration::from_secs(2)); // a few RTOs of Fin retries
     /// assert!(!pair.b.is_closed()); // only A's FinAck is missing
     /// ```
     pub fn close_settled(&self) -> bool {
@@ -1636,19 +1637,12 @@ impl Connection {
             self.peer_offset_us = Some(min);
             self.peer_lag = Duration::from_micros((offset - min).clamp(0, u64::MAX as i128) as u64);
         }
-        if self.format == WireFormat::Native
-            && matches!(p.kind, Kind::Syn | Kind::SynAck | Kind::EstabAck)
-        {
-            // The handshake measures the path (§5.4): a SynAck echoes the
-            // Syn's time and an EstabAck the SynAck's, which identifies the
-            // very transmission answered, retransmitted or not.
-            if p.kind != Kind::EstabAck {
-                self.ack_echo = p.ts;
-            }
-            let echo = self.epoch + Duration::from_micros(p.ts_echo);
-            if self.rtt.samples() == 0 && p.ts_echo > 0 && echo <= now {
-                self.rtt.on_sample(now - echo);
-            }
+        if self.format == WireFormat::Native && matches!(p.kind, Kind::Syn | Kind::SynAck) {
+            // The answer echoes it, so the peer can tell the answer is to a
+            // packet sent since it began waiting (§5.5). (Its round trip is
+            // no RTT sample for data: a handshake packet is small, and a
+            // full data packet may take far longer to cross a slow link.)
+            self.ack_echo = p.ts;
         }
         if matches!(p.kind, Kind::Syn | Kind::SynAck) {
             // Batches only to a peer that said it reads them.
@@ -1808,9 +1802,12 @@ impl Connection {
             self.stats.dropped_impossible += 1;
             return;
         }
+        if out.newly_acked > 0 {
+            // Cumulatively or selectively: the peer gets our data.
+            self.last_progress = now;
+        }
         if out.progressed {
             self.una_advanced_at = Some(now);
-            self.last_progress = now;
             self.rto_streak = 0;
             self.rtt.reset_backoff();
             self.events.push_back(Event::Acked);
