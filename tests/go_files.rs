@@ -19,10 +19,10 @@ use swp::transport::{SimNetwork, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn bigfile_vector() -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/go-swp/bigfile.bin");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/go-swp/bigfile.bin");
     std::fs::read(&p).unwrap_or_else(|e| {
         panic!(
-            "cannot read {} ({e}): CI checks out shared/ beside the repository",
+            "cannot read {} ({e}): it is part of the repository (tests/data)",
             p.display()
         )
     })

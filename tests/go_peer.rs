@@ -1,7 +1,7 @@
 //! A Rust session against a model of a go-sliding-window peer, under loss.
 //!
 //! No Go toolchain is needed: `GoPeer` re-enacts, packet for packet, what
-//! ../shared/reference/go-swp-behaviour.md says the Go library does,
+//! docs/go-sliding-window.md says the Go library does,
 //! including its quirks: `AckNum` counts from 0 (not -1) and is 0 on data,
 //! Syn and Fin; acks only when its application *consumes*; windows relative
 //! to consumption, taken from every packet; retransmits every expired

@@ -1,6 +1,6 @@
 //! Sessions with go-sliding-window peers.
 //!
-//! * The two captured Go sessions (../shared/interop/go-swp/session_capture*.jsonl)
+//! * The two captured Go sessions (tests/data/go-swp/session_capture*.jsonl)
 //!   are replayed: the Go client's packets are fed, in order and at their
 //!   captured times, into a Rust listener configured for the native format.
 //!   It must notice the Go peer, complete the handshake, deliver "alpha",
@@ -23,11 +23,11 @@ use swp::simnet::LinkConfig;
 
 fn capture(name: &str) -> Vec<(f64, String, Vec<u8>)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/interop/go-swp")
+        .join("tests/data/go-swp")
         .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "cannot read the Go capture {} ({e}): CI checks out shared/ beside the repository",
+            "cannot read the Go capture {} ({e}): it is part of the repository (tests/data)",
             path.display()
         )
     });

@@ -1,4 +1,4 @@
-//! The Go wire-format vectors of ../shared/interop/go-swp/ (made by
+//! The Go wire-format vectors of tests/data/go-swp/ (made by
 //! go-sliding-window itself): every E vector decodes to its fields and
 //! encodes back to exactly its bytes; every D vector decodes (and re-encodes
 //! canonically); every R vector is refused with a typed error.
@@ -11,10 +11,10 @@ use swp::proto::gocodec::{
 };
 
 fn dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/interop/go-swp");
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/go-swp");
     assert!(
         d.join("README.md").exists(),
-        "the Go interop vectors are missing at {}: CI checks out shared/ beside the repository",
+        "the Go interop vectors are missing at {}: they are part of the repository",
         d.display()
     );
     d

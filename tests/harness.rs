@@ -888,11 +888,13 @@ impl Run {
                 }
                 Some(CloseReason::NotHeardBack { .. }) => {
                     // True when what it sent could not be answered within the
-                    // budget: a partition longer than the timeout, or a link
-                    // so slow that what may be queued on it takes a good
-                    // part of the budget to cross.
+                    // budget: outages that add up to more than it, a link so
+                    // slow that what may be queued on it takes a good part
+                    // of the budget to cross, or loss.
                     let slow = slow_link(c, budget);
-                    if !c.fatal && !slow {
+                    // (Under loss, answers can truthfully fail to come for
+                    // the budget too, as keepalives can.)
+                    if c.loss == 0.0 && !c.fatal && !slow && longest_outage(c) < budget {
                         fail(
                             c,
                             format!(
@@ -911,13 +913,49 @@ impl Run {
     }
 }
 
-/// A link so slow that what one side may queue on it (its whole window of
-/// packets; swp has no congestion control) takes a good part of `budget`
-/// to cross: then answers can truthfully take longer than the budget.
+/// The longest outage the faults make together: partitions (and one-way
+/// outages) closer to each other than a round trip leave no time to
+/// answer anything in between, so they count as one.
+fn longest_outage(c: &Case) -> Duration {
+    let rtt = c.latency * 2 + c.jitter + ms(10);
+    let mut spans: Vec<(Duration, Duration)> = c
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            Fault::Partition { at, dur } | Fault::OneWay { at, dur, .. } => Some((*at, *at + *dur)),
+            Fault::HandshakeDrop { .. } => None,
+        })
+        .collect();
+    spans.sort();
+    let mut longest = Duration::ZERO;
+    let mut cur: Option<(Duration, Duration)> = None;
+    for (s, e) in spans {
+        cur = match cur {
+            Some((cs, ce)) if s <= ce + rtt => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                longest = longest.max(ce - cs);
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    if let Some((cs, ce)) = cur {
+        longest = longest.max(ce - cs);
+    }
+    longest
+}
+
+/// A link so slow that what one side may queue on it takes a good part of
+/// `budget` to cross: then answers can truthfully take longer than the
+/// budget. swp has no congestion control, so a side may queue its whole
+/// window of packets, and an RTO learnt from small packets re-sends a large
+/// one (a copy queued behind itself) a few times before its first answer.
 fn slow_link(c: &Case, budget: Duration) -> bool {
     let Some(bw) = c.bandwidth else { return false };
-    let queue =
-        |s: &SideCfg, r: &SideCfg| flight(s, r) as f64 * (s.max_payload as f64 + 300.0) / bw as f64;
+    let queue = |s: &SideCfg, r: &SideCfg| {
+        let packet = (s.max_payload as f64 + 300.0) / bw as f64;
+        (flight(s, r) as f64 * packet).max(8.0 * packet)
+    };
     queue(&c.a, &c.b).max(queue(&c.b, &c.a)) >= budget.as_secs_f64() / 4.0
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The first group follows go-sliding-window's own test scenarios; the second
 //! covers what the Go library gets wrong (see
-//! ../shared/reference/go-swp-behaviour.md §14); the rest exercise the
+//! docs/go-sliding-window.md §14); the rest exercise the
 //! handshake, flow control, close and failure paths. Every test is a pure
 //! function of its seed; failures print it.
 

@@ -1,8 +1,8 @@
 //! go-sliding-window's wire encoding (`swp.Packet` and `swp.BigFile` as
 //! tinylib/msgp generates them), to talk to Go peers.
 //!
-//! Layout (see ../shared/interop/go-swp/README.md and
-//! ../shared/reference/go-swp-behaviour.md §1):
+//! Layout (see tests/data/go-swp/README.md and
+//! docs/go-sliding-window.md §1):
 //! * a Packet is a msgpack **map16 of 21 entries** (`de 00 15`), keys the Go
 //!   field names as str, in declaration order;
 //! * ints in msgp's smallest *signed* form: positive fixint, else int16,

@@ -1,6 +1,6 @@
 //! Speaking to go-sliding-window peers: translation between this crate's
 //! [`Packet`] and Go's wire packet ([`GoPacket`]), with the rules a Go peer
-//! needs (docs/PROTOCOL.md §13, ../shared/reference/go-swp-behaviour.md).
+//! needs (docs/PROTOCOL.md §13, docs/go-sliding-window.md).
 //!
 //! The state machine stays one state machine: a session in
 //! [`WireFormat::Go`](super::WireFormat::Go) runs the same engine and only
