@@ -22,8 +22,15 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+echo "== the library stands apart: no CLI, benchmark or simulator crates without features"
+cargo check -p swp --no-default-features --quiet
+if cargo tree -p swp --no-default-features -e normal | grep -E "clap|indicatif|simnet|tracing-subscriber"; then
+  echo "the swp library (default features off) must not depend on the tools' crates" >&2
+  exit 1
+fi
+
 echo "== cargo doc (broken or private intra-doc links fail the run)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 
 echo "== benchmarks, as quick smoke runs (full runs: cargo bench)"
 cargo test --workspace --benches -- --test

@@ -12,8 +12,14 @@
 //! * [`mod@file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
 //!   resumable file transfer over a session.
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
-//! * [`sim`]: drives two engines over [`simnet`] in virtual time.
-//! * [`server`]: starts a local `nats-server` for tests, demos, benchmarks.
+//! * [`sim`] (feature `sim`): drives two engines over [`simnet`] in
+//!   virtual time.
+//! * [`server`] (feature `server`): starts a local `nats-server` for tests,
+//!   demos, benchmarks.
+//!
+//! By default the crate is the library alone; the features add the
+//! simulator (`sim`) and the local-server helper (`server`). The `swp`
+//! command and the benchmarks are the `swp-tools` package.
 //!
 //! The wire format and state machine are specified in docs/PROTOCOL.md.
 //!
@@ -43,11 +49,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod file;
 pub mod proto;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod session;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod transport;
 
@@ -57,4 +64,5 @@ pub mod transport;
 pub struct ReadmeDoctests;
 
 pub use session::{Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf};
+#[cfg(feature = "sim")]
 pub use simnet;

@@ -3,9 +3,12 @@
 //! embedded one as `StartGnatsd`).
 //!
 //! The binary is found, in order: `$SWP_NATS_SERVER`; `nats-server` on
-//! `PATH`; this project's `.venv/bin/nats-server` (installed by
-//! `scripts/setup.sh`). If none exists, [`NatsServer::start`] fails with a
-//! message that says how to install it; it never pretends.
+//! `PATH` (`nats-server.exe` on Windows); `.venv/bin/nats-server` (as
+//! `scripts/setup.sh` installs it) in the current directory or any of its
+//! parents, so a checkout's own copy is found from anywhere inside it. No
+//! path of the machine that built swp is baked in. If none exists,
+//! [`NatsServer::start`] fails with a message that says how to install it;
+//! it never pretends.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
@@ -76,13 +79,30 @@ pub struct NatsServer {
 }
 
 fn is_executable(p: &Path) -> bool {
-    p.is_file()
-        && std::fs::metadata(p)
-            .map(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.permissions().mode() & 0o111 != 0
-            })
-            .unwrap_or(false)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        p.is_file()
+            && std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        p.is_file()
+    }
+}
+
+/// `.venv/bin/nats-server` (`.venv\Scripts\nats-server.exe` on Windows) in
+/// the current directory or the nearest parent that has one.
+fn venv_binary() -> Option<PathBuf> {
+    let rel: &Path = if cfg!(windows) {
+        Path::new(".venv/Scripts/nats-server.exe")
+    } else {
+        Path::new(".venv/bin/nats-server")
+    };
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().map(|d| d.join(rel)).find(|p| is_executable(p))
 }
 
 /// Where nats-server is, if anywhere (see the module docs for the order).
@@ -102,20 +122,14 @@ pub fn find_binary() -> Result<PathBuf, ServerError> {
             return Ok(p);
         }
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("nats-server");
-            if is_executable(&p) {
-                return Ok(p);
-            }
-        }
+    if let Ok(p) = which::which("nats-server") {
+        return Ok(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/nats-server");
-    if is_executable(&venv) {
-        return Ok(venv);
+    if let Some(p) = venv_binary() {
+        return Ok(p);
     }
     Err(ServerError::NotFound {
-        venv: venv.display().to_string(),
+        venv: ".venv/bin/nats-server in the current directory or its parents".into(),
     })
 }
 

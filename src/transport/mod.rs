@@ -6,9 +6,11 @@
 //! NATS connection, each on its own inbox subscription.
 
 pub mod nats;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 pub use nats::{NatsOptions, NatsTransport};
+#[cfg(feature = "sim")]
 pub use sim::{SimNetwork, SimTransport};
 
 use bytes::Bytes;

@@ -4,6 +4,7 @@
 //! reported as such, several servers and percent-encoded credentials work,
 //! existing files are not replaced without `--force`.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

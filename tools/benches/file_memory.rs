@@ -1,9 +1,8 @@
 //! Benchmark: peak memory of each endpoint while a 1 GiB file goes through
 //! swp over NATS, sender and receiver in separate `swp` processes.
 //!
-//! `cargo bench --bench file_memory` (builds the `swp` binary first:
-//! `cargo build --release`). Prints each process's peak RSS (VmHWM) and the
-//! throughput. Target: at most 64 MiB per endpoint (go-swp holds about 4.4x
+//! `cargo bench --bench file_memory` (cargo builds the `swp` binary with
+//! it). Prints each process's peak RSS (VmHWM) and the throughput. Target: at most 64 MiB per endpoint (go-swp holds about 4.4x
 //! the file in memory).
 
 use std::path::Path;
@@ -45,17 +44,8 @@ fn wait_both(mut a: Child, mut b: Child) -> [(std::process::ExitStatus, u64); 2]
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let mib: u64 = if quick { 64 } else { 1024 };
-    let swp = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/swp");
-    if !swp.exists() {
-        eprintln!(
-            "build the binary first: cargo build --release (looked for {})",
-            swp.display()
-        );
-        if quick {
-            return;
-        }
-        std::process::exit(1);
-    }
+    // The `swp` binary of this package, built in the same profile.
+    let swp = Path::new(env!("CARGO_BIN_EXE_swp"));
     let server =
         swp::server::NatsServer::start().unwrap_or_else(|e| panic!("needs nats-server: {e}"));
     let dir = std::env::temp_dir().join(format!("swp-mem-{}", std::process::id()));
@@ -71,7 +61,7 @@ fn main() {
         }
     }
     let inbox = format!("swp.mem.{}", std::process::id());
-    let recv = Command::new(&swp)
+    let recv = Command::new(swp)
         .args([
             "recv",
             "--quiet",
@@ -88,7 +78,7 @@ fn main() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    let send = Command::new(&swp)
+    let send = Command::new(swp)
         .args(["send", "--quiet", "--to", &inbox, "--server", &server.url()])
         .arg(&src)
         .spawn()

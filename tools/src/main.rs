@@ -319,7 +319,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     (Some(s), u)
                 }
             };
-            swp::bench::run(&url, quick, own.as_ref().map(NatsServer::pid)).await;
+            swp_tools::bench::run(&url, quick, own.as_ref().map(NatsServer::pid)).await;
             Ok(())
         }
     }
@@ -399,7 +399,7 @@ async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {
         let mut chunk = vec![0u8; 1 << 20];
         for m in 0..size_mib {
             for (i, b) in chunk.iter_mut().enumerate() {
-                *b = swp::sim::pattern_byte((m << 20) + i as u64);
+                *b = demo_byte((m << 20) + i as u64);
             }
             f.write_all(&chunk).map_err(|e| e.to_string())?;
         }
@@ -452,6 +452,11 @@ async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// The demo file's content: a pattern that differs at every offset.
+fn demo_byte(i: u64) -> u8 {
+    (i.wrapping_mul(2_654_435_761) >> 13) as u8
 }
 
 fn main() {

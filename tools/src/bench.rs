@@ -2,9 +2,9 @@
 //! swp against raw async-nats publish/subscribe, in one run, against one
 //! nats-server. Prints figures; asserts nothing.
 
-use crate::Session;
-use crate::proto::Config;
-use crate::transport::{NatsOptions, NatsTransport, Transport};
+use swp::Session;
+use swp::proto::Config;
+use swp::transport::{NatsOptions, NatsTransport, Transport};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ const MIB: u64 = 1 << 20;
 /// One measurement.
 ///
 /// ```
-/// use swp::bench::Figure;
+/// use swp_tools::bench::Figure;
 /// // What a row of the table is made of: the rate, and what it cost.
 /// let f = Figure { rate: 480.0, lost: 0, slow: 0, cpu_clients: 1.2, cpu_server: Some(1.0) };
 /// let mib = 512.0;
@@ -373,7 +373,7 @@ fn cpu_row(what: &str, units: f64, raw: &Figure, swp: &Figure) {
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // What `swp bench` does: start a nats-server, run, print the table.
 /// let server = swp::server::NatsServer::start()?;
-/// swp::bench::run(&server.url(), false, Some(server.pid())).await;
+/// swp_tools::bench::run(&server.url(), false, Some(server.pid())).await;
 /// # Ok(()) }
 /// ```
 pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {

@@ -6,6 +6,7 @@
 //! both sides. (Authenticating packets, so that forgeries cannot even end a
 //! session, is the sealed-sessions work; here: no hang, no silent loss.)
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use futures::StreamExt;

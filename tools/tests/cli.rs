@@ -1,6 +1,7 @@
 //! The `swp` command end to end: separate sender and receiver processes
 //! through a real nats-server, `swp demo`, and failures' exit codes.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Stdio};

@@ -1,0 +1,7 @@
+//! The tools around the swp library: the benchmark behind `swp bench` and
+//! `cargo bench --bench nats_bench`. The `swp` command itself is this
+//! package's binary (src/main.rs).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod bench;
