@@ -102,7 +102,9 @@ fn venv_binary() -> Option<PathBuf> {
         Path::new(".venv/bin/nats-server")
     };
     let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors().map(|d| d.join(rel)).find(|p| is_executable(p))
+    cwd.ancestors()
+        .map(|d| d.join(rel))
+        .find(|p| is_executable(p))
 }
 
 /// Where nats-server is, if anywhere (see the module docs for the order).

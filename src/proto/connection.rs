@@ -30,6 +30,8 @@ use super::error::{self, CloseReason, ReadError, ResetCode, WriteError};
 use super::gocodec;
 use super::golink::{self, Inbound};
 use super::packet::{Kind, Packet, Transmit, flags};
+pub use super::phase::State;
+use super::phase::{Ended, FinWait, Handshake, Ours, Phase};
 use super::recv::{DataOutcome, Payload, RecvState};
 use super::rtt::RttEstimator;
 use super::send::{Chunk, LossKind, SendState};
@@ -40,45 +42,6 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-
-/// Session states, named as in RFC 9293.
-///
-/// ```
-/// use swp::proto::State;
-/// use swp::sim::Pair;
-/// use swp::simnet::LinkConfig;
-/// use std::time::Duration;
-/// let cfg = |l: &str, r: &str| Pair::default_config(l, r);
-/// let mut pair = Pair::new(1, LinkConfig::new(), cfg("a", "b"), cfg("b", ""));
-/// assert_eq!((pair.a.state(), pair.b.state()), (State::SynSent, State::Listen));
-/// assert!(pair.connect(Duration::from_secs(5)));
-/// assert_eq!(pair.a.state(), State::Established);
-/// // A closes its direction; B may still send.
-/// pair.a.close(pair.now());
-/// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.state() == State::CloseWait));
-/// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.state() == State::FinWait2));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Passive open: waiting for a Syn.
-    Listen,
-    /// Active open: Syn sent, waiting for a SynAck.
-    SynSent,
-    /// Syn received and answered, waiting for the handshake to complete.
-    SynReceived,
-    /// Data flows both ways.
-    Established,
-    /// We closed; our Fin is not acknowledged yet (or data is still draining).
-    FinWait1,
-    /// Our Fin is acknowledged; the peer may still send.
-    FinWait2,
-    /// The peer closed; we may still send.
-    CloseWait,
-    /// Both closed; our Fin is not acknowledged yet.
-    LastAck,
-    /// Finished (normally or not); see [`Connection::close_reason`].
-    Closed,
-}
 
 /// Something the application (or driver) should know about.
 ///
@@ -163,15 +126,6 @@ pub enum Recv<T> {
 /// ```
 pub type MessageId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hs {
-    Listen,
-    SynSent,
-    SynReceived,
-    Established,
-    Closed,
-}
-
 #[derive(Debug, Default)]
 struct Pending {
     syn: bool,
@@ -214,7 +168,7 @@ struct Pending {
 pub struct Connection {
     cfg: Config,
     format: WireFormat,
-    hs: Hs,
+    phase: Phase,
     local_inbox: Str,
     remote_inbox: Str,
     local_nonce: Str,
@@ -227,20 +181,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     stats: Stats,
     pending: Pending,
-    hs_attempts: u32,
-    hs_started: Instant,
-    hs_interval: Duration,
     ack_pending: u32,
     ack_immediate: bool,
     ack_echo: u64,
-    app_closed: bool,
-    fin_sent: bool,
-    fin_acked: bool,
-    fin_tries: u32,
-    /// Transmissions of our Fin.
-    fin_sends: u32,
-    close_reason: Option<CloseReason>,
-    drained: bool,
     last_heard: Instant,
     /// When we last sent a packet the peer answers (data, a KeepAlive, a
     /// Fin, a handshake packet): the keepalive interval runs from it, not
@@ -338,10 +281,10 @@ impl Connection {
             ));
         }
         let mut c = Self::new(cfg, now, nonce_seed)?;
-        c.hs = Hs::SynSent;
-        c.hs_attempts = 1;
+        let h = c.new_handshake(now);
+        c.phase = Phase::SynSent(h);
         c.pending.syn = true;
-        c.timers.set(Timer::Handshake, now + c.hs_interval);
+        c.timers.set(Timer::Handshake, now + h.interval);
         Ok(c)
     }
 
@@ -363,10 +306,9 @@ impl Connection {
     fn new(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
-        let hs_interval = cfg.initial_rto.min(cfg.connect_timeout);
         let mut c = Connection {
             format: WireFormat::Native,
-            hs: Hs::Listen,
+            phase: Phase::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
             remote_inbox: Str::from(&cfg.remote_inbox),
             local_nonce: Str::from(make_nonce(nonce_seed)),
@@ -381,19 +323,9 @@ impl Connection {
             events: VecDeque::new(),
             stats: Stats::default(),
             pending: Pending::default(),
-            hs_attempts: 0,
-            hs_started: now,
-            hs_interval,
             ack_pending: 0,
             ack_immediate: false,
             ack_echo: 0,
-            app_closed: false,
-            fin_sent: false,
-            fin_acked: false,
-            fin_tries: 0,
-            fin_sends: 0,
-            close_reason: None,
-            drained: false,
             last_heard: now,
             last_asked: now,
             rto_streak: 0,
@@ -425,6 +357,62 @@ impl Connection {
         Ok(c)
     }
 
+    /// A handshake starting now: the first retry after the initial RTO
+    /// (at most the connect timeout), doubling from there (§4).
+    fn new_handshake(&self, now: Instant) -> Handshake {
+        Handshake {
+            attempts: 1,
+            started: now,
+            interval: self.cfg.initial_rto.min(self.cfg.connect_timeout),
+            close_requested: false,
+        }
+    }
+
+    /// The application closed our direction (it may write no more).
+    fn app_closed(&self) -> bool {
+        match &self.phase {
+            Phase::Listen => false,
+            Phase::SynSent(h) | Phase::SynReceived(h) => h.close_requested,
+            Phase::Open(o) => *o != Ours::Writing,
+            Phase::Closed(_) => true,
+        }
+    }
+
+    /// Our Fin went out (acknowledged or not).
+    fn fin_sent(&self) -> bool {
+        matches!(self.phase, Phase::Open(Ours::FinSent(_) | Ours::FinAcked))
+    }
+
+    fn fin_acked(&self) -> bool {
+        matches!(self.phase, Phase::Open(Ours::FinAcked))
+    }
+
+    /// Our Fin is out and not acknowledged yet.
+    fn fin_outstanding(&self) -> bool {
+        matches!(self.phase, Phase::Open(Ours::FinSent(_)))
+    }
+
+    fn fin_wait(&self) -> FinWait {
+        match self.phase {
+            Phase::Open(Ours::FinSent(w)) => w,
+            _ => FinWait { tries: 0, sends: 0 },
+        }
+    }
+
+    fn drained(&self) -> bool {
+        matches!(&self.phase, Phase::Closed(e) if e.drained)
+    }
+
+    fn set_drained(&mut self) {
+        if let Phase::Closed(e) = &mut self.phase {
+            e.drained = true;
+        }
+    }
+
+    fn closed_normally(&self) -> bool {
+        matches!(&self.phase, Phase::Closed(e) if e.reason.is_normal())
+    }
+
     /// Switches to go-sliding-window's format and its peer's rules.
     fn speak_go(&mut self) {
         self.format = WireFormat::Go;
@@ -454,19 +442,7 @@ impl Connection {
     /// assert_eq!(pair.b.state(), State::Closed);
     /// ```
     pub fn state(&self) -> State {
-        match self.hs {
-            Hs::Listen => State::Listen,
-            Hs::SynSent => State::SynSent,
-            Hs::SynReceived => State::SynReceived,
-            Hs::Closed => State::Closed,
-            Hs::Established => match (self.app_closed, self.rcv.fin.is_some()) {
-                (false, false) => State::Established,
-                (false, true) => State::CloseWait,
-                (true, false) if self.fin_acked => State::FinWait2,
-                (true, false) => State::FinWait1,
-                (true, true) => State::LastAck,
-            },
-        }
+        self.phase.state(self.rcv.fin.is_some())
     }
 
     /// True once the handshake completed (and until the session closes).
@@ -483,7 +459,7 @@ impl Connection {
     /// assert!(!pair.a.is_established());
     /// ```
     pub fn is_established(&self) -> bool {
-        self.hs == Hs::Established
+        matches!(self.phase, Phase::Open(_))
     }
 
     /// True when the session is closed.
@@ -500,7 +476,7 @@ impl Connection {
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
     /// ```
     pub fn is_closed(&self) -> bool {
-        self.hs == Hs::Closed
+        matches!(self.phase, Phase::Closed(_))
     }
 
     /// True when the session is closed and needs no more driving (any
@@ -519,7 +495,7 @@ impl Connection {
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_drained()));
     /// ```
     pub fn is_drained(&self) -> bool {
-        self.drained
+        self.drained()
     }
 
     /// Why the session closed, once it has.
@@ -539,7 +515,7 @@ impl Connection {
     /// assert!(matches!(pair.b.close_reason(), Some(CloseReason::Reset { .. })));
     /// ```
     pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
+        self.phase.ended().map(|e| &e.reason)
     }
 
     /// The wire format spoken: the configured one, or [`WireFormat::Go`]
@@ -725,8 +701,8 @@ impl Connection {
     pub fn close_settled(&self) -> bool {
         match self.state() {
             State::FinWait2 => true,
-            State::Closed => self.close_reason.as_ref().is_some_and(|r| r.is_normal()),
-            _ => self.only_fin_ack_missing() && self.fin_sends >= 3,
+            State::Closed => self.closed_normally(),
+            _ => self.only_fin_ack_missing() && self.fin_wait().sends >= 3,
         }
     }
 
@@ -767,7 +743,7 @@ impl Connection {
     /// assert_eq!(pair.a.send_space(), space - 1000); // until acknowledged
     /// ```
     pub fn send_space(&self) -> u64 {
-        if self.app_closed || self.hs == Hs::Closed {
+        if self.app_closed() || self.is_closed() {
             0
         } else {
             self.snd.buffer_space()
@@ -1049,10 +1025,10 @@ impl Connection {
     }
 
     fn check_writable(&self) -> Result<(), WriteError> {
-        if let Some(r) = &self.close_reason {
+        if let Some(r) = self.close_reason() {
             return Err(WriteError::Closed(r.clone()));
         }
-        if self.app_closed {
+        if self.app_closed() {
             return Err(WriteError::Finished);
         }
         Ok(())
@@ -1148,7 +1124,7 @@ impl Connection {
                 self.after_read(v.len() as u64);
                 Ok(Recv::Data(Bytes::from(v)))
             }
-            None if self.rcv.message_cannot_end() && self.hs == Hs::Established => {
+            None if self.rcv.message_cannot_end() && self.is_established() => {
                 // The peer broke the rule of §10: waiting would be for ever.
                 let (held_p, held_b) = self.held();
                 let why = format!(
@@ -1207,7 +1183,7 @@ impl Connection {
     fn read_status<T>(&self) -> Result<Recv<T>, ReadError> {
         if self.rcv.has_ready() {
             // A message is incomplete; after a failure it never completes.
-            return match &self.close_reason {
+            return match self.close_reason() {
                 Some(r) if !r.is_normal() => Err(ReadError::Closed(r.clone())),
                 _ => Ok(Recv::Blocked),
             };
@@ -1215,7 +1191,7 @@ impl Connection {
         if self.rcv.at_eof() {
             return Ok(Recv::Finished);
         }
-        match &self.close_reason {
+        match self.close_reason() {
             Some(CloseReason::Normal) => Ok(Recv::Finished),
             Some(r) => Err(ReadError::Closed(r.clone())),
             None => Ok(Recv::Blocked),
@@ -1223,7 +1199,7 @@ impl Connection {
     }
 
     fn after_read(&mut self, _n: u64) {
-        if self.hs == Hs::Established && self.rcv.window_update_due(self.cfg.max_payload as u64) {
+        if self.is_established() && self.rcv.window_update_due(self.cfg.max_payload as u64) {
             self.ack_immediate = true;
             self.stats.window_updates_sent += 1;
         }
@@ -1250,10 +1226,15 @@ impl Connection {
     /// assert_eq!(pair.b.read(&mut buf).unwrap(), Recv::Data(10)); // still readable
     /// ```
     pub fn close(&mut self, now: Instant) {
-        match self.hs {
-            Hs::Closed => {}
-            Hs::Listen => self.finish(now, CloseReason::Aborted, false),
-            Hs::SynSent | Hs::SynReceived | Hs::Established => self.app_closed = true,
+        match &mut self.phase {
+            Phase::Closed(_) => {}
+            Phase::Listen => self.finish(now, CloseReason::Aborted, false),
+            Phase::SynSent(h) | Phase::SynReceived(h) => h.close_requested = true,
+            Phase::Open(o) => {
+                if *o == Ours::Writing {
+                    *o = Ours::Closing;
+                }
+            }
         }
     }
 
@@ -1274,7 +1255,7 @@ impl Connection {
     /// assert!(matches!(pair.b.read(&mut buf), Err(ReadError::Closed(CloseReason::Reset { .. }))));
     /// ```
     pub fn abort(&mut self, now: Instant) {
-        if self.hs != Hs::Closed {
+        if !self.is_closed() {
             let tell = !self.remote_nonce.is_empty();
             self.finish(now, CloseReason::Aborted, tell);
         }
@@ -1322,7 +1303,7 @@ impl Connection {
     /// assert!(matches!(pair.b.close_reason(), Some(CloseReason::Reset { code: ResetCode::Transport, .. })));
     /// ```
     pub fn abort_because(&mut self, now: Instant, code: ResetCode, reason: &str) {
-        if self.hs != Hs::Closed {
+        if !self.is_closed() {
             let msg = error::clip_message(reason).to_string();
             self.reset_out = Some((code, msg));
             let tell = !self.remote_nonce.is_empty();
@@ -1354,7 +1335,9 @@ impl Connection {
         let go = match self.format {
             WireFormat::Go => true,
             // A listener tells a Go peer's Syn by its first byte.
-            WireFormat::Native => self.hs == Hs::Listen && gocodec::looks_like_go(&bytes),
+            WireFormat::Native => {
+                matches!(self.phase, Phase::Listen) && gocodec::looks_like_go(&bytes)
+            }
         };
         let decoded = if go {
             gocodec::decode_packet(&bytes)
@@ -1405,7 +1388,7 @@ impl Connection {
         }
         // A Go client may send data before its EstabAck, still without our
         // nonce; its own nonce identifies it (go-swp capture 2).
-        if self.hs == Hs::SynReceived
+        if matches!(self.phase, Phase::SynReceived(_))
             && p.kind != Kind::Syn
             && p.dest_nonce.is_empty()
             && p.from_nonce == self.remote_nonce
@@ -1449,7 +1432,7 @@ impl Connection {
     }
 
     fn on_packet_inner(&mut self, now: Instant, p: Packet) {
-        if self.drained {
+        if self.drained() {
             return;
         }
         if p.dest != self.local_inbox
@@ -1458,16 +1441,15 @@ impl Connection {
             self.stats.dropped_foreign += 1;
             return;
         }
-        match self.hs {
-            Hs::Listen => {
+        match self.phase {
+            Phase::Listen => {
                 if p.kind == Kind::Syn && !p.from_nonce.is_empty() {
                     self.remote_inbox = p.from.clone();
                     self.remote_nonce = p.from_nonce.clone();
-                    self.hs = Hs::SynReceived;
-                    self.hs_attempts = 1;
-                    self.hs_started = now;
+                    let h = self.new_handshake(now);
+                    self.phase = Phase::SynReceived(h);
                     self.pending.synack = true;
-                    self.timers.set(Timer::Handshake, now + self.hs_interval);
+                    self.timers.set(Timer::Handshake, now + h.interval);
                     self.accept_common(now, &p);
                     tracing::debug!(peer = %p.from, "Listen -> SynReceived");
                 } else {
@@ -1475,7 +1457,7 @@ impl Connection {
                 }
                 return;
             }
-            Hs::SynSent => {
+            Phase::SynSent(h) => {
                 match p.kind {
                     Kind::SynAck
                         if p.dest_nonce == self.local_nonce && !p.from_nonce.is_empty() =>
@@ -1493,7 +1475,7 @@ impl Connection {
                     Kind::Syn if !p.from_nonce.is_empty() => {
                         // Simultaneous open (RFC 9293 §3.5 figure 8).
                         self.remote_nonce = p.from_nonce.clone();
-                        self.hs = Hs::SynReceived;
+                        self.phase = Phase::SynReceived(h);
                         self.pending.syn = false;
                         self.pending.synack = true;
                         self.accept_common(now, &p);
@@ -1512,7 +1494,7 @@ impl Connection {
         }
         if p.kind == Kind::Syn {
             // A retransmitted Syn: our SynAck was lost.
-            if self.hs == Hs::SynReceived {
+            if matches!(self.phase, Phase::SynReceived(_)) {
                 self.pending.synack = true;
                 self.accept_common(now, &p);
             } else {
@@ -1528,7 +1510,7 @@ impl Connection {
             self.on_impossible(&p, &why);
             return;
         }
-        if self.hs == Hs::Closed {
+        if self.is_closed() {
             // Lingering: re-acknowledge a retransmitted Fin, nothing else.
             // The peer is still asking, so our FinAck was lost: stay as long
             // as it keeps asking (TIME-WAIT restarts, RFC 9293 §3.6.1).
@@ -1540,7 +1522,7 @@ impl Connection {
             }
             return;
         }
-        if self.hs == Hs::SynReceived {
+        if matches!(self.phase, Phase::SynReceived(_)) {
             // Any packet carrying our nonce proves the peer has our Syn or
             // SynAck, so a lost EstabAck cannot stall the session.
             if p.kind == Kind::SynAck {
@@ -1569,10 +1551,10 @@ impl Connection {
             return;
         }
         self.on_peer_ack(now, &p);
-        if self.hs == Hs::Closed {
+        if self.is_closed() {
             return; // the acknowledgement was a protocol violation (§5.6)
         }
-        if p.has(flags::FIN_SEEN) && self.fin_sent && !self.fin_acked && self.snd.all_acked() {
+        if p.has(flags::FIN_SEEN) && self.fin_outstanding() && self.snd.all_acked() {
             // Any packet sent after the peer got our Fin acknowledges it.
             self.on_fin_acked(now);
         }
@@ -1593,7 +1575,7 @@ impl Connection {
                 self.ack_echo = p.ts;
                 self.on_fin(p.seq)
             }
-            Kind::FinAck if self.fin_sent && p.seq == self.snd.snd_nxt && !self.fin_acked => {
+            Kind::FinAck if self.fin_outstanding() && p.seq == self.snd.snd_nxt => {
                 self.on_fin_acked(now);
             }
             _ => {}
@@ -1679,10 +1661,17 @@ impl Connection {
     }
 
     fn establish(&mut self, now: Instant) {
-        if self.hs == Hs::Established {
-            return;
-        }
-        self.hs = Hs::Established;
+        let close_requested = match &self.phase {
+            Phase::Open(_) => return,
+            Phase::SynSent(h) | Phase::SynReceived(h) => h.close_requested,
+            Phase::Listen | Phase::Closed(_) => false,
+        };
+        // A close asked for during the handshake takes effect now.
+        self.phase = Phase::Open(if close_requested {
+            Ours::Closing
+        } else {
+            Ours::Writing
+        });
         self.timers.stop(Timer::Handshake);
         self.last_heard = now;
         self.last_progress = now;
@@ -1748,7 +1737,7 @@ impl Connection {
     /// reconnected). Start recovery now rather than after a timer that
     /// backed off during the silence (§8).
     fn on_path_back(&mut self, now: Instant) {
-        if self.hs != Hs::Established {
+        if !self.is_established() {
             return;
         }
         // The backoff stays until an acknowledgement proves the path (an
@@ -1758,7 +1747,7 @@ impl Connection {
             self.snd.on_rto();
             self.timers.set(Timer::Retransmit, now + self.rtt.rto());
         }
-        if self.fin_sent && !self.fin_acked && self.timers.is_armed(Timer::Fin) {
+        if self.fin_outstanding() && self.timers.is_armed(Timer::Fin) {
             self.pending.fin_retransmit = true;
         }
         tracing::debug!("peer heard again after an outage; recovering at once");
@@ -1939,7 +1928,9 @@ impl Connection {
     }
 
     fn on_fin_acked(&mut self, now: Instant) {
-        self.fin_acked = true;
+        if let Phase::Open(o) = &mut self.phase {
+            *o = Ours::FinAcked;
+        }
         self.last_progress = now;
         self.timers.stop(Timer::Fin);
         if self.format == WireFormat::Go && self.rcv.fin.is_none() {
@@ -1982,8 +1973,8 @@ impl Connection {
     /// With a Go peer, its Fin is not needed: a Go peer halts when it gets
     /// ours, without a Fin of its own, and its FinAck is often never sent.
     fn only_fin_ack_missing(&self) -> bool {
-        self.hs == Hs::Established
-            && self.fin_sent
+        self.is_established()
+            && self.fin_sent()
             && self.snd.all_acked()
             && (self.rcv.fin.is_some() || self.format == WireFormat::Go)
     }
@@ -2004,13 +1995,13 @@ impl Connection {
     }
 
     fn check_done(&mut self, now: Instant) {
-        if self.hs == Hs::Established && self.fin_acked && self.rcv.fin.is_some() {
+        if self.fin_acked() && self.rcv.fin.is_some() {
             self.finish(now, CloseReason::Normal, false);
         }
     }
 
     fn finish(&mut self, now: Instant, reason: CloseReason, send_reset: bool) {
-        if self.hs == Hs::Closed {
+        if self.is_closed() {
             return;
         }
         if reason.is_normal() {
@@ -2022,8 +2013,10 @@ impl Connection {
         if send_reset && self.reset_out.is_none() {
             self.reset_out = reason.reset_reason();
         }
-        self.hs = Hs::Closed;
-        self.close_reason = Some(reason.clone());
+        self.phase = Phase::Closed(Ended {
+            reason: reason.clone(),
+            drained: false,
+        });
         self.timers.stop_all();
         self.pending = Pending {
             finack: self.pending.finack,
@@ -2033,7 +2026,7 @@ impl Connection {
         if normal {
             self.timers.set(Timer::Linger, now + self.cfg.close_linger);
         } else if !send_reset && self.pending.finack.is_none() {
-            self.drained = true;
+            self.set_drained();
         }
         self.events.push_back(Event::Readable);
         self.events.push_back(Event::Writable);
@@ -2091,12 +2084,12 @@ impl Connection {
                     }
                 }
                 Timer::KeepAlive => {
-                    if self.hs == Hs::Established {
+                    if self.is_established() {
                         self.pending.keepalive = true;
                     }
                 }
                 Timer::Idle => self.on_idle(now),
-                Timer::Fin if self.fin_acked => {
+                Timer::Fin if self.fin_acked() => {
                     // Go mode, our Fin acknowledged: end once the peer is quiet.
                     let quiet_at = self.last_heard + self.go_quiet();
                     if now >= quiet_at {
@@ -2112,8 +2105,8 @@ impl Connection {
                     let counts = std::mem::take(&mut self.fresh_since_fin)
                         || self.cfg.dead_peer_budget().is_none()
                         || self.format == WireFormat::Go;
-                    if counts {
-                        self.fin_tries += 1;
+                    if counts && let Phase::Open(Ours::FinSent(w)) = &mut self.phase {
+                        w.tries += 1;
                     }
                     self.unanswered_timeouts += 1;
                     if !std::mem::take(&mut self.heard_since_timeout) {
@@ -2122,7 +2115,7 @@ impl Connection {
                     // Giving up waits out the dead-peer timeout since the
                     // Fin first went (§7.1): an outage in one direction
                     // shorter than the budget must not end the close early.
-                    let tries_out = self.fin_tries > self.fin_retry_limit();
+                    let tries_out = self.fin_wait().tries > self.fin_retry_limit();
                     let limit_hit = match self.format {
                         WireFormat::Go => tries_out,
                         WireFormat::Native => self.give_up_retransmitting(now, tries_out),
@@ -2130,7 +2123,7 @@ impl Connection {
                     if limit_hit && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
                     } else if limit_hit && tries_out {
-                        let retries = self.fin_tries;
+                        let retries = self.fin_wait().tries;
                         self.finish(now, CloseReason::FinTimeout { retries }, true);
                     } else if limit_hit {
                         let reason = self.not_heard_back(now);
@@ -2140,7 +2133,7 @@ impl Connection {
                         self.pending.fin_retransmit = true;
                     }
                 }
-                Timer::Linger => self.drained = true,
+                Timer::Linger => self.set_drained(),
             }
         }
     }
@@ -2208,7 +2201,7 @@ impl Connection {
         let Some(budget) = self.cfg.dead_peer_budget() else {
             return;
         };
-        if self.hs != Hs::Established {
+        if !self.is_established() {
             return;
         }
         let silent_for = now.saturating_duration_since(self.last_heard);
@@ -2227,33 +2220,42 @@ impl Connection {
     }
 
     fn on_handshake_timeout(&mut self, now: Instant) {
-        if self.hs != Hs::SynSent && self.hs != Hs::SynReceived {
+        let Some(h) = self.phase.handshake().copied() else {
             return;
-        }
-        if self.hs_attempts >= self.cfg.connect_attempts {
-            let attempts = self.hs_attempts;
-            let elapsed = now.saturating_duration_since(self.hs_started);
+        };
+        let passive = matches!(self.phase, Phase::SynReceived(_));
+        if h.attempts >= self.cfg.connect_attempts {
+            let attempts = h.attempts;
+            let elapsed = now.saturating_duration_since(h.started);
             // A passive side knows the peer: tell it (its SynAck may have got
             // through while everything back was lost).
-            let tell = self.hs == Hs::SynReceived;
-            if tell {
+            if passive {
                 self.reset_out = Some((
                     ResetCode::Unreachable,
                     format!("no answer from us to {attempts} SynAcks over {elapsed:?}"),
                 ));
             }
-            self.finish(now, CloseReason::ConnectTimeout { attempts, elapsed }, tell);
+            self.finish(
+                now,
+                CloseReason::ConnectTimeout { attempts, elapsed },
+                passive,
+            );
             return;
         }
-        self.hs_attempts += 1;
+        let connect_timeout = self.cfg.connect_timeout;
+        let Some(h) = self.phase.handshake_mut() else {
+            return;
+        };
+        h.attempts += 1;
+        h.interval = (h.interval * 2).min(connect_timeout);
+        let interval = h.interval;
         self.stats.handshake_retransmits += 1;
-        self.hs_interval = (self.hs_interval * 2).min(self.cfg.connect_timeout);
-        if self.hs == Hs::SynSent {
-            self.pending.syn = true;
-        } else {
+        if passive {
             self.pending.synack = true;
+        } else {
+            self.pending.syn = true;
         }
-        self.timers.set(Timer::Handshake, now + self.hs_interval);
+        self.timers.set(Timer::Handshake, now + interval);
     }
 
     fn on_rto(&mut self, now: Instant) {
@@ -2325,7 +2327,7 @@ impl Connection {
     /// assert!(a.poll_timeout().unwrap() > t0); // when to retry the Syn
     /// ```
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.drained {
+        if self.drained() {
             return None;
         }
         self.timers.next()
@@ -2406,7 +2408,7 @@ impl Connection {
     }
 
     fn update_timers(&mut self, now: Instant) {
-        if self.hs != Hs::Established {
+        if !self.is_established() {
             return;
         }
         if self.pending.keepalive {
@@ -2485,7 +2487,7 @@ impl Connection {
     /// payload buffer when it can be framed in place. Handshake and close
     /// packets that must precede data (EstabAck, FinAck) go first.
     fn next_data(&mut self, now: Instant) -> Option<(Packet, Option<bytes::BytesMut>)> {
-        if self.drained || self.pending.reset || self.hs != Hs::Established {
+        if self.drained() || self.pending.reset || !self.is_established() {
             return None;
         }
         if self.pending.estab || self.pending.finack.is_some() {
@@ -2537,13 +2539,13 @@ impl Connection {
     }
 
     fn next_control(&mut self, now: Instant) -> Option<Packet> {
-        if self.drained {
+        if self.drained() {
             return None;
         }
         if self.pending.reset {
             self.pending.reset = false;
-            if self.pending.finack.is_none() && self.hs == Hs::Closed {
-                self.drained = !self.close_reason.as_ref().is_some_and(|r| r.is_normal());
+            if self.pending.finack.is_none() && self.is_closed() && !self.closed_normally() {
+                self.set_drained();
             }
             let mut p = self.base_packet(Kind::Reset, now);
             if let Some((code, msg)) = &self.reset_out {
@@ -2553,9 +2555,9 @@ impl Connection {
             // Like every packet, it carries our acknowledgement (§2.1).
             return Some(self.with_ack(p));
         }
-        match self.hs {
-            Hs::Listen => None,
-            Hs::SynSent => {
+        match self.phase {
+            Phase::Listen => None,
+            Phase::SynSent(_) => {
                 if std::mem::take(&mut self.pending.syn) {
                     let mut p = self.base_packet(Kind::Syn, now);
                     p.flags |= self.batch_ok_flag();
@@ -2564,7 +2566,7 @@ impl Connection {
                     None
                 }
             }
-            Hs::SynReceived => {
+            Phase::SynReceived(_) => {
                 if std::mem::take(&mut self.pending.synack) {
                     let mut p = self.base_packet(Kind::SynAck, now);
                     p.flags |= self.batch_ok_flag();
@@ -2573,17 +2575,17 @@ impl Connection {
                     None
                 }
             }
-            Hs::Closed => {
+            Phase::Closed(_) => {
                 let seq = self.pending.finack.take()?;
                 let mut p = self.base_packet(Kind::FinAck, now);
                 p.seq = seq;
                 let p = self.with_ack(p);
-                if !self.close_reason.as_ref().is_some_and(|r| r.is_normal()) {
-                    self.drained = true;
+                if !self.closed_normally() {
+                    self.set_drained();
                 }
                 Some(p)
             }
-            Hs::Established => self.next_established(now),
+            Phase::Open(_) => self.next_established(now),
         }
     }
 
@@ -2600,13 +2602,21 @@ impl Connection {
         if self.snd.window_blocked() && self.snd.has_queued() {
             self.stats.window_blocked += 1;
         }
-        let fin_due = self.app_closed && !self.fin_sent && self.snd.all_acked();
+        let fin_due = self.phase.ours() == Some(Ours::Closing) && self.snd.all_acked();
         if fin_due || std::mem::take(&mut self.pending.fin_retransmit) {
-            if !self.fin_sent {
-                self.last_progress = now; // waiting for the FinAck starts
+            if let Phase::Open(o) = &mut self.phase {
+                *o = match *o {
+                    Ours::Closing => {
+                        self.last_progress = now; // waiting for the FinAck starts
+                        Ours::FinSent(FinWait { tries: 0, sends: 1 })
+                    }
+                    Ours::FinSent(w) => Ours::FinSent(FinWait {
+                        sends: w.sends + 1,
+                        ..w
+                    }),
+                    other => other,
+                };
             }
-            self.fin_sent = true;
-            self.fin_sends += 1;
             let mut p = self.base_packet(Kind::Fin, now);
             p.seq = self.snd.snd_nxt;
             // Never wait longer than a quarter linger: a peer that already

@@ -18,5 +18,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(swp_tools::bench::run(&server.url(), quick, Some(server.pid())));
+    rt.block_on(swp_tools::bench::run(
+        &server.url(),
+        quick,
+        Some(server.pid()),
+    ));
 }

@@ -2,13 +2,13 @@
 //! swp against raw async-nats publish/subscribe, in one run, against one
 //! nats-server. Prints figures; asserts nothing.
 
-use swp::Session;
-use swp::proto::Config;
-use swp::transport::{NatsOptions, NatsTransport, Transport};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use swp::Session;
+use swp::proto::Config;
+use swp::transport::{NatsOptions, NatsTransport, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIB: u64 = 1 << 20;
