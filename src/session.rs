@@ -14,7 +14,7 @@
 
 use crate::proto::{
     CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, ResetCode, State,
-    Stats, WriteError, codec, golink,
+    Stats, WriteError, codec, go::link as golink,
 };
 use crate::proto::{Str, Transmit};
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};

@@ -23,7 +23,9 @@
 //! assert_eq!(pair.window_violations(), 0);
 //! ```
 
-use crate::proto::{Config, Connection, Kind, Recv, codec, gocodec, golink};
+use crate::proto::{
+    Config, Connection, Kind, Recv, codec, go::codec as gocodec, go::link as golink,
+};
 use bytes::Bytes;
 use simnet::{DropReason, Envelope, InboxId, LinkConfig, Monitor, SimNet};
 use std::sync::{Arc, Mutex};

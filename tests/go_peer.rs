@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use swp::proto::gocodec::{GoPacket, GoTime, decode_packet, encode_packet};
-use swp::proto::golink::{self, time_from_unix_ns};
+use swp::proto::go::codec::{GoPacket, GoTime, decode_packet, encode_packet};
+use swp::proto::go::link::{self as golink, time_from_unix_ns};
 use swp::proto::{Config, Connection, Recv, State, WireFormat};
 use swp::sim::pattern_byte;
 

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use swp::proto::gocodec::{GoPacket, decode_packet, encode_packet};
-use swp::proto::{Config, Connection, Recv, State, WireFormat, golink};
+use swp::proto::go::codec::{GoPacket, decode_packet, encode_packet};
+use swp::proto::{Config, Connection, Recv, State, WireFormat, go::link as golink};
 use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
 

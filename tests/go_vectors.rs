@@ -6,9 +6,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 use std::path::PathBuf;
-use swp::proto::gocodec::{
-    GoBigFile, GoPacket, GoTime, decode_bigfile, decode_packet, encode_bigfile, encode_packet,
-};
+use swp::file::bigfile::{GoBigFile, decode_bigfile, encode_bigfile};
+use swp::proto::go::codec::{GoPacket, GoTime, decode_packet, encode_packet};
 
 fn dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/go-swp");
@@ -138,7 +137,7 @@ fn every_vector() {
 
 #[test]
 fn bigfile_header_parses_from_any_prefix_of_the_stream() {
-    use swp::proto::gocodec::parse_bigfile_header;
+    use swp::file::bigfile::parse_bigfile_header;
     let b = std::fs::read(dir().join("bigfile.bin")).unwrap();
     let whole = decode_bigfile(&b).unwrap();
     let header_len = b.len() - whole.data.len();

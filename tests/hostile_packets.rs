@@ -6,9 +6,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use std::time::Duration;
-use swp::proto::gocodec::{GoPacket, GoTime, encode_packet};
+use swp::proto::go::codec::{GoPacket, GoTime, encode_packet};
 use swp::proto::packet::MAX_SACK_RANGES;
-use swp::proto::{Config, Kind, Packet, WireFormat, codec, golink};
+use swp::proto::{Config, Kind, Packet, WireFormat, codec, go::link as golink};
 use swp::sim::{Pair, Side};
 use swp::simnet::LinkConfig;
 

@@ -129,7 +129,7 @@ pub enum DecodeError {
     Invalid(&'static str),
     /// Not a well-formed go-sliding-window packet.
     #[error("malformed Go packet: {0}")]
-    Go(#[from] super::gocodec::GoDecodeError),
+    Go(#[from] super::go::codec::GoDecodeError),
 }
 
 /// Which encoding a session speaks on the wire.

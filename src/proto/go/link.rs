@@ -3,10 +3,10 @@
 //! needs (docs/PROTOCOL.md §13, docs/go-sliding-window.md).
 //!
 //! The state machine stays one state machine: a session in
-//! [`WireFormat::Go`](super::WireFormat::Go) runs the same engine and only
+//! [`WireFormat::Go`](crate::proto::WireFormat::Go) runs the same engine and only
 //! its edges differ. These functions are pure; the numbers that relate Go's
 //! relative fields to our absolute ones (the cumulative ack, byte offsets,
-//! the wall clock) are passed in by [`Connection`](super::Connection).
+//! the wall clock) are passed in by [`Connection`](crate::proto::Connection).
 //!
 //! What differs from the native format, and how it is bridged:
 //! * control packets carry sentinel sequence numbers (Syn −98, every ack
@@ -25,17 +25,17 @@
 //! * no SACK, no message boundaries (each Go data packet is delivered as one
 //!   message), no final sequence number in Fin (the Connection supplies it).
 
-use super::codec::DecodeError;
-use super::gocodec::{GoPacket, GoTime};
-use super::packet::{Kind, Packet, flags};
-use super::str::Str;
+use super::super::codec::DecodeError;
+use super::super::packet::{Kind, Packet, flags};
+use super::super::str::Str;
+use super::codec::{GoPacket, GoTime};
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
 
 /// `SeqNum`/`SeqRetry` of a Syn.
 ///
 /// ```
-/// use swp::proto::{gocodec, golink, Config, Connection, WireFormat};
+/// use swp::proto::{go::codec as gocodec, go::link as golink, Config, Connection, WireFormat};
 /// let t0 = swp::sim::epoch();
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
 /// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
@@ -47,7 +47,7 @@ pub const SEQ_SYN: i64 = -98;
 /// `SeqNum`/`SeqRetry` of every acknowledgement (DataAck, SynAck, EstabAck, FinAck).
 ///
 /// ```
-/// use swp::proto::{gocodec, golink, Config, Connection, WireFormat};
+/// use swp::proto::{go::codec as gocodec, go::link as golink, Config, Connection, WireFormat};
 /// let t0 = swp::sim::epoch();
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
 /// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
@@ -61,7 +61,7 @@ pub const SEQ_ACK: i64 = -99;
 /// `SeqNum`/`SeqRetry`/`AckRetry` of a keepalive.
 ///
 /// ```
-/// use swp::proto::{gocodec, golink, Config, WireFormat};
+/// use swp::proto::{go::codec as gocodec, go::link as golink, Config, WireFormat};
 /// use swp::sim::Pair;
 /// use swp::simnet::LinkConfig;
 /// use std::time::Duration;
@@ -79,7 +79,7 @@ pub const SEQ_KEEPALIVE: i64 = -777;
 /// `SeqNum`/`SeqRetry`/`AckRetry` of a Fin (and `AckRetry` of a FinAck).
 ///
 /// ```
-/// use swp::proto::{gocodec, golink, Config, WireFormat};
+/// use swp::proto::{go::codec as gocodec, go::link as golink, Config, WireFormat};
 /// use swp::sim::Pair;
 /// use swp::simnet::LinkConfig;
 /// use std::time::Duration;
@@ -116,7 +116,8 @@ pub(crate) const GO_BYTE_OVERSHOOT: u64 = 512 * 1024;
 /// string/bin headers and the 64-byte checksum.
 ///
 /// ```
-/// use swp::proto::{gocodec::{encode_packet, GoPacket, GoTime}, golink};
+/// use swp::proto::go::codec::{encode_packet, GoPacket, GoTime};
+/// use swp::proto::go::link as golink;
 /// // Every integer at its widest, every time set, a real checksum:
 /// let t = GoTime { secs: i64::MIN, nanos: 999_999_999 };
 /// let data = bytes::Bytes::from(vec![0u8; 1000]);
@@ -137,7 +138,7 @@ pub fn max_overhead(inbox_and_nonce_bytes: usize) -> usize {
 /// BLAKE2b-512 of a data payload, as Go's per-packet checksum.
 ///
 /// ```
-/// use swp::proto::golink::checksum;
+/// use swp::proto::go::link::checksum;
 /// // BLAKE2b-512("abc"), the RFC 7693 test vector.
 /// let want = "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1\
 ///             7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923";
@@ -151,7 +152,7 @@ pub fn checksum(data: &[u8]) -> Bytes {
 /// The Go `time.Time` at `unix_ns` nanoseconds since the Unix epoch.
 ///
 /// ```
-/// use swp::proto::golink::{time_from_unix_ns, unix_ns};
+/// use swp::proto::go::link::{time_from_unix_ns, unix_ns};
 /// let t = time_from_unix_ns(-1); // 1 ns before 1970
 /// assert_eq!((t.secs, t.nanos), (-1, 999_999_999)); // nanos are never negative
 /// assert_eq!(unix_ns(t), -1);
@@ -168,7 +169,8 @@ pub fn time_from_unix_ns(unix_ns: i128) -> GoTime {
 /// Nanoseconds since the Unix epoch of a Go time.
 ///
 /// ```
-/// use swp::proto::{gocodec::GoTime, golink::unix_ns};
+/// use swp::proto::go::codec::GoTime;
+/// use swp::proto::go::link::unix_ns;
 /// assert_eq!(unix_ns(GoTime { secs: 2, nanos: 5 }), 2_000_000_005);
 /// assert_eq!(unix_ns(GoTime::ZERO), -62_135_596_800 * 1_000_000_000); // year 1
 /// ```

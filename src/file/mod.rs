@@ -1,0 +1,624 @@
+//! Files over a session: streamed from disk to disk in constant memory,
+//! verified with BLAKE2b-512, resumable, with progress.
+//!
+//! The exchange (each control item is one swp message, msgpack-encoded):
+//!
+//! ```text
+//! sender                                   receiver
+//!   Offer {name, size, blake2b, time}  ->
+//!                                      <-  Accept {offset, prefix_blake2b}
+//!   Start {offset}                     ->       (offset = verified resume point)
+//!   bytes [offset, size) as stream     ->
+//!                                      <-  Verdict {ok, message}
+//! ```
+//!
+//! * The sender hashes the whole file before offering it; the digest in the
+//!   Offer is what the receiver must end up with.
+//! * The receiver writes into `.NAME.swp-part` beside the destination, with
+//!   `.NAME.swp-part.meta` recording the size and digest it belongs to, and
+//!   renames it to `NAME` only once the size and digest match. On any error
+//!   no file named `NAME` is created; a digest mismatch deletes the part.
+//! * Resume: if a part for the same size and digest exists, the receiver
+//!   offers its length and the BLAKE2b of its content; the sender hashes its
+//!   own first bytes and resumes only if they match (verified, not trusted).
+//! * A received name is untrusted: absolute paths, `..`, empty components
+//!   and NUL bytes are refused.
+//!
+//! With a go-sliding-window peer (a session in
+//! [`WireFormat::Go`]) the same functions speak
+//! Go's `SendFile`/`RecvFile` form instead: one msgpack `BigFile` {Filepath,
+//! SizeInBytes, Blake2b, SendTime, Data} streamed with no other framing
+//! (docs/PROTOCOL.md §13.4). It is still streamed from and to disk here,
+//! verified the same way, and saved only if it matches; there is no resume
+//! and no verdict (Go has neither), and a Go receiver holds the whole file
+//! in memory. Of a Go sender's `Filepath`, `recv_file` keeps the last
+//! component (Go programs usually pass full paths).
+
+pub mod bigfile;
+mod bigfile_io;
+mod exchange;
+mod part;
+mod source;
+
+use crate::session::{Session, SessionError};
+use bytes::Bytes;
+use exchange::{Dest, recv_bytes_inner, recv_into, send_source, told};
+use source::Source;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+const CHUNK: usize = 1 << 20;
+
+/// What a transfer carries besides the bytes (as go-swp's `BigFile`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "notes.txt", "hello".into()),
+///     file::recv_bytes(&mut b, 1 << 20),
+/// );
+/// let (meta, bytes) = got?;
+/// assert_eq!(meta, sent?);
+/// assert_eq!((meta.name.as_str(), meta.size, &bytes[..]), ("notes.txt", 5, &b"hello"[..]));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's name (a relative path) as the sender gave it.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// BLAKE2b-512 of the whole content.
+    pub blake2b: [u8; 64],
+    /// When the sender started the transfer.
+    pub send_time: SystemTime,
+}
+
+/// Progress of a transfer (in the spirit of pw_transfer's ProgressStats).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("big.bin");
+/// std::fs::write(&src, vec![1u8; 3 << 20])?;
+/// let (tx, rx) = tokio::sync::watch::channel(file::Progress::default());
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, Some(&tx)),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// got?;
+/// let p = *rx.borrow();
+/// assert_eq!((p.bytes_sent, p.bytes_confirmed, p.total), (3 << 20, 3 << 20, 3 << 20));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Bytes of the file handed to the session (sender) or written (receiver),
+    /// counting resumed bytes.
+    pub bytes_sent: u64,
+    /// Bytes the peer has confirmed (sender: acknowledged by the receiver's
+    /// swp; receiver: equal to `bytes_sent`).
+    pub bytes_confirmed: u64,
+    /// Total size.
+    pub total: u64,
+    /// Where this transfer resumed (0 for a fresh one).
+    pub resumed_from: u64,
+}
+
+/// Result of a successful send.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("a.txt");
+/// std::fs::write(&src, "some content")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// let report = sent?;
+/// assert_eq!((report.resumed_from, report.bytes_sent), (0, 12));
+/// assert_eq!(report.meta, got?.0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    /// What was sent.
+    pub meta: FileMeta,
+    /// Offset the receiver already had (verified).
+    pub resumed_from: u64,
+    /// File bytes actually sent in this run.
+    pub bytes_sent: u64,
+}
+
+/// Why a transfer failed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// // A name that would escape the receiver's directory is refused before
+/// // anything is sent (a receiver refuses it too, and tells the sender).
+/// let err = file::send_bytes(&mut a, "../escape.txt", "x".into()).await.unwrap_err();
+/// assert!(matches!(err, file::FileError::HostileName(_)));
+/// assert!(err.to_string().contains("only relative paths"));
+/// // The session is still usable.
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "fine.txt", "x".into()),
+///     file::recv_bytes(&mut b, 10),
+/// );
+/// assert_eq!(sent?, got?.0);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Reading or writing a local file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The session failed.
+    #[error("session failed: {0}")]
+    Session(#[from] SessionError),
+    /// The peer's name for the file is not a safe relative path.
+    #[error("refusing file name {0:?}: only relative paths without `..` are accepted")]
+    HostileName(String),
+    /// The received content does not match the sender's digest.
+    #[error(
+        "BLAKE2b-512 mismatch for {name}: the sender announced {expected}, the bytes received hash to {actual}; nothing was saved (did the source change during the transfer?)"
+    )]
+    DigestMismatch {
+        /// The file.
+        name: String,
+        /// Announced digest (hex, first 16 bytes).
+        expected: String,
+        /// Digest of what arrived (hex, first 16 bytes).
+        actual: String,
+    },
+    /// The destination exists and replacing it was not asked for.
+    #[error(
+        "{path} already exists; it was not replaced (receive with overwrite, e.g. `swp recv --force`, to replace it)"
+    )]
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The receiver refused or failed the transfer.
+    #[error("the receiver reported: {0}")]
+    Rejected(String),
+    /// The peer ended the session or broke the exchange.
+    #[error("file transfer protocol: {0}")]
+    Protocol(String),
+}
+
+/// How long a peer may take to send a control message it owes us (the
+/// Offer after connecting, the Accept after our Offer, the Start after our
+/// Accept): no disk work stands before any of them but hashing a resumed
+/// part, so a peer that is heard from but silent this long is stuck.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a receiver waits for the Offer: the sender hashes the whole
+/// file before it offers it (about 700 MiB/s per core here, so this covers
+/// some 400 GiB).
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long the sender waits for the receiver's Verdict once every byte is
+/// acknowledged: the receiver still syncs the file to disk and renames it.
+pub const VERDICT_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn mismatch(name: &str, expected: &[u8], actual: &[u8]) -> FileError {
+    FileError::DigestMismatch {
+        name: name.to_string(),
+        expected: hex16(expected),
+        actual: hex16(actual),
+    }
+}
+
+/// `digest` was checked to be 64 bytes (`check_offer`).
+fn file_meta(name: String, size: u64, digest: &[u8], send_time_ns: u64) -> FileMeta {
+    let mut blake2b = [0u8; 64];
+    blake2b.copy_from_slice(digest);
+    FileMeta {
+        name,
+        size,
+        blake2b,
+        send_time: UNIX_EPOCH + Duration::from_nanos(send_time_ns),
+    }
+}
+
+fn hex16(d: &[u8]) -> String {
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+    move |source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Checks a received name and returns the relative path it denotes.
+///
+/// ```
+/// use swp::file::safe_relative_path;
+/// assert!(safe_relative_path("dir/file.bin").is_ok());
+/// assert!(safe_relative_path("/etc/passwd").is_err());
+/// assert!(safe_relative_path("../../x").is_err());
+/// assert!(safe_relative_path("a/../../x").is_err());
+/// ```
+pub fn safe_relative_path(name: &str) -> Result<PathBuf, FileError> {
+    let bad = || FileError::HostileName(name.to_string());
+    if name.is_empty() || name.contains('\0') {
+        return Err(bad());
+    }
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(x) => out.push(x),
+            Component::CurDir => {}
+            _ => return Err(bad()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Sends the file at `path` (its file name is what the receiver sees) over
+/// an established session. Reports progress on `progress` if given.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("report.pdf");
+/// std::fs::write(&src, b"%PDF-1.7 ...")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("incoming"), None),
+/// );
+/// sent?;
+/// let (_meta, saved) = got?;
+/// assert_eq!(saved, dir.join("incoming").join("report.pdf"));
+/// assert_eq!(std::fs::read(saved)?, b"%PDF-1.7 ...");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn send_file(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    let path = path.as_ref();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| FileError::Protocol(format!("{} has no usable file name", path.display())))?
+        .to_string();
+    send_file_as(session, path, &name, progress).await
+}
+
+/// As [`send_file`], under the name `name` (a relative path).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("tmp-123");
+/// std::fs::write(&src, "data")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file_as(&mut a, &src, "reports/2026/q3.csv", None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// assert_eq!(got?.1, dir.join("in/reports/2026/q3.csv"));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn send_file_as(
+    session: &mut Session,
+    path: &Path,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    send_source(session, Source::File(path), name, progress).await
+}
+
+fn io_to_session(e: std::io::Error) -> SessionError {
+    match e.into_inner().map(|i| i.downcast::<SessionError>()) {
+        Some(Ok(s)) => *s,
+        Some(Err(other)) => {
+            SessionError::Transport(crate::transport::TransportError::Closed(other.to_string()))
+        }
+        None => {
+            SessionError::Transport(crate::transport::TransportError::Closed("I/O error".into()))
+        }
+    }
+}
+
+/// Receives one file over an established session into directory `dir`
+/// (created if missing; the sender's relative path is kept below it).
+/// Returns the metadata and the final path. Resumes a previous, interrupted
+/// transfer of the same file.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("photo.jpg");
+/// std::fs::write(&src, vec![0xffu8; 100_000])?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// sent?;
+/// let (meta, saved) = got?;
+/// // Saved under the sender's name, only after size and BLAKE2b matched.
+/// assert_eq!((meta.size, saved), (100_000, dir.join("in/photo.jpg")));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file(
+    session: &mut Session,
+    dir: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    recv_file_with(session, dir, &ReceiveOptions::default(), progress).await
+}
+
+/// What a receiver does beyond the defaults.
+///
+/// ```
+/// let opts = swp::file::ReceiveOptions::new().overwrite(true);
+/// assert!(opts.overwrites());
+/// assert!(!swp::file::ReceiveOptions::default().overwrites());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveOptions {
+    overwrite: bool,
+}
+
+impl ReceiveOptions {
+    /// The defaults: an existing destination file is never replaced.
+    ///
+    /// ```
+    /// assert!(!swp::file::ReceiveOptions::new().overwrites());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replace an existing file of the same name (by default the transfer
+    /// is refused, and the sender is told why).
+    ///
+    /// ```
+    /// assert!(swp::file::ReceiveOptions::new().overwrite(true).overwrites());
+    /// ```
+    pub fn overwrite(mut self, yes: bool) -> Self {
+        self.overwrite = yes;
+        self
+    }
+
+    /// Whether an existing file is replaced.
+    ///
+    /// ```
+    /// assert!(!swp::file::ReceiveOptions::new().overwrites());
+    /// ```
+    pub fn overwrites(&self) -> bool {
+        self.overwrite
+    }
+}
+
+/// [`recv_file`] with options: into directory `dir`, refusing (or, with
+/// [`ReceiveOptions::overwrite`], replacing) an existing file. A failure is
+/// told to the sender at once, with its reason.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(dir.join("in"))?;
+/// use swp::file::{self, FileError, ReceiveOptions};
+/// let src = dir.join("notes.txt");
+/// std::fs::write(&src, "new")?;
+/// std::fs::write(dir.join("in/notes.txt"), "old")?;
+/// let keep = ReceiveOptions::new(); // the default: never replace
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_with(&mut b, dir.join("in"), &keep, None),
+/// );
+/// assert!(matches!(got, Err(FileError::Exists { .. })));
+/// assert!(sent.unwrap_err().to_string().contains("already exists"));
+/// assert_eq!(std::fs::read_to_string(dir.join("in/notes.txt"))?, "old");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file_with(
+    session: &mut Session,
+    dir: impl AsRef<Path>,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let r = recv_into(session, Dest::Dir(dir.as_ref()), opts, progress).await;
+    told(session, "receiver", r).await
+}
+
+/// Receives one file over an established session and saves it at exactly
+/// `path` (whatever name the sender gave; parent directories are created).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let src = dir.join("whatever-the-sender-calls-it");
+/// std::fs::write(&src, "content")?;
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_as(&mut b, dir.join("exactly/here.txt"), None),
+/// );
+/// sent?;
+/// got?;
+/// assert_eq!(std::fs::read_to_string(dir.join("exactly/here.txt"))?, "content");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file_as(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    recv_file_as_with(session, path, &ReceiveOptions::default(), progress).await
+}
+
+/// [`recv_file_as`] with options (see [`recv_file_with`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file::{self, ReceiveOptions};
+/// let (src, dst) = (dir.join("v2.txt"), dir.join("current.txt"));
+/// std::fs::write(&src, "v2")?;
+/// std::fs::write(&dst, "v1")?;
+/// let replace = ReceiveOptions::new().overwrite(true);
+/// let (sent, got) = tokio::join!(
+///     file::send_file(&mut a, &src, None),
+///     file::recv_file_as_with(&mut b, &dst, &replace, None),
+/// );
+/// sent?;
+/// got?;
+/// assert_eq!(std::fs::read_to_string(&dst)?, "v2");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_file_as_with(
+    session: &mut Session,
+    path: impl AsRef<Path>,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let r = recv_into(session, Dest::Exactly(path.as_ref()), opts, progress).await;
+    told(session, "receiver", r).await
+}
+
+/// Sends `data` as a file named `name` (go-swp's `SendFile(path, data, time)`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "config.json", r#"{"k": 1}"#.into()),
+///     file::recv_file(&mut b, dir.join("in"), None),
+/// );
+/// assert_eq!(sent?.size, 8);
+/// assert_eq!(std::fs::read_to_string(got?.1)?, r#"{"k": 1}"#);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn send_bytes(
+    session: &mut Session,
+    name: &str,
+    data: Bytes,
+) -> Result<FileMeta, FileError> {
+    Ok(send_source(session, Source::Memory(&data), name, None)
+        .await?
+        .meta)
+}
+
+/// Receives one file into memory (go-swp's `RecvFile()`); verified like
+/// [`recv_file`]. Refuses files larger than `max_size`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
+/// # std::fs::create_dir_all(&dir)?;
+/// use swp::file;
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "blob", vec![9u8; 1000].into()),
+///     file::recv_bytes(&mut b, 100), // at most 100 bytes, please
+/// );
+/// assert!(got.is_err()); // refused: too large
+/// assert!(sent.is_err()); // and the sender was told
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
+pub async fn recv_bytes(
+    session: &mut Session,
+    max_size: u64,
+) -> Result<(FileMeta, Bytes), FileError> {
+    let r = recv_bytes_inner(session, max_size).await;
+    told(session, "receiver", r).await
+}
