@@ -69,7 +69,7 @@ async fn main() {
     while sent < total {
         let n = (total - sent).min(chunk.len() as u64) as usize;
         for (i, b) in chunk[..n].iter_mut().enumerate() {
-            *b = swp::sim::pattern_byte(sent + i as u64);
+            *b = swp::testkit::pattern_byte(sent + i as u64);
         }
         hash.update(&chunk[..n]);
         a.write_all(&chunk[..n]).await.expect("write");

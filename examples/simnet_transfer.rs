@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 use swp::proto::Config;
-use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, TransferSpec, transfer};
 
 fn main() {
     let mut args = std::env::args().skip(1);

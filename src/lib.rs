@@ -18,7 +18,8 @@
 //!   demos, benchmarks.
 //!
 //! By default the crate is the library alone; the features add the
-//! simulator (`sim`) and the local-server helper (`server`). The `swp`
+//! simulator (`sim`: `transport::SimNetwork` and the `testkit` harness) and
+//! the local-server helper (`server`). The `swp`
 //! command and the benchmarks are the `swp-tools` package.
 //!
 //! The wire format and state machine are specified in docs/PROTOCOL.md.
@@ -55,7 +56,7 @@ pub mod proto;
 pub mod server;
 pub mod session;
 #[cfg(feature = "sim")]
-pub mod sim;
+pub mod testkit;
 pub mod transport;
 
 /// The README's examples, compiled as doctests so they cannot rot.

@@ -35,6 +35,7 @@ or point SWP_NATS_SERVER at a nats-server binary";
 /// assert!(err.to_string().contains("nats-server"), "{err}");
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// No binary found.
     #[error("nats-server not found (looked at $SWP_NATS_SERVER, PATH, {venv}): {INSTALL_HINT}")]

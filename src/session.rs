@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// // Dropped without close(): what was sent is still delivered.
 /// a.send("last words").await?;
 /// drop(a);
@@ -72,6 +72,7 @@ const FINAL_PUBLISH_BOUND: Duration = Duration::from_secs(1);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The configuration cannot work.
     #[error(transparent)]
@@ -193,7 +194,7 @@ impl Listener {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// a.send_and_wait("counted").await?;
 /// let st = a.stats();
 /// assert_eq!(st.protocol.data_packets_sent, 1);
@@ -203,6 +204,7 @@ impl Listener {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct SessionStats {
     /// The engine's counters.
     pub protocol: Stats,
@@ -523,7 +525,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let id = a.send("one").await?;
     /// a.send("two").await?;
     /// a.wait_acked(id).await?;
@@ -532,17 +534,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, msg: impl Into<Bytes>) -> Result<MessageId, SessionError> {
-        let msg = msg.into();
-        let id = self
-            .shared
-            .wait(|g| match g.conn.send_message(msg.clone()) {
-                Ok(id) => Some(Ok(id)),
-                Err(WriteError::Blocked) => g.failure().map(Err),
-                Err(e) => Some(Err(SessionError::from(e))),
-            })
-            .await?;
-        self.shared.nudge();
-        Ok(id)
+        self.shared.send(msg.into()).await
     }
 
     /// Sends one message and waits until the peer has acknowledged it (go-swp's
@@ -553,7 +545,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send_and_wait("acknowledged").await?;
     /// // The peer has it (maybe not read yet).
     /// assert_eq!(a.stats().protocol.app_bytes_acked, 12);
@@ -572,7 +564,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let id = a.send("x").await?;
     /// a.wait_acked(id).await?;
     /// assert!(a.is_acked(id));
@@ -580,19 +572,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
-        self.shared
-            .wait(|g| {
-                if g.conn.is_acked(id) {
-                    Some(Ok(()))
-                } else if let Some(e) = g.failure() {
-                    Some(Err(e))
-                } else if g.conn.is_closed() {
-                    Some(Err(SessionError::Closed(CloseReason::Normal)))
-                } else {
-                    None
-                }
-            })
-            .await
+        self.shared.wait_acked(id).await
     }
 
     /// True once the peer has acknowledged message `id`.
@@ -602,7 +582,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let id = a.send("x").await?;
     /// assert!(!a.is_acked(id)); // not yet: nothing has even left
     /// a.wait_acked(id).await?;
@@ -622,7 +602,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send("only").await?;
     /// a.close().await?;
     /// assert_eq!(b.recv().await?.unwrap(), "only");
@@ -630,17 +610,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
-        let r = self
-            .shared
-            .wait(|g| match g.conn.recv_message() {
-                Ok(Recv::Data(m)) => Some(Ok(Some(m))),
-                Ok(Recv::Finished) => Some(Ok(None)),
-                Ok(Recv::Blocked) => g.failure().map(Err),
-                Err(e) => Some(Err(SessionError::from(e))),
-            })
-            .await;
-        self.shared.nudge();
-        r
+        self.shared.recv().await
     }
 
     /// Up to `max` in-order stream bytes without copying them (at most one
@@ -652,7 +622,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use tokio::io::AsyncWriteExt;
     /// let mut a = a;
     /// a.write_all(b"stream bytes").await?;
@@ -677,8 +647,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// let (a, b) = net
-    ///     .session_pair(Config::new("a2", "b2"), Config::new("b2", "").asap(Some(64)))
+    /// let (a, b) = swp::testkit::session_pair(&net, Config::new("a2", "b2"), Config::new("b2", "").asap(Some(64)))
     ///     .await?;
     /// a.send("early").await?;
     /// assert_eq!(b.recv_asap().await.unwrap(), "early");
@@ -687,13 +656,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn recv_asap(&self) -> Option<Bytes> {
-        self.shared
-            .wait(|g| match g.conn.poll_asap() {
-                Some(b) => Some(Some(b)),
-                None if g.conn.is_closed() || g.driver_done => Some(None),
-                None => None,
-            })
-            .await
+        self.shared.recv_asap().await
     }
 
     /// Waits until everything written has been acknowledged by the peer.
@@ -703,7 +666,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use tokio::io::AsyncWriteExt;
     /// let mut a = a;
     /// a.write_all(&[7u8; 100_000]).await?; // accepted into the send buffer
@@ -712,8 +675,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn flush_acked(&self) -> Result<(), SessionError> {
-        let written = self.shared.lock().conn.bytes_written();
-        self.wait_acked(written).await
+        self.shared.flush_acked().await
     }
 
     /// Graceful close: stops writing, waits until every byte written is
@@ -726,7 +688,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send("bye").await?;
     /// a.close().await?; // returns once everything and our Fin are acknowledged
     /// assert_eq!(b.recv().await?.unwrap(), "bye");
@@ -760,7 +722,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use swp::{proto::CloseReason, SessionError};
     /// a.abort();
     /// assert!(matches!(b.recv().await, Err(SessionError::Closed(CloseReason::Reset { .. }))));
@@ -784,7 +746,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.abort_with("disk full on the receiver");
     /// let err = b.recv().await.unwrap_err();
     /// assert_eq!(err.to_string(), "the peer reset the session: disk full on the receiver");
@@ -806,7 +768,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.abort_with("giving up");
     /// a.wait_closed().await; // the Reset is on its way
     /// assert!(b.recv().await.unwrap_err().to_string().contains("giving up"));
@@ -823,7 +785,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
     /// let (mut rd, mut wr) = b.into_split();
     /// let mut a = a;
@@ -856,7 +818,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send_and_wait("m").await?;
     /// assert_eq!(a.stats().protocol.data_packets_sent, 1);
     /// assert_eq!(b.stats().protocol.data_packets_received, 1);
@@ -873,7 +835,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use swp::proto::State;
     /// assert_eq!(a.state(), State::Established);
     /// a.abort();
@@ -892,7 +854,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use swp::proto::CloseReason;
     /// assert_eq!(a.close_reason(), None);
     /// a.abort();
@@ -911,7 +873,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// assert_eq!(a.remote_inbox(), "b");
     /// assert_eq!(b.remote_inbox(), "a"); // learnt from the Syn
     /// # Ok(()) }
@@ -927,7 +889,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send_and_wait("abc").await?;
     /// assert_eq!(b.held(), (1, 3)); // one packet, three bytes, not yet read
     /// b.recv().await?;
@@ -946,7 +908,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// assert_eq!(a.max_payload(), Config::new("", "").max_payload_bytes());
     /// # drop(b);
     /// # Ok(()) }
@@ -964,7 +926,7 @@ impl Session {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use swp::proto::WireFormat;
     /// assert_eq!(a.wire_format(), WireFormat::Native);
     /// # drop(b);
@@ -1391,7 +1353,7 @@ impl AsyncWrite for Session {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// let (rd, _wr) = b.into_split();
 /// a.send("to the read half").await?;
 /// assert_eq!(rd.read_chunk(usize::MAX).await?.unwrap(), "to the read half");
@@ -1409,7 +1371,7 @@ pub struct ReadHalf {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// use tokio::io::AsyncWriteExt;
 /// let (_rd, mut wr) = a.into_split();
 /// wr.write_all(b"from the write half").await?;
@@ -1441,7 +1403,7 @@ impl ReadHalf {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let (rd, _wr) = b.into_split();
     /// a.send_and_wait("x").await?;
     /// assert_eq!(rd.stats().protocol.data_packets_received, 1);
@@ -1458,7 +1420,7 @@ impl ReadHalf {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let (rd, _wr) = b.into_split();
     /// a.send("chunk").await?;
     /// assert_eq!(rd.read_chunk(3).await?.unwrap(), "chu");
@@ -1466,6 +1428,65 @@ impl ReadHalf {
     /// ```
     pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
         read_chunk(&self.shared, max).await
+    }
+
+    /// As [`Session::recv`]: the next whole message, `None` at the peer's
+    /// end of stream.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (rd, _wr) = b.into_split();
+    /// a.send("").await?; // a 0-byte message is a message
+    /// a.send("two").await?;
+    /// assert_eq!(rd.recv().await?.unwrap(), "");
+    /// assert_eq!(rd.recv().await?.unwrap(), "two");
+    /// a.close().await?;
+    /// assert_eq!(rd.recv().await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
+        self.shared.recv().await
+    }
+
+    /// As [`Session::recv_asap`]: the next message of the peer's
+    /// unreliable side channel, `None` once the session has ended.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "").asap(Some(8))).await?;
+    /// let (rd, _wr) = b.into_split();
+    /// a.close().await?;
+    /// assert_eq!(rd.recv_asap().await, None); // ended, nothing was sent
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_asap(&self) -> Option<Bytes> {
+        self.shared.recv_asap().await
+    }
+
+    /// As [`Session::abort_with`]: ends the session at once and tells the
+    /// peer why (a Reset carrying `reason`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (rd, _wr) = b.into_split();
+    /// rd.abort_with("reader gave up");
+    /// let err = a.recv().await.unwrap_err();
+    /// assert!(err.to_string().contains("reader gave up"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn abort_with(&self, reason: impl AsRef<str>) {
+        abort_with(&self.shared, reason.as_ref());
     }
 }
 
@@ -1477,7 +1498,7 @@ impl WriteHalf {
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
     /// # let net = SimNetwork::new(1, LinkConfig::new());
-    /// # let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// use tokio::io::AsyncWriteExt;
     /// let (_rd, mut wr) = a.into_split();
     /// wr.write_all(b"x").await?;
@@ -1488,6 +1509,119 @@ impl WriteHalf {
     /// ```
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
+    }
+
+    /// As [`Session::send`]: queues one message, boundaries preserved.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// let id = wr.send("one").await?;
+    /// wr.wait_acked(id).await?;
+    /// assert!(wr.is_acked(id));
+    /// assert_eq!(b.recv().await?.unwrap(), "one");
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<MessageId, SessionError> {
+        self.shared.send(msg.into()).await
+    }
+
+    /// As [`Session::send_and_wait`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// wr.send_and_wait("acked").await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "acked");
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
+        let id = self.shared.send(msg.into()).await?;
+        self.shared.wait_acked(id).await
+    }
+
+    /// As [`Session::wait_acked`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// let id = wr.send("x").await?;
+    /// wr.wait_acked(id).await?;
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
+        self.shared.wait_acked(id).await
+    }
+
+    /// As [`Session::is_acked`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// let id = wr.send("x").await?;
+    /// wr.flush_acked().await?;
+    /// assert!(wr.is_acked(id));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn is_acked(&self, id: MessageId) -> bool {
+        self.shared.lock().conn.is_acked(id)
+    }
+
+    /// As [`Session::flush_acked`]: waits until every byte and message
+    /// written so far is acknowledged.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// wr.send("a").await?;
+    /// wr.send("b").await?;
+    /// wr.flush_acked().await?;
+    /// assert_eq!(wr.stats().protocol.app_bytes_acked, 2);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_acked(&self) -> Result<(), SessionError> {
+        self.shared.flush_acked().await
+    }
+
+    /// As [`Session::abort_with`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let (_rd, wr) = a.into_split();
+    /// wr.abort_with("writer gave up");
+    /// let err = b.recv().await.unwrap_err();
+    /// assert!(err.to_string().contains("writer gave up"), "{err}");
+    /// # Ok(()) }
+    /// ```
+    pub fn abort_with(&self, reason: impl AsRef<str>) {
+        abort_with(&self.shared, reason.as_ref());
     }
 }
 
@@ -1514,5 +1648,62 @@ impl AsyncWrite for WriteHalf {
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         poll_shutdown_impl(&self.shared, cx)
+    }
+}
+
+/// The message API, shared by [`Session`] and its halves.
+impl Shared {
+    async fn send(&self, msg: Bytes) -> Result<MessageId, SessionError> {
+        let id = self
+            .wait(|g| match g.conn.send_message(msg.clone()) {
+                Ok(id) => Some(Ok(id)),
+                Err(WriteError::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await?;
+        self.nudge();
+        Ok(id)
+    }
+
+    async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
+        self.wait(|g| {
+            if g.conn.is_acked(id) {
+                Some(Ok(()))
+            } else if let Some(e) = g.failure() {
+                Some(Err(e))
+            } else if g.conn.is_closed() {
+                Some(Err(SessionError::Closed(CloseReason::Normal)))
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
+        let r = self
+            .wait(|g| match g.conn.recv_message() {
+                Ok(Recv::Data(m)) => Some(Ok(Some(m))),
+                Ok(Recv::Finished) => Some(Ok(None)),
+                Ok(Recv::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await;
+        self.nudge();
+        r
+    }
+
+    async fn recv_asap(&self) -> Option<Bytes> {
+        self.wait(|g| match g.conn.poll_asap() {
+            Some(b) => Some(Some(b)),
+            None if g.conn.is_closed() || g.driver_done => Some(None),
+            None => None,
+        })
+        .await
+    }
+
+    async fn flush_acked(&self) -> Result<(), SessionError> {
+        let written = self.lock().conn.bytes_written();
+        self.wait_acked(written).await
     }
 }

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 use swp::proto::{Config, Connection, Kind, Packet, Recv, batch, codec, flags};
-use swp::sim::{Pair, deliver_messages, drain_messages};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, deliver_messages, drain_messages};
 
 /// Two engines wired by hand: every packet one side emits is decoded, shown
 /// to `filter` (which may change or drop it), re-encoded and handed over.

@@ -8,8 +8,8 @@
 use bytes::Bytes;
 use std::time::Duration;
 use swp::proto::{CloseReason, Config, Kind, Packet, ResetCode, State, WriteError, codec};
-use swp::sim::{Pair, Side, TransferSpec, deliver_messages, transfer};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, Side, TransferSpec, deliver_messages, transfer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

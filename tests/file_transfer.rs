@@ -21,13 +21,13 @@ use tokio::sync::watch;
 
 fn write_pattern(path: &Path, len: usize, salt: u8) {
     let data: Vec<u8> = (0..len)
-        .map(|i| (swp::sim::pattern_byte(i as u64)) ^ salt)
+        .map(|i| (swp::testkit::pattern_byte(i as u64)) ^ salt)
         .collect();
     std::fs::write(path, data).unwrap();
 }
 
 async fn sim_pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {
-    net.session_pair(a, b).await.unwrap()
+    swp::testkit::session_pair(net, a, b).await.unwrap()
 }
 
 fn lossy(seed: u64) -> SimNetwork {

@@ -71,7 +71,7 @@ async fn go_mode_files_both_ways_over_a_lossy_network() {
     let tmp = TempDir::new("both");
     let src = tmp.0.join("big.bin");
     let data: Vec<u8> = (0..3 * 1024 * 1024 + 5u64)
-        .map(swp::sim::pattern_byte)
+        .map(swp::testkit::pattern_byte)
         .collect();
     std::fs::write(&src, &data).unwrap();
     let net = lossy(3);
@@ -173,7 +173,7 @@ async fn a_hostile_go_filepath_is_refused() {
 async fn rust_send_file_is_a_bigfile_a_go_receiver_decodes() {
     let net = lossy(8);
     let (mut a, b) = sim_go_pair(&net).await;
-    let data: Vec<u8> = (0..200_000u64).map(swp::sim::pattern_byte).collect();
+    let data: Vec<u8> = (0..200_000u64).map(swp::testkit::pattern_byte).collect();
     let reader = tokio::spawn(async move {
         let (mut r, _w) = b.into_split();
         let mut stream = Vec::new();

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use swp::proto::go::codec::{GoPacket, GoTime, decode_packet, encode_packet};
 use swp::proto::go::link::{self as golink, time_from_unix_ns};
 use swp::proto::{Config, Connection, Recv, State, WireFormat};
-use swp::sim::pattern_byte;
+use swp::testkit::pattern_byte;
 
 const W: i64 = 64; // Go's WindowMsgCount
 const WB: i64 = W * 10 * 1024; // Go's WindowByteSz default for -1

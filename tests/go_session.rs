@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use swp::proto::go::codec::{GoPacket, decode_packet, encode_packet};
 use swp::proto::{Config, Connection, Recv, State, WireFormat, go::link as golink};
-use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, TransferSpec, transfer};
 
 fn capture(name: &str) -> Vec<(f64, String, Vec<u8>)> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

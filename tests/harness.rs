@@ -31,8 +31,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 use swp::proto::{CloseReason, Config, Connection, Kind, Recv, codec};
-use swp::sim::{Pair, Side, pattern_byte};
 use swp::simnet::{LinkConfig, Rule, Verdict};
+use swp::testkit::{Pair, Side, pattern_byte};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -73,7 +73,7 @@ struct SideCfg {
     window: (u64, u64),
     send_buffer: u64,
     batch: bool,
-    keepalive: (Duration, i32),
+    keepalive: (Duration, u32),
     max_retransmits: u32,
     asap: Option<usize>,
 }
@@ -242,7 +242,7 @@ impl Case {
                 });
             }
         }
-        let budget = |c: &SideCfg| c.keepalive.0 * c.keepalive.1 as u32;
+        let budget = |c: &SideCfg| c.keepalive.0 * c.keepalive.1;
         let min_budget = budget(&a).min(budget(&b));
         let mut faults = Vec::new();
         let mut fatal = false;
@@ -408,7 +408,7 @@ impl Run {
                 Connection::listen(case.config(&case.b, "B", ""), epoch, seed ^ 0xb).unwrap(),
             )
         };
-        let mut pair = Pair::from_parts(seed, link, epoch, a, b, swp::sim::INBOX_CAPACITY);
+        let mut pair = Pair::from_parts(seed, link, epoch, a, b, swp::testkit::INBOX_CAPACITY);
         for f in &case.faults {
             if let Fault::HandshakeDrop { kind, times } = f {
                 let kind = *kind;
@@ -830,7 +830,7 @@ impl Run {
             }
             let _ = limit;
         }
-        let budget_of = |s: &SideCfg| s.keepalive.0 * s.keepalive.1 as u32;
+        let budget_of = |s: &SideCfg| s.keepalive.0 * s.keepalive.1;
         for (i, side) in [Side::A, Side::B].into_iter().enumerate() {
             let conn = match side {
                 Side::A => &self.pair.a,

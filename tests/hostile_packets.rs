@@ -9,8 +9,8 @@ use std::time::Duration;
 use swp::proto::go::codec::{GoPacket, GoTime, encode_packet};
 use swp::proto::packet::MAX_SACK_RANGES;
 use swp::proto::{Config, Kind, Packet, WireFormat, codec, go::link as golink};
-use swp::sim::{Pair, Side};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, Side};
 
 fn arb_kind() -> impl Strategy<Value = Kind> {
     prop::sample::select(Kind::ALL.to_vec())

@@ -9,7 +9,7 @@ use common::*;
 use std::sync::Arc;
 use std::time::Duration;
 use swp::proto::{CloseReason, Config};
-use swp::sim::pattern_byte;
+use swp::testkit::pattern_byte;
 use swp::transport::{NatsOptions, NatsTransport, Transport};
 use swp::{Session, SessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

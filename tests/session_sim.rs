@@ -28,7 +28,7 @@ fn lossy(seed: u64, loss: f64) -> SimNetwork {
 }
 
 async fn pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {
-    net.session_pair(a, b).await.unwrap()
+    swp::testkit::session_pair(net, a, b).await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! First end-to-end checks of the engine over SimNet.
 use std::time::Duration;
-use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, TransferSpec, transfer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -63,7 +63,7 @@ fn timers_move_on_while_nothing_can_be_sent() {
             p.step_until(p.now() + ms(5));
         }
         let now = p.now();
-        let a = p.conn(swp::sim::Side::A);
+        let a = p.conn(swp::testkit::Side::A);
         if closing {
             a.close(now); // a Fin to send, behind the data
         }

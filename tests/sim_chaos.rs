@@ -9,15 +9,15 @@
 
 use std::time::Duration;
 use swp::proto::{CloseReason, Config};
-use swp::sim::{Pair, Side, TransferSpec, transfer};
 use swp::simnet::LinkConfig;
+use swp::testkit::{Pair, Side, TransferSpec, transfer};
 
 const BYTES: u64 = 4 << 20;
 /// Silent keepalive intervals before a peer counts as dead. At 50% loss in
 /// each direction, 10 lost keepalives in a row (the default) happen about
 /// once per 1024 windows: over hundreds of seeds that is a real, correct
 /// "peer unreachable" verdict, not a bug. 30 makes it vanishingly rare.
-const KEEPALIVE_FAILURES: i32 = 30;
+const KEEPALIVE_FAILURES: u32 = 30;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -9,8 +9,8 @@
 use bytes::Bytes;
 use std::time::{Duration, Instant};
 use swp::proto::{CloseReason, Config, Connection, Kind, Packet, Recv, State, codec};
-use swp::sim::{Pair, Side, TransferSpec, drain_messages, transfer};
 use swp::simnet::{Envelope, LinkConfig, Rule, Verdict};
+use swp::testkit::{Pair, Side, TransferSpec, drain_messages, transfer};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -50,7 +50,7 @@ fn connected(p: &mut Pair) {
 
 /// Sends messages from A and runs until B has them all; returns them.
 fn deliver_messages(p: &mut Pair, msgs: &[Bytes], budget: Duration) -> Vec<Bytes> {
-    swp::sim::deliver_messages(p, msgs, budget).unwrap_or_else(|e| panic!("{e}"))
+    swp::testkit::deliver_messages(p, msgs, budget).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn numbered(n: usize) -> Vec<Bytes> {
@@ -295,7 +295,7 @@ fn dead_peer_is_detected_after_n_keepalive_intervals() {
     p.net.partition(ia, ib);
     assert!(p.run_until(Duration::from_secs(30), |p| p.b.is_closed()));
     let took = p.now() - t0;
-    let budget = interval * n as u32;
+    let budget = interval * n;
     assert!(
         matches!(
             p.b.close_reason(),
@@ -316,12 +316,12 @@ fn dead_peer_is_detected_after_n_keepalive_intervals() {
 }
 
 #[test]
-fn negative_keepalive_failures_disable_dead_peer_detection() {
+fn keepalive_failures_none_disables_dead_peer_detection() {
     let mut p = Pair::new(
         10,
         link(1),
-        cfg("A", "B").keepalive(ms(100), -1),
-        cfg("B", "").keepalive(ms(100), -1),
+        cfg("A", "B").keepalive(ms(100), None),
+        cfg("B", "").keepalive(ms(100), None),
     );
     connected(&mut p);
     let (ia, ib) = (p.inbox(Side::A), p.inbox(Side::B));
@@ -532,8 +532,8 @@ fn retransmission_limit_fails_the_session() {
     let mut p = Pair::new(
         18,
         link(1),
-        cfg("A", "B").max_retransmits(3).keepalive(ms(100), -1),
-        cfg("B", "").keepalive(ms(100), -1),
+        cfg("A", "B").max_retransmits(3).keepalive(ms(100), None),
+        cfg("B", "").keepalive(ms(100), None),
     );
     connected(&mut p);
     let ib = p.inbox(Side::B);
@@ -554,8 +554,8 @@ fn termination_rule_limits_timeouts_within_a_window() {
         link(1),
         cfg("A", "B")
             .termination(Some((2, Duration::from_secs(10))))
-            .keepalive(ms(100), -1),
-        cfg("B", "").keepalive(ms(100), -1),
+            .keepalive(ms(100), None),
+        cfg("B", "").keepalive(ms(100), None),
     );
     connected(&mut p);
     let ib = p.inbox(Side::B);

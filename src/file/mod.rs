@@ -58,7 +58,7 @@ const CHUNK: usize = 1 << 20;
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -91,7 +91,7 @@ pub struct FileMeta {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -110,6 +110,7 @@ pub struct FileMeta {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Progress {
     /// Bytes of the file handed to the session (sender) or written (receiver),
     /// counting resumed bytes.
@@ -130,7 +131,7 @@ pub struct Progress {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -147,6 +148,7 @@ pub struct Progress {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendReport {
     /// What was sent.
     pub meta: FileMeta,
@@ -163,7 +165,7 @@ pub struct SendReport {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -182,6 +184,7 @@ pub struct SendReport {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FileError {
     /// Reading or writing a local file failed.
     #[error("{path}: {source}")]
@@ -308,7 +311,7 @@ pub fn safe_relative_path(name: &str) -> Result<PathBuf, FileError> {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -346,7 +349,7 @@ pub async fn send_file(
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -392,7 +395,7 @@ fn io_to_session(e: std::io::Error) -> SessionError {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -469,7 +472,7 @@ impl ReceiveOptions {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(dir.join("in"))?;
 /// use swp::file::{self, FileError, ReceiveOptions};
@@ -505,7 +508,7 @@ pub async fn recv_file_with(
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -536,7 +539,7 @@ pub async fn recv_file_as(
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new());
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file::{self, ReceiveOptions};
@@ -571,7 +574,7 @@ pub async fn recv_file_as_with(
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;
@@ -602,7 +605,7 @@ pub async fn send_bytes(
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
 /// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
-/// # let (mut a, mut b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// # let dir = std::env::temp_dir().join(format!("swp-doc-{}-{}", std::process::id(), line!()));
 /// # std::fs::create_dir_all(&dir)?;
 /// use swp::file;

@@ -46,6 +46,7 @@ pub const MAX_MESSAGES: usize = 256;
 /// assert_eq!(split(&Bytes::from_static(&[3, b'a'])), Err(BatchError::Overrun { at: 0, len: 3 }));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BatchError {
     /// The payload holds no message at all.
     #[error("empty message batch")]

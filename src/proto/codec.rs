@@ -100,6 +100,7 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 /// assert_eq!(codec::decode(&bytes::Bytes::from_static(b"xy")), Err(DecodeError::TooShort(2)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Fewer bytes than the smallest possible packet.
     #[error("packet too short: {0} bytes")]
@@ -141,6 +142,7 @@ pub enum DecodeError {
 /// assert_eq!(WireFormat::default(), WireFormat::Native);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum WireFormat {
     /// This crate's compact, checksummed format.
     #[default]

@@ -33,7 +33,7 @@ pub struct Config {
     pub(crate) connect_timeout: Duration,
     pub(crate) connect_attempts: u32,
     pub(crate) keepalive_interval: Duration,
-    pub(crate) keepalive_failures: i32,
+    pub(crate) keepalive_failures: Option<u32>,
     pub(crate) max_ack_delay: Duration,
     pub(crate) ack_frequency: u32,
     pub(crate) close_linger: Duration,
@@ -103,7 +103,7 @@ impl Config {
             connect_timeout: Duration::from_secs(2),
             connect_attempts: 5,
             keepalive_interval: Duration::from_secs(1),
-            keepalive_failures: 10,
+            keepalive_failures: Some(10),
             max_ack_delay: Duration::from_millis(1),
             ack_frequency: 2,
             close_linger: Duration::from_secs(2),
@@ -263,22 +263,25 @@ impl Config {
         self
     }
     /// Keepalive interval, and how many intervals of silence from the peer
-    /// close the session. As in go-swp: a negative count disables dead-peer
-    /// detection, 0 means the default (10). The async session applies the
-    /// same budget to its own transport: one that takes no packet for that
-    /// long (a NATS client stuck reconnecting) ends the session too.
+    /// close the session: `Some(n)` (or just `n`), or `None` to disable
+    /// dead-peer detection (the session then waits for its peer for ever
+    /// unless the application closes it). `Some(0)` is refused by
+    /// [`Config::validate`]. The async session applies the same budget to
+    /// its own transport: one that takes no packet for that long (a NATS
+    /// client stuck reconnecting) ends the session too.
     ///
     /// ```
     /// use swp::proto::Config;
     /// use std::time::Duration;
     /// let cfg = Config::new("me", "peer").keepalive(Duration::from_millis(500), 6);
     /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(3)));
-    /// let never = Config::new("me", "peer").keepalive(Duration::from_secs(1), -1);
+    /// let never = Config::new("me", "peer").keepalive(Duration::from_secs(1), None);
     /// assert_eq!(never.dead_peer_budget(), None);
+    /// assert!(Config::new("me", "peer").keepalive(Duration::from_secs(1), 0).validate().is_err());
     /// ```
-    pub fn keepalive(mut self, interval: Duration, failures: i32) -> Self {
+    pub fn keepalive(mut self, interval: Duration, failures: impl Into<Option<u32>>) -> Self {
         self.keepalive_interval = interval.max(Duration::from_millis(1));
-        self.keepalive_failures = if failures == 0 { 10 } else { failures };
+        self.keepalive_failures = failures.into();
         self
     }
     /// Delayed acks: ack at once every `frequency` packets, else within `delay`.
@@ -423,8 +426,9 @@ impl Config {
     /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
     /// ```
     pub fn dead_peer_budget(&self) -> Option<Duration> {
-        (self.keepalive_failures > 0)
-            .then(|| self.keepalive_interval * self.keepalive_failures as u32)
+        self.keepalive_failures
+            .filter(|&n| n > 0)
+            .map(|n| self.keepalive_interval.saturating_mul(n))
     }
 
     /// Checks the configuration for values that cannot work.
@@ -459,6 +463,12 @@ impl Config {
         }
         if self.min_rto.is_zero() {
             return Err(ConfigError::new("min RTO must be positive"));
+        }
+        if self.keepalive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "keepalive failures is 0, which would end every session at once: \
+                 use at least 1, or None to disable dead-peer detection",
+            ));
         }
         Ok(())
     }

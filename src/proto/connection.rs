@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 /// Something the application (or driver) should know about.
 ///
 /// ```
-/// # use swp::sim::Pair;
+/// # use swp::testkit::Pair;
 /// # use swp::simnet::LinkConfig;
 /// # use std::time::Duration;
 /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 /// assert!(events.contains(&Event::Readable));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The handshake completed.
     Connected,
@@ -83,7 +84,7 @@ pub enum Event {
 /// Result of a read-like call.
 ///
 /// ```
-/// # use swp::sim::Pair;
+/// # use swp::testkit::Pair;
 /// # use swp::simnet::LinkConfig;
 /// # use std::time::Duration;
 /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -112,7 +113,7 @@ pub enum Recv<T> {
 /// acknowledged once [`Connection::bytes_acked`] reaches it.
 ///
 /// ```
-/// # use swp::sim::Pair;
+/// # use swp::testkit::Pair;
 /// # use swp::simnet::LinkConfig;
 /// # use std::time::Duration;
 /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -148,7 +149,7 @@ struct Pending {
 /// use swp::proto::{Config, Connection, Recv};
 /// use std::time::Duration;
 /// // A driver owns the clock and the network; here a perfect one.
-/// let t0 = swp::sim::epoch();
+/// let t0 = swp::testkit::epoch();
 /// let mut a = Connection::connect(Config::new("A", "B"), t0, 1).unwrap();
 /// let mut b = Connection::listen(Config::new("B", ""), t0, 2).unwrap();
 /// let mut now = t0;
@@ -266,7 +267,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, State};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 42).unwrap();
     /// assert_eq!(a.state(), State::SynSent);
     /// let syn = a.poll_transmit(t0).unwrap();
@@ -293,7 +294,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, State};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 7).unwrap();
     /// assert_eq!(b.state(), State::Listen);
     /// assert!(b.poll_transmit(t0).is_none()); // a listener speaks when spoken to
@@ -430,7 +431,7 @@ impl Connection {
     /// The RFC 9293 name of the current state.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -448,7 +449,7 @@ impl Connection {
     /// True once the handshake completed (and until the session closes).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -465,7 +466,7 @@ impl Connection {
     /// True when the session is closed.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -483,7 +484,7 @@ impl Connection {
     /// linger period is over): the driver may drop it.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -501,7 +502,7 @@ impl Connection {
     /// Why the session closed, once it has.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -522,7 +523,7 @@ impl Connection {
     /// once a listener has answered a Go peer.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -538,7 +539,7 @@ impl Connection {
     /// This side's session nonce.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -554,7 +555,7 @@ impl Connection {
     /// The peer's session nonce ("" until learnt).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -571,7 +572,7 @@ impl Connection {
     /// The peer's inbox ("" for a listener before the Syn).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -587,7 +588,7 @@ impl Connection {
     /// The configuration in force.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -603,7 +604,7 @@ impl Connection {
     /// The RTT estimator.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -622,7 +623,7 @@ impl Connection {
     /// Payload bytes the peer has acknowledged (cumulatively).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -639,7 +640,7 @@ impl Connection {
     /// Payload bytes the application has written.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -657,7 +658,7 @@ impl Connection {
     /// has been acknowledged by the peer.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -682,7 +683,7 @@ impl Connection {
     /// engine is driven.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -691,7 +692,7 @@ impl Connection {
     /// use swp::proto::State;
     /// pair.a.close(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.state() == State::CloseWait));
-    /// let (ia, ib) = (pair.inbox(swp::sim::Side::A), pair.inbox(swp::sim::Side::B));
+    /// let (ia, ib) = (pair.inbox(swp::testkit::Side::A), pair.inbox(swp::testkit::Side::B));
     /// pair.net.partition(ia, ib); // A is gone for good
     /// pair.b.close(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.close_settled()));
@@ -712,7 +713,7 @@ impl Connection {
     /// budget is off. An outage shorter than the budget never ends a session.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -731,7 +732,7 @@ impl Connection {
     /// Bytes [`write`](Self::write) would accept now.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -753,7 +754,7 @@ impl Connection {
     /// Received data (packets, bytes) held for the application.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -775,7 +776,7 @@ impl Connection {
     /// The peer's advertised edges as last seen: (sequence edge, byte edge).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -793,7 +794,7 @@ impl Connection {
     /// window limited by the transport's capacity.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -814,7 +815,7 @@ impl Connection {
     /// A snapshot of the counters.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -858,7 +859,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// let mut b = Connection::listen(Config::new("b", ""), swp::sim::epoch(), 1).unwrap();
+    /// let mut b = Connection::listen(Config::new("b", ""), swp::testkit::epoch(), 1).unwrap();
     /// // The subscription holds 256 messages: the window stays below that, with
     /// // room left for control packets.
     /// b.set_transport_capacity(Some(256), None);
@@ -884,10 +885,10 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection, WireFormat};
-    /// let now = swp::sim::epoch();
+    /// let now = swp::testkit::epoch();
     /// let cfg = Config::new("a", "b").wire_format(WireFormat::Go);
     /// let mut a = Connection::connect(cfg, now, 1).unwrap();
-    /// let unix_ns = swp::sim::SIM_WALL_CLOCK_NS; // a driver reads the system clock
+    /// let unix_ns = swp::testkit::SIM_WALL_CLOCK_NS; // a driver reads the system clock
     /// a.set_wall_clock(now, unix_ns); // Go packets carry wall-clock times
     /// assert!(a.poll_transmit(now).is_some());
     /// ```
@@ -899,7 +900,7 @@ impl Connection {
     /// transport's max message size). Applies to data written afterwards.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -922,7 +923,7 @@ impl Connection {
     /// buffer is full: wait for [`Event::Writable`]).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -950,7 +951,7 @@ impl Connection {
     /// cannot fit the peer's receive window.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -992,7 +993,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::Config;
-    /// use swp::sim::Pair;
+    /// use swp::testkit::Pair;
     /// use swp::simnet::LinkConfig;
     /// use std::time::Duration;
     /// // The receiver holds 4 packets and 10,000 bytes; packets carry 1000.
@@ -1037,7 +1038,7 @@ impl Connection {
     /// Copies in-order stream bytes into `buf`.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1068,7 +1069,7 @@ impl Connection {
     /// at most).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1095,7 +1096,7 @@ impl Connection {
     /// The next whole message, in order.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1143,7 +1144,7 @@ impl Connection {
     /// only with [`Config::asap`].
     ///
     /// ```
-    /// use swp::sim::Pair;
+    /// use swp::testkit::Pair;
     /// use swp::simnet::LinkConfig;
     /// use std::time::Duration;
     /// let a_cfg = Pair::default_config("a", "b");
@@ -1163,7 +1164,7 @@ impl Connection {
     /// Entries the as-soon-as-possible queue dropped because it was full.
     ///
     /// ```
-    /// use swp::sim::Pair;
+    /// use swp::testkit::Pair;
     /// use swp::simnet::LinkConfig;
     /// use std::time::Duration;
     /// let b_cfg = Pair::default_config("b", "").asap(Some(2)); // room for 2
@@ -1210,7 +1211,7 @@ impl Connection {
     /// until the peer's Fin. A listener that never got a Syn just stops.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1242,7 +1243,7 @@ impl Connection {
     /// sent or delivered.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1269,7 +1270,7 @@ impl Connection {
     /// source) instead of leaving it to wait.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1291,7 +1292,7 @@ impl Connection {
     /// [`ResetCode::Transport`] when the driver's transport failed).
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -1319,7 +1320,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// let syn = a.poll_transmit(t0).unwrap();
@@ -1407,7 +1408,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{codec, Config, Connection};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// // A driver that decoded the packet itself (to inspect or log it):
@@ -2038,7 +2039,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let _lost_syn = a.poll_transmit(t0).unwrap(); // nobody hears it
     /// let due = a.poll_timeout().unwrap();
@@ -2319,7 +2320,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
     /// assert_eq!(b.poll_timeout(), None); // a listener waits without timers
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
@@ -2336,7 +2337,7 @@ impl Connection {
     /// The next event for the application, if any.
     ///
     /// ```
-    /// # use swp::sim::Pair;
+    /// # use swp::testkit::Pair;
     /// # use swp::simnet::LinkConfig;
     /// # use std::time::Duration;
     /// # let cfg = |l: &str, r: &str| Pair::default_config(l, r);
@@ -2356,7 +2357,7 @@ impl Connection {
     ///
     /// ```
     /// use swp::proto::{codec, Config, Connection, Kind};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let t = a.poll_transmit(t0).unwrap();
     /// assert_eq!(t.dest.as_str(), "b"); // the NATS subject to publish to

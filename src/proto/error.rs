@@ -10,7 +10,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// use swp::{proto::Config, testkit::Pair, simnet::LinkConfig};
 /// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
 /// assert!(p.connect(Duration::from_secs(1)));
 /// use swp::proto::{CloseReason, ResetCode};
@@ -23,6 +23,7 @@ use std::time::Duration;
 /// assert_eq!(p.b.close_reason().unwrap().to_string(), "the peer reset the session: disk full");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CloseReason {
     /// Both sides sent a Fin and had it acknowledged.
     #[error("session closed normally")]
@@ -260,7 +261,7 @@ pub(crate) fn clip_message(s: &str) -> &str {
 ///
 /// ```
 /// use std::time::Duration;
-/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// use swp::{proto::Config, testkit::Pair, simnet::LinkConfig};
 /// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
 /// assert!(p.connect(Duration::from_secs(1)));
 /// use swp::proto::WriteError;
@@ -269,6 +270,7 @@ pub(crate) fn clip_message(s: &str) -> &str {
 /// assert_eq!(p.a.write(b"late"), Err(WriteError::Finished));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriteError {
     /// `close()` was called: no more data may be written.
     #[error("cannot write after close()")]
@@ -297,7 +299,7 @@ pub enum WriteError {
 ///
 /// ```
 /// use std::time::Duration;
-/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// use swp::{proto::Config, testkit::Pair, simnet::LinkConfig};
 /// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
 /// assert!(p.connect(Duration::from_secs(1)));
 /// use swp::proto::{CloseReason, ReadError};
@@ -306,6 +308,7 @@ pub enum WriteError {
 /// assert_eq!(p.a.read(&mut [0u8; 8]), Err(ReadError::Closed(CloseReason::Aborted)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReadError {
     /// The session ended before the peer finished its stream.
     #[error("session closed before the end of stream: {0}")]

@@ -4,7 +4,7 @@
 //! packets to send, the next deadline and events come out. No async runtime,
 //! no NATS client, no clock reads, no unseeded randomness (scripts/test.sh
 //! greps for them). The async [`Session`](crate::Session) and the simulator harness
-//! ([`crate::sim`]) are thin drivers around [`Connection`].
+//! ([`crate::testkit`]) are thin drivers around [`Connection`].
 //!
 //! Layout: [`packet`] (the packet model), [`codec`] (bytes ↔ packet),
 //! [`batch`] (several messages in one data packet),

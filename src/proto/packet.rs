@@ -125,7 +125,7 @@ pub mod flags {
     ///
     /// ```
     /// use swp::proto::{codec, flags, Config, Connection};
-    /// let t0 = swp::sim::epoch();
+    /// let t0 = swp::testkit::epoch();
     /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
     /// let syn = codec::decode(&a.poll_transmit(t0).unwrap().payload).unwrap();
     /// assert!(syn.has(flags::BATCH_OK)); // "send me batches" (Config::batch_messages)
@@ -138,7 +138,7 @@ pub mod flags {
     ///
     /// ```
     /// use swp::proto::{flags, codec, State};
-    /// use swp::sim::Pair;
+    /// use swp::testkit::Pair;
     /// use swp::simnet::LinkConfig;
     /// use std::time::Duration;
     /// let mut pair = Pair::new(1, LinkConfig::new(), Pair::default_config("a", "b"), Pair::default_config("b", ""));
@@ -290,7 +290,7 @@ impl Packet {
 ///
 /// ```
 /// use swp::proto::{Config, Connection, Transmit};
-/// let t0 = swp::sim::epoch();
+/// let t0 = swp::testkit::epoch();
 /// let mut a = Connection::connect(Config::new("me", "svc.peer"), t0, 1).unwrap();
 /// let Transmit { dest, payload } = a.poll_transmit(t0).unwrap();
 /// // A NATS driver publishes `payload` on subject `dest`.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// use swp::proto::State;
-/// use swp::sim::Pair;
+/// use swp::testkit::Pair;
 /// use swp::simnet::LinkConfig;
 /// use std::time::Duration;
 /// let cfg = |l: &str, r: &str| Pair::default_config(l, r);

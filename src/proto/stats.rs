@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use swp::{proto::Config, sim::Pair, simnet::LinkConfig};
+/// use swp::{proto::Config, testkit::Pair, simnet::LinkConfig};
 /// let mut p = Pair::new(1, LinkConfig::new(), Config::new("A", "B"), Config::new("B", ""));
 /// assert!(p.connect(Duration::from_secs(1)));
 /// p.a.send_message("hello".into()).unwrap();
@@ -18,6 +18,7 @@ use std::time::Duration;
 /// assert_eq!(sa.app_bytes_acked, 5);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Packets handed to the transport (all kinds).
     pub packets_sent: u64,

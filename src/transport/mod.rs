@@ -7,11 +7,11 @@
 
 pub mod nats;
 #[cfg(feature = "sim")]
-pub mod sim;
+pub mod simnet;
 
-pub use nats::{NatsOptions, NatsTransport};
 #[cfg(feature = "sim")]
-pub use sim::{SimNetwork, SimTransport};
+pub use self::simnet::{SimNetwork, SimTransport};
+pub use nats::{NatsOptions, NatsTransport};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -62,13 +62,14 @@ pub struct Capacity {
 /// use swp::{simnet::LinkConfig, transport::{SimNetwork, Transport}};
 /// use swp::proto::Config;
 /// let net = SimNetwork::new(1, LinkConfig::new());
-/// let (a, b) = net.session_pair(Config::new("a", "b"), Config::new("b", "")).await?;
+/// let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// a.send_and_wait("x").await?;
 /// // swp's window keeps the peer's inbox from overflowing: no slow consumer.
 /// assert_eq!(b.stats().transport.slow_consumer_events, 0);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct TransportCounters {
     /// Times the transport dropped messages because a subscriber was full
     /// (NATS "slow consumer"), on this connection (all its sessions).
@@ -94,6 +95,7 @@ pub struct TransportCounters {
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// Could not subscribe to the session's inbox.
     #[error("cannot subscribe to inbox {inbox:?}: {reason}")]

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use swp::server::NatsServer;
-use swp::sim::pattern_byte;
+use swp::testkit::pattern_byte;
 use swp::transport::{NatsOptions, NatsTransport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 

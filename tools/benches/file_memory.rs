@@ -55,7 +55,7 @@ fn main() {
     {
         use std::io::Write;
         let mut f = std::io::BufWriter::new(std::fs::File::create(&src).unwrap());
-        let chunk: Vec<u8> = (0..1u64 << 20).map(swp::sim::pattern_byte).collect();
+        let chunk: Vec<u8> = (0..1u64 << 20).map(swp::testkit::pattern_byte).collect();
         for _ in 0..mib {
             f.write_all(&chunk).unwrap();
         }

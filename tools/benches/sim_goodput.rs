@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 use swp::proto::Config;
-use swp::sim::{Pair, TransferSpec, transfer};
 use swp::simnet::{LinkConfig, SimNet};
+use swp::testkit::{Pair, TransferSpec, transfer};
 
 const MIB: u64 = 1 << 20;
 

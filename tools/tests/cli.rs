@@ -27,7 +27,7 @@ fn two_processes(go: bool) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("payload.bin");
-    let data: Vec<u8> = (0..5_000_000u64).map(swp::sim::pattern_byte).collect();
+    let data: Vec<u8> = (0..5_000_000u64).map(swp::testkit::pattern_byte).collect();
     std::fs::write(&src, &data).unwrap();
     let out = dir.join("incoming");
     let inbox = common::inbox(if go { "cli-go" } else { "cli" }, "recv");

@@ -67,7 +67,7 @@ fn send_cmd(server: &str, to: &str, file: &Path) -> Command {
 }
 
 fn pattern_file(path: &Path, len: u64) {
-    let data: Vec<u8> = (0..len).map(swp::sim::pattern_byte).collect();
+    let data: Vec<u8> = (0..len).map(swp::testkit::pattern_byte).collect();
     std::fs::write(path, data).unwrap();
 }
 

@@ -99,7 +99,7 @@ fn run(forgery: Forgery) {
     let server = common::nats_server();
     let dir = common::TempDir::new(&format!("hostile-{forgery:?}"));
     let src = dir.0.join("data.bin");
-    let data: Vec<u8> = (0..(48u64 << 20)).map(swp::sim::pattern_byte).collect();
+    let data: Vec<u8> = (0..(48u64 << 20)).map(swp::testkit::pattern_byte).collect();
     std::fs::write(&src, &data).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -127,6 +127,7 @@ pub struct GoPacket {
 /// assert!(matches!(decode_packet(&[0xde, 0x00]), Err(GoDecodeError::Msgpack(_)))); // truncated
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum GoDecodeError {
     /// Not well-formed msgpack (truncated, bad marker ...).
     #[error("malformed msgpack: {0}")]

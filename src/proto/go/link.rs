@@ -36,7 +36,7 @@ use bytes::Bytes;
 ///
 /// ```
 /// use swp::proto::{go::codec as gocodec, go::link as golink, Config, Connection, WireFormat};
-/// let t0 = swp::sim::epoch();
+/// let t0 = swp::testkit::epoch();
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
 /// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
 /// let syn = gocodec::decode_packet(&a.poll_transmit(t0).unwrap().payload).unwrap();
@@ -48,7 +48,7 @@ pub const SEQ_SYN: i64 = -98;
 ///
 /// ```
 /// use swp::proto::{go::codec as gocodec, go::link as golink, Config, Connection, WireFormat};
-/// let t0 = swp::sim::epoch();
+/// let t0 = swp::testkit::epoch();
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
 /// let mut a = Connection::connect(go("a", "b"), t0, 1).unwrap();
 /// let mut b = Connection::listen(go("b", ""), t0, 2).unwrap();
@@ -62,7 +62,7 @@ pub const SEQ_ACK: i64 = -99;
 ///
 /// ```
 /// use swp::proto::{go::codec as gocodec, go::link as golink, Config, WireFormat};
-/// use swp::sim::Pair;
+/// use swp::testkit::Pair;
 /// use swp::simnet::LinkConfig;
 /// use std::time::Duration;
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
@@ -80,7 +80,7 @@ pub const SEQ_KEEPALIVE: i64 = -777;
 ///
 /// ```
 /// use swp::proto::{go::codec as gocodec, go::link as golink, Config, WireFormat};
-/// use swp::sim::Pair;
+/// use swp::testkit::Pair;
 /// use swp::simnet::LinkConfig;
 /// use std::time::Duration;
 /// let go = |l: &str, r: &str| Config::new(l, r).wire_format(WireFormat::Go);
