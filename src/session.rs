@@ -13,8 +13,8 @@
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
 use crate::proto::{
-    CloseReason, Config, ConfigError, Connection, MessageId, ReadError, Recv, ResetCode, State,
-    Stats, WriteError, codec, go::link as golink,
+    CloseReason, Config, ConfigError, Connection, Event, MessageId, ReadError, Recv, ResetCode,
+    State, Stats, WriteError, codec, go::link as golink,
 };
 use crate::proto::{Str, Transmit};
 use crate::transport::{Incoming, Transport, TransportCounters, TransportError};
@@ -494,7 +494,15 @@ impl Session {
             changed: Notify::new(),
             transport,
         });
-        tokio::spawn(drive(shared.clone(), incoming));
+        let span = {
+            let g = shared.lock();
+            let c = g.conn.config();
+            tracing::info_span!("swp_session", local = %c.local_inbox(), remote = %g.conn.remote_inbox())
+        };
+        tokio::spawn(tracing::Instrument::instrument(
+            drive(shared.clone(), incoming),
+            span,
+        ));
         // The driver waits for input before its first output; the Syn of an
         // active open is already due, so wake it at once.
         shared.nudge();
@@ -1131,8 +1139,17 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             // Wake waiters on any event, and after any packet: a spurious
             // wake costs a lock; a missed one is a hang.
             let mut events = input;
-            while g.conn.poll_event().is_some() {
+            while let Some(ev) = g.conn.poll_event() {
                 events = true;
+                match ev {
+                    Event::Connected => tracing::debug!("connected"),
+                    Event::StateChanged(st) => tracing::debug!(state = %st, "state"),
+                    Event::Closed(reason) if reason.is_normal() => {
+                        tracing::debug!(%reason, "session ended")
+                    }
+                    Event::Closed(reason) => tracing::info!(%reason, "session ended"),
+                    _ => {}
+                }
             }
             let done = g.conn.is_drained();
             if events || done {

@@ -34,6 +34,29 @@ struct Cli {
     /// Print nothing but errors.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Log what the sessions do on stderr: -v for state changes and
+    /// session ends, -vv for everything. RUST_LOG (e.g. `swp=debug`)
+    /// overrides it.
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// Installs the log subscriber: RUST_LOG if set, else the level -v asks for
+/// (warnings only by default).
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "swp=debug,info",
+        _ => "swp=trace,debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 #[derive(Subcommand)]
@@ -461,6 +484,7 @@ fn demo_byte(i: u64) -> u8 {
 
 fn main() {
     let cli = Cli::parse();
+    init_logging(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -376,3 +376,42 @@ fn an_unusable_out_dir_fails_before_any_sender_connects() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     let _: PathBuf = file;
 }
+
+#[test]
+fn verbose_logs_the_sessions_states_and_end_and_default_is_quiet() {
+    let server = common::nats_server();
+    let dir = common::TempDir::new("cli-verbose");
+    let src = dir.0.join("small.bin");
+    pattern_file(&src, 100_000);
+    for (run, verbose) in [(0, true), (1, false)] {
+        let out = dir.0.join(format!("out{run}"));
+        let inbox = common::inbox("verbose", &format!("r{run}"));
+        let mut recv = recv_cmd(&server.url(), &inbox, &out);
+        let mut send = send_cmd(&server.url(), &inbox, &src);
+        if verbose {
+            recv.arg("-v");
+            send.arg("-v");
+        }
+        send.env_remove("RUST_LOG");
+        recv.env_remove("RUST_LOG");
+        let recv = recv.spawn().unwrap();
+        let send = send.spawn().unwrap();
+        let (send, _) = wait_bounded(send, Duration::from_secs(30), "swp send");
+        let (recv, _) = wait_bounded(recv, Duration::from_secs(30), "swp recv");
+        assert!(send.status.success(), "{}", text(&send.stderr));
+        assert!(recv.status.success(), "{}", text(&recv.stderr));
+        let (se, re) = (text(&send.stderr), text(&recv.stderr));
+        if verbose {
+            for (who, log) in [("send", &se), ("recv", &re)] {
+                assert!(log.contains("swp_session"), "{who}: no session span: {log}");
+                assert!(log.contains("connected"), "{who}: {log}");
+                assert!(log.contains("session ended"), "{who}: {log}");
+            }
+            // the span names both inboxes
+            assert!(se.contains(&inbox), "{se}");
+        } else {
+            assert!(!se.contains("swp_session"), "quiet by default: {se}");
+            assert!(!re.contains("swp_session"), "quiet by default: {re}");
+        }
+    }
+}
