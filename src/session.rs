@@ -989,6 +989,7 @@ async fn subscribe_within_connect_budget(
                  reachable? (the client may be trying to reconnect)",
                 cfg.connect_attempts, cfg.connect_timeout
             ),
+            source: None,
         }
         .into()),
     }
@@ -1115,6 +1116,7 @@ async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                          dead-peer budget); is the NATS connection stuck or its \
                          client overloaded?"
                     ),
+                    source: None,
                 };
                 g.fail_on_transport(e, t);
                 // What waits behind the stuck packet cannot go either.

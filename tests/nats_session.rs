@@ -523,3 +523,33 @@ async fn connecting_while_the_server_is_down_fails_within_the_connect_budget() {
     );
     assert!(err.to_string().contains("(2 x 100ms)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_keeps_the_client_librarys_error_as_its_source() {
+    use std::error::Error;
+    use swp::transport::{Cause, TransportError};
+    // A port nobody listens on: the free port of a server we stop at once.
+    let url = {
+        let server = nats_server();
+        server.url()
+    };
+    let err = timeout(
+        Duration::from_secs(30),
+        NatsTransport::connect(NatsOptions::new(url)),
+    )
+    .await
+    .expect("connect gives up within its bound")
+    .unwrap_err();
+    assert!(matches!(err, TransportError::Connect { .. }), "{err:?}");
+    let cause = err
+        .source()
+        .and_then(|s| s.downcast_ref::<Cause>())
+        .unwrap_or_else(|| panic!("no source kept: {err:?}"));
+    assert!(
+        cause
+            .get_ref()
+            .downcast_ref::<async_nats::ConnectError>()
+            .is_some(),
+        "{cause:?}"
+    );
+}

@@ -80,7 +80,66 @@ pub struct TransportCounters {
     pub disconnects: u64,
 }
 
-/// A transport failure, with what to do about it.
+/// The error a transport's client library reported, kept as the
+/// [`source`](std::error::Error::source) of a [`TransportError`] so callers
+/// can walk the chain or downcast it (e.g. to an async-nats error kind).
+/// Cloneable and comparable (by its message) like the error that holds it.
+///
+/// ```
+/// use std::error::Error;
+/// use swp::transport::{Cause, TransportError};
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let e = TransportError::Connect {
+///     server: "nats://127.0.0.1:1".into(),
+///     reason: "refused".into(),
+///     source: Some(Cause::new(io)),
+/// };
+/// let cause = e.source().unwrap().downcast_ref::<Cause>().unwrap();
+/// assert!(cause.get_ref().downcast_ref::<std::io::Error>().is_some());
+/// assert_eq!(cause.to_string(), "refused");
+/// ```
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps the client library's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(e))
+    }
+    /// The wrapped error, to downcast.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+impl Eq for Cause {}
+
+/// A transport failure, with what to do about it. `reason` already says
+/// what the client library said; `source` keeps that error itself, when
+/// there was one.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -104,6 +163,9 @@ pub enum TransportError {
         inbox: String,
         /// What the transport said.
         reason: String,
+        /// The client library's error, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
     /// Could not publish a packet.
     #[error("cannot publish to {subject:?}: {reason}")]
@@ -112,6 +174,9 @@ pub enum TransportError {
         subject: String,
         /// What the transport said.
         reason: String,
+        /// The client library's error, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
     /// Could not connect to the server(s).
     #[error("cannot connect to NATS at {server}: {reason}")]
@@ -120,6 +185,9 @@ pub enum TransportError {
         server: String,
         /// What went wrong, and what to check.
         reason: String,
+        /// The client library's error, when there was one.
+        #[source]
+        source: Option<Cause>,
     },
     /// The server refused an operation on a subject (NATS permissions).
     #[error(

@@ -8,7 +8,7 @@
 //! never lets a sender put more into a subscription than that capacity minus
 //! a reserve for control packets (docs/PROTOCOL.md §6).
 
-use super::{Capacity, Incoming, Transport, TransportCounters, TransportError};
+use super::{Capacity, Cause, Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -428,6 +428,7 @@ impl NatsTransport {
             return Err(TransportError::Connect {
                 server: String::new(),
                 reason: "no server URL given".into(),
+                source: None,
             });
         }
         let client =
@@ -436,6 +437,7 @@ impl NatsTransport {
                 .map_err(|e| TransportError::Connect {
                     server: opts.server.clone(),
                     reason: connect_reason(&e),
+                    source: Some(Cause::new(e)),
                 })?;
         Ok(Arc::new(NatsTransport {
             client,
@@ -495,6 +497,7 @@ impl Transport for NatsTransport {
                 TransportError::Subscribe {
                     inbox: inbox.clone(),
                     reason: e.to_string(),
+                    source: Some(Cause::new(e)),
                 }
             })?;
             // Make sure the server has the subscription before the caller
@@ -505,6 +508,7 @@ impl Transport for NatsTransport {
                 .map_err(|e| TransportError::Subscribe {
                     inbox,
                     reason: format!("flush after subscribe: {e}"),
+                    source: Some(Cause::new(e)),
                 })?;
             Ok(sub.map(|m| m.payload).boxed())
         })
@@ -519,6 +523,7 @@ impl Transport for NatsTransport {
                 .map_err(|e| TransportError::Publish {
                     subject,
                     reason: e.to_string(),
+                    source: Some(Cause::new(e)),
                 })
         })
     }

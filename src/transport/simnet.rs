@@ -276,6 +276,7 @@ impl Transport for SimTransport {
             let id = self.net.lock().net.lookup(&inbox).ok_or_else(|| TransportError::Subscribe {
                 inbox: inbox.clone(),
                 reason: "no such inbox in the simulated network: create it with SimNetwork::transport".into(),
+                source: None,
             })?;
             let net = self.net.clone();
             let stream = futures::stream::poll_fn(move |cx| {
