@@ -12,7 +12,7 @@
 //! * [`mod@file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
 //!   resumable file transfer over a session.
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
-//! * [`sim`] (feature `sim`): drives two engines over [`simnet`] in
+//! * [`testkit`] (feature `sim`): drives two engines over [`simnet`] in
 //!   virtual time.
 //! * [`server`] (feature `server`): starts a local `nats-server` for tests,
 //!   demos, benchmarks.

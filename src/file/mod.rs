@@ -25,7 +25,7 @@
 //!   and NUL bytes are refused.
 //!
 //! With a go-sliding-window peer (a session in
-//! [`WireFormat::Go`]) the same functions speak
+//! [`WireFormat::Go`](crate::proto::WireFormat::Go)) the same functions speak
 //! Go's `SendFile`/`RecvFile` form instead: one msgpack `BigFile` {Filepath,
 //! SizeInBytes, Blake2b, SendTime, Data} streamed with no other framing
 //! (docs/PROTOCOL.md §13.4). It is still streamed from and to disk here,

@@ -1,6 +1,6 @@
 //! Running the real protocol engine over the simulated network.
 //!
-//! [`Pair`] connects two [`Connection`]s through a [`SimNet`] and drives them
+//! [`Pair`] connects two [`Connection`](crate::proto::Connection)s through a [`SimNet`](simnet::SimNet) and drives them
 //! in virtual time: each [`step`](Pair::step) jumps straight to the next event
 //! (a packet arrival or a protocol timer), so a transfer that would take
 //! minutes of real time runs in milliseconds, and a run is a pure function of

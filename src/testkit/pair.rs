@@ -25,7 +25,7 @@ pub enum Side {
     B,
 }
 
-/// Two connections over a simulated network. See the [module docs](self).
+/// Two connections over a simulated network. See the [module docs](crate::testkit).
 ///
 /// ```
 /// use swp::testkit::{Pair, Side};
