@@ -480,6 +480,11 @@ impl Session {
         }
         let cap = transport.capacity();
         conn.set_transport_capacity(cap.packets, cap.bytes);
+        let span = tracing::info_span!(
+            "swp_session",
+            local = %conn.config().local_inbox(),
+            remote = %conn.remote_inbox()
+        );
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 conn,
@@ -494,11 +499,6 @@ impl Session {
             changed: Notify::new(),
             transport,
         });
-        let span = {
-            let g = shared.lock();
-            let c = g.conn.config();
-            tracing::info_span!("swp_session", local = %c.local_inbox(), remote = %g.conn.remote_inbox())
-        };
         tokio::spawn(tracing::Instrument::instrument(
             drive(shared.clone(), incoming),
             span,
@@ -561,8 +561,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
-        let id = self.send(msg).await?;
-        self.wait_acked(id).await
+        self.shared.send_and_wait(msg.into()).await
     }
 
     /// Waits until message `id` (or stream offset `id`) is acknowledged.
@@ -642,7 +641,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
-        read_chunk(&self.shared, max).await
+        self.shared.read_chunk(max).await
     }
 
     /// The next packet payload delivered as soon as it arrived (unordered,
@@ -949,19 +948,6 @@ fn abort_with(shared: &Shared, reason: &str) {
     shared.lock().conn.abort_with(now(), reason);
     shared.nudge();
     shared.changed.notify_waiters();
-}
-
-async fn read_chunk(shared: &Shared, max: usize) -> Result<Option<Bytes>, SessionError> {
-    let r = shared
-        .wait(|g| match g.conn.read_chunk(max) {
-            Ok(Recv::Data(b)) => Some(Ok(Some(b))),
-            Ok(Recv::Finished) => Some(Ok(None)),
-            Ok(Recv::Blocked) => g.failure().map(Err),
-            Err(e) => Some(Err(SessionError::from(e))),
-        })
-        .await;
-    shared.nudge();
-    r
 }
 
 fn stats(shared: &Shared) -> SessionStats {
@@ -1446,7 +1432,7 @@ impl ReadHalf {
     /// # Ok(()) }
     /// ```
     pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
-        read_chunk(&self.shared, max).await
+        self.shared.read_chunk(max).await
     }
 
     /// As [`Session::recv`]: the next whole message, `None` at the peer's
@@ -1563,8 +1549,7 @@ impl WriteHalf {
     /// # Ok(()) }
     /// ```
     pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
-        let id = self.shared.send(msg.into()).await?;
-        self.shared.wait_acked(id).await
+        self.shared.send_and_wait(msg.into()).await
     }
 
     /// As [`Session::wait_acked`].
@@ -1710,6 +1695,24 @@ impl Shared {
             .await;
         self.nudge();
         r
+    }
+
+    async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        let r = self
+            .wait(|g| match g.conn.read_chunk(max) {
+                Ok(Recv::Data(b)) => Some(Ok(Some(b))),
+                Ok(Recv::Finished) => Some(Ok(None)),
+                Ok(Recv::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await;
+        self.nudge();
+        r
+    }
+
+    async fn send_and_wait(&self, msg: Bytes) -> Result<(), SessionError> {
+        let id = self.send(msg).await?;
+        self.wait_acked(id).await
     }
 
     async fn recv_asap(&self) -> Option<Bytes> {
