@@ -230,7 +230,7 @@ pub enum TransportError {
 ///         let rx = self.rx.lock().unwrap().take();
 ///         let inbox = inbox.to_string();
 ///         Box::pin(async move {
-///             let rx = rx.ok_or(TransportError::Subscribe { inbox, reason: "taken".into() })?;
+///             let rx = rx.ok_or(TransportError::Subscribe { inbox, reason: "taken".into(), source: None })?;
 ///             Ok(futures::stream::unfold(rx, |mut rx| async move {
 ///                 rx.recv().await.map(|b| (b, rx))
 ///             })
@@ -241,6 +241,7 @@ pub enum TransportError {
 ///         let r = self.tx.send(payload).map_err(|_| TransportError::Publish {
 ///             subject: subject.to_string(),
 ///             reason: "receiver gone".into(),
+///             source: None,
 ///         });
 ///         Box::pin(async move { r })
 ///     }
