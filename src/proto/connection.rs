@@ -24,10 +24,10 @@
 //! backwards between calls.
 
 use super::batch;
-use super::codec::{self, DecodeError, WireFormat};
+use super::codec::{DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
+use super::dialect::{Decoded, Dialect};
 use super::error::{self, CloseReason, ReadError, ResetCode, WriteError};
-use super::go::codec as gocodec;
 use super::go::link::{self as golink, Inbound};
 use super::packet::{Kind, Packet, Transmit, flags};
 pub use super::phase::State;
@@ -168,7 +168,8 @@ struct Pending {
 /// ```
 pub struct Connection {
     cfg: Config,
-    format: WireFormat,
+    /// Where a Go peer needs other rules (the one seam, `dialect.rs`).
+    dialect: Dialect,
     phase: Phase,
     local_inbox: Str,
     remote_inbox: Str,
@@ -235,11 +236,8 @@ pub struct Connection {
     persist_backoff: u32,
     write_blocked: bool,
     peer_rtt: (u64, u64, u64),
-    /// Wall clock (Unix ns) at `epoch`, for Go's wall-clock times.
+    /// Wall clock (Unix ns) at `epoch` (Go packets carry wall-clock times).
     wall_epoch_ns: i128,
-    /// Go mode: where the peer's Fin said its stream ends, while data before
-    /// it is still missing (a Go Fin is sent once and carries no seq).
-    go_fin_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -308,7 +306,8 @@ impl Connection {
         cfg.validate()?;
         let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
         let mut c = Connection {
-            format: WireFormat::Native,
+            dialect: Dialect::Native,
+            wall_epoch_ns: 0,
             phase: Phase::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
             remote_inbox: Str::from(&cfg.remote_inbox),
@@ -348,8 +347,6 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
-            wall_epoch_ns: 0,
-            go_fin_at: None,
             cfg,
         };
         if c.cfg.wire_format == WireFormat::Go {
@@ -416,7 +413,7 @@ impl Connection {
 
     /// Switches to go-sliding-window's format and its peer's rules.
     fn speak_go(&mut self) {
-        self.format = WireFormat::Go;
+        self.dialect = Dialect::new(WireFormat::Go);
         // Each Go packet is one message.
         self.snd.set_batching(false);
         // A Go sender only checks that one byte of window is free.
@@ -533,7 +530,7 @@ impl Connection {
     /// assert_eq!(pair.b.wire_format(), WireFormat::Native); // a native Syn arrived
     /// ```
     pub fn wire_format(&self) -> WireFormat {
-        self.format
+        self.dialect.format()
     }
 
     /// This side's session nonce.
@@ -1018,8 +1015,7 @@ impl Connection {
             .send_buffer_bytes
             .min(bytes)
             .min(pkts.saturating_mul(per_packet));
-        if self.format == WireFormat::Go {
-            // Each Go data packet is one message.
+        if self.dialect.one_packet_per_message() {
             max = max.min(per_packet);
         }
         Some(max)
@@ -1333,20 +1329,11 @@ impl Connection {
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.now_hint = self.now_hint.max(now);
         self.stats.bytes_received += bytes.len() as u64;
-        let go = match self.format {
-            WireFormat::Go => true,
-            // A listener tells a Go peer's Syn by its first byte.
-            WireFormat::Native => {
-                matches!(self.phase, Phase::Listen) && gocodec::looks_like_go(&bytes)
-            }
-        };
-        let decoded = if go {
-            gocodec::decode_packet(&bytes)
-                .map_err(DecodeError::from)
-                .and_then(golink::inbound)
-                .map(|inb| self.complete_go(inb))
-        } else {
-            codec::decode(&bytes).map(Some)
+        let listening = matches!(self.phase, Phase::Listen);
+        let decoded = match self.dialect.decode(listening, &bytes) {
+            Ok(Decoded::Native(p)) => Ok(Some(p)),
+            Ok(Decoded::Go(inb)) => Ok(self.complete_go(inb)),
+            Err(e) => Err(e),
         };
         match decoded {
             Ok(Some(p)) => self.handle_decoded(now, p),
@@ -1359,7 +1346,7 @@ impl Connection {
     /// absolute ack and window edges, a Fin's end of stream. `None`: drop it.
     fn complete_go(&mut self, inb: Inbound) -> Option<Packet> {
         let mut p = inb.packet;
-        if self.format == WireFormat::Native {
+        if matches!(self.dialect, Dialect::Native) {
             if p.kind != Kind::Syn {
                 self.stats.dropped_unexpected += 1;
                 return None;
@@ -1606,21 +1593,21 @@ impl Connection {
         if fresh {
             self.unanswered_timeouts = 0;
         }
-        if self.format == WireFormat::Go || fresh {
+        if fresh || !self.dialect.echoes_clock() {
             self.fresh_since_rto = true;
             self.fresh_since_fin = true;
             self.last_fresh = Some(now);
         }
         self.heard_since_timeout = true;
         self.silent_timeouts = 0;
-        if self.format == WireFormat::Native && p.ts > 0 {
+        if self.dialect.echoes_clock() && p.ts > 0 {
             let offset =
                 now.saturating_duration_since(self.epoch).as_micros() as i128 - p.ts as i128;
             let min = self.peer_offset_us.map_or(offset, |m| m.min(offset));
             self.peer_offset_us = Some(min);
             self.peer_lag = Duration::from_micros((offset - min).clamp(0, u64::MAX as i128) as u64);
         }
-        if self.format == WireFormat::Native && matches!(p.kind, Kind::Syn | Kind::SynAck) {
+        if self.dialect.echoes_clock() && matches!(p.kind, Kind::Syn | Kind::SynAck) {
             // The answer echoes it, so the peer can tell the answer is to a
             // packet sent since it began waiting (§5.5). (Its round trip is
             // no RTT sample for data: a handshake packet is small, and a
@@ -1630,15 +1617,11 @@ impl Connection {
         if matches!(p.kind, Kind::Syn | Kind::SynAck) {
             // Batches only to a peer that said it reads them.
             self.snd.set_batching(
-                self.cfg.batch_messages
-                    && self.format == WireFormat::Native
-                    && p.has(flags::BATCH_OK),
+                self.cfg.batch_messages && self.dialect.batches() && p.has(flags::BATCH_OK),
             );
         }
-        if self.format == WireFormat::Go {
-            // A Go peer acks only what its application has read, so data
-            // outstanding for long is no sign of a dead peer as long as it
-            // is heard from; silence is caught by the keepalive budget.
+        if self.dialect.acks_only_what_is_read() {
+            // Silence is caught by the keepalive budget instead.
             self.rto_streak = 0;
         }
         if p.rtt_samples > 0 {
@@ -1686,8 +1669,7 @@ impl Connection {
     /// packet is forged or broken; believing it could make us drop data the
     /// peer never got, or overrun its inbox.
     fn implausible(&self, p: &Packet) -> Option<String> {
-        if self.format == WireFormat::Go {
-            // golink already fits Go's fields to what was sent (§13.2).
+        if !self.dialect.checks_claims() {
             return None;
         }
         if p.kind == Kind::Reset {
@@ -1761,7 +1743,7 @@ impl Connection {
         let echo = (p.ts_echo > 0)
             .then(|| self.epoch + Duration::from_micros(p.ts_echo))
             .filter(|t| *t <= now);
-        if p.ack < self.snd.snd_una && self.format == WireFormat::Native {
+        if p.ack < self.snd.snd_una && self.dialect.checks_claims() {
             // An older acknowledgement than one already taken. Reordering
             // makes these, but a packet that echoes one we sent *after*
             // taking the newer ack was generated later, and a correct
@@ -1852,8 +1834,7 @@ impl Connection {
     fn on_data(&mut self, now: Instant, p: Packet) {
         if let Some(fin) = self.rcv.fin {
             if p.seq >= fin {
-                if self.format == WireFormat::Go {
-                    // A Go Fin's end is our guess (§13.3): drop, keep going.
+                if !self.dialect.fin_end_is_exact() {
                     self.stats.dropped_unexpected += 1;
                     return;
                 }
@@ -1867,7 +1848,7 @@ impl Connection {
         }
         let asap = self.cfg.asap_limit.is_some();
         let eom = p.has(flags::EOM);
-        let (payload, len) = if p.has(flags::BATCH) && self.format == WireFormat::Native {
+        let (payload, len) = if p.has(flags::BATCH) && self.dialect.batches() {
             match batch::split(&p.data) {
                 Ok(parts) => {
                     let len = parts.iter().map(|b| b.len() as u64).sum();
@@ -1893,9 +1874,8 @@ impl Connection {
         self.ack_pending += 1;
         match outcome {
             DataOutcome::InOrder | DataOutcome::FilledGap => {
-                if self.go_fin_at == Some(self.rcv.rcv_nxt) {
-                    self.go_fin_at = None;
-                    self.on_fin(self.rcv.rcv_nxt);
+                if let Some(fin) = self.dialect.take_fin_at(self.rcv.rcv_nxt) {
+                    self.on_fin(fin);
                 }
                 self.stats.data_packets_received += 1;
                 self.stats.data_bytes_received += len;
@@ -1934,10 +1914,9 @@ impl Connection {
         }
         self.last_progress = now;
         self.timers.stop(Timer::Fin);
-        if self.format == WireFormat::Go && self.rcv.fin.is_none() {
-            // A Go peer halts when it gets our Fin and never sends its own;
-            // a Rust peer in Go mode may still send. Wait for its Fin or for
-            // its silence.
+        if self.dialect.peer_halts_at_our_fin() && self.rcv.fin.is_none() {
+            // A Rust peer in Go mode may still send: wait for its Fin or
+            // for its silence.
             self.timers.set(Timer::Fin, now + self.go_quiet());
         }
         tracing::debug!("our Fin acknowledged");
@@ -1956,11 +1935,8 @@ impl Connection {
             // correct peer. Drop the Fin; keep the session.
             self.stats.dropped_unexpected += 1;
         } else {
-            // Data before the Fin is still missing: say what we have. A Go
-            // peer never resends its Fin: remember it.
-            if self.format == WireFormat::Go {
-                self.go_fin_at = Some(seq);
-            }
+            // Data before the Fin is still missing: say what we have.
+            self.dialect.remember_fin(seq);
             self.ack_immediate = true;
         }
     }
@@ -1977,7 +1953,7 @@ impl Connection {
         self.is_established()
             && self.fin_sent()
             && self.snd.all_acked()
-            && (self.rcv.fin.is_some() || self.format == WireFormat::Go)
+            && (self.rcv.fin.is_some() || self.dialect.peer_halts_at_our_fin())
     }
 
     /// Go mode: how long a peer that acknowledged our Fin must stay silent
@@ -1986,13 +1962,9 @@ impl Connection {
         self.cfg.close_linger.max(self.cfg.keepalive_interval * 2)
     }
 
-    /// Fin retransmissions allowed before giving up: fewer with a Go peer,
-    /// which never needs more than one.
+    /// Fin retransmissions allowed before giving up.
     fn fin_retry_limit(&self) -> u32 {
-        match self.format {
-            WireFormat::Native => self.cfg.max_retransmits,
-            WireFormat::Go => self.cfg.max_retransmits.min(3),
-        }
+        self.dialect.fin_retry_limit(self.cfg.max_retransmits)
     }
 
     fn check_done(&mut self, now: Instant) {
@@ -2105,7 +2077,7 @@ impl Connection {
                     // halt at our Fin, so every try counts with them.
                     let counts = std::mem::take(&mut self.fresh_since_fin)
                         || self.cfg.dead_peer_budget().is_none()
-                        || self.format == WireFormat::Go;
+                        || self.dialect.peer_halts_at_our_fin();
                     if counts && let Phase::Open(Ours::FinSent(w)) = &mut self.phase {
                         w.tries += 1;
                     }
@@ -2117,9 +2089,10 @@ impl Connection {
                     // Fin first went (§7.1): an outage in one direction
                     // shorter than the budget must not end the close early.
                     let tries_out = self.fin_wait().tries > self.fin_retry_limit();
-                    let limit_hit = match self.format {
-                        WireFormat::Go => tries_out,
-                        WireFormat::Native => self.give_up_retransmitting(now, tries_out),
+                    let limit_hit = if self.dialect.peer_halts_at_our_fin() {
+                        tries_out
+                    } else {
+                        self.give_up_retransmitting(now, tries_out)
                     };
                     if limit_hit && self.only_fin_ack_missing() {
                         self.finish(now, CloseReason::Normal, false);
@@ -2373,26 +2346,14 @@ impl Connection {
             return None;
         };
         self.rcv.on_advertised(p.wnd_seq, p.wnd_bytes);
-        let payload = match (framed, self.format) {
-            (Some(buf), WireFormat::Native) => {
-                let (frame, data) = codec::encode_in_place(&p, buf, codec::HEADROOM);
-                self.snd.set_data(p.seq, data);
-                frame
-            }
-            (None, WireFormat::Native) => codec::encode(&p),
-            (framed, WireFormat::Go) => {
-                if let Some(mut buf) = framed {
-                    let data = buf.split_off(codec::HEADROOM).freeze();
-                    self.snd.set_data(p.seq, data.clone());
-                    p.data = data;
-                }
-                let cx = golink::OutCtx {
-                    wall_epoch_ns: self.wall_epoch_ns,
-                    bytes_in_order: self.rcv.bytes_in_order,
-                };
-                Bytes::from(gocodec::encode_packet(&golink::outbound(&p, &cx)))
-            }
+        let cx = golink::OutCtx {
+            wall_epoch_ns: self.wall_epoch_ns,
+            bytes_in_order: self.rcv.bytes_in_order,
         };
+        let (payload, kept) = self.dialect.encode(&mut p, framed, &cx);
+        if let Some(data) = kept {
+            self.snd.set_data(p.seq, data);
+        }
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         if !matches!(
@@ -2442,7 +2403,7 @@ impl Connection {
 
     /// Every native session reads batches: say so on Syn and SynAck.
     fn batch_ok_flag(&self) -> u8 {
-        if self.format == WireFormat::Native {
+        if self.dialect.batches() {
             flags::BATCH_OK
         } else {
             0
@@ -2451,7 +2412,7 @@ impl Connection {
 
     fn base_packet(&self, kind: Kind, now: Instant) -> Packet {
         let mut p = Packet::new(kind);
-        if self.rcv.fin.is_some() && self.format == WireFormat::Native {
+        if self.rcv.fin.is_some() && self.dialect.says_fin_seen() {
             p.flags |= flags::FIN_SEEN;
         }
         p.from = self.local_inbox.clone();

@@ -9,14 +9,16 @@
 //! Layout: [`packet`] (the packet model), [`codec`] (bytes ↔ packet),
 //! [`batch`] (several messages in one data packet),
 //! `send`/`recv` (the two halves of the sliding window), [`rtt`] (RFC 6298),
-//! `timer` (the timer table), [`config`], [`stats`], [`error`], and
-//! [`connection`] (the state machine). docs/PROTOCOL.md is the
+//! `timer` (the timer table), [`config`], [`stats`], [`error`],
+//! [`connection`] (the state machine), `dialect` (the one seam where a
+//! go-sliding-window peer needs other rules) and [`go`] (its wire format). docs/PROTOCOL.md is the
 //! specification this module implements.
 
 pub mod batch;
 pub mod codec;
 pub mod config;
 pub mod connection;
+mod dialect;
 pub mod error;
 pub mod go;
 pub mod packet;
