@@ -1,0 +1,307 @@
+//! The driver task: one per session. It owns the inbox subscription, feeds
+//! arriving packets and expired timers to the engine, publishes what the
+//! engine wants sent, and wakes whoever waits when the engine reports an
+//! event.
+
+use super::*;
+use crate::proto::{Config, Event, Recv};
+use crate::proto::{Str, Transmit};
+use crate::transport::{Incoming, Transport, TransportError};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Packets handled per driver wake-up before acks are generated; batching
+/// lets one ack cover a burst.
+pub(super) const BATCH: usize = 256;
+
+/// How long a finished driver waits for the transport to take its last
+/// packets (a Fin's ack, a Reset) before it lets them go.
+pub(super) const FINAL_PUBLISH_BOUND: Duration = Duration::from_secs(1);
+
+/// Subscribes to `cfg`'s local inbox, giving up after the connect budget
+/// (`connect` timeout x attempts): a transport that cannot confirm the
+/// subscription, such as a NATS client reconnecting to a server that is
+/// gone, must not hold up `connect` or `listen` for ever.
+pub(super) async fn subscribe_within_connect_budget(
+    transport: &dyn Transport,
+    cfg: &Config,
+) -> Result<Incoming, SessionError> {
+    let budget = cfg.connect_timeout * cfg.connect_attempts;
+    match tokio::time::timeout(budget, transport.subscribe(cfg.local_inbox())).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(TransportError::Subscribe {
+            inbox: cfg.local_inbox().to_string(),
+            reason: format!(
+                "not confirmed within the connect budget ({} x {:?}); is the NATS server \
+                 reachable? (the client may be trying to reconnect)",
+                cfg.connect_attempts, cfg.connect_timeout
+            ),
+            source: None,
+        }
+        .into()),
+    }
+}
+
+/// The driver task. See the module docs.
+///
+/// Handing a packet to the transport may wait: async-nats stops taking
+/// publishes once its command queue is full, which is what happens while it
+/// reconnects to a server that is gone. The packet being handed over is one
+/// branch of the loop's `select!`, so input, timers (the keepalive budget)
+/// and application calls go on while it waits; the engine is asked for more
+/// packets only once everything it gave earlier has been handed over. A
+/// transport that takes nothing for the dead-peer budget ends the session
+/// with a [`TransportError::Publish`] that says so, even while the peer is
+/// still heard from.
+pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
+    let mut queue: VecDeque<Transmit> = VecDeque::new();
+    // The packet the transport did not take at once, while it waits.
+    let mut sending: Option<Handover<'_>> = None;
+    // A transport that takes nothing for the dead-peer budget ends the
+    // session even if the peer is still heard from. It is checked before
+    // the peer could give up on us (the budget plus its probe grace), so
+    // the side whose client is stuck learns that first, in its own words.
+    let stall_budget = shared.lock().conn.config().dead_peer_budget();
+    // The transport may learn on its own that the server refuses our
+    // subjects (NATS permissions): check at once, and whenever it says so.
+    let mut failures = shared.transport.failures();
+    // The driver is nudged once at its start, so the first pass checks.
+    let mut check_denied = true;
+    loop {
+        let deadline = {
+            let g = shared.lock();
+            let orphan = g.orphaned_at.map(|t| t + DROP_LINGER);
+            let stall = sending
+                .as_ref()
+                .zip(stall_budget)
+                .filter(|_| !g.conn.is_closed())
+                .map(|(h, b)| h.since + b);
+            [g.conn.poll_timeout(), orphan, stall]
+                .into_iter()
+                .flatten()
+                .min()
+        };
+        let sleep = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let handed_over = async {
+            match sending.as_mut() {
+                Some(h) => (&mut h.publish).await,
+                None => futures::future::pending().await,
+            }
+        };
+        let denial = async {
+            match failures.as_mut() {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => futures::future::pending().await,
+            }
+        };
+        let mut input = false;
+        let mut published = None;
+        tokio::select! {
+            biased;
+            p = incoming.next() => {
+                input = true;
+                let mut g = shared.lock();
+                let t = now();
+                match p {
+                    Some(b) => {
+                        g.conn.handle_packet(t, b);
+                        for _ in 0..BATCH {
+                            match incoming.next().now_or_never() {
+                                Some(Some(b)) => g.conn.handle_packet(t, b),
+                                Some(None) => {
+                                    g.fail_on_transport(TransportError::Closed("subscription ended".into()), t);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                    None => g.fail_on_transport(TransportError::Closed("subscription ended".into()), t),
+                }
+            }
+            r = handed_over => published = Some(r),
+            alive = denial => {
+                if alive {
+                    check_denied = true;
+                } else {
+                    failures = None; // the transport is gone; nothing more to learn
+                }
+            }
+            _ = shared.driver.notified() => {}
+            _ = sleep => {}
+        }
+        if let Some(r) = published {
+            sending = None;
+            if let Err(e) = r {
+                publish_failed(&shared, e);
+            }
+        }
+        if std::mem::take(&mut check_denied) {
+            check_transport_denials(&shared);
+        }
+        let (events, done) = {
+            let mut g = shared.lock();
+            let t = now();
+            if g.conn.poll_timeout().is_some_and(|d| d <= t) {
+                g.conn.handle_timeout(t);
+            }
+            // Checked after the engine's timers, so a dead peer is reported
+            // as such when both budgets ran out at once.
+            if let (Some(h), Some(budget)) = (&sending, stall_budget)
+                && t >= h.since + budget
+                && !g.conn.is_closed()
+            {
+                let e = TransportError::Publish {
+                    subject: h.dest.to_string(),
+                    reason: format!(
+                        "the transport took no packet for {budget:?} (the session's \
+                         dead-peer budget); is the NATS connection stuck or its \
+                         client overloaded?"
+                    ),
+                    source: None,
+                };
+                g.fail_on_transport(e, t);
+                // What waits behind the stuck packet cannot go either.
+                sending = None;
+                queue.clear();
+            }
+            if let Some(at) = g.orphaned_at {
+                // Nobody will read: discard, so the peer can finish.
+                while let Ok(Recv::Data(_)) = g.conn.read_chunk(usize::MAX) {}
+                if t >= at + DROP_LINGER && !g.conn.is_closed() {
+                    g.conn.abort(t);
+                }
+            }
+            if queue.is_empty() && sending.is_none() {
+                while let Some(tx) = g.conn.poll_transmit(t) {
+                    queue.push_back(tx);
+                }
+            }
+            // In the same critical section as the engine saw them go out, so
+            // close() never sees a Fin as sent before it is handed over.
+            g.unsent = queue.len() + sending.is_some() as usize;
+            // Wake waiters on any event, and after any packet: a spurious
+            // wake costs a lock; a missed one is a hang.
+            let mut events = input;
+            while let Some(ev) = g.conn.poll_event() {
+                events = true;
+                match ev {
+                    Event::Connected => tracing::debug!("connected"),
+                    Event::StateChanged(st) => tracing::debug!(state = %st, "state"),
+                    Event::Closed(reason) if reason.is_normal() => {
+                        tracing::debug!(%reason, "session ended")
+                    }
+                    Event::Closed(reason) => tracing::info!(%reason, "session ended"),
+                    _ => {}
+                }
+            }
+            let done = g.conn.is_drained();
+            if events || done {
+                g.wake_all();
+            }
+            (events, done)
+        };
+        // Hand over what the transport takes without waiting; the first
+        // packet it does not take becomes the `handed_over` branch.
+        while sending.is_none() {
+            let Some(tx) = queue.pop_front() else { break };
+            let mut f = shared.transport.publish(&tx.dest, tx.payload);
+            match (&mut f).now_or_never() {
+                Some(Ok(())) => {}
+                Some(Err(e)) => publish_failed(&shared, e),
+                None => {
+                    sending = Some(Handover {
+                        publish: f,
+                        since: now(),
+                        dest: tx.dest,
+                    })
+                }
+            }
+        }
+        {
+            let mut g = shared.lock();
+            let unsent = queue.len() + sending.is_some() as usize;
+            if g.unsent != unsent {
+                let was = g.unsent;
+                g.unsent = unsent;
+                if unsent == 0 && was > 0 {
+                    // close() may be waiting for the last packets to leave.
+                    g.wake_all();
+                    drop(g);
+                    shared.changed.notify_waiters();
+                }
+            }
+        }
+        if events {
+            shared.changed.notify_waiters();
+        }
+        if done {
+            // The last packets (a Fin's ack, a Reset) get a bounded chance;
+            // a transport that still takes nothing cannot deliver them anyway.
+            let last = async {
+                if let Some(h) = sending.take() {
+                    h.publish.await.ok();
+                }
+                for tx in queue.drain(..) {
+                    shared.transport.publish(&tx.dest, tx.payload).await.ok();
+                }
+            };
+            if tokio::time::timeout(FINAL_PUBLISH_BOUND, last)
+                .await
+                .is_err()
+            {
+                tracing::debug!(
+                    "transport took no packets for {FINAL_PUBLISH_BOUND:?}; last packets dropped"
+                );
+            }
+            let mut g = shared.lock();
+            g.driver_done = true;
+            g.wake_all();
+            drop(g);
+            shared.changed.notify_waiters();
+            tracing::debug!("session driver finished");
+            return;
+        }
+    }
+}
+
+/// A packet the transport did not take at once: the publish that waits,
+/// since when, and where the packet goes.
+pub(super) struct Handover<'a> {
+    publish: BoxFuture<'a, Result<(), TransportError>>,
+    since: Instant,
+    dest: Str,
+}
+
+/// The transport refused a packet: the session cannot go on.
+/// Ends the session if the transport learnt that the server refuses our
+/// inbox or the peer's (NATS permissions).
+pub(super) fn check_transport_denials(shared: &Shared) {
+    let mut g = shared.lock();
+    if g.conn.is_closed() {
+        return;
+    }
+    let subjects = [
+        g.conn.config().local_inbox().to_string(),
+        g.conn.remote_inbox().to_string(),
+    ];
+    let denied = subjects
+        .iter()
+        .filter(|s| !s.is_empty())
+        .find_map(|s| shared.transport.denied(s));
+    if let Some(e) = denied {
+        g.fail_on_transport(e, now());
+    }
+}
+
+pub(super) fn publish_failed(shared: &Shared, e: TransportError) {
+    shared.lock().fail_on_transport(e, now());
+}

@@ -1,0 +1,753 @@
+//! The async session: a driver task around the sans-IO [`Connection`], and
+//! the application's handles to it.
+//!
+//! One task per session owns the inbox subscription. It feeds arriving
+//! packets and expired timers to the engine, publishes what the engine wants
+//! sent, and wakes whoever waits (readers, writers, `flush`, message calls)
+//! when the engine reports an event. Application calls lock the engine
+//! briefly, act, and nudge the driver. Nothing busy-polls: a blocked read or
+//! write parks until an event.
+//!
+//! Dropping every handle closes the session gracefully in the background
+//! (data already written is still delivered); the driver gives up and aborts
+//! after [`DROP_LINGER`]. The subscription ends with the driver.
+
+mod driver;
+mod error;
+mod halves;
+mod shared;
+mod stream;
+
+use driver::*;
+pub use error::SessionError;
+pub use halves::{ReadHalf, WriteHalf};
+use shared::*;
+
+use crate::proto::{
+    CloseReason, Config, Connection, MessageId, State, Stats, codec, go::link as golink,
+};
+use crate::transport::{Incoming, Transport, TransportCounters};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long a session whose handles were all dropped keeps delivering what
+/// was written before it gives up and aborts.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+/// // Dropped without close(): what was sent is still delivered.
+/// a.send("last words").await?;
+/// drop(a);
+/// assert_eq!(b.recv().await?.unwrap(), "last words");
+/// # Ok(()) }
+/// ```
+pub const DROP_LINGER: Duration = Duration::from_secs(10);
+
+/// A subscribed inbox waiting for one peer (from [`Session::listen`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// // Subscribe first, so the peer can connect at once; accept later.
+/// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+/// let (a, b) = tokio::join!(
+///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+///     listener.accept(),
+/// );
+/// assert_eq!(b?.remote_inbox(), "a");
+/// # drop(a);
+/// # Ok(()) }
+/// ```
+pub struct Listener {
+    transport: Arc<dyn Transport>,
+    cfg: Config,
+    incoming: Incoming,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("inbox", &self.cfg.local_inbox())
+            .finish()
+    }
+}
+
+impl Listener {
+    /// Waits for a peer's handshake and returns the established session
+    /// (cancel by dropping the future, or wrap it in a timeout).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+    /// let accepted = tokio::spawn(listener.accept());
+    /// let a = Session::connect(net.transport("a", 64), Config::new("a", "b")).await?;
+    /// let b = accepted.await??;
+    /// a.send("hi").await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "hi");
+    /// # Ok(()) }
+    /// ```
+    pub async fn accept(self) -> Result<Session, SessionError> {
+        Session::start_with(self.transport, self.cfg, self.incoming, false).await
+    }
+}
+
+/// Protocol and transport counters of a session.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new());
+/// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+/// a.send_and_wait("counted").await?;
+/// let st = a.stats();
+/// assert_eq!(st.protocol.data_packets_sent, 1);
+/// assert_eq!(st.protocol.app_bytes_acked, 7);
+/// assert_eq!(st.transport.slow_consumer_events, 0);
+/// # drop(b);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// The engine's counters.
+    pub protocol: Stats,
+    /// The transport connection's events (shared by its sessions).
+    pub transport: TransportCounters,
+}
+
+/// A reliable, ordered, flow-controlled session with a peer.
+///
+/// Bytes: [`AsyncRead`](tokio::io::AsyncRead) / [`AsyncWrite`](tokio::io::AsyncWrite) (works with `tokio::io::copy`).
+/// Messages: [`send`](Self::send), [`send_and_wait`](Self::send_and_wait),
+/// [`recv`](Self::recv). Both views share one ordered stream; use one or
+/// the other per direction.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use swp::{Session, proto::Config, transport::SimNetwork};
+/// use swp::simnet::LinkConfig;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let net = SimNetwork::new(1, LinkConfig::new().latency(std::time::Duration::from_millis(1)));
+/// let (ta, tb) = (net.transport("A", 4096), net.transport("B", 4096));
+/// let server = tokio::spawn(async move {
+///     let mut s = Session::accept(tb, Config::new("B", "")).await.unwrap();
+///     let mut got = String::new();
+///     s.read_to_string(&mut got).await.unwrap();
+///     got
+/// });
+/// let mut c = Session::connect(ta, Config::new("A", "B")).await.unwrap();
+/// c.write_all(b"hello over swp").await.unwrap();
+/// c.shutdown().await.unwrap();
+/// assert_eq!(server.await.unwrap(), "hello over swp");
+/// # }
+/// ```
+pub struct Session {
+    pub(in crate::session) shared: Arc<Shared>,
+    pub(in crate::session) guard: Arc<HandleGuard>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.shared.lock();
+        f.debug_struct("Session")
+            .field("local", &g.conn.config().local_inbox())
+            .field("remote", &g.conn.remote_inbox())
+            .field("state", &g.conn.state())
+            .finish()
+    }
+}
+
+impl Session {
+    /// Active open: subscribes to `cfg`'s local inbox, runs the handshake
+    /// with the listener on its destination inbox, and returns once
+    /// established. Fails with [`CloseReason::ConnectTimeout`] after the
+    /// configured attempts, and with [`TransportError::Subscribe`](crate::transport::TransportError::Subscribe) if the
+    /// transport cannot confirm the subscription within those attempts'
+    /// total time (a NATS server that is down).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let accepted = tokio::spawn(Session::accept(net.transport("b", 64), Config::new("b", "")));
+    /// let a = Session::connect(net.transport("a", 64), Config::new("a", "b")).await?;
+    /// assert!(a.state() == swp::proto::State::Established);
+    /// # drop(accepted);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Session, SessionError> {
+        Self::start(transport, cfg, true).await
+    }
+
+    /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
+    /// handshake (cancel by dropping the future, or wrap it in a timeout).
+    /// Same as [`listen`](Self::listen) then [`Listener::accept`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// // Waits for a peer; run it beside the connecting side.
+    /// let (a, b) = tokio::join!(
+    ///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+    ///     Session::accept(net.transport("b", 64), Config::new("b", "")),
+    /// );
+    /// a?.send("hello").await?;
+    /// assert_eq!(b?.recv().await?.unwrap(), "hello");
+    /// # Ok(()) }
+    /// ```
+    pub async fn accept(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Session, SessionError> {
+        Self::listen(transport, cfg).await?.accept().await
+    }
+
+    /// Subscribes to `cfg`'s local inbox now, so a peer may connect as soon
+    /// as this returns; [`Listener::accept`] then waits for the handshake.
+    /// Fails with [`TransportError::Subscribe`](crate::transport::TransportError::Subscribe) if the transport cannot
+    /// confirm the subscription within `cfg`'s connect budget (timeout x
+    /// attempts).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let listener = Session::listen(net.transport("b", 64), Config::new("b", "")).await?;
+    /// // The inbox is subscribed: a peer may connect from now on.
+    /// let (a, b) = tokio::join!(
+    ///     Session::connect(net.transport("a", 64), Config::new("a", "b")),
+    ///     listener.accept(),
+    /// );
+    /// # drop((a, b));
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+    ) -> Result<Listener, SessionError> {
+        cfg.validate()?;
+        let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
+        Ok(Listener {
+            transport,
+            cfg,
+            incoming,
+        })
+    }
+
+    async fn start(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+        active: bool,
+    ) -> Result<Session, SessionError> {
+        cfg.validate()?;
+        let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
+        Self::start_with(transport, cfg, incoming, active).await
+    }
+
+    async fn start_with(
+        transport: Arc<dyn Transport>,
+        cfg: Config,
+        incoming: Incoming,
+        active: bool,
+    ) -> Result<Session, SessionError> {
+        let t = now();
+        let seed: u64 = rand::random();
+        let names = cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128;
+        let overhead = codec::max_overhead(names).max(golink::max_overhead(names));
+        let max_payload = cfg
+            .max_payload_bytes()
+            .min(transport.max_payload().saturating_sub(overhead).max(1024));
+        let mut conn = if active {
+            Connection::connect(cfg, t, seed)?
+        } else {
+            Connection::listen(cfg, t, seed)?
+        };
+        conn.set_max_payload(max_payload);
+        if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            conn.set_wall_clock(t, wall.as_nanos() as i128);
+        }
+        let cap = transport.capacity();
+        conn.set_transport_capacity(cap.packets, cap.bytes);
+        let span = tracing::info_span!(
+            "swp_session",
+            local = %conn.config().local_inbox(),
+            remote = %conn.remote_inbox()
+        );
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                conn,
+                wakers: Vec::new(),
+                transport_error: None,
+                shutdown_requested: false,
+                orphaned_at: None,
+                driver_done: false,
+                unsent: 0,
+            }),
+            driver: Notify::new(),
+            changed: Notify::new(),
+            transport,
+        });
+        tokio::spawn(tracing::Instrument::instrument(
+            drive(shared.clone(), incoming),
+            span,
+        ));
+        // The driver waits for input before its first output; the Syn of an
+        // active open is already due, so wake it at once.
+        shared.nudge();
+        let session = Session {
+            guard: Arc::new(HandleGuard(shared.clone())),
+            shared,
+        };
+        session
+            .shared
+            .wait(|g| {
+                if g.conn.is_established()
+                    || g.conn.is_closed() && g.conn.close_reason().is_some_and(|r| r.is_normal())
+                {
+                    Some(Ok(()))
+                } else {
+                    g.failure().map(Err)
+                }
+            })
+            .await?;
+        Ok(session)
+    }
+
+    /// Queues one message (boundaries preserved); waits while the send
+    /// buffer is full. Returns its id for [`is_acked`](Self::is_acked).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("one").await?;
+    /// a.send("two").await?;
+    /// a.wait_acked(id).await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "one");
+    /// assert_eq!(b.recv().await?.unwrap(), "two");
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, msg: impl Into<Bytes>) -> Result<MessageId, SessionError> {
+        self.shared.send(msg.into()).await
+    }
+
+    /// Sends one message and waits until the peer has acknowledged it (go-swp's
+    /// `PushGetAck`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("acknowledged").await?;
+    /// // The peer has it (maybe not read yet).
+    /// assert_eq!(a.stats().protocol.app_bytes_acked, 12);
+    /// assert_eq!(b.held(), (1, 12));
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_and_wait(&self, msg: impl Into<Bytes>) -> Result<(), SessionError> {
+        self.shared.send_and_wait(msg.into()).await
+    }
+
+    /// Waits until message `id` (or stream offset `id`) is acknowledged.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("x").await?;
+    /// a.wait_acked(id).await?;
+    /// assert!(a.is_acked(id));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
+        self.shared.wait_acked(id).await
+    }
+
+    /// True once the peer has acknowledged message `id`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let id = a.send("x").await?;
+    /// assert!(!a.is_acked(id)); // not yet: nothing has even left
+    /// a.wait_acked(id).await?;
+    /// assert!(a.is_acked(id));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn is_acked(&self, id: MessageId) -> bool {
+        self.shared.lock().conn.is_acked(id)
+    }
+
+    /// The next message in order; `None` once the peer has finished its
+    /// stream and everything was received.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send("only").await?;
+    /// a.close().await?;
+    /// assert_eq!(b.recv().await?.unwrap(), "only");
+    /// assert_eq!(b.recv().await?, None); // the peer finished
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
+        self.shared.recv().await
+    }
+
+    /// Up to `max` in-order stream bytes without copying them (at most one
+    /// packet's worth); `None` at end of stream. The zero-copy alternative
+    /// to `AsyncRead`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut a = a;
+    /// a.write_all(b"stream bytes").await?;
+    /// a.shutdown().await?;
+    /// // Up to 6 bytes, as a slice of the received packet (no copy).
+    /// assert_eq!(b.read_chunk(6).await?.unwrap(), "stream");
+    /// assert_eq!(b.read_chunk(usize::MAX).await?.unwrap(), " bytes");
+    /// assert_eq!(b.read_chunk(usize::MAX).await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        self.shared.read_chunk(max).await
+    }
+
+    /// The next packet payload delivered as soon as it arrived (unordered,
+    /// possibly duplicated; each message of a batch packet separately;
+    /// needs [`Config::asap`]). `None` once the session
+    /// is closed. Ordered delivery and flow control are unaffected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork, Session};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// let (a, b) = swp::testkit::session_pair(&net, Config::new("a2", "b2"), Config::new("b2", "").asap(Some(64)))
+    ///     .await?;
+    /// a.send("early").await?;
+    /// assert_eq!(b.recv_asap().await.unwrap(), "early");
+    /// // Ordered delivery is unaffected.
+    /// assert_eq!(b.recv().await?.unwrap(), "early");
+    /// # Ok(()) }
+    /// ```
+    pub async fn recv_asap(&self) -> Option<Bytes> {
+        self.shared.recv_asap().await
+    }
+
+    /// Waits until everything written has been acknowledged by the peer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::AsyncWriteExt;
+    /// let mut a = a;
+    /// a.write_all(&[7u8; 100_000]).await?; // accepted into the send buffer
+    /// a.flush_acked().await?; // now the peer has every byte
+    /// assert_eq!(b.held().1, 100_000);
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_acked(&self) -> Result<(), SessionError> {
+        self.shared.flush_acked().await
+    }
+
+    /// Graceful close: stops writing, waits until every byte written is
+    /// acknowledged and our Fin too, then returns. Incoming data not yet read
+    /// is discarded from then on, and the session ends when the peer
+    /// finishes (or after [`DROP_LINGER`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send("bye").await?;
+    /// a.close().await?; // returns once everything and our Fin are acknowledged
+    /// assert_eq!(b.recv().await?.unwrap(), "bye");
+    /// assert_eq!(b.recv().await?, None);
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) -> Result<(), SessionError> {
+        {
+            let mut g = self.shared.lock();
+            g.shutdown_requested = true;
+            g.conn.close(now());
+        }
+        self.shared.nudge();
+        self.shared
+            .wait(|g| {
+                if let Some(e) = g.failure() {
+                    Some(Err(e))
+                } else if g.close_done() {
+                    Some(Ok(()))
+                } else {
+                    None
+                }
+            })
+            .await
+    }
+
+    /// Ends the session at once; the peer is told with a Reset.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::{proto::CloseReason, SessionError};
+    /// a.abort();
+    /// assert!(matches!(b.recv().await, Err(SessionError::Closed(CloseReason::Reset { .. }))));
+    /// # Ok(()) }
+    /// ```
+    pub fn abort(&self) {
+        self.shared.lock().conn.abort(now());
+        self.shared.nudge();
+        self.shared.changed.notify_waiters();
+    }
+
+    /// Ends the session at once and tells the peer why: its session ends
+    /// with [`CloseReason::Reset`] carrying `reason` (at most
+    /// [`MAX_RESET_MESSAGE`](crate::proto::MAX_RESET_MESSAGE) bytes). Use it
+    /// for a local failure the peer must not wait for (a full disk, an
+    /// unreadable source). The Reset is handed to the transport before the
+    /// driver ends.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.abort_with("disk full on the receiver");
+    /// let err = b.recv().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "the peer reset the session: disk full on the receiver");
+    /// # Ok(()) }
+    /// ```
+    pub fn abort_with(&self, reason: impl AsRef<str>) {
+        abort_with(&self.shared, reason.as_ref());
+    }
+
+    /// Waits until the session's driver has ended: after an abort or a
+    /// failure, once the Reset telling the peer was handed to the
+    /// transport; after a graceful close, once the close is complete on
+    /// both sides (the linger included). A program that is about to exit
+    /// after an error waits for this (bounded), then flushes its transport,
+    /// so the peer learns the reason instead of waiting for a budget.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.abort_with("giving up");
+    /// a.wait_closed().await; // the Reset is on its way
+    /// assert!(b.recv().await.unwrap_err().to_string().contains("giving up"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_closed(&self) {
+        self.shared.wait(|g| g.driver_done.then_some(())).await
+    }
+
+    /// Splits into independently usable read and write halves.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let (mut rd, mut wr) = b.into_split();
+    /// let mut a = a;
+    /// // Echo: one task reads while another writes.
+    /// let echo = tokio::spawn(async move { tokio::io::copy(&mut rd, &mut wr).await });
+    /// a.write_all(b"ping").await?;
+    /// let mut back = [0u8; 4];
+    /// a.read_exact(&mut back).await?;
+    /// assert_eq!(&back, b"ping");
+    /// # drop(echo);
+    /// # Ok(()) }
+    /// ```
+    pub fn into_split(self) -> (ReadHalf, WriteHalf) {
+        (
+            ReadHalf {
+                shared: self.shared.clone(),
+                _guard: self.guard.clone(),
+            },
+            WriteHalf {
+                shared: self.shared,
+                _guard: self.guard,
+            },
+        )
+    }
+
+    /// Protocol and transport counters.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("m").await?;
+    /// assert_eq!(a.stats().protocol.data_packets_sent, 1);
+    /// assert_eq!(b.stats().protocol.data_packets_received, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> SessionStats {
+        stats(&self.shared)
+    }
+
+    /// The protocol state.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::State;
+    /// assert_eq!(a.state(), State::Established);
+    /// a.abort();
+    /// assert_eq!(a.state(), State::Closed);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn state(&self) -> State {
+        self.shared.lock().conn.state()
+    }
+
+    /// Why the session closed, once it has.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::CloseReason;
+    /// assert_eq!(a.close_reason(), None);
+    /// a.abort();
+    /// assert_eq!(a.close_reason(), Some(CloseReason::Aborted));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().conn.close_reason().cloned()
+    }
+
+    /// The peer's inbox.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// assert_eq!(a.remote_inbox(), "b");
+    /// assert_eq!(b.remote_inbox(), "a"); // learnt from the Syn
+    /// # Ok(()) }
+    /// ```
+    pub fn remote_inbox(&self) -> String {
+        self.shared.lock().conn.remote_inbox().to_string()
+    }
+
+    /// Payload bytes held for the application, not yet read: (packets, bytes).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// a.send_and_wait("abc").await?;
+    /// assert_eq!(b.held(), (1, 3)); // one packet, three bytes, not yet read
+    /// b.recv().await?;
+    /// assert_eq!(b.held(), (0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub fn held(&self) -> (u64, u64) {
+        self.shared.lock().conn.held()
+    }
+
+    /// Largest payload per packet in use (the configured maximum, lowered
+    /// to fit the transport's maximum message size).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// assert_eq!(a.max_payload(), Config::new("", "").max_payload_bytes());
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_payload(&self) -> usize {
+        self.shared.lock().conn.config().max_payload_bytes()
+    }
+
+    /// The wire format this session speaks: the configured one, or
+    /// [`WireFormat::Go`](crate::proto::WireFormat::Go) when a listener was
+    /// reached by a go-sliding-window peer.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::WireFormat;
+    /// assert_eq!(a.wire_format(), WireFormat::Native);
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn wire_format(&self) -> crate::proto::WireFormat {
+        self.shared.lock().conn.wire_format()
+    }
+}

@@ -1,0 +1,207 @@
+//! The state the driver and the application's handles share: the engine
+//! behind one lock, the wakers, and the message API both `Session` and its
+//! halves call.
+
+use super::*;
+use crate::proto::{CloseReason, Connection, MessageId, Recv, ResetCode, WriteError};
+use crate::transport::{Transport, TransportError};
+use bytes::Bytes;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Instant;
+use tokio::sync::Notify;
+
+pub(super) struct Inner {
+    pub(super) conn: Connection,
+    pub(super) wakers: Vec<Waker>,
+    pub(super) transport_error: Option<TransportError>,
+    pub(super) shutdown_requested: bool,
+    pub(super) orphaned_at: Option<Instant>,
+    pub(super) driver_done: bool,
+    /// Packets the engine produced that the driver has not yet handed to
+    /// the transport.
+    pub(super) unsent: usize,
+}
+
+impl Inner {
+    pub(super) fn park(&mut self, w: &Waker) {
+        if !self.wakers.iter().any(|x| x.will_wake(w)) {
+            self.wakers.push(w.clone());
+        }
+    }
+    pub(super) fn wake_all(&mut self) {
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+    /// The transport cannot carry the session any more: abort with `e` as
+    /// the reason every blocked call gets.
+    pub(super) fn fail_on_transport(&mut self, e: TransportError, now: Instant) {
+        tracing::debug!(error = %e, "transport failed; aborting session");
+        // The peer may still hear us (only publishing may be stuck): tell it.
+        self.conn.abort_because(
+            now,
+            ResetCode::Transport,
+            &format!("its transport failed: {e}"),
+        );
+        self.transport_error = Some(e);
+        self.wake_all();
+    }
+
+    /// Our side of a graceful close is done, and the packets saying so have
+    /// been handed to the transport.
+    pub(super) fn close_done(&self) -> bool {
+        self.conn.close_settled() && self.unsent == 0
+    }
+    /// The error a blocked call should return, if the session is over.
+    pub(super) fn failure(&self) -> Option<SessionError> {
+        if let Some(e) = &self.transport_error {
+            return Some(SessionError::Transport(e.clone()));
+        }
+        match self.conn.close_reason() {
+            Some(r) if !r.is_normal() => Some(SessionError::Closed(r.clone())),
+            _ => None,
+        }
+    }
+}
+
+pub(super) struct Shared {
+    pub(super) inner: Mutex<Inner>,
+    /// Wakes the driver (an application call changed something).
+    pub(super) driver: Notify,
+    /// Wakes async waiters (the driver saw events).
+    pub(super) changed: Notify,
+    pub(super) transport: Arc<dyn Transport>,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug in this module; the
+        // state is still consistent enough to report errors, so go on.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) async fn wait<T>(&self, mut ready: impl FnMut(&mut Inner) -> Option<T>) -> T {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = ready(&mut self.lock()) {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    pub(super) fn nudge(&self) {
+        self.driver.notify_one();
+    }
+}
+
+pub(super) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Marks the session orphaned when the last application handle goes away.
+pub(super) struct HandleGuard(pub(super) Arc<Shared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        let mut g = self.0.lock();
+        if !g.conn.is_closed() {
+            let t = now();
+            g.conn.close(t);
+            g.orphaned_at = Some(t);
+        }
+        drop(g);
+        self.0.nudge();
+    }
+}
+
+pub(super) fn abort_with(shared: &Shared, reason: &str) {
+    shared.lock().conn.abort_with(now(), reason);
+    shared.nudge();
+    shared.changed.notify_waiters();
+}
+
+pub(super) fn stats(shared: &Shared) -> SessionStats {
+    SessionStats {
+        protocol: shared.lock().conn.stats(),
+        transport: shared.transport.counters(),
+    }
+}
+
+/// The message API, shared by [`Session`] and its halves.
+impl Shared {
+    pub(super) async fn send(&self, msg: Bytes) -> Result<MessageId, SessionError> {
+        let id = self
+            .wait(|g| match g.conn.send_message(msg.clone()) {
+                Ok(id) => Some(Ok(id)),
+                Err(WriteError::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await?;
+        self.nudge();
+        Ok(id)
+    }
+
+    pub(super) async fn wait_acked(&self, id: MessageId) -> Result<(), SessionError> {
+        self.wait(|g| {
+            if g.conn.is_acked(id) {
+                Some(Ok(()))
+            } else if let Some(e) = g.failure() {
+                Some(Err(e))
+            } else if g.conn.is_closed() {
+                Some(Err(SessionError::Closed(CloseReason::Normal)))
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    pub(super) async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
+        let r = self
+            .wait(|g| match g.conn.recv_message() {
+                Ok(Recv::Data(m)) => Some(Ok(Some(m))),
+                Ok(Recv::Finished) => Some(Ok(None)),
+                Ok(Recv::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await;
+        self.nudge();
+        r
+    }
+
+    pub(super) async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        let r = self
+            .wait(|g| match g.conn.read_chunk(max) {
+                Ok(Recv::Data(b)) => Some(Ok(Some(b))),
+                Ok(Recv::Finished) => Some(Ok(None)),
+                Ok(Recv::Blocked) => g.failure().map(Err),
+                Err(e) => Some(Err(SessionError::from(e))),
+            })
+            .await;
+        self.nudge();
+        r
+    }
+
+    pub(super) async fn send_and_wait(&self, msg: Bytes) -> Result<(), SessionError> {
+        let id = self.send(msg).await?;
+        self.wait_acked(id).await
+    }
+
+    pub(super) async fn recv_asap(&self) -> Option<Bytes> {
+        self.wait(|g| match g.conn.poll_asap() {
+            Some(b) => Some(Some(b)),
+            None if g.conn.is_closed() || g.driver_done => Some(None),
+            None => None,
+        })
+        .await
+    }
+
+    pub(super) async fn flush_acked(&self) -> Result<(), SessionError> {
+        let written = self.lock().conn.bytes_written();
+        self.wait_acked(written).await
+    }
+}
