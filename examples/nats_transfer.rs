@@ -87,8 +87,8 @@ async fn main() {
     );
     println!(
         "receiver: {} packets, {} duplicates, {} slow-consumer events",
-        stats.protocol.packets_received,
-        stats.protocol.duplicates,
+        stats.protocol.wire.packets_received,
+        stats.protocol.data.duplicates,
         stats.transport.slow_consumer_events
     );
     if !ok {

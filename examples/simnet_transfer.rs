@@ -43,16 +43,16 @@ fn main() {
     let (a, b) = (pair.a.stats(), pair.b.stats());
     println!(
         "A: {} data packets, {} fast + {} timeout + {} probe retransmits, srtt {:?}, rto {:?}",
-        a.data_packets_sent,
-        a.retransmits_fast,
-        a.retransmits_timeout,
-        a.retransmits_probe,
-        a.srtt,
-        a.rto
+        a.data.packets_sent,
+        a.loss.retransmits_fast,
+        a.loss.retransmits_timeout,
+        a.loss.retransmits_probe,
+        a.rtt.srtt,
+        a.rtt.rto
     );
     println!(
         "B: {} acks sent, {} duplicates, {} out of order, {} dropped invalid",
-        b.acks_sent, b.duplicates, b.out_of_order, b.dropped_invalid
+        b.wire.acks_sent, b.data.duplicates, b.data.out_of_order, b.dropped.invalid
     );
     print!("{}", pair.net.summary());
 }

@@ -129,10 +129,10 @@ fn bytes_in_flight_count_message_bytes_not_the_batch_framing() {
     assert_eq!(data.len(), 2);
     assert!(data[0].has(flags::BATCH) && !data[1].has(flags::BATCH));
     let s = w.a.stats();
-    assert_eq!(s.in_flight_packets, 2);
+    assert_eq!(s.window.in_flight_packets, 2);
     let total: u64 = sent.iter().map(|m| m.len() as u64).sum::<u64>() + 18;
     assert_eq!(
-        s.in_flight_bytes, total,
+        s.window.in_flight_bytes, total,
         "the length prefixes are not stream bytes"
     );
     assert!(
@@ -254,7 +254,7 @@ fn a_malformed_batch_is_counted_and_dropped_then_repaired() {
         true
     };
     w.pump(&mut spoil);
-    assert_eq!(w.b.stats().dropped_invalid, 1);
+    assert_eq!(w.b.stats().dropped.invalid, 1);
     assert!(drain_messages(&mut w.b).is_empty());
     // The sender retransmits after its timeout; that copy is intact.
     w.now += Duration::from_secs(2);
@@ -310,7 +310,7 @@ fn never_batched_to_a_go_peer() {
         a.send_message(m.clone()).unwrap();
     }
     pump(&mut a, &mut b);
-    assert_eq!(a.stats().data_packets_sent, 10, "one Go packet per message");
+    assert_eq!(a.stats().data.packets_sent, 10, "one Go packet per message");
     assert_eq!(drain_messages(&mut b), sent);
 }
 
@@ -365,15 +365,15 @@ fn batches_survive_loss_duplication_and_reordering() {
             assert!(got == sent, "{at}: messages differ");
             let st = p.a.stats();
             assert!(
-                st.data_packets_sent < sent.len() as u64,
+                st.data.packets_sent < sent.len() as u64,
                 "{at}: {} packets for {} messages: nothing was batched",
-                st.data_packets_sent,
+                st.data.packets_sent,
                 sent.len()
             );
             assert_eq!(p.window_violations(), 0, "{at}: {:?}", p.window_report());
             if name == "mild" {
                 // Nothing is corrupted on this link: every batch decodes.
-                assert_eq!(p.b.stats().dropped_invalid, 0, "{at}");
+                assert_eq!(p.b.stats().dropped.invalid, 0, "{at}");
             }
         }
     }

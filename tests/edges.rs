@@ -538,7 +538,7 @@ fn a_reset_ends_the_peer_after_data_was_read() {
         "A: {:?}",
         p.a.state()
     );
-    assert_eq!(p.a.stats().dropped_impossible, 0);
+    assert_eq!(p.a.stats().dropped.impossible, 0);
     // An old peer's Reset: no acknowledgement, a window far from its ack.
     let mut q = Pair::new(
         15,
@@ -630,7 +630,7 @@ fn impossible_acks_and_windows_are_dropped_and_counted() {
     for f in [&one_past, &sack_past, &huge_window, &huge_bytes] {
         p.a.handle_packet(now, codec::encode(f));
     }
-    assert_eq!(p.a.stats().dropped_impossible, 4);
+    assert_eq!(p.a.stats().dropped.impossible, 4);
     assert_eq!(p.a.bytes_acked(), 0);
     assert_eq!(p.a.peer_window_edges(), edges);
     let spec = TransferSpec::new(0);
@@ -656,7 +656,7 @@ fn an_ack_the_receiver_never_sent_ends_both_sides_instead_of_a_hang() {
     p.a.write(&[1u8; 200_000]).unwrap();
     p.flush();
     p.net.set_link(ia, ib, LinkConfig::new().latency(ms(5)));
-    let sent = p.a.stats().data_packets_sent;
+    let sent = p.a.stats().data.packets_sent;
     let mut forged = forged_from_b(&p, Kind::Ack);
     forged.ack = sent;
     forged.wnd_seq = sent + 1024;

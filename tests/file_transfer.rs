@@ -94,7 +94,7 @@ async fn file_over_lossy_corrupting_network_arrives_exact() {
         (meta.size, meta.size, meta.size)
     );
     assert!(
-        b.stats().protocol.dropped_invalid > 0,
+        b.stats().protocol.dropped.invalid > 0,
         "corruption happened and was caught"
     );
 }

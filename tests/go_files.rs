@@ -99,7 +99,7 @@ async fn go_mode_files_both_ways_over_a_lossy_network() {
     assert!(path.ends_with("renamed.bin"));
     assert_eq!(std::fs::read(&path).unwrap(), data);
     assert!(
-        b.stats().protocol.retransmits_timeout + b.stats().protocol.retransmits_fast > 0,
+        b.stats().protocol.loss.retransmits_timeout + b.stats().protocol.loss.retransmits_fast > 0,
         "the network did lose packets"
     );
 }

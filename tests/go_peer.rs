@@ -561,7 +561,7 @@ fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
             r.go.state
         );
         let s = r.rust.stats();
-        assert_eq!(s.dropped_invalid, 0, "{why}");
+        assert_eq!(s.dropped.invalid, 0, "{why}");
     }
 }
 
@@ -596,5 +596,5 @@ fn go_default_ack_zero_never_acknowledges_a_lost_seq_0() {
         r.step();
     }
     assert_eq!(&r.go.delivered[..], b"firstsecond");
-    assert!(r.rust.stats().retransmits_timeout + r.rust.stats().retransmits_probe >= 1);
+    assert!(r.rust.stats().loss.retransmits_timeout + r.rust.stats().loss.retransmits_probe >= 1);
 }

@@ -211,10 +211,10 @@ fn check_replay(r: &Replay) {
     // The Go FIN ended the stream; we acknowledged it.
     assert!(events.contains(&9), "FinAck sent: {events:?}");
     let s = r.conn.stats();
-    assert_eq!(s.dropped_invalid, 0);
-    assert_eq!(s.dropped_foreign, 0);
-    assert_eq!(s.data_packets_received, 3);
-    assert_eq!(s.duplicates, 0);
+    assert_eq!(s.dropped.invalid, 0);
+    assert_eq!(s.dropped.foreign, 0);
+    assert_eq!(s.data.packets_received, 3);
+    assert_eq!(s.data.duplicates, 0);
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn replay_of_a_captured_go_session() {
 fn replay_with_data_before_the_estab_ack() {
     let r = replay("session_capture_data_before_estaback.jsonl");
     check_replay(&r);
-    assert_eq!(r.conn.stats().retransmits_timeout, 0);
+    assert_eq!(r.conn.stats().loss.retransmits_timeout, 0);
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn a_native_packet_after_the_go_syn_is_dropped_and_counted() {
     assert_eq!(r.conn.wire_format(), WireFormat::Go);
     r.conn
         .handle_packet(now, Bytes::from_static(b"SW\x01not a real packet"));
-    assert_eq!(r.conn.stats().dropped_invalid, 1);
+    assert_eq!(r.conn.stats().dropped.invalid, 1);
 }
 
 fn go_pair(seed: u64, link: LinkConfig) -> Pair {

@@ -71,9 +71,9 @@ proptest! {
         pair.a.write(&[1u8; 5000]).unwrap();
         pair.run_until(Duration::from_millis(1), |_| false);
         let (na, nb) = (pair.a.local_nonce().to_string(), pair.b.local_nonce().to_string());
-        let foreign_before = pair.a.stats().dropped_foreign + pair.b.stats().dropped_foreign;
-        let seen_before = pair.a.stats().packets_received + pair.b.stats().packets_received
-            + pair.a.stats().dropped_unexpected + pair.b.stats().dropped_unexpected;
+        let foreign_before = pair.a.stats().dropped.foreign + pair.b.stats().dropped.foreign;
+        let seen_before = pair.a.stats().wire.packets_received + pair.b.stats().wire.packets_received
+            + pair.a.stats().dropped.unexpected + pair.b.stats().dropped.unexpected;
         for (to_a, mut p) in pkts {
             // Address it correctly and give it the right nonces.
             let (from, dest, fnonce, dnonce) = if to_a { ("B", "A", &nb, &na) } else { ("A", "B", &na, &nb) };
@@ -87,10 +87,10 @@ proptest! {
             pair.run_until(Duration::from_millis(3), |_| false);
         }
         // They reached the engine (right inboxes and nonces), not the filters.
-        let seen_after = pair.a.stats().packets_received + pair.b.stats().packets_received
-            + pair.a.stats().dropped_unexpected + pair.b.stats().dropped_unexpected;
+        let seen_after = pair.a.stats().wire.packets_received + pair.b.stats().wire.packets_received
+            + pair.a.stats().dropped.unexpected + pair.b.stats().dropped.unexpected;
         prop_assert!(seen_after > seen_before);
-        prop_assert_eq!(pair.a.stats().dropped_foreign + pair.b.stats().dropped_foreign, foreign_before);
+        prop_assert_eq!(pair.a.stats().dropped.foreign + pair.b.stats().dropped.foreign, foreign_before);
         // Whatever state that left them in, they keep running without panics.
         pair.run_until(Duration::from_secs(30), |_| false);
         let _ = (pair.a.stats(), pair.b.stats(), pair.a.state(), pair.b.state());

@@ -77,7 +77,7 @@ async fn handshake_then_64_mib_through_io_copy() {
         sa.transport.slow_consumer_events + b.stats().transport.slow_consumer_events,
         0
     );
-    assert_eq!(sa.protocol.app_bytes_acked, total);
+    assert_eq!(sa.protocol.app.bytes_acked, total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +166,7 @@ async fn hundred_thousand_small_messages_in_order_and_round_trips() {
     }
     sender.await.unwrap();
     // Messages queued behind each other travelled several to a packet.
-    let packets = a.stats().protocol.data_packets_sent;
+    let packets = a.stats().protocol.data.packets_sent;
     assert!(
         packets < u64::from(n),
         "{packets} data packets for {n} messages: nothing was batched"
@@ -175,8 +175,8 @@ async fn hundred_thousand_small_messages_in_order_and_round_trips() {
     for i in 0..1000u32 {
         a.send_and_wait(Bytes::from(i.to_string())).await.unwrap();
         assert_eq!(
-            a.stats().protocol.app_bytes_acked,
-            a.stats().protocol.app_bytes_written
+            a.stats().protocol.app.bytes_acked,
+            a.stats().protocol.app.bytes_written
         );
     }
     for i in 0..1000u32 {
@@ -460,7 +460,7 @@ async fn a_full_publish_queue_during_an_outage_does_not_stall_the_session() {
     }
     let stats = a.stats();
     assert!(
-        stats.protocol.data_packets_sent > 4,
+        stats.protocol.data.packets_sent > 4,
         "the engine should have produced more packets than the queue holds: {stats:?}"
     );
     // Closing is bounded too, with the queue still full.

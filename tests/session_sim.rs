@@ -55,7 +55,7 @@ async fn io_copy_under_loss_in_virtual_time() {
         assert_eq!(n, total, "seed {seed}");
         assert_eq!(check.first_bad, None, "seed {seed}");
         assert!(
-            sa.protocol.retransmits_fast + sa.protocol.retransmits_timeout > 0,
+            sa.protocol.loss.retransmits_fast + sa.protocol.loss.retransmits_timeout > 0,
             "loss was repaired"
         );
     }
@@ -338,7 +338,7 @@ async fn publishes_held_for_good_end_the_session_with_a_clear_error() {
     a.flush().await.unwrap();
     hold.send(true).unwrap();
     let t0 = tokio::time::Instant::now();
-    let b_sent = b.stats().protocol.packets_sent;
+    let b_sent = b.stats().protocol.wire.packets_sent;
     a.write_all(&[7u8; 100_000]).await.unwrap();
     let err = tokio::time::timeout(Duration::from_secs(600), a.flush_acked())
         .await
@@ -362,7 +362,7 @@ async fn publishes_held_for_good_end_the_session_with_a_clear_error() {
         "{took:?} for a 1 s budget"
     );
     // The peer kept talking (keepalives) while A's transport was stuck.
-    assert!(b.stats().protocol.packets_sent >= b_sent + 3);
+    assert!(b.stats().protocol.wire.packets_sent >= b_sent + 3);
 }
 
 #[tokio::test(start_paused = true)]

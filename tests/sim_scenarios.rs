@@ -68,8 +68,8 @@ fn one_packet() {
     connected(&mut p);
     let got = deliver_messages(&mut p, &[Bytes::from_static(b"hello")], ms(100));
     assert_eq!(got, vec![Bytes::from_static(b"hello")]);
-    assert_eq!(p.a.stats().data_packets_sent, 1);
-    assert_eq!(p.b.stats().duplicates, 0);
+    assert_eq!(p.a.stats().data.packets_sent, 1);
+    assert_eq!(p.b.stats().data.duplicates, 0);
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn lost_packet_is_retransmitted() {
     assert_eq!(p.net.rule_hits(rule), 1);
     let s = p.a.stats();
     assert_eq!(
-        s.retransmits_fast + s.retransmits_timeout + s.retransmits_probe,
+        s.loss.retransmits_fast + s.loss.retransmits_timeout + s.loss.retransmits_probe,
         1,
         "{s:?}"
     );
@@ -108,7 +108,7 @@ fn reordering_is_repaired() {
         deliver_messages(&mut p, &msgs, Duration::from_secs(5)),
         msgs
     );
-    assert!(p.b.stats().out_of_order >= 1, "{:?}", p.b.stats());
+    assert!(p.b.stats().data.out_of_order >= 1, "{:?}", p.b.stats());
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn duplicate_is_discarded() {
     // Let the duplicate land, then check nothing more was delivered.
     p.run_until(ms(50), |_| false);
     assert!(drain_messages(&mut p.b).is_empty());
-    assert_eq!(p.b.stats().duplicates, 1);
+    assert_eq!(p.b.stats().data.duplicates, 1);
 }
 
 #[test]
@@ -160,7 +160,7 @@ fn lock_step_with_a_window_of_one() {
         // Without a read, only one message gets across.
         p.run_until(ms(200), |_| false);
         assert_eq!(p.b.held().0, 1, "step {i}");
-        assert!(p.a.stats().in_flight_packets <= 1);
+        assert!(p.a.stats().window.in_flight_packets <= 1);
         let m = p.b.recv_message().unwrap();
         assert_eq!(m, Recv::Data(Bytes::from(format!("message {i}"))));
     }
@@ -178,7 +178,7 @@ fn consumer_side_flow_control_held_vs_consumed() {
     p.run_until(ms(500), |_| false);
     assert_eq!(p.b.held().0, 5, "the receiver holds exactly its window");
     assert_eq!(
-        p.a.stats().app_bytes_acked,
+        p.a.stats().app.bytes_acked,
         p.b.held().1,
         "acked = held, nothing more sent"
     );
@@ -188,7 +188,7 @@ fn consumer_side_flow_control_held_vs_consumed() {
     assert_eq!(p.b.held().0, 3);
     p.run_until(ms(500), |_| false);
     assert_eq!(p.b.held().0, 5, "two reads let exactly two more in");
-    assert_eq!(p.b.stats().app_bytes_read, 2 * "message 0".len() as u64);
+    assert_eq!(p.b.stats().app.bytes_read, 2 * "message 0".len() as u64);
     assert_eq!(p.window_violations(), 0);
 }
 
@@ -253,7 +253,7 @@ fn connect_survives_two_lost_syns_synacks_and_estabacks() {
             .add_rule(Rule::new(format!("drop {k:?}"), Verdict::Drop, kind_is(k, None)).times(2));
     }
     connected(&mut p);
-    assert!(p.a.stats().handshake_retransmits >= 2);
+    assert!(p.a.stats().loss.handshake_retransmits >= 2);
     // Neither side halts in the 30 simulated seconds after.
     let halted = p.run_until(Duration::from_secs(30), |p| {
         p.a.is_closed() || p.b.is_closed()
@@ -288,7 +288,7 @@ fn dead_peer_is_detected_after_n_keepalive_intervals() {
     connected(&mut p);
     p.run_until(Duration::from_secs(3), |_| false);
     assert!(!p.b.is_closed(), "keepalives keep an idle session alive");
-    assert!(p.b.stats().keepalives_sent >= 4);
+    assert!(p.b.stats().wire.keepalives_sent >= 4);
     // A vanishes.
     let t0 = p.now();
     let (ia, ib) = (p.inbox(Side::A), p.inbox(Side::B));
@@ -478,7 +478,7 @@ fn fin_waits_for_all_data_to_be_acknowledged() {
     p.a.write(&vec![1u8; 300_000]).unwrap();
     p.a.close(p.now());
     let ok = p.run_until(Duration::from_secs(30), |p| {
-        if p.a.stats().app_bytes_acked < 300_000
+        if p.a.stats().app.bytes_acked < 300_000
             && p.window_report().by_kind.contains_key(&(Kind::Fin as u8))
         {
             fins_before_all_acked += 1;
@@ -544,7 +544,7 @@ fn retransmission_limit_fails_the_session() {
         p.a.close_reason(),
         Some(&CloseReason::RetransmitLimit { retries: 3 })
     );
-    assert_eq!(p.a.stats().retransmits_timeout, 3);
+    assert_eq!(p.a.stats().loss.retransmits_timeout, 3);
 }
 
 #[test]
@@ -635,7 +635,11 @@ fn lost_window_update_is_recovered_by_probing() {
         read == 2 << 20
     });
     assert!(ok, "stalled at {read}");
-    assert!(p.a.stats().window_probes_sent >= 1, "{:?}", p.a.stats());
+    assert!(
+        p.a.stats().wire.window_probes_sent >= 1,
+        "{:?}",
+        p.a.stats()
+    );
 }
 
 #[test]
@@ -667,7 +671,7 @@ fn newer_window_is_not_overwritten_by_an_older_reordered_packet() {
     p.a.handle_packet(now, codec::encode(&newer));
     p.a.handle_packet(now, codec::encode(&older));
     assert_eq!(p.a.peer_window_edges(), (1030, (16 << 20) + 1000));
-    assert_eq!(p.a.stats().dropped_impossible, 0);
+    assert_eq!(p.a.stats().dropped.impossible, 0);
 }
 
 #[test]
@@ -734,7 +738,7 @@ fn malformed_and_corrupted_packets_are_counted_and_dropped() {
     ));
     let r = transfer(&mut p, &TransferSpec::new(1 << 20)).unwrap();
     assert_eq!(r.bytes, 1 << 20);
-    assert!(p.b.stats().dropped_invalid >= 4 + 3, "{:?}", p.b.stats());
+    assert!(p.b.stats().dropped.invalid >= 4 + 3, "{:?}", p.b.stats());
 }
 
 #[test]
@@ -750,7 +754,7 @@ fn packets_with_a_wrong_nonce_are_dropped() {
     forged.cumul_bytes = 5;
     let now = p.now();
     p.b.handle_packet(now, codec::encode(&forged));
-    assert_eq!(p.b.stats().dropped_foreign, 1);
+    assert_eq!(p.b.stats().dropped.foreign, 1);
     assert_eq!(p.b.read(&mut [0u8; 8]).unwrap(), Recv::Blocked);
 }
 
@@ -791,8 +795,8 @@ fn acks_are_coalesced() {
     );
     connected(&mut p);
     transfer(&mut p, &TransferSpec::new(8 << 20)).unwrap();
-    let data = p.a.stats().data_packets_sent;
-    let acks = p.b.stats().acks_sent;
+    let data = p.a.stats().data.packets_sent;
+    let acks = p.b.stats().wire.acks_sent;
     assert!(acks * 2 <= data + 8, "{acks} acks for {data} data packets");
 }
 
@@ -828,7 +832,7 @@ fn data_written_into_a_shut_window_after_a_lost_update_is_probed_for() {
         "took {:?}: no persist probe",
         p.now() - t0
     );
-    assert!(p.a.stats().window_probes_sent >= 1);
+    assert!(p.a.stats().wire.window_probes_sent >= 1);
 }
 
 #[test]

@@ -160,9 +160,9 @@ pub(super) async fn send_source(
 ) -> Result<SendReport, FileError> {
     // A failure before anything was sent (a bad name, an unreadable
     // source) leaves the session as it was, for the caller to use or end.
-    let before = session.stats().protocol.app_bytes_written;
+    let before = session.stats().protocol.app.bytes_written;
     let r = send_source_inner(session, source, name, progress).await;
-    if session.stats().protocol.app_bytes_written == before {
+    if session.stats().protocol.app.bytes_written == before {
         return r;
     }
     told(session, "sender", r).await
@@ -267,7 +267,7 @@ pub(super) async fn stream_out(
     let mut reader = source.open_at(start).await?;
     // The file's bytes start at this stream offset (after any control
     // messages); the peer has confirmed file bytes once its ack passes it.
-    let data_base = session.stats().protocol.app_bytes_written;
+    let data_base = session.stats().protocol.app.bytes_written;
     let mut buf = vec![0u8; CHUNK];
     let mut sent = start;
     while sent < size {
@@ -289,7 +289,8 @@ pub(super) async fn stream_out(
             let acked = session
                 .stats()
                 .protocol
-                .app_bytes_acked
+                .app
+                .bytes_acked
                 .saturating_sub(data_base);
             p.send_replace(Progress {
                 bytes_sent: sent,

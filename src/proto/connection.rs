@@ -821,24 +821,24 @@ impl Connection {
     /// pair.a.write(&[0u8; 10_000]).unwrap();
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 10_000));
     /// let s = pair.a.stats();
-    /// assert_eq!(s.data_bytes_sent, 10_000);
-    /// assert_eq!(pair.b.stats().data_bytes_received, 10_000);
+    /// assert_eq!(s.data.bytes_sent, 10_000);
+    /// assert_eq!(pair.b.stats().data.bytes_received, 10_000);
     /// ```
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.srtt = self.rtt.srtt().unwrap_or_default();
-        s.rttvar = self.rtt.rttvar();
-        s.rto = self.rtt.rto();
-        s.rtt_samples = self.rtt.samples();
-        s.in_flight_packets = self.snd.outstanding() as u64;
-        s.in_flight_bytes = self.snd.in_flight_bytes();
-        s.peer_window_packets = self.snd.peer_wnd_seq.saturating_sub(self.snd.snd_nxt);
-        s.peer_window_bytes = self.snd.peer_wnd_bytes.saturating_sub(self.snd.bytes_sent);
-        s.local_window_packets = self.rcv.window_packets_free();
-        s.local_window_bytes = self.rcv.window_bytes_free();
-        s.app_bytes_written = self.snd.bytes_written;
-        s.app_bytes_acked = self.snd.bytes_acked;
-        s.app_bytes_read = self.rcv.consumed_bytes;
+        s.rtt.srtt = self.rtt.srtt().unwrap_or_default();
+        s.rtt.rttvar = self.rtt.rttvar();
+        s.rtt.rto = self.rtt.rto();
+        s.rtt.samples = self.rtt.samples();
+        s.window.in_flight_packets = self.snd.outstanding() as u64;
+        s.window.in_flight_bytes = self.snd.in_flight_bytes();
+        s.window.peer_packets = self.snd.peer_wnd_seq.saturating_sub(self.snd.snd_nxt);
+        s.window.peer_bytes = self.snd.peer_wnd_bytes.saturating_sub(self.snd.bytes_sent);
+        s.window.local_packets = self.rcv.window_packets_free();
+        s.window.local_bytes = self.rcv.window_bytes_free();
+        s.app.bytes_written = self.snd.bytes_written;
+        s.app.bytes_acked = self.snd.bytes_acked;
+        s.app.bytes_read = self.rcv.consumed_bytes;
         s
     }
 
@@ -906,7 +906,7 @@ impl Connection {
     /// pair.a.set_max_payload(1000);
     /// pair.a.write(&[0u8; 5000]).unwrap();
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.bytes_acked() == 5000));
-    /// assert_eq!(pair.a.stats().data_packets_sent, 5); // 1000 bytes each
+    /// assert_eq!(pair.a.stats().data.packets_sent, 5); // 1000 bytes each
     /// ```
     pub fn set_max_payload(&mut self, bytes: usize) {
         self.cfg.max_payload = bytes.max(1);
@@ -1198,7 +1198,7 @@ impl Connection {
     fn after_read(&mut self, _n: u64) {
         if self.is_established() && self.rcv.window_update_due(self.cfg.max_payload as u64) {
             self.ack_immediate = true;
-            self.stats.window_updates_sent += 1;
+            self.stats.wire.window_updates_sent += 1;
         }
     }
 
@@ -1324,11 +1324,11 @@ impl Connection {
     /// assert!(b.poll_transmit(t0).is_some()); // its SynAck
     /// // Garbage is counted and dropped, never a panic.
     /// b.handle_packet(t0, bytes::Bytes::from_static(b"not a packet"));
-    /// assert_eq!(b.stats().dropped_invalid, 1);
+    /// assert_eq!(b.stats().dropped.invalid, 1);
     /// ```
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.now_hint = self.now_hint.max(now);
-        self.stats.bytes_received += bytes.len() as u64;
+        self.stats.wire.bytes_received += bytes.len() as u64;
         let listening = matches!(self.phase, Phase::Listen);
         let decoded = match self.dialect.decode(listening, &bytes) {
             Ok(Decoded::Native(p)) => Ok(Some(p)),
@@ -1348,7 +1348,7 @@ impl Connection {
         let mut p = inb.packet;
         if matches!(self.dialect, Dialect::Native) {
             if p.kind != Kind::Syn {
-                self.stats.dropped_unexpected += 1;
+                self.stats.dropped.unexpected += 1;
                 return None;
             }
             tracing::debug!(peer = %p.from, "a Go peer: answering in go-sliding-window's format");
@@ -1387,7 +1387,7 @@ impl Connection {
     }
 
     fn on_invalid(&mut self, e: &DecodeError) {
-        self.stats.dropped_invalid += 1;
+        self.stats.dropped.invalid += 1;
         tracing::trace!(error = %e, "dropped undecodable packet");
     }
 
@@ -1426,7 +1426,7 @@ impl Connection {
         if p.dest != self.local_inbox
             || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox)
         {
-            self.stats.dropped_foreign += 1;
+            self.stats.dropped.foreign += 1;
             return;
         }
         match self.phase {
@@ -1441,7 +1441,7 @@ impl Connection {
                     self.accept_common(now, &p);
                     tracing::debug!(peer = %p.from, "Listen -> SynReceived");
                 } else {
-                    self.stats.dropped_unexpected += 1;
+                    self.stats.dropped.unexpected += 1;
                 }
                 return;
             }
@@ -1469,7 +1469,7 @@ impl Connection {
                         self.accept_common(now, &p);
                         tracing::debug!("SynSent -> SynReceived (simultaneous open)");
                     }
-                    _ => self.stats.dropped_unexpected += 1,
+                    _ => self.stats.dropped.unexpected += 1,
                 }
                 return;
             }
@@ -1477,7 +1477,7 @@ impl Connection {
         }
         // From here on the peer's nonce is known: filter on it.
         if p.from_nonce != self.remote_nonce {
-            self.stats.dropped_foreign += 1;
+            self.stats.dropped.foreign += 1;
             return;
         }
         if p.kind == Kind::Syn {
@@ -1486,12 +1486,12 @@ impl Connection {
                 self.pending.synack = true;
                 self.accept_common(now, &p);
             } else {
-                self.stats.dropped_unexpected += 1;
+                self.stats.dropped.unexpected += 1;
             }
             return;
         }
         if p.dest_nonce != self.local_nonce {
-            self.stats.dropped_foreign += 1;
+            self.stats.dropped.foreign += 1;
             return;
         }
         if let Some(why) = self.implausible(&p) {
@@ -1573,7 +1573,7 @@ impl Connection {
 
     /// Bookkeeping common to every accepted packet.
     fn accept_common(&mut self, now: Instant, p: &Packet) {
-        self.stats.packets_received += 1;
+        self.stats.wire.packets_received += 1;
         self.last_heard = now;
         // A packet counts as the peer answering what we wait for only if it
         // echoes something we sent since we began waiting: a backlog of its
@@ -1711,7 +1711,7 @@ impl Connection {
     }
 
     fn on_impossible(&mut self, p: &Packet, why: &str) {
-        self.stats.dropped_impossible += 1;
+        self.stats.dropped.impossible += 1;
         tracing::debug!(kind = ?p.kind, why, "dropped a packet no correct peer sends");
     }
 
@@ -1771,7 +1771,7 @@ impl Connection {
         }
         let out = self.snd.on_ack(now, p.ack, &p.sack, echo, &mut self.rtt);
         if out.bogus {
-            self.stats.dropped_impossible += 1;
+            self.stats.dropped.impossible += 1;
             return;
         }
         if out.newly_acked > 0 {
@@ -1835,7 +1835,7 @@ impl Connection {
         if let Some(fin) = self.rcv.fin {
             if p.seq >= fin {
                 if !self.dialect.fin_end_is_exact() {
-                    self.stats.dropped_unexpected += 1;
+                    self.stats.dropped.unexpected += 1;
                     return;
                 }
                 // The peer's stream ended at `fin`: no correct peer sends
@@ -1857,7 +1857,7 @@ impl Connection {
                 Err(e) => {
                     // Checksummed yet malformed: a broken peer. Dropped
                     // like any undecodable packet (it is never acked).
-                    self.stats.dropped_invalid += 1;
+                    self.stats.dropped.invalid += 1;
                     tracing::debug!(error = %e, seq = p.seq, "dropped malformed batch");
                     return;
                 }
@@ -1877,25 +1877,25 @@ impl Connection {
                 if let Some(fin) = self.dialect.take_fin_at(self.rcv.rcv_nxt) {
                     self.on_fin(fin);
                 }
-                self.stats.data_packets_received += 1;
-                self.stats.data_bytes_received += len;
+                self.stats.data.packets_received += 1;
+                self.stats.data.bytes_received += len;
                 self.events.push_back(Event::Readable);
                 if outcome == DataOutcome::FilledGap || self.rcv.has_gap() {
                     self.ack_immediate = true;
                 }
             }
             DataOutcome::OutOfOrder => {
-                self.stats.data_packets_received += 1;
-                self.stats.data_bytes_received += len;
-                self.stats.out_of_order += 1;
+                self.stats.data.packets_received += 1;
+                self.stats.data.bytes_received += len;
+                self.stats.data.out_of_order += 1;
                 self.ack_immediate = true;
             }
             DataOutcome::Duplicate => {
-                self.stats.duplicates += 1;
+                self.stats.data.duplicates += 1;
                 self.ack_immediate = true;
             }
             DataOutcome::BeyondWindow => {
-                self.stats.dropped_beyond_window += 1;
+                self.stats.dropped.beyond_window += 1;
                 self.ack_immediate = true;
             }
         }
@@ -1933,7 +1933,7 @@ impl Connection {
         } else if seq < self.rcv.rcv_nxt {
             // Data beyond the end the peer announced: impossible from a
             // correct peer. Drop the Fin; keep the session.
-            self.stats.dropped_unexpected += 1;
+            self.stats.dropped.unexpected += 1;
         } else {
             // Data before the Fin is still missing: say what we have.
             self.dialect.remember_fin(seq);
@@ -2018,7 +2018,7 @@ impl Connection {
     /// assert!(a.poll_transmit(due).is_none()); // nothing before the timer fires
     /// a.handle_timeout(due);
     /// assert!(a.poll_transmit(due).is_some()); // the Syn again
-    /// assert_eq!(a.stats().handshake_retransmits, 1);
+    /// assert_eq!(a.stats().loss.handshake_retransmits, 1);
     /// ```
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now_hint = self.now_hint.max(now);
@@ -2223,7 +2223,7 @@ impl Connection {
         h.attempts += 1;
         h.interval = (h.interval * 2).min(connect_timeout);
         let interval = h.interval;
-        self.stats.handshake_retransmits += 1;
+        self.stats.loss.handshake_retransmits += 1;
         if passive {
             self.pending.synack = true;
         } else {
@@ -2354,8 +2354,8 @@ impl Connection {
         if let Some(data) = kept {
             self.snd.set_data(p.seq, data);
         }
-        self.stats.packets_sent += 1;
-        self.stats.bytes_sent += payload.len() as u64;
+        self.stats.wire.packets_sent += 1;
+        self.stats.wire.bytes_sent += payload.len() as u64;
         if !matches!(
             p.kind,
             Kind::Ack | Kind::EstabAck | Kind::FinAck | Kind::Reset
@@ -2474,12 +2474,12 @@ impl Connection {
                 if self.snd.in_flight.len() == 1 {
                     self.last_progress = now; // a flight after idle
                 }
-                self.stats.data_packets_sent += 1;
-                self.stats.data_bytes_sent += o.len as u64;
+                self.stats.data.packets_sent += 1;
+                self.stats.data.bytes_sent += o.len as u64;
             }
-            Some(LossKind::Timeout) => self.stats.retransmits_timeout += 1,
-            Some(LossKind::Fast) => self.stats.retransmits_fast += 1,
-            Some(LossKind::Probe) => self.stats.retransmits_probe += 1,
+            Some(LossKind::Timeout) => self.stats.loss.retransmits_timeout += 1,
+            Some(LossKind::Fast) => self.stats.loss.retransmits_fast += 1,
+            Some(LossKind::Probe) => self.stats.loss.retransmits_probe += 1,
         }
         let framed = match o.data {
             Chunk::Plain(b) => {
@@ -2562,7 +2562,7 @@ impl Connection {
             return Some(self.with_ack(p));
         }
         if self.snd.window_blocked() && self.snd.has_queued() {
-            self.stats.window_blocked += 1;
+            self.stats.window.blocked += 1;
         }
         let fin_due = self.phase.ours() == Some(Ours::Closing) && self.snd.all_acked();
         if fin_due || std::mem::take(&mut self.pending.fin_retransmit) {
@@ -2592,10 +2592,10 @@ impl Connection {
         let verify_probe = std::mem::take(&mut self.pending.verify_probe);
         if window_probe || verify_probe {
             if window_probe {
-                self.stats.window_probes_sent += 1;
+                self.stats.wire.window_probes_sent += 1;
             }
             if verify_probe {
-                self.stats.ack_probes_sent += 1;
+                self.stats.wire.ack_probes_sent += 1;
             }
             let mut p = self.base_packet(Kind::KeepAlive, now);
             p.flags |= flags::ACK_NOW;
@@ -2603,7 +2603,7 @@ impl Connection {
             return Some(self.with_ack(p));
         }
         if std::mem::take(&mut self.pending.keepalive) {
-            self.stats.keepalives_sent += 1;
+            self.stats.wire.keepalives_sent += 1;
             // Every keepalive asks for an answer, so we hear from the peer
             // at least once per *our* interval, however rarely it keeps
             // alive itself (§8). The answer defers the peer's own keepalive:
@@ -2613,7 +2613,7 @@ impl Connection {
             return Some(self.with_ack(p));
         }
         if self.ack_immediate {
-            self.stats.acks_sent += 1;
+            self.stats.wire.acks_sent += 1;
             let p = self.base_packet(Kind::Ack, now);
             return Some(self.with_ack(p));
         }

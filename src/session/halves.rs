@@ -66,7 +66,7 @@ impl ReadHalf {
     /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// let (rd, _wr) = b.into_split();
     /// a.send_and_wait("x").await?;
-    /// assert_eq!(rd.stats().protocol.data_packets_received, 1);
+    /// assert_eq!(rd.stats().protocol.data.packets_received, 1);
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> SessionStats {
@@ -163,7 +163,7 @@ impl WriteHalf {
     /// let (_rd, mut wr) = a.into_split();
     /// wr.write_all(b"x").await?;
     /// wr.flush().await?; // waits for the peer's acknowledgement
-    /// assert_eq!(wr.stats().protocol.app_bytes_acked, 1);
+    /// assert_eq!(wr.stats().protocol.app.bytes_acked, 1);
     /// # drop(b);
     /// # Ok(()) }
     /// ```
@@ -257,7 +257,7 @@ impl WriteHalf {
     /// wr.send("a").await?;
     /// wr.send("b").await?;
     /// wr.flush_acked().await?;
-    /// assert_eq!(wr.stats().protocol.app_bytes_acked, 2);
+    /// assert_eq!(wr.stats().protocol.app.bytes_acked, 2);
     /// # drop(b);
     /// # Ok(()) }
     /// ```

@@ -112,8 +112,8 @@ impl Listener {
 /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
 /// a.send_and_wait("counted").await?;
 /// let st = a.stats();
-/// assert_eq!(st.protocol.data_packets_sent, 1);
-/// assert_eq!(st.protocol.app_bytes_acked, 7);
+/// assert_eq!(st.protocol.data.packets_sent, 1);
+/// assert_eq!(st.protocol.app.bytes_acked, 7);
 /// assert_eq!(st.transport.slow_consumer_events, 0);
 /// # drop(b);
 /// # Ok(()) }
@@ -364,7 +364,7 @@ impl Session {
     /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send_and_wait("acknowledged").await?;
     /// // The peer has it (maybe not read yet).
-    /// assert_eq!(a.stats().protocol.app_bytes_acked, 12);
+    /// assert_eq!(a.stats().protocol.app.bytes_acked, 12);
     /// assert_eq!(b.held(), (1, 12));
     /// # Ok(()) }
     /// ```
@@ -635,8 +635,8 @@ impl Session {
     /// # let net = SimNetwork::new(1, LinkConfig::new());
     /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
     /// a.send_and_wait("m").await?;
-    /// assert_eq!(a.stats().protocol.data_packets_sent, 1);
-    /// assert_eq!(b.stats().protocol.data_packets_received, 1);
+    /// assert_eq!(a.stats().protocol.data.packets_sent, 1);
+    /// assert_eq!(b.stats().protocol.data.packets_received, 1);
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> SessionStats {

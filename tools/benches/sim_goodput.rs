@@ -46,7 +46,7 @@ fn ratio_table(title: &str, link: LinkConfig, seeds: &[u64]) {
         ratios.push(r);
         println!(
             "{seed:>5} {g0:>12.1} {g20:>12.1} {r:>7.3} {:>10} {:>10} {:>8}",
-            st.retransmits_fast, st.retransmits_timeout, st.retransmits_probe
+            st.loss.retransmits_fast, st.loss.retransmits_timeout, st.loss.retransmits_probe
         );
     }
     ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -109,7 +109,7 @@ fn protocol_speed() {
     spec.close = false;
     transfer(&mut p, &spec).expect("transfer");
     let secs = wall.elapsed().as_secs_f64();
-    let pkts = p.a.stats().packets_sent + p.b.stats().packets_sent;
+    let pkts = p.a.stats().wire.packets_sent + p.b.stats().wire.packets_sent;
     println!(
         "protocol in the loop: {pkts} packets (1 KiB payload, both directions) in {secs:.2} s wall = {:.2} M packets/s",
         pkts as f64 / secs / 1e6

@@ -230,12 +230,12 @@ async fn swp_stream(
         println!(
             "  swp stream {} KiB: {} data packets, {} retransmitted, {} acks ({:.2} per data packet), window blocked {}, srtt {:?}",
             packet / 1024,
-            sa.data_packets_sent,
-            sa.retransmits_fast + sa.retransmits_timeout + sa.retransmits_probe,
-            sb.acks_sent,
-            sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
-            sa.window_blocked,
-            sa.srtt,
+            sa.data.packets_sent,
+            sa.loss.retransmits_fast + sa.loss.retransmits_timeout + sa.loss.retransmits_probe,
+            sb.wire.acks_sent,
+            sb.wire.acks_sent as f64 / sa.data.packets_sent.max(1) as f64,
+            sa.window.blocked,
+            sa.rtt.srtt,
         );
     }
     Figure {
@@ -287,11 +287,11 @@ async fn swp_messages(
     println!(
         "  swp messages{}: {} data packets ({:.1} messages each), {} acks ({:.2} per data packet), {} packets sent by the receiver",
         if batch { "" } else { " (batching off)" },
-        sa.data_packets_sent,
-        count as f64 / sa.data_packets_sent.max(1) as f64,
-        sb.acks_sent,
-        sb.acks_sent as f64 / sa.data_packets_sent.max(1) as f64,
-        sb.packets_sent
+        sa.data.packets_sent,
+        count as f64 / sa.data.packets_sent.max(1) as f64,
+        sb.wire.acks_sent,
+        sb.wire.acks_sent as f64 / sa.data.packets_sent.max(1) as f64,
+        sb.wire.packets_sent
     );
     Figure {
         rate: got as f64 / secs,
