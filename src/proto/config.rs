@@ -1,24 +1,32 @@
-//! Protocol configuration. Private fields, chainable setters, and one
-//! `Default` in which every value says why it was chosen.
+//! Session configuration: where a session talks ([`Config`]: its inbox and
+//! the peer's) apart from how its engine behaves ([`Tuning`]: windows,
+//! timers, budgets), so one `Tuning` serves many sessions (a listener's, a
+//! client's pool) while each has its own addresses. Private fields,
+//! chainable setters, and one `Default` in which every value says why it
+//! was chosen.
 
 use super::codec::WireFormat;
 use std::time::Duration;
 
-/// Tuning of one session's protocol engine.
+/// How a session's protocol engine behaves: windows, timers, budgets. Cheap
+/// to clone; one value can tune many sessions.
 ///
 /// ```
 /// use swp::proto::Config;
 /// use std::time::Duration;
-/// let cfg = Config::new("me.inbox", "peer.inbox")
+/// use swp::proto::Tuning;
+/// let tuning = Tuning::new()
 ///     .window(64, 8 << 20)
 ///     .keepalive(Duration::from_millis(500), 10);
-/// assert_eq!(cfg.window_packets(), 64);
-/// assert!(cfg.validate().is_ok());
+/// assert_eq!(tuning.window_packets(), 64);
+/// // The same tuning for two sessions with addresses of their own.
+/// let a = Config::new("a.inbox", "server").with_tuning(tuning.clone());
+/// let b = Config::new("b.inbox", "server").with_tuning(tuning);
+/// assert_eq!(a.tuning(), b.tuning());
+/// assert!(a.validate().is_ok());
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub(crate) local_inbox: String,
-    pub(crate) remote_inbox: String,
+pub struct Tuning {
     pub(crate) max_payload: usize,
     pub(crate) window_packets: u64,
     pub(crate) window_bytes: u64,
@@ -42,10 +50,8 @@ pub struct Config {
     pub(crate) batch_messages: bool,
 }
 
-impl Config {
-    /// A configuration with the defaults below, for a session listening on
-    /// `local_inbox` and talking to `remote_inbox`. For a passive (listening)
-    /// session `remote_inbox` may be empty: it is learnt from the first Syn.
+impl Tuning {
+    /// The defaults below.
     ///
     /// Defaults, and why:
     /// * max payload 63 KiB: large enough that per-packet costs vanish, small
@@ -77,18 +83,16 @@ impl Config {
     ///   company), which multiplies small-message throughput.
     ///
     /// ```
-    /// use swp::proto::Config;
+    /// use swp::proto::Tuning;
     /// use std::time::Duration;
-    /// let cfg = Config::new("svc.client", "svc.server");
+    /// let cfg = Tuning::new();
     /// assert_eq!(cfg.max_payload_bytes(), 63 * 1024);
     /// assert_eq!((cfg.window_packets(), cfg.window_bytes()), (1024, 16 << 20));
     /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
     /// assert!(cfg.batches_messages());
     /// ```
-    pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
-        Config {
-            local_inbox: local_inbox.into(),
-            remote_inbox: remote_inbox.into(),
+    pub fn new() -> Self {
+        Tuning {
             max_payload: 63 * 1024,
             window_packets: 1024,
             window_bytes: 16 << 20,
@@ -111,6 +115,413 @@ impl Config {
             wire_format: WireFormat::Native,
             batch_messages: true,
         }
+    }
+
+    /// Largest data payload per packet, in bytes.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().max_payload(512 * 1024);
+    /// assert_eq!(cfg.max_payload_bytes(), 512 * 1024);
+    /// // The window must hold at least one packet.
+    /// assert!(cfg.clone().window(64, 256 * 1024).validate().is_err());
+    /// ```
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes.max(1);
+        self
+    }
+    /// Receive window: at most `packets` data packets and `bytes` payload
+    /// bytes held for the application (received, not yet read).
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().window(64, 4 << 20);
+    /// assert_eq!((cfg.window_packets(), cfg.window_bytes()), (64, 4 << 20));
+    /// ```
+    pub fn window(mut self, packets: u64, bytes: u64) -> Self {
+        self.window_packets = packets.max(1);
+        self.window_bytes = bytes.max(1);
+        self
+    }
+    /// Most payload bytes buffered on the sending side (queued + unacked).
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().send_buffer(1 << 20);
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(Tuning::new().send_buffer(1000).validate().is_err()); // < one packet
+    /// ```
+    pub fn send_buffer(mut self, bytes: u64) -> Self {
+        self.send_buffer_bytes = bytes.max(1);
+        self
+    }
+    /// Transport capacity kept free for control packets.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// // Keep 16 messages and 256 KiB of the inbox for acks and keepalives.
+    /// let cfg = Tuning::new().reserve(16, 256 * 1024);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn reserve(mut self, packets: u64, bytes: u64) -> Self {
+        self.reserve_packets = packets;
+        self.reserve_bytes = bytes;
+        self
+    }
+    /// RTO before the first RTT sample, and its bounds.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().rto(
+    ///     Duration::from_millis(200), // before any RTT sample
+    ///     Duration::from_millis(5),   // floor
+    ///     Duration::from_secs(5),     // ceiling
+    /// );
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(Tuning::new().rto(Duration::ZERO, Duration::ZERO, Duration::ZERO).validate().is_err());
+    /// ```
+    pub fn rto(mut self, initial: Duration, min: Duration, max: Duration) -> Self {
+        self.initial_rto = initial;
+        self.min_rto = min;
+        self.max_rto = max.max(min);
+        self
+    }
+    /// Consecutive retransmission timeouts (without any progress) after
+    /// which the session fails.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// // Give up after 5 timeouts in a row with no progress.
+    /// let cfg = Tuning::new().max_retransmits(5);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn max_retransmits(mut self, n: u32) -> Self {
+        self.max_retransmits = n.max(1);
+        self
+    }
+    /// Go's TermConfig: fail the session if `limit` retransmission timeouts
+    /// happen within `window`. `None` disables (the default).
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// // As go-swp's TermConfig: 3 timeouts within 10 s end the session.
+    /// let cfg = Tuning::new().termination(Some((3, Duration::from_secs(10))));
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn termination(mut self, rule: Option<(usize, Duration)>) -> Self {
+        self.term = rule.filter(|(n, _)| *n > 0);
+        self
+    }
+    /// Handshake: per-attempt timeout (the cap of the backoff) and attempts.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// // Up to 3 handshake attempts, each waiting at most 1 s.
+    /// let cfg = Tuning::new().connect(Duration::from_secs(1), 3);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn connect(mut self, timeout: Duration, attempts: u32) -> Self {
+        self.connect_timeout = timeout;
+        self.connect_attempts = attempts.max(1);
+        self
+    }
+    /// Keepalive interval, and how many intervals of silence from the peer
+    /// close the session: `Some(n)` (or just `n`), or `None` to disable
+    /// dead-peer detection (the session then waits for its peer for ever
+    /// unless the application closes it). `Some(0)` is refused by
+    /// [`Config::validate`]. The async session applies the same budget to
+    /// its own transport: one that takes no packet for that long (a NATS
+    /// client stuck reconnecting) ends the session too.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().keepalive(Duration::from_millis(500), 6);
+    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(3)));
+    /// let never = Tuning::new().keepalive(Duration::from_secs(1), None);
+    /// assert_eq!(never.dead_peer_budget(), None);
+    /// assert!(Tuning::new().keepalive(Duration::from_secs(1), 0).validate().is_err());
+    /// ```
+    pub fn keepalive(mut self, interval: Duration, failures: impl Into<Option<u32>>) -> Self {
+        self.keepalive_interval = interval.max(Duration::from_millis(1));
+        self.keepalive_failures = failures.into();
+        self
+    }
+    /// Delayed acks: ack at once every `frequency` packets, else within `delay`.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// // Ack every 4th packet at once, others within 5 ms.
+    /// let cfg = Tuning::new().ack_policy(Duration::from_millis(5), 4);
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn ack_policy(mut self, delay: Duration, frequency: u32) -> Self {
+        self.max_ack_delay = delay;
+        self.ack_frequency = frequency.max(1);
+        self
+    }
+    /// How long a closed session keeps answering a retransmitted Fin.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().close_linger(Duration::from_millis(500));
+    /// assert!(cfg.validate().is_ok());
+    /// ```
+    pub fn close_linger(mut self, d: Duration) -> Self {
+        self.close_linger = d;
+        self
+    }
+    /// Enables as-soon-as-possible delivery: every data packet as it arrives
+    /// (unordered, possibly duplicated; a batch packet as its messages),
+    /// keeping at most `limit`.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().asap(Some(1000));
+    /// assert!(cfg.validate().is_ok());
+    /// // Some(0) means off, as None does.
+    /// assert_eq!(Tuning::new().asap(Some(0)), Tuning::new());
+    /// ```
+    pub fn asap(mut self, limit: Option<usize>) -> Self {
+        self.asap_limit = limit.filter(|l| *l > 0);
+        self
+    }
+    /// The wire format to speak: [`WireFormat::Go`] to connect to (or
+    /// listen only for) go-sliding-window peers. A `Native` listener still
+    /// answers a Go peer in Go's format.
+    ///
+    /// ```
+    /// use swp::proto::{Config, WireFormat};
+    /// let cfg = Config::new("me", "go.peer").wire_format(WireFormat::Go);
+    /// assert_eq!(cfg.format(), WireFormat::Go);
+    /// ```
+    pub fn wire_format(mut self, format: WireFormat) -> Self {
+        self.wire_format = format;
+        self
+    }
+    /// Whether messages that queue up behind each other may be sent several
+    /// to a packet (docs/PROTOCOL.md §2.4; default on). A message is never
+    /// held back to wait for others: only what is already queued when a
+    /// packet goes out is packed. Used only when the peer announced that it
+    /// accepts batches, never with a Go peer. Turn it off to have exactly
+    /// one message per data packet.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// let cfg = Tuning::new().batch_messages(false);
+    /// assert!(!cfg.batches_messages());
+    /// ```
+    pub fn batch_messages(mut self, on: bool) -> Self {
+        self.batch_messages = on;
+        self
+    }
+    /// Whether message batching is allowed.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert!(Tuning::new().batches_messages());
+    /// ```
+    pub fn batches_messages(&self) -> bool {
+        self.batch_messages
+    }
+    /// The configured wire format.
+    ///
+    /// ```
+    /// use swp::proto::{Tuning, WireFormat};
+    /// assert_eq!(Tuning::new().format(), WireFormat::Native);
+    /// ```
+    pub fn format(&self) -> WireFormat {
+        self.wire_format
+    }
+    /// Receive window in packets.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert_eq!(Tuning::new().window(8, 1 << 20).window_packets(), 8);
+    /// ```
+    pub fn window_packets(&self) -> u64 {
+        self.window_packets
+    }
+    /// Receive window in bytes.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert_eq!(Tuning::new().window(8, 1 << 20).window_bytes(), 1 << 20);
+    /// ```
+    pub fn window_bytes(&self) -> u64 {
+        self.window_bytes
+    }
+    /// Largest payload per packet.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert_eq!(Tuning::new().max_payload(4096).max_payload_bytes(), 4096);
+    /// ```
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload
+    }
+    /// Keepalive interval.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().keepalive(Duration::from_millis(250), 4);
+    /// assert_eq!(cfg.keepalive_interval(), Duration::from_millis(250));
+    /// ```
+    pub fn keepalive_interval(&self) -> Duration {
+        self.keepalive_interval
+    }
+    /// Dead-peer budget: interval × failures, or `None` when disabled.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// use std::time::Duration;
+    /// let cfg = Tuning::new().keepalive(Duration::from_secs(2), 5);
+    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
+    /// ```
+    pub fn dead_peer_budget(&self) -> Option<Duration> {
+        self.keepalive_failures
+            .filter(|&n| n > 0)
+            .map(|n| self.keepalive_interval.saturating_mul(n))
+    }
+
+    /// Checks for values that cannot work.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert!(Tuning::new().validate().is_ok());
+    /// let err = Tuning::new().window(1, 100).validate().unwrap_err();
+    /// assert!(err.to_string().contains("smaller than one packet"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.window_bytes < self.max_payload as u64 {
+            return Err(ConfigError::new(
+                "window in bytes is smaller than one packet's payload: raise the window or lower max_payload",
+            ));
+        }
+        if self.send_buffer_bytes < self.max_payload as u64 {
+            return Err(ConfigError::new(
+                "send buffer is smaller than one packet's payload",
+            ));
+        }
+        if self.min_rto.is_zero() {
+            return Err(ConfigError::new("min RTO must be positive"));
+        }
+        if self.keepalive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "keepalive failures is 0, which would end every session at once: \
+                 use at least 1, or None to disable dead-peer detection",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning::new()
+    }
+}
+
+/// One session's configuration: its addresses (the inbox it receives on
+/// and the peer's) and its engine's [`Tuning`].
+///
+/// The tuning setters are on [`Tuning`]; `Config` forwards each of them so
+/// a one-off session reads as one chain.
+///
+/// ```
+/// use swp::proto::{Config, Tuning};
+/// use std::time::Duration;
+/// let cfg = Config::new("me.inbox", "peer.inbox")
+///     .window(64, 8 << 20)
+///     .keepalive(Duration::from_millis(500), 10);
+/// assert_eq!(cfg.window_packets(), 64);
+/// assert_eq!(cfg.tuning(), &Tuning::new().window(64, 8 << 20).keepalive(Duration::from_millis(500), 10));
+/// assert!(cfg.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub(crate) local_inbox: String,
+    pub(crate) remote_inbox: String,
+    pub(crate) tuning: Tuning,
+}
+
+/// Forwards `Tuning`'s chainable setters, so `Config::new(..).window(..)`
+/// reads as one chain.
+macro_rules! forward_setters {
+    ($($name:ident($($arg:ident: $ty:ty),*);)*) => {
+        $(
+            #[doc = concat!("Sets [`Tuning::", stringify!($name), "`] (see there).")]
+            pub fn $name(mut self, $($arg: $ty),*) -> Self {
+                self.tuning = self.tuning.$name($($arg),*);
+                self
+            }
+        )*
+    };
+}
+
+/// Forwards `Tuning`'s getters.
+macro_rules! forward_getters {
+    ($($name:ident -> $ret:ty;)*) => {
+        $(
+            #[doc = concat!("[`Tuning::", stringify!($name), "`] of this session's tuning.")]
+            pub fn $name(&self) -> $ret {
+                self.tuning.$name()
+            }
+        )*
+    };
+}
+
+impl Config {
+    /// A session listening on `local_inbox` and talking to `remote_inbox`,
+    /// with the default [`Tuning`]. For a passive (listening) session
+    /// `remote_inbox` may be empty: it is learnt from the first Syn.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Tuning};
+    /// let cfg = Config::new("svc.client", "svc.server");
+    /// assert_eq!(cfg.tuning(), &Tuning::default());
+    /// ```
+    pub fn new(local_inbox: impl Into<String>, remote_inbox: impl Into<String>) -> Self {
+        Config {
+            local_inbox: local_inbox.into(),
+            remote_inbox: remote_inbox.into(),
+            tuning: Tuning::new(),
+        }
+    }
+
+    /// Replaces the tuning (e.g. one shared by many sessions).
+    ///
+    /// ```
+    /// use swp::proto::{Config, Tuning};
+    /// let small = Tuning::new().window(16, 1 << 20);
+    /// assert_eq!(Config::new("a", "b").with_tuning(small).window_packets(), 16);
+    /// ```
+    pub fn with_tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// This session's tuning.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// let cfg = Config::new("a", "b").window(16, 1 << 20);
+    /// assert_eq!(cfg.tuning().window_packets(), 16);
+    /// ```
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
     }
 
     /// The inbox this session receives on.
@@ -146,296 +557,10 @@ impl Config {
     pub fn set_remote_inbox(&mut self, inbox: impl Into<String>) {
         self.remote_inbox = inbox.into();
     }
-    /// Largest data payload per packet, in bytes.
+    /// Checks the addresses and the tuning for values that cannot work.
     ///
     /// ```
     /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").max_payload(512 * 1024);
-    /// assert_eq!(cfg.max_payload_bytes(), 512 * 1024);
-    /// // The window must hold at least one packet.
-    /// assert!(cfg.clone().window(64, 256 * 1024).validate().is_err());
-    /// ```
-    pub fn max_payload(mut self, bytes: usize) -> Self {
-        self.max_payload = bytes.max(1);
-        self
-    }
-    /// Receive window: at most `packets` data packets and `bytes` payload
-    /// bytes held for the application (received, not yet read).
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").window(64, 4 << 20);
-    /// assert_eq!((cfg.window_packets(), cfg.window_bytes()), (64, 4 << 20));
-    /// ```
-    pub fn window(mut self, packets: u64, bytes: u64) -> Self {
-        self.window_packets = packets.max(1);
-        self.window_bytes = bytes.max(1);
-        self
-    }
-    /// Most payload bytes buffered on the sending side (queued + unacked).
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").send_buffer(1 << 20);
-    /// assert!(cfg.validate().is_ok());
-    /// assert!(Config::new("me", "peer").send_buffer(1000).validate().is_err()); // < one packet
-    /// ```
-    pub fn send_buffer(mut self, bytes: u64) -> Self {
-        self.send_buffer_bytes = bytes.max(1);
-        self
-    }
-    /// Transport capacity kept free for control packets.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// // Keep 16 messages and 256 KiB of the inbox for acks and keepalives.
-    /// let cfg = Config::new("me", "peer").reserve(16, 256 * 1024);
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn reserve(mut self, packets: u64, bytes: u64) -> Self {
-        self.reserve_packets = packets;
-        self.reserve_bytes = bytes;
-        self
-    }
-    /// RTO before the first RTT sample, and its bounds.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").rto(
-    ///     Duration::from_millis(200), // before any RTT sample
-    ///     Duration::from_millis(5),   // floor
-    ///     Duration::from_secs(5),     // ceiling
-    /// );
-    /// assert!(cfg.validate().is_ok());
-    /// assert!(Config::new("me", "peer").rto(Duration::ZERO, Duration::ZERO, Duration::ZERO).validate().is_err());
-    /// ```
-    pub fn rto(mut self, initial: Duration, min: Duration, max: Duration) -> Self {
-        self.initial_rto = initial;
-        self.min_rto = min;
-        self.max_rto = max.max(min);
-        self
-    }
-    /// Consecutive retransmission timeouts (without any progress) after
-    /// which the session fails.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// // Give up after 5 timeouts in a row with no progress.
-    /// let cfg = Config::new("me", "peer").max_retransmits(5);
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn max_retransmits(mut self, n: u32) -> Self {
-        self.max_retransmits = n.max(1);
-        self
-    }
-    /// Go's TermConfig: fail the session if `limit` retransmission timeouts
-    /// happen within `window`. `None` disables (the default).
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// // As go-swp's TermConfig: 3 timeouts within 10 s end the session.
-    /// let cfg = Config::new("me", "peer").termination(Some((3, Duration::from_secs(10))));
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn termination(mut self, rule: Option<(usize, Duration)>) -> Self {
-        self.term = rule.filter(|(n, _)| *n > 0);
-        self
-    }
-    /// Handshake: per-attempt timeout (the cap of the backoff) and attempts.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// // Up to 3 handshake attempts, each waiting at most 1 s.
-    /// let cfg = Config::new("me", "peer").connect(Duration::from_secs(1), 3);
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn connect(mut self, timeout: Duration, attempts: u32) -> Self {
-        self.connect_timeout = timeout;
-        self.connect_attempts = attempts.max(1);
-        self
-    }
-    /// Keepalive interval, and how many intervals of silence from the peer
-    /// close the session: `Some(n)` (or just `n`), or `None` to disable
-    /// dead-peer detection (the session then waits for its peer for ever
-    /// unless the application closes it). `Some(0)` is refused by
-    /// [`Config::validate`]. The async session applies the same budget to
-    /// its own transport: one that takes no packet for that long (a NATS
-    /// client stuck reconnecting) ends the session too.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_millis(500), 6);
-    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(3)));
-    /// let never = Config::new("me", "peer").keepalive(Duration::from_secs(1), None);
-    /// assert_eq!(never.dead_peer_budget(), None);
-    /// assert!(Config::new("me", "peer").keepalive(Duration::from_secs(1), 0).validate().is_err());
-    /// ```
-    pub fn keepalive(mut self, interval: Duration, failures: impl Into<Option<u32>>) -> Self {
-        self.keepalive_interval = interval.max(Duration::from_millis(1));
-        self.keepalive_failures = failures.into();
-        self
-    }
-    /// Delayed acks: ack at once every `frequency` packets, else within `delay`.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// // Ack every 4th packet at once, others within 5 ms.
-    /// let cfg = Config::new("me", "peer").ack_policy(Duration::from_millis(5), 4);
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn ack_policy(mut self, delay: Duration, frequency: u32) -> Self {
-        self.max_ack_delay = delay;
-        self.ack_frequency = frequency.max(1);
-        self
-    }
-    /// How long a closed session keeps answering a retransmitted Fin.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").close_linger(Duration::from_millis(500));
-    /// assert!(cfg.validate().is_ok());
-    /// ```
-    pub fn close_linger(mut self, d: Duration) -> Self {
-        self.close_linger = d;
-        self
-    }
-    /// Enables as-soon-as-possible delivery: every data packet as it arrives
-    /// (unordered, possibly duplicated; a batch packet as its messages),
-    /// keeping at most `limit`.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").asap(Some(1000));
-    /// assert!(cfg.validate().is_ok());
-    /// // Some(0) means off, as None does.
-    /// assert_eq!(Config::new("me", "peer").asap(Some(0)), Config::new("me", "peer"));
-    /// ```
-    pub fn asap(mut self, limit: Option<usize>) -> Self {
-        self.asap_limit = limit.filter(|l| *l > 0);
-        self
-    }
-    /// The wire format to speak: [`WireFormat::Go`] to connect to (or
-    /// listen only for) go-sliding-window peers. A `Native` listener still
-    /// answers a Go peer in Go's format.
-    ///
-    /// ```
-    /// use swp::proto::{Config, WireFormat};
-    /// let cfg = Config::new("me", "go.peer").wire_format(WireFormat::Go);
-    /// assert_eq!(cfg.format(), WireFormat::Go);
-    /// ```
-    pub fn wire_format(mut self, format: WireFormat) -> Self {
-        self.wire_format = format;
-        self
-    }
-    /// Whether messages that queue up behind each other may be sent several
-    /// to a packet (docs/PROTOCOL.md §2.4; default on). A message is never
-    /// held back to wait for others: only what is already queued when a
-    /// packet goes out is packed. Used only when the peer announced that it
-    /// accepts batches, never with a Go peer. Turn it off to have exactly
-    /// one message per data packet.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// let cfg = Config::new("me", "peer").batch_messages(false);
-    /// assert!(!cfg.batches_messages());
-    /// ```
-    pub fn batch_messages(mut self, on: bool) -> Self {
-        self.batch_messages = on;
-        self
-    }
-    /// Whether message batching is allowed.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// assert!(Config::new("me", "peer").batches_messages());
-    /// ```
-    pub fn batches_messages(&self) -> bool {
-        self.batch_messages
-    }
-    /// The configured wire format.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// use swp::proto::WireFormat;
-    /// assert_eq!(Config::new("me", "peer").format(), WireFormat::Native);
-    /// ```
-    pub fn format(&self) -> WireFormat {
-        self.wire_format
-    }
-    /// Receive window in packets.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// assert_eq!(Config::new("me", "peer").window(8, 1 << 20).window_packets(), 8);
-    /// ```
-    pub fn window_packets(&self) -> u64 {
-        self.window_packets
-    }
-    /// Receive window in bytes.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// assert_eq!(Config::new("me", "peer").window(8, 1 << 20).window_bytes(), 1 << 20);
-    /// ```
-    pub fn window_bytes(&self) -> u64 {
-        self.window_bytes
-    }
-    /// Largest payload per packet.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// assert_eq!(Config::new("me", "peer").max_payload(4096).max_payload_bytes(), 4096);
-    /// ```
-    pub fn max_payload_bytes(&self) -> usize {
-        self.max_payload
-    }
-    /// Keepalive interval.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_millis(250), 4);
-    /// assert_eq!(cfg.keepalive_interval(), Duration::from_millis(250));
-    /// ```
-    pub fn keepalive_interval(&self) -> Duration {
-        self.keepalive_interval
-    }
-    /// Dead-peer budget: interval × failures, or `None` when disabled.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
-    /// let cfg = Config::new("me", "peer").keepalive(Duration::from_secs(2), 5);
-    /// assert_eq!(cfg.dead_peer_budget(), Some(Duration::from_secs(10)));
-    /// ```
-    pub fn dead_peer_budget(&self) -> Option<Duration> {
-        self.keepalive_failures
-            .filter(|&n| n > 0)
-            .map(|n| self.keepalive_interval.saturating_mul(n))
-    }
-
-    /// Checks the configuration for values that cannot work.
-    ///
-    /// ```
-    /// use swp::proto::Config;
-    /// use std::time::Duration;
     /// assert!(Config::new("me", "peer").validate().is_ok());
     /// let err = Config::new("", "peer").validate().unwrap_err();
     /// assert!(err.to_string().contains("local inbox is empty"));
@@ -451,26 +576,34 @@ impl Config {
             check_subject(&self.remote_inbox)
                 .map_err(|e| ConfigError(format!("destination inbox {e}")))?;
         }
-        if self.window_bytes < self.max_payload as u64 {
-            return Err(ConfigError::new(
-                "window in bytes is smaller than one packet's payload: raise the window or lower max_payload",
-            ));
-        }
-        if self.send_buffer_bytes < self.max_payload as u64 {
-            return Err(ConfigError::new(
-                "send buffer is smaller than one packet's payload",
-            ));
-        }
-        if self.min_rto.is_zero() {
-            return Err(ConfigError::new("min RTO must be positive"));
-        }
-        if self.keepalive_failures == Some(0) {
-            return Err(ConfigError::new(
-                "keepalive failures is 0, which would end every session at once: \
-                 use at least 1, or None to disable dead-peer detection",
-            ));
-        }
-        Ok(())
+        self.tuning.validate()
+    }
+
+    forward_setters! {
+        max_payload(bytes: usize);
+        window(packets: u64, bytes: u64);
+        send_buffer(bytes: u64);
+        reserve(packets: u64, bytes: u64);
+        rto(initial: Duration, min: Duration, max: Duration);
+        max_retransmits(n: u32);
+        termination(rule: Option<(usize, Duration)>);
+        connect(timeout: Duration, attempts: u32);
+        keepalive(interval: Duration, failures: impl Into<Option<u32>>);
+        ack_policy(delay: Duration, frequency: u32);
+        close_linger(d: Duration);
+        asap(limit: Option<usize>);
+        wire_format(format: WireFormat);
+        batch_messages(on: bool);
+    }
+
+    forward_getters! {
+        batches_messages -> bool;
+        format -> WireFormat;
+        window_packets -> u64;
+        window_bytes -> u64;
+        max_payload_bytes -> usize;
+        keepalive_interval -> Duration;
+        dead_peer_budget -> Option<Duration>;
     }
 }
 

@@ -304,7 +304,11 @@ impl Connection {
 
     fn new(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let rtt = RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto);
+        let rtt = RttEstimator::new(
+            cfg.tuning.initial_rto,
+            cfg.tuning.min_rto,
+            cfg.tuning.max_rto,
+        );
         let mut c = Connection {
             dialect: Dialect::Native,
             wall_epoch_ns: 0,
@@ -317,8 +321,12 @@ impl Connection {
             // "nothing" in `ts_echo`.
             epoch: now.checked_sub(Duration::from_micros(1)).unwrap_or(now),
             rtt,
-            snd: SendState::new(cfg.max_payload, cfg.send_buffer_bytes),
-            rcv: RecvState::new(cfg.window_packets, cfg.window_bytes, cfg.asap_limit),
+            snd: SendState::new(cfg.tuning.max_payload, cfg.tuning.send_buffer_bytes),
+            rcv: RecvState::new(
+                cfg.tuning.window_packets,
+                cfg.tuning.window_bytes,
+                cfg.tuning.asap_limit,
+            ),
             timers: TimerTable::default(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -349,7 +357,7 @@ impl Connection {
             peer_rtt: (0, 0, 0),
             cfg,
         };
-        if c.cfg.wire_format == WireFormat::Go {
+        if c.cfg.tuning.wire_format == WireFormat::Go {
             c.speak_go();
         }
         Ok(c)
@@ -361,7 +369,11 @@ impl Connection {
         Handshake {
             attempts: 1,
             started: now,
-            interval: self.cfg.initial_rto.min(self.cfg.connect_timeout),
+            interval: self
+                .cfg
+                .tuning
+                .initial_rto
+                .min(self.cfg.tuning.connect_timeout),
             close_requested: false,
         }
     }
@@ -871,8 +883,8 @@ impl Connection {
             tracing::debug!("transport capacity changed after the handshake; ignored");
             return;
         }
-        let p = packets.map(|p| p.saturating_sub(self.cfg.reserve_packets).max(1));
-        let b = bytes.map(|b| b.saturating_sub(self.cfg.reserve_bytes).max(1));
+        let p = packets.map(|p| p.saturating_sub(self.cfg.tuning.reserve_packets).max(1));
+        let b = bytes.map(|b| b.saturating_sub(self.cfg.tuning.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
     }
 
@@ -909,7 +921,7 @@ impl Connection {
     /// assert_eq!(pair.a.stats().data.packets_sent, 5); // 1000 bytes each
     /// ```
     pub fn set_max_payload(&mut self, bytes: usize) {
-        self.cfg.max_payload = bytes.max(1);
+        self.cfg.tuning.max_payload = bytes.max(1);
         self.snd.set_max_payload(bytes);
     }
 
@@ -1004,7 +1016,7 @@ impl Connection {
     /// ```
     pub fn max_message_size(&self) -> Option<u64> {
         let (pkts, bytes) = self.snd.peer_capacity?;
-        let per_packet = self.cfg.max_payload as u64;
+        let per_packet = self.cfg.tuning.max_payload as u64;
         // A message is cut into packets of max_payload when it is queued and
         // those are never split again, so it needs ceil(len / max_payload)
         // of the peer's packet slots and len of its bytes: a message within
@@ -1012,6 +1024,7 @@ impl Connection {
         // messages can never be left with a window full of an unfinished one.
         let mut max = self
             .cfg
+            .tuning
             .send_buffer_bytes
             .min(bytes)
             .min(pkts.saturating_mul(per_packet));
@@ -1196,7 +1209,11 @@ impl Connection {
     }
 
     fn after_read(&mut self, _n: u64) {
-        if self.is_established() && self.rcv.window_update_due(self.cfg.max_payload as u64) {
+        if self.is_established()
+            && self
+                .rcv
+                .window_update_due(self.cfg.tuning.max_payload as u64)
+        {
             self.ack_immediate = true;
             self.stats.wire.window_updates_sent += 1;
         }
@@ -1312,7 +1329,7 @@ impl Connection {
     // inputs
 
     /// Handles one packet's bytes from the transport. Malformed packets are
-    /// counted in [`Stats::dropped_invalid`] and dropped; this never fails.
+    /// counted in [`DropStats::invalid`](super::stats::DropStats::invalid) and dropped; this never fails.
     ///
     /// ```
     /// use swp::proto::{Config, Connection};
@@ -1505,7 +1522,8 @@ impl Connection {
             if p.kind == Kind::Fin && self.rcv.fin == Some(p.seq) {
                 self.pending.finack = Some(p.seq);
                 if self.timers.is_armed(Timer::Linger) {
-                    self.timers.set(Timer::Linger, now + self.cfg.close_linger);
+                    self.timers
+                        .set(Timer::Linger, now + self.cfg.tuning.close_linger);
                 }
             }
             return;
@@ -1522,7 +1540,7 @@ impl Connection {
         // longer than a keepalive interval, or heard to hear us again after
         // timeouts it did not answer: an outage ended (§8).
         let silence_ended = self.silent_timeouts > 0
-            && now.saturating_duration_since(self.last_heard) > self.cfg.keepalive_interval;
+            && now.saturating_duration_since(self.last_heard) > self.cfg.tuning.keepalive_interval;
         self.accept_common(now, &p);
         let path_back = silence_ended || std::mem::take(&mut self.heard_back_after_timeouts);
         if p.kind == Kind::Reset {
@@ -1617,7 +1635,7 @@ impl Connection {
         if matches!(p.kind, Kind::Syn | Kind::SynAck) {
             // Batches only to a peer that said it reads them.
             self.snd.set_batching(
-                self.cfg.batch_messages && self.dialect.batches() && p.has(flags::BATCH_OK),
+                self.cfg.tuning.batch_messages && self.dialect.batches() && p.has(flags::BATCH_OK),
             );
         }
         if self.dialect.acks_only_what_is_read() {
@@ -1822,7 +1840,7 @@ impl Connection {
 
     fn arm_tail_probe(&mut self, now: Instant) {
         if let Some(srtt) = self.rtt.srtt() {
-            let pto = (srtt * 2 + self.cfg.max_ack_delay).max(Duration::from_millis(1));
+            let pto = (srtt * 2 + self.cfg.tuning.max_ack_delay).max(Duration::from_millis(1));
             if now + pto < self.timers.get(Timer::Retransmit).unwrap_or(now + pto) {
                 self.timers.set(Timer::TailProbe, now + pto);
                 return;
@@ -1846,7 +1864,7 @@ impl Connection {
                 return;
             }
         }
-        let asap = self.cfg.asap_limit.is_some();
+        let asap = self.cfg.tuning.asap_limit.is_some();
         let eom = p.has(flags::EOM);
         let (payload, len) = if p.has(flags::BATCH) && self.dialect.batches() {
             match batch::split(&p.data) {
@@ -1899,12 +1917,12 @@ impl Connection {
                 self.ack_immediate = true;
             }
         }
-        if p.flags & flags::ACK_NOW != 0 || self.ack_pending >= self.cfg.ack_frequency {
+        if p.flags & flags::ACK_NOW != 0 || self.ack_pending >= self.cfg.tuning.ack_frequency {
             self.ack_immediate = true;
         }
         if !self.ack_immediate {
             self.timers
-                .set_if_earlier(Timer::AckDelay, now + self.cfg.max_ack_delay);
+                .set_if_earlier(Timer::AckDelay, now + self.cfg.tuning.max_ack_delay);
         }
     }
 
@@ -1959,12 +1977,16 @@ impl Connection {
     /// Go mode: how long a peer that acknowledged our Fin must stay silent
     /// before we take it as gone (it keeps sending keepalives while alive).
     fn go_quiet(&self) -> Duration {
-        self.cfg.close_linger.max(self.cfg.keepalive_interval * 2)
+        self.cfg
+            .tuning
+            .close_linger
+            .max(self.cfg.tuning.keepalive_interval * 2)
     }
 
     /// Fin retransmissions allowed before giving up.
     fn fin_retry_limit(&self) -> u32 {
-        self.dialect.fin_retry_limit(self.cfg.max_retransmits)
+        self.dialect
+            .fin_retry_limit(self.cfg.tuning.max_retransmits)
     }
 
     fn check_done(&mut self, now: Instant) {
@@ -1997,7 +2019,8 @@ impl Connection {
             ..Pending::default()
         };
         if normal {
-            self.timers.set(Timer::Linger, now + self.cfg.close_linger);
+            self.timers
+                .set(Timer::Linger, now + self.cfg.tuning.close_linger);
         } else if !send_reset && self.pending.finack.is_none() {
             self.set_drained();
         }
@@ -2116,8 +2139,11 @@ impl Connection {
     /// backoff, at most one keepalive interval.
     fn answer_time(&self) -> Duration {
         self.rtt.base_rto().clamp(
-            self.cfg.min_rto,
-            self.cfg.keepalive_interval.max(self.cfg.min_rto),
+            self.cfg.tuning.min_rto,
+            self.cfg
+                .tuning
+                .keepalive_interval
+                .max(self.cfg.tuning.min_rto),
         )
     }
 
@@ -2126,7 +2152,7 @@ impl Connection {
     /// and our first keepalive after it ends goes up to an interval later)
     /// and the time its answer takes.
     fn liveness_grace(&self) -> Duration {
-        self.cfg.keepalive_interval + self.answer_time()
+        self.cfg.tuning.keepalive_interval + self.answer_time()
     }
 
     /// True once nothing we sent has been acknowledged for the dead-peer
@@ -2198,7 +2224,7 @@ impl Connection {
             return;
         };
         let passive = matches!(self.phase, Phase::SynReceived(_));
-        if h.attempts >= self.cfg.connect_attempts {
+        if h.attempts >= self.cfg.tuning.connect_attempts {
             let attempts = h.attempts;
             let elapsed = now.saturating_duration_since(h.started);
             // A passive side knows the peer: tell it (its SynAck may have got
@@ -2216,7 +2242,7 @@ impl Connection {
             );
             return;
         }
-        let connect_timeout = self.cfg.connect_timeout;
+        let connect_timeout = self.cfg.tuning.connect_timeout;
         let Some(h) = self.phase.handshake_mut() else {
             return;
         };
@@ -2247,7 +2273,7 @@ impl Connection {
         if !std::mem::take(&mut self.heard_since_timeout) {
             self.silent_timeouts += 1;
         }
-        let tries_out = self.rto_streak > self.cfg.max_retransmits;
+        let tries_out = self.rto_streak > self.cfg.tuning.max_retransmits;
         if self.give_up_retransmitting(now, tries_out) {
             let reason = if tries_out {
                 CloseReason::RetransmitLimit {
@@ -2259,7 +2285,7 @@ impl Connection {
             self.finish(now, reason, true);
             return;
         }
-        if let Some((limit, window)) = self.cfg.term {
+        if let Some((limit, window)) = self.cfg.tuning.term {
             self.term_ring.push_back(now);
             while self.term_ring.len() > limit {
                 self.term_ring.pop_front();
@@ -2381,7 +2407,7 @@ impl Connection {
         } else {
             self.timers.set(
                 Timer::KeepAlive,
-                self.last_asked + self.cfg.keepalive_interval,
+                self.last_asked + self.cfg.tuning.keepalive_interval,
             );
         }
         match self.cfg.dead_peer_budget() {
@@ -2393,8 +2419,10 @@ impl Connection {
         if self.snd.window_blocked() && !self.snd.has_outstanding() {
             if !self.timers.is_armed(Timer::Persist) {
                 let d = self.rtt.rto() * (1 << self.persist_backoff);
-                self.timers
-                    .set(Timer::Persist, now + d.min(self.cfg.keepalive_interval));
+                self.timers.set(
+                    Timer::Persist,
+                    now + d.min(self.cfg.tuning.keepalive_interval),
+                );
             }
         } else {
             self.timers.stop(Timer::Persist);
@@ -2583,7 +2611,7 @@ impl Connection {
             p.seq = self.snd.snd_nxt;
             // Never wait longer than a quarter linger: a peer that already
             // closed answers retransmitted Fins only while it lingers.
-            let wait = self.rtt.rto().min(self.cfg.close_linger / 4);
+            let wait = self.rtt.rto().min(self.cfg.tuning.close_linger / 4);
             self.timers.set(Timer::Fin, now + wait);
             self.pending.keepalive = false;
             return Some(self.with_ack(p));

@@ -31,11 +31,13 @@ mod str;
 mod timer;
 
 pub use codec::{DecodeError, WireFormat};
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, Tuning};
 pub use connection::{Connection, Event, MessageId, Recv};
 pub use error::{CloseReason, MAX_RESET_MESSAGE, ReadError, ResetCode, WriteError};
 pub use packet::{Kind, Packet, Transmit, flags};
 pub use phase::State;
 pub use rtt::RttEstimator;
-pub use stats::Stats;
+pub use stats::{
+    AppStats, DataStats, DropStats, LossStats, RttStats, Stats, WindowStats, WireStats,
+};
 pub use str::Str;

@@ -29,7 +29,7 @@ pub(super) async fn subscribe_within_connect_budget(
     transport: &dyn Transport,
     cfg: &Config,
 ) -> Result<Incoming, SessionError> {
-    let budget = cfg.connect_timeout * cfg.connect_attempts;
+    let budget = cfg.tuning.connect_timeout * cfg.tuning.connect_attempts;
     match tokio::time::timeout(budget, transport.subscribe(cfg.local_inbox())).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(TransportError::Subscribe {
@@ -37,7 +37,7 @@ pub(super) async fn subscribe_within_connect_budget(
             reason: format!(
                 "not confirmed within the connect budget ({} x {:?}); is the NATS server \
                  reachable? (the client may be trying to reconnect)",
-                cfg.connect_attempts, cfg.connect_timeout
+                cfg.tuning.connect_attempts, cfg.tuning.connect_timeout
             ),
             source: None,
         }
