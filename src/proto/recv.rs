@@ -406,3 +406,165 @@ impl RecvState {
         was_shut || grew_p * 4 >= self.cap_packets || grew_b * 4 >= self.cap_bytes
     }
 }
+
+/// Scripted packet-in / state-out tests of the receiving half alone, one
+/// rule each (smoltcp style): the numbers in each script are the contract.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(b: &'static [u8]) -> Payload {
+        Payload::One(Bytes::from_static(b))
+    }
+
+    /// A receiver with a window of `p` packets / `b` bytes that has sent its
+    /// first advertisement.
+    fn rx(p: u64, b: u64) -> RecvState {
+        let mut r = RecvState::new(p, b, None);
+        r.on_advertised(r.adv_seq, r.adv_bytes);
+        r
+    }
+
+    #[test]
+    fn in_order_out_of_order_gap_fill_duplicate() {
+        let mut r = rx(8, 1000);
+        assert_eq!(r.on_data(0, one(b"aa"), 2, false), DataOutcome::InOrder);
+        assert_eq!(r.on_data(2, one(b"cc"), 6, false), DataOutcome::OutOfOrder);
+        assert_eq!(r.on_data(2, one(b"cc"), 6, false), DataOutcome::Duplicate);
+        assert_eq!((r.rcv_nxt, r.highest_seen(), r.has_gap()), (1, 3, true));
+        assert_eq!(r.on_data(1, one(b"bb"), 4, false), DataOutcome::FilledGap);
+        assert_eq!((r.rcv_nxt, r.bytes_in_order, r.has_gap()), (3, 6, false));
+        assert_eq!(r.on_data(0, one(b"aa"), 2, false), DataOutcome::Duplicate);
+        let mut buf = [0u8; 16];
+        let n = r.read(&mut buf);
+        assert_eq!(&buf[..n], b"aabbcc");
+    }
+
+    #[test]
+    fn data_beyond_the_advertised_window_is_refused_by_seq_and_by_bytes() {
+        let mut r = rx(2, 10);
+        assert_eq!((r.adv_seq, r.adv_bytes), (2, 10));
+        assert_eq!(r.on_data(2, one(b"x"), 1, false), DataOutcome::BeyondWindow);
+        assert_eq!(
+            r.on_data(0, one(b"0123456789a"), 11, false),
+            DataOutcome::BeyondWindow
+        );
+        // The last packet and the last byte the window admits are taken.
+        assert_eq!(
+            r.on_data(1, one(b"0123456789"), 10, false),
+            DataOutcome::OutOfOrder
+        );
+        assert_eq!(r.on_data(0, one(b""), 0, false), DataOutcome::FilledGap);
+        // A Go sender may overshoot the byte edge by the slack it is given.
+        let mut g = rx(4, 10);
+        g.byte_slack = 5;
+        assert_eq!(
+            g.on_data(0, one(b"0123456789abcde"), 15, false),
+            DataOutcome::InOrder
+        );
+        assert_eq!(
+            g.on_data(1, one(b"f"), 16, false),
+            DataOutcome::BeyondWindow
+        );
+    }
+
+    #[test]
+    fn the_window_opens_as_the_application_reads_and_never_shrinks() {
+        let mut r = rx(2, 100);
+        r.on_data(0, one(b"abc"), 3, false);
+        r.on_data(1, one(b"def"), 6, false);
+        assert_eq!(r.window_packets_free(), 0);
+        assert!(!r.window_update_due(10), "nothing read: nothing to tell");
+        let mut buf = [0u8; 3];
+        assert_eq!(r.read(&mut buf), 3);
+        assert_eq!((r.consumed_seq, r.adv_seq, r.adv_bytes), (1, 3, 103));
+        assert!(
+            r.window_update_due(10),
+            "the window was shut: say it opened"
+        );
+        r.on_advertised(r.adv_seq, r.adv_bytes);
+        // A smaller transport capacity later cannot retract the promise.
+        r.set_transport_capacity(Some(1), Some(10));
+        assert_eq!((r.adv_seq, r.adv_bytes), (3, 103));
+        assert_eq!(r.capacity(), (1, 10));
+    }
+
+    #[test]
+    fn sack_ranges_cover_every_hole_newest_first_when_they_do_not_all_fit() {
+        let mut r = rx(1000, 1 << 20);
+        r.on_data(0, one(b"a"), 1, false);
+        for seq in [2, 3, 5] {
+            r.on_data(seq, one(b"a"), seq + 1, false);
+        }
+        assert_eq!(r.sack_ranges(), vec![(2, 4), (5, 6)]);
+        // More holes than ranges fit: the newest arrival's range comes first.
+        let mut r = rx(1000, 1 << 20);
+        let n = MAX_SACK_RANGES as u64 + 4;
+        for i in 0..n {
+            r.on_data(2 * i + 1, one(b"a"), 2 * i + 2, false);
+        }
+        let newest = 2 * (n - 1) + 1;
+        r.on_data(newest - 2, one(b"a"), newest - 1, false); // a re-arrival: duplicate
+        let ranges = r.sack_ranges();
+        assert_eq!(ranges.len(), MAX_SACK_RANGES);
+        assert_eq!(ranges[0], (newest, newest + 1));
+        assert_eq!(ranges[1], (1, 2), "then the others, lowest first");
+    }
+
+    #[test]
+    fn messages_come_whole_and_pieces_join_and_batches_split() {
+        let mut r = rx(8, 1000);
+        r.on_data(0, one(b"he"), 2, false);
+        assert!(!r.has_message() && r.recv_message().is_none());
+        r.on_data(1, one(b"llo"), 5, true);
+        assert_eq!(r.recv_message().unwrap(), "hello");
+        let parts = vec![
+            Bytes::from_static(b"x"),
+            Bytes::new(),
+            Bytes::from_static(b"yz"),
+        ];
+        assert_eq!(
+            r.on_data(2, Payload::Batch(parts), 8, true),
+            DataOutcome::InOrder
+        );
+        assert_eq!(r.recv_message().unwrap(), "x");
+        assert_eq!(
+            r.recv_message().unwrap(),
+            "",
+            "a zero-length message is a message"
+        );
+        assert_eq!(
+            r.consumed_seq, 2,
+            "the batch's slot is freed by its last message"
+        );
+        assert_eq!(r.recv_message().unwrap(), "yz");
+        assert_eq!(r.consumed_seq, 3);
+    }
+
+    #[test]
+    fn a_window_full_of_one_unfinished_message_is_detected() {
+        let mut r = rx(2, 100);
+        r.on_data(0, one(b"a"), 1, false);
+        assert!(!r.message_cannot_end());
+        r.on_data(1, one(b"b"), 2, false);
+        assert!(r.message_cannot_end());
+    }
+
+    #[test]
+    fn the_asap_queue_keeps_the_newest_and_counts_what_it_drops() {
+        let mut r = RecvState::new(8, 1000, Some(2));
+        r.on_advertised(r.adv_seq, r.adv_bytes);
+        for (seq, b) in [b"1", b"2", b"3"].iter().enumerate() {
+            r.on_data(
+                seq as u64,
+                Payload::One(Bytes::from_static(*b)),
+                seq as u64 + 1,
+                true,
+            );
+        }
+        assert_eq!(r.asap_dropped, 1);
+        assert_eq!(r.pop_asap().unwrap(), "2");
+        assert_eq!(r.pop_asap().unwrap(), "3");
+        assert!(r.pop_asap().is_none());
+    }
+}

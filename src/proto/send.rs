@@ -631,3 +631,200 @@ impl SendState {
         false
     }
 }
+
+/// Scripted tests of the sending half alone (smoltcp style): a script of
+/// writes, window advertisements and acks, and what must come out.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> Instant {
+        crate::testkit::epoch()
+    }
+
+    fn rtt() -> RttEstimator {
+        RttEstimator::new(
+            Duration::from_millis(500),
+            Duration::from_millis(10),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// A sender of 100-byte packets whose peer offered `p` packets and `b`
+    /// bytes.
+    fn tx(p: u64, b: u64) -> SendState {
+        let mut s = SendState::new(100, 1 << 20);
+        s.on_window(p, b, 0);
+        s
+    }
+
+    /// Sends everything the window admits; returns the seqs sent.
+    fn drain(s: &mut SendState, now: Instant) -> Vec<u64> {
+        std::iter::from_fn(|| s.next(now, true).map(|o| o.seq)).collect()
+    }
+
+    #[test]
+    fn the_peer_window_is_never_exceeded_and_reopens_by_advertisement() {
+        let mut s = tx(3, 1 << 20);
+        assert_eq!(s.write(&[7; 1000]), 1000);
+        assert_eq!(drain(&mut s, t0()), vec![0, 1, 2]);
+        assert!(s.window_blocked());
+        // An older, smaller advertisement arriving late shrinks nothing.
+        s.on_window(2, 100, 0);
+        assert_eq!(s.peer_wnd_seq, 3);
+        s.on_window(5, 1 << 20, 2);
+        assert_eq!(drain(&mut s, t0()), vec![3, 4]);
+        assert_eq!(s.peer_capacity, Some((3, 1 << 20)), "learnt from the first");
+    }
+
+    #[test]
+    fn stream_bytes_wait_for_a_full_packet_of_window_while_data_is_in_flight() {
+        let mut s = tx(10, 150);
+        s.write(&[1; 300]);
+        assert_eq!(drain(&mut s, t0()), vec![0], "50 bytes of room: no sliver");
+        let mut r = rtt();
+        s.on_ack(t0(), 1, &[], None, &mut r);
+        // Nothing in flight any more: the sliver goes (it is all there is).
+        let o = s.next(t0(), true).unwrap();
+        assert_eq!((o.seq, o.len), (1, 50));
+    }
+
+    #[test]
+    fn a_message_piece_is_never_split_to_fit_the_window() {
+        let mut s = tx(10, 150);
+        s.push_message(Bytes::from(vec![1; 100]));
+        s.push_message(Bytes::from(vec![2; 100]));
+        assert_eq!(drain(&mut s, t0()), vec![0]);
+        assert!(
+            s.window_blocked(),
+            "the second needs 100 bytes, 50 are free"
+        );
+        // A Go peer only checks that one byte is free, once nothing is in flight.
+        let mut g = tx(10, 150);
+        g.overshoot_ok = true;
+        g.push_message(Bytes::from(vec![1; 100]));
+        g.push_message(Bytes::from(vec![2; 100]));
+        assert_eq!(drain(&mut g, t0()), vec![0]);
+        g.on_ack(t0(), 1, &[], None, &mut rtt());
+        let o = g.next(t0(), true).unwrap();
+        assert_eq!((o.seq, o.len, o.eom), (1, 100, true));
+    }
+
+    #[test]
+    fn small_messages_travel_as_one_batch_only_when_the_peer_reads_batches() {
+        for batching in [false, true] {
+            let mut s = tx(10, 1 << 20);
+            s.set_batching(batching);
+            for m in ["a", "bb", "ccc"] {
+                s.push_message(Bytes::from(m));
+            }
+            let sent: Vec<Outgoing> = std::iter::from_fn(|| s.next(t0(), true)).collect();
+            if batching {
+                assert_eq!(sent.len(), 1);
+                assert!(sent[0].batch && sent[0].eom);
+                assert_eq!(sent[0].len, 6, "stream bytes, not the length prefixes");
+            } else {
+                assert_eq!(
+                    sent.iter().map(|o| o.len).collect::<Vec<_>>(),
+                    vec![1, 2, 3]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_ack_of_data_never_sent_is_bogus_and_changes_nothing() {
+        let mut s = tx(10, 1 << 20);
+        s.write(&[0; 200]);
+        drain(&mut s, t0());
+        let out = s.on_ack(t0(), 3, &[], None, &mut rtt());
+        assert!(out.bogus && !out.progressed);
+        assert_eq!((s.snd_una, s.outstanding()), (0, 2));
+    }
+
+    #[test]
+    fn sacked_packets_are_not_resent_and_rack_marks_the_holes_before_them() {
+        let mut s = tx(10, 1 << 20);
+        s.write(&[0; 500]);
+        let t = t0();
+        for (i, seq) in drain(&mut s, t).into_iter().enumerate() {
+            assert_eq!(seq, i as u64);
+        }
+        // Sent 1 ms apart: 0..5 at t+0..4 ms (re-stamp to script the times).
+        for (i, p) in s.in_flight.iter_mut().enumerate() {
+            p.sent_at = t + Duration::from_millis(i as u64);
+        }
+        let now = t + Duration::from_millis(20);
+        let mut r = rtt();
+        // Packet 0 acked; 3 and 4 selectively: 1 and 2 are holes.
+        let out = s.on_ack(now, 1, &[(3, 5)], None, &mut r);
+        assert!(out.progressed);
+        assert_eq!(out.newly_acked, 3);
+        assert_eq!((s.outstanding(), s.in_flight_bytes()), (2, 200));
+        assert_eq!(r.samples(), 1, "one RTT sample per ack (Karn, newest)");
+        let mut lost = 0;
+        // Within the reordering window nothing is lost yet ...
+        let recheck = s.detect_lost(now, Duration::from_millis(50), &mut lost);
+        assert_eq!(lost, 0);
+        assert_eq!(recheck, Some(t + Duration::from_millis(51)));
+        // ... after it, exactly the holes.
+        assert!(s.detect_lost(now, Duration::ZERO, &mut lost).is_none());
+        assert_eq!(lost, 2);
+        let resent: Vec<_> = std::iter::from_fn(|| s.next(now, true)).collect();
+        assert_eq!(resent.iter().map(|o| o.seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(
+            resent
+                .iter()
+                .all(|o| o.loss == Some(LossKind::Fast) && o.retries == 1)
+        );
+        // Repaired: everything acked, and no sample from retransmissions
+        // without an echo (Karn).
+        let out = s.on_ack(now + Duration::from_millis(5), 5, &[], None, &mut r);
+        assert!(out.progressed && s.all_acked());
+        assert_eq!(r.samples(), 1);
+    }
+
+    #[test]
+    fn an_echo_samples_the_path_when_every_packet_acked_was_retransmitted() {
+        let mut s = tx(10, 1 << 20);
+        s.write(&[0; 100]);
+        drain(&mut s, t0());
+        assert_eq!(s.on_rto(), 1);
+        let t1 = t0() + Duration::from_millis(500);
+        assert_eq!(s.next(t1, true).unwrap().loss, Some(LossKind::Timeout));
+        let mut r = rtt();
+        let now = t1 + Duration::from_millis(30);
+        s.on_ack(now, 1, &[], Some(t1), &mut r);
+        assert_eq!(r.samples(), 1);
+        assert_eq!(r.srtt(), Some(Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn a_timeout_resends_only_the_oldest_and_a_probe_the_newest_unacked() {
+        let mut s = tx(10, 1 << 20);
+        s.write(&[0; 400]);
+        drain(&mut s, t0());
+        s.on_ack(t0(), 0, &[(0, 1)], None, &mut rtt());
+        assert_eq!(s.on_rto(), 1);
+        assert!(s.on_tail_probe());
+        let resent: Vec<_> = std::iter::from_fn(|| s.next(t0(), true)).collect();
+        let got: Vec<_> = resent.iter().map(|o| (o.seq, o.loss)).collect();
+        assert_eq!(
+            got,
+            vec![(1, Some(LossKind::Timeout)), (3, Some(LossKind::Probe))],
+            "0 was sacked: the oldest unacked is 1"
+        );
+    }
+
+    #[test]
+    fn the_send_buffer_bounds_what_the_application_may_hand_over() {
+        let mut s = SendState::new(100, 250);
+        s.on_window(100, 1 << 20, 0);
+        assert_eq!(s.write(&[0; 1000]), 250);
+        assert_eq!(s.buffer_space(), 0);
+        drain(&mut s, t0());
+        assert_eq!(s.buffer_space(), 0, "in flight still counts");
+        s.on_ack(t0(), 3, &[], None, &mut rtt());
+        assert_eq!(s.buffer_space(), 250);
+    }
+}
