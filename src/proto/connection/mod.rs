@@ -2648,3 +2648,6 @@ impl Connection {
         None
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,289 @@
+//! Scripted tests of the engine, one per state and rule (smoltcp style):
+//! packets are written by hand, fed in, and what comes out is checked field
+//! by field. The simulator tests (tests/) cover the same engine end to end.
+
+use super::*;
+use crate::proto::codec;
+
+const A: &str = "a.inbox";
+const B: &str = "b.inbox";
+const PEER_NONCE: &str = "peer-nonce";
+
+fn t0() -> Instant {
+    crate::testkit::epoch()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Everything the engine wants to send now, decoded.
+fn out(c: &mut Connection, now: Instant) -> Vec<Packet> {
+    std::iter::from_fn(|| c.poll_transmit(now))
+        .map(|t| codec::decode(&t.payload).expect("the engine's own packets decode"))
+        .collect()
+}
+
+fn kinds(ps: &[Packet]) -> Vec<Kind> {
+    ps.iter().map(|p| p.kind).collect()
+}
+
+fn feed(c: &mut Connection, now: Instant, p: &Packet) {
+    c.handle_packet(now, codec::encode(p));
+}
+
+/// A packet from the peer (B) to `c` (A), after the handshake.
+fn from_peer(c: &Connection, kind: Kind) -> Packet {
+    let mut p = Packet::new(kind);
+    p.from = B.into();
+    p.dest = A.into();
+    p.from_nonce = PEER_NONCE.into();
+    p.dest_nonce = c.local_nonce().into();
+    p.wnd_seq = 64;
+    p.wnd_bytes = 1 << 20;
+    p
+}
+
+/// A listener on B that heard a Syn from A.
+fn syn_from(from: &str) -> Packet {
+    let mut syn = Packet::new(Kind::Syn);
+    syn.from = from.into();
+    syn.dest = B.into();
+    syn.from_nonce = PEER_NONCE.into();
+    syn.wnd_seq = 64;
+    syn.wnd_bytes = 1 << 20;
+    syn
+}
+
+/// A connected to B (the peer scripted by hand): returns A established.
+fn established() -> Connection {
+    let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+    let syn = out(&mut a, t0());
+    assert_eq!(kinds(&syn), vec![Kind::Syn]);
+    let mut synack = from_peer(&a, Kind::SynAck);
+    synack.ts_echo = syn[0].ts;
+    feed(&mut a, t0(), &synack);
+    assert_eq!(a.state(), State::Established);
+    assert_eq!(kinds(&out(&mut a, t0())), vec![Kind::EstabAck]);
+    while a.poll_event().is_some() {}
+    a
+}
+
+#[test]
+fn listen_answers_only_a_syn_and_its_synack_carries_both_nonces() {
+    let mut b = Connection::listen(Config::new(B, ""), t0(), 2).unwrap();
+    let mut stray = syn_from(A);
+    stray.kind = Kind::Data;
+    feed(&mut b, t0(), &stray);
+    assert_eq!(b.stats().dropped.unexpected, 1);
+    assert!(
+        out(&mut b, t0()).is_empty(),
+        "a listener speaks when spoken to"
+    );
+    feed(&mut b, t0(), &syn_from(A));
+    assert_eq!(b.state(), State::SynReceived);
+    let sa = out(&mut b, t0());
+    assert_eq!(kinds(&sa), vec![Kind::SynAck]);
+    assert_eq!(
+        (sa[0].dest.as_str(), sa[0].dest_nonce.as_str()),
+        (A, PEER_NONCE)
+    );
+    assert_eq!(sa[0].from_nonce.as_str(), b.local_nonce());
+    assert!(
+        sa[0].has(flags::BATCH_OK),
+        "a native listener reads batches"
+    );
+    assert!(
+        sa[0].wnd_seq > 0 && sa[0].wnd_bytes > 0,
+        "its window goes with it"
+    );
+}
+
+#[test]
+fn a_listener_for_one_peer_drops_a_syn_from_another_inbox() {
+    let mut b = Connection::listen(Config::new(B, A), t0(), 2).unwrap();
+    feed(&mut b, t0(), &syn_from("intruder"));
+    assert_eq!((b.state(), b.stats().dropped.foreign), (State::Listen, 1));
+    let mut wrong_dest = syn_from(A);
+    wrong_dest.dest = "elsewhere".into();
+    feed(&mut b, t0(), &wrong_dest);
+    assert_eq!(b.stats().dropped.foreign, 2);
+}
+
+#[test]
+fn syn_received_answers_a_retransmitted_syn_with_the_same_nonce() {
+    let mut b = Connection::listen(Config::new(B, ""), t0(), 2).unwrap();
+    feed(&mut b, t0(), &syn_from(A));
+    let first = out(&mut b, t0());
+    feed(&mut b, t0() + ms(500), &syn_from(A)); // our SynAck was lost
+    let again = out(&mut b, t0() + ms(500));
+    assert_eq!(kinds(&again), vec![Kind::SynAck]);
+    assert_eq!(again[0].from_nonce, first[0].from_nonce);
+    assert_eq!(b.state(), State::SynReceived);
+    // Any packet with our nonce completes the handshake (a lost EstabAck
+    // cannot stall it): here, data.
+    let mut data = syn_from(A);
+    data.kind = Kind::Data;
+    data.dest_nonce = b.local_nonce().into();
+    data.data = Bytes::from_static(b"early");
+    data.cumul_bytes = 5;
+    feed(&mut b, t0() + ms(501), &data);
+    assert_eq!(b.state(), State::Established);
+    assert_eq!(b.held(), (1, 5));
+}
+
+#[test]
+fn syn_sent_ignores_a_synack_for_another_nonce() {
+    let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+    out(&mut a, t0());
+    let mut forged = from_peer(&a, Kind::SynAck);
+    forged.dest_nonce = "not-ours".into();
+    feed(&mut a, t0(), &forged);
+    assert_eq!(a.state(), State::SynSent);
+    assert_eq!(a.stats().dropped.unexpected, 1);
+    assert!(out(&mut a, t0()).is_empty());
+}
+
+#[test]
+fn syn_sent_retries_with_backoff_then_ends_with_connect_timeout() {
+    let cfg = Config::new(A, B)
+        .connect(ms(100), 3)
+        .rto(ms(100), ms(10), ms(400));
+    let mut a = Connection::connect(cfg, t0(), 1).unwrap();
+    let mut now = t0();
+    let mut syns = kinds(&out(&mut a, now)).len();
+    let mut gaps = Vec::new();
+    while !a.is_closed() {
+        let next = a.poll_timeout().expect("a handshake always has a deadline");
+        gaps.push(next - now);
+        now = next;
+        a.handle_timeout(now);
+        syns += out(&mut a, now)
+            .iter()
+            .filter(|p| p.kind == Kind::Syn)
+            .count();
+    }
+    assert_eq!(syns, 3);
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0]),
+        "backoff never shrinks: {gaps:?}"
+    );
+    assert!(matches!(
+        a.close_reason(),
+        Some(CloseReason::ConnectTimeout { attempts: 3, .. })
+    ));
+}
+
+#[test]
+fn established_data_is_acknowledged_within_the_ack_delay() {
+    let mut a = established();
+    let mut d = from_peer(&a, Kind::Data);
+    d.data = Bytes::from_static(b"hello");
+    d.cumul_bytes = 5;
+    d.ts = 77;
+    feed(&mut a, t0() + ms(1), &d);
+    assert_eq!(a.poll_event(), Some(Event::Readable));
+    // One packet: the ack may wait (every 2nd packet, or after 1 ms).
+    assert!(out(&mut a, t0() + ms(1)).is_empty());
+    let due = a.poll_timeout().unwrap();
+    assert!(due <= t0() + ms(2));
+    a.handle_timeout(due);
+    let ack = out(&mut a, due);
+    assert_eq!(kinds(&ack), vec![Kind::Ack]);
+    assert_eq!((ack[0].ack, ack[0].ts_echo), (1, 77));
+    assert!(ack[0].sack.is_empty());
+}
+
+#[test]
+fn established_out_of_order_data_is_acked_at_once_with_its_sack_range() {
+    let mut a = established();
+    let mut d = from_peer(&a, Kind::Data);
+    d.seq = 2;
+    d.data = Bytes::from_static(b"x");
+    d.cumul_bytes = 3;
+    feed(&mut a, t0() + ms(1), &d);
+    let ack = out(&mut a, t0() + ms(1));
+    assert_eq!(kinds(&ack), vec![Kind::Ack]);
+    assert_eq!((ack[0].ack, ack[0].sack.clone()), (0, vec![(2, 3)]));
+    assert_eq!(a.stats().data.out_of_order, 1);
+}
+
+#[test]
+fn an_ack_of_data_never_sent_is_dropped_unbelieved() {
+    let mut a = established();
+    a.write(b"abc").unwrap();
+    let sent = out(&mut a, t0() + ms(1));
+    assert_eq!(kinds(&sent), vec![Kind::Data]);
+    let mut forged = from_peer(&a, Kind::Ack);
+    forged.ack = 5;
+    feed(&mut a, t0() + ms(2), &forged);
+    assert_eq!(a.stats().dropped.impossible, 1);
+    assert_eq!(a.bytes_acked(), 0);
+    assert!(!a.is_closed());
+}
+
+#[test]
+fn a_reset_ends_the_session_with_the_peers_reason_but_only_with_its_nonces() {
+    let mut a = established();
+    let mut r = from_peer(&a, Kind::Reset);
+    r.from_nonce = "someone-else".into();
+    r.data = Bytes::from_static(b"go away");
+    feed(&mut a, t0() + ms(1), &r);
+    assert_eq!(
+        (a.state(), a.stats().dropped.foreign),
+        (State::Established, 1)
+    );
+    let mut r = from_peer(&a, Kind::Reset);
+    r.data = Bytes::from_static(b"disk full");
+    feed(&mut a, t0() + ms(2), &r);
+    assert_eq!(a.state(), State::Closed);
+    match a.close_reason() {
+        Some(CloseReason::Reset { message, .. }) => assert_eq!(message, "disk full"),
+        other => panic!("closed with {other:?}"),
+    }
+}
+
+#[test]
+fn the_close_path_fin_wait_1_then_2_then_closed_after_the_peers_fin() {
+    let mut a = established();
+    a.close(t0() + ms(1));
+    assert_eq!(a.state(), State::FinWait1);
+    let fin = out(&mut a, t0() + ms(1));
+    assert_eq!(kinds(&fin), vec![Kind::Fin]);
+    assert_eq!(fin[0].seq, 0, "nothing was sent: the stream ends at seq 0");
+    let mut finack = from_peer(&a, Kind::FinAck);
+    finack.seq = 0;
+    feed(&mut a, t0() + ms(2), &finack);
+    assert_eq!(a.state(), State::FinWait2);
+    assert!(!a.is_closed(), "the peer may still send");
+    let mut peer_fin = from_peer(&a, Kind::Fin);
+    peer_fin.seq = 0;
+    feed(&mut a, t0() + ms(3), &peer_fin);
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(a.close_reason(), Some(&CloseReason::Normal));
+    let last = out(&mut a, t0() + ms(3));
+    assert_eq!(kinds(&last), vec![Kind::FinAck]);
+    // Lingering: a retransmitted Fin is answered again, nothing else is.
+    feed(&mut a, t0() + ms(4), &peer_fin);
+    assert_eq!(kinds(&out(&mut a, t0() + ms(4))), vec![Kind::FinAck]);
+    assert!(!a.is_drained());
+}
+
+#[test]
+fn close_wait_the_peer_finished_first_and_we_may_still_send() {
+    let mut a = established();
+    let mut peer_fin = from_peer(&a, Kind::Fin);
+    peer_fin.seq = 0;
+    feed(&mut a, t0() + ms(1), &peer_fin);
+    assert_eq!(a.state(), State::CloseWait);
+    assert_eq!(kinds(&out(&mut a, t0() + ms(1))), vec![Kind::FinAck]);
+    assert_eq!(a.write(b"still").unwrap(), 5);
+    let data = out(&mut a, t0() + ms(2));
+    assert_eq!(kinds(&data), vec![Kind::Data]);
+    assert!(
+        data[0].has(flags::FIN_SEEN),
+        "it tells the peer its Fin arrived"
+    );
+    a.close(t0() + ms(3));
+    assert_eq!(a.state(), State::LastAck);
+}
