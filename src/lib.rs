@@ -9,6 +9,9 @@
 //! * [`Session`]: the async session (AsyncRead/AsyncWrite, messages), over
 //!   any [`transport::Transport`]: NATS ([`transport::NatsTransport`]) or
 //!   the simulator ([`transport::SimTransport`]).
+//! * [`Service`]: many sessions on one subject, each moved to a private
+//!   inbox after its handshake; a session limit; scale-out by queue group.
+//!   Clients connect with [`Session::connect_to`].
 //! * [`mod@file`]: `send_file` / `recv_file`: streamed, BLAKE2b-verified,
 //!   resumable file transfer over a session.
 //! * [`proto`]: the sans-IO protocol engine ([`proto::Connection`]).
@@ -54,6 +57,7 @@ pub mod file;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod service;
 pub mod session;
 #[cfg(feature = "sim")]
 pub mod testkit;
@@ -64,6 +68,7 @@ pub mod transport;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub use service::{Service, ServiceConfig, ServiceStats};
 pub use session::{Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf};
 #[cfg(feature = "sim")]
 pub use simnet;

@@ -183,6 +183,61 @@ impl NatsServer {
         })
     }
 
+    /// Starts a cluster of `n` nodes on free 127.0.0.1 ports, each routed to
+    /// all the others (cluster name `swp-test`). The nodes accept clients
+    /// when this returns; the routes between them form within moments
+    /// after (a test that needs them waits for interest to propagate).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::server::NatsServer;
+    /// let nodes = NatsServer::start_cluster(3)?;
+    /// assert_eq!(nodes.len(), 3);
+    /// for n in &nodes {
+    ///     std::net::TcpStream::connect(("127.0.0.1", n.port()))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn start_cluster(n: usize) -> Result<Vec<NatsServer>, ServerError> {
+        let free = || -> Result<u16, ServerError> {
+            let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
+            Ok(l.local_addr().map_err(ServerError::Port)?.port())
+        };
+        let ports: Vec<(u16, u16)> = (0..n)
+            .map(|_| Ok((free()?, free()?)))
+            .collect::<Result<_, ServerError>>()?;
+        let binary = find_binary()?;
+        let mut nodes = Vec::with_capacity(n);
+        for (i, &(port, cport)) in ports.iter().enumerate() {
+            let routes: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, (_, c))| format!("nats://127.0.0.1:{c}"))
+                .collect();
+            let cluster = format!("nats://127.0.0.1:{cport}");
+            let routes = routes.join(",");
+            let name = format!("swp-node-{i}");
+            let args = [
+                "--cluster",
+                cluster.as_str(),
+                "--routes",
+                routes.as_str(),
+                "--cluster_name",
+                "swp-test",
+                "-n",
+                name.as_str(),
+            ];
+            let child = Self::spawn_ready(&binary, port, &args)?;
+            nodes.push(NatsServer {
+                child,
+                port,
+                binary: binary.clone(),
+            });
+        }
+        Ok(nodes)
+    }
+
     /// Stops the server and starts a new one on the same port (clients see
     /// a disconnect and reconnect; messages in flight are lost).
     ///

@@ -454,6 +454,9 @@ impl Default for Tuning {
 pub struct Config {
     pub(crate) local_inbox: String,
     pub(crate) remote_inbox: String,
+    /// `remote_inbox` is a service subject: the session continues with the
+    /// inbox that answers the Syn (docs/PROTOCOL.md §4.1).
+    pub(crate) service_client: bool,
     pub(crate) tuning: Tuning,
 }
 
@@ -497,8 +500,35 @@ impl Config {
         Config {
             local_inbox: local_inbox.into(),
             remote_inbox: remote_inbox.into(),
+            service_client: false,
             tuning: Tuning::new(),
         }
+    }
+
+    /// A client of a service: the Syn goes to `service_subject`, which a
+    /// [`Service`](crate::Service) (or several, in a queue group) listens
+    /// on; the session then runs between `local_inbox` and the private
+    /// inbox the service answers from (docs/PROTOCOL.md §4.1). With a NATS
+    /// transport, a Syn that reaches no subscriber ends the connect at once
+    /// ("no responders") instead of after the handshake budget.
+    ///
+    /// ```
+    /// use swp::proto::Config;
+    /// let cfg = Config::to_service("_INBOX.me", "files");
+    /// assert!(cfg.is_service_client());
+    /// assert_eq!(cfg.remote_inbox(), "files");
+    /// assert!(!Config::new("_INBOX.me", "files").is_service_client());
+    /// ```
+    pub fn to_service(local_inbox: impl Into<String>, service_subject: impl Into<String>) -> Self {
+        Config {
+            service_client: true,
+            ..Config::new(local_inbox, service_subject)
+        }
+    }
+
+    /// Whether the destination is a service subject ([`to_service`](Self::to_service)).
+    pub fn is_service_client(&self) -> bool {
+        self.service_client
     }
 
     /// Replaces the tuning (e.g. one shared by many sessions).
@@ -575,6 +605,11 @@ impl Config {
         if !self.remote_inbox.is_empty() {
             check_subject(&self.remote_inbox)
                 .map_err(|e| ConfigError(format!("destination inbox {e}")))?;
+        }
+        if self.service_client && self.tuning.wire_format == WireFormat::Go {
+            return Err(ConfigError::new(
+                "go-sliding-window has no services: a Go-format session needs fixed inboxes (Config::new)",
+            ));
         }
         self.tuning.validate()
     }

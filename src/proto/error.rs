@@ -140,6 +140,9 @@ pub enum ResetCode {
     ProtocolViolation,
     /// The peer's transport (its NATS client) failed (5).
     Transport,
+    /// A service refused the handshake: it holds as many sessions as it
+    /// may (6). Retry later, or against another member of its queue group.
+    Busy,
     /// A code this version does not know.
     Other(u64),
 }
@@ -158,6 +161,7 @@ impl ResetCode {
             ResetCode::NotAcknowledged => 3,
             ResetCode::ProtocolViolation => 4,
             ResetCode::Transport => 5,
+            ResetCode::Busy => 6,
             ResetCode::Other(n) => n,
         }
     }
@@ -175,6 +179,7 @@ impl ResetCode {
             3 => ResetCode::NotAcknowledged,
             4 => ResetCode::ProtocolViolation,
             5 => ResetCode::Transport,
+            6 => ResetCode::Busy,
             n => ResetCode::Other(n),
         }
     }

@@ -56,8 +56,13 @@ pub(super) async fn subscribe_within_connect_budget(
 /// transport that takes nothing for the dead-peer budget ends the session
 /// with a [`TransportError::Publish`] that says so, even while the peer is
 /// still heard from.
-pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
-    let mut queue: VecDeque<Transmit> = VecDeque::new();
+pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
+    // Fused: once the subscription has ended it is not polled again (an
+    // ended stream answers at once, for ever: polling it would spin).
+    let mut incoming = Some(incoming);
+    // Each packet with the reply inbox it names: a service client's Syn
+    // asks NATS to say at once if nobody subscribes to the service subject.
+    let mut queue: VecDeque<(Transmit, Option<Str>)> = VecDeque::new();
     // The packet the transport did not take at once, while it waits.
     let mut sending: Option<Handover<'_>> = None;
     // A transport that takes nothing for the dead-peer budget ends the
@@ -102,11 +107,18 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 None => futures::future::pending().await,
             }
         };
+        let next_packet = async {
+            match incoming.as_mut() {
+                Some(i) => i.next().await,
+                None => futures::future::pending().await,
+            }
+        };
         let mut input = false;
         let mut published = None;
+        let mut ended = false;
         tokio::select! {
             biased;
-            p = incoming.next() => {
+            p = next_packet => {
                 input = true;
                 let mut g = shared.lock();
                 let t = now();
@@ -114,17 +126,20 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                     Some(b) => {
                         g.conn.handle_packet(t, b);
                         for _ in 0..BATCH {
-                            match incoming.next().now_or_never() {
+                            match incoming.as_mut().and_then(|i| i.next().now_or_never()) {
                                 Some(Some(b)) => g.conn.handle_packet(t, b),
                                 Some(None) => {
-                                    g.fail_on_transport(TransportError::Closed("subscription ended".into()), t);
+                                    ended = true;
                                     break;
                                 }
                                 None => break,
                             }
                         }
                     }
-                    None => g.fail_on_transport(TransportError::Closed("subscription ended".into()), t),
+                    None => ended = true,
+                }
+                if ended {
+                    g.fail_on_transport(TransportError::Closed("the inbox subscription ended (the NATS connection closed or drained)".into()), t);
                 }
             }
             r = handed_over => published = Some(r),
@@ -137,6 +152,9 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             }
             _ = shared.driver.notified() => {}
             _ = sleep => {}
+        }
+        if ended {
+            incoming = None;
         }
         if let Some(r) = published {
             sending = None;
@@ -181,8 +199,11 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 }
             }
             if queue.is_empty() && sending.is_none() {
+                let syn_sent = g.conn.config().is_service_client()
+                    && g.conn.state() == crate::proto::State::SynSent;
                 while let Some(tx) = g.conn.poll_transmit(t) {
-                    queue.push_back(tx);
+                    let reply = syn_sent.then(|| Str::from(g.conn.config().local_inbox()));
+                    queue.push_back((tx, reply));
                 }
             }
             // In the same critical section as the engine saw them go out, so
@@ -203,7 +224,20 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                     _ => {}
                 }
             }
-            let done = g.conn.is_drained();
+            // A failed transport ends the driver once the engine is closed,
+            // even if a publish never completes; what is left (the Reset
+            // telling the peer) gets the final bounded chance below.
+            let failed = g.transport_error.is_some() && g.conn.is_closed();
+            if failed {
+                let t = now();
+                while let Some(tx) = g.conn.poll_transmit(t) {
+                    queue.push_back((tx, None));
+                }
+            }
+            if g.conn.is_closed() {
+                g.slot = None; // a service may take a new session
+            }
+            let done = g.conn.is_drained() || failed;
             if events || done {
                 g.wake_all();
             }
@@ -212,8 +246,15 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
         // Hand over what the transport takes without waiting; the first
         // packet it does not take becomes the `handed_over` branch.
         while sending.is_none() {
-            let Some(tx) = queue.pop_front() else { break };
-            let mut f = shared.transport.publish(&tx.dest, tx.payload);
+            let Some((tx, reply)) = queue.pop_front() else {
+                break;
+            };
+            let mut f = publish(
+                shared.transport.as_ref(),
+                &tx.dest,
+                tx.payload,
+                reply.as_deref(),
+            );
             match (&mut f).now_or_never() {
                 Some(Ok(())) => {}
                 Some(Err(e)) => publish_failed(&shared, e),
@@ -250,8 +291,15 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
                 if let Some(h) = sending.take() {
                     h.publish.await.ok();
                 }
-                for tx in queue.drain(..) {
-                    shared.transport.publish(&tx.dest, tx.payload).await.ok();
+                for (tx, reply) in queue.drain(..) {
+                    publish(
+                        shared.transport.as_ref(),
+                        &tx.dest,
+                        tx.payload,
+                        reply.as_deref(),
+                    )
+                    .await
+                    .ok();
                 }
             };
             if tokio::time::timeout(FINAL_PUBLISH_BOUND, last)
@@ -270,6 +318,18 @@ pub(super) async fn drive(shared: Arc<Shared>, mut incoming: Incoming) {
             tracing::debug!("session driver finished");
             return;
         }
+    }
+}
+
+fn publish<'a>(
+    transport: &'a dyn Transport,
+    dest: &str,
+    payload: Bytes,
+    reply: Option<&str>,
+) -> BoxFuture<'a, Result<(), TransportError>> {
+    match reply {
+        Some(r) => transport.publish_request(dest, r, payload),
+        None => transport.publish(dest, payload),
     }
 }
 

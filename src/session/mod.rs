@@ -98,7 +98,7 @@ impl Listener {
     /// # Ok(()) }
     /// ```
     pub async fn accept(self) -> Result<Session, SessionError> {
-        Session::start_with(self.transport, self.cfg, self.incoming, false).await
+        Session::start_with(self.transport, self.cfg, self.incoming, false, None).await
     }
 }
 
@@ -196,6 +196,36 @@ impl Session {
         Self::start(transport, cfg, true).await
     }
 
+    /// Connects to a [`Service`](crate::Service) on `service_subject`: the
+    /// session gets a private inbox from the transport (NATS: the client's
+    /// `new_inbox()`, honouring its inbox prefix), sends its Syn to the
+    /// service subject and continues with the private inbox the service
+    /// answers from. Nobody subscribed to the subject: fails at once with
+    /// [`TransportError::NoResponders`](crate::transport::TransportError::NoResponders)
+    /// (on NATS). A service at its session limit: fails at once with
+    /// [`CloseReason::Reset`] and [`ResetCode::Busy`](crate::proto::ResetCode::Busy).
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// use swp::transport::{NatsOptions, NatsTransport};
+    /// use swp::{proto::Tuning, Session};
+    /// let nats = NatsTransport::connect(NatsOptions::new("nats://127.0.0.1:4222")).await?;
+    /// let s = Session::connect_to(nats, "files", Tuning::new()).await?;
+    /// s.send("hello, service").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_to(
+        transport: Arc<dyn Transport>,
+        service_subject: &str,
+        tuning: crate::proto::Tuning,
+    ) -> Result<Session, SessionError> {
+        let inbox = transport.new_inbox().ok_or(SessionError::Transport(
+            crate::transport::TransportError::Unsupported("create private inboxes"),
+        ))?;
+        let cfg = Config::to_service(inbox, service_subject).with_tuning(tuning);
+        Self::start(transport, cfg, true).await
+    }
+
     /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
     /// handshake (cancel by dropping the future, or wrap it in a timeout).
     /// Same as [`listen`](Self::listen) then [`Listener::accept`].
@@ -261,14 +291,17 @@ impl Session {
     ) -> Result<Session, SessionError> {
         cfg.validate()?;
         let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
-        Self::start_with(transport, cfg, incoming, active).await
+        Self::start_with(transport, cfg, incoming, active, None).await
     }
 
-    async fn start_with(
+    /// Starts a session on an inbox already subscribed (`incoming`); `slot`
+    /// is held for as long as the session exists.
+    pub(crate) async fn start_with(
         transport: Arc<dyn Transport>,
         cfg: Config,
         incoming: Incoming,
         active: bool,
+        slot: Option<Box<dyn std::any::Any + Send + Sync>>,
     ) -> Result<Session, SessionError> {
         let t = now();
         let seed: u64 = rand::random();
@@ -301,6 +334,7 @@ impl Session {
                 shutdown_requested: false,
                 orphaned_at: None,
                 driver_done: false,
+                slot,
                 unsent: 0,
             }),
             driver: Notify::new(),
@@ -679,6 +713,22 @@ impl Session {
     /// ```
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.lock().conn.close_reason().cloned()
+    }
+
+    /// The inbox this session receives on (for a service's session or a
+    /// [`connect_to`](Self::connect_to) client: its private inbox).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// assert_eq!(a.local_inbox(), "a");
+    /// # Ok(()) }
+    /// ```
+    pub fn local_inbox(&self) -> String {
+        self.shared.lock().conn.config().local_inbox().to_string()
     }
 
     /// The peer's inbox.

@@ -18,6 +18,9 @@ pub(super) struct Inner {
     pub(super) shutdown_requested: bool,
     pub(super) orphaned_at: Option<Instant>,
     pub(super) driver_done: bool,
+    /// A service's slot (a semaphore permit), held until the session is
+    /// closed: a session lingering to re-acknowledge a Fin no longer counts.
+    pub(super) slot: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// Packets the engine produced that the driver has not yet handed to
     /// the transport.
     pub(super) unsent: usize,
@@ -37,6 +40,9 @@ impl Inner {
     /// The transport cannot carry the session any more: abort with `e` as
     /// the reason every blocked call gets.
     pub(super) fn fail_on_transport(&mut self, e: TransportError, now: Instant) {
+        if self.transport_error.is_some() {
+            return; // the first failure is the one to report
+        }
         tracing::debug!(error = %e, "transport failed; aborting session");
         // The peer may still hear us (only publishing may be stuck): tell it.
         self.conn.abort_because(

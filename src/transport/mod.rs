@@ -201,6 +201,19 @@ pub enum TransportError {
         /// What the server said.
         reason: String,
     },
+    /// Nobody subscribes to the subject a service client's Syn went to
+    /// (NATS answered "no responders").
+    #[error(
+        "nobody is listening on {subject:?}: no service has subscribed to it on this NATS server or cluster (start one, e.g. `swp serve {subject} DIR`, or check the subject and the account)"
+    )]
+    NoResponders {
+        /// The service subject.
+        subject: String,
+    },
+    /// The transport cannot do what was asked (e.g. queue groups on a
+    /// transport without them).
+    #[error("the transport cannot {0}")]
+    Unsupported(&'static str),
     /// The connection is closed for good.
     #[error("transport closed: {0}")]
     Closed(String),
@@ -293,5 +306,34 @@ pub trait Transport: Send + Sync + 'static {
     /// Connection events so far.
     fn counters(&self) -> TransportCounters {
         TransportCounters::default()
+    }
+    /// A fresh subject for one session's private inbox (for NATS, the
+    /// client's `new_inbox()`, which honours its inbox prefix). `None`: this
+    /// transport cannot make one, so it cannot run services.
+    fn new_inbox(&self) -> Option<String> {
+        None
+    }
+    /// Subscribes to `subject` as a member of queue group `group`: each
+    /// message reaches one member of the group. The default refuses.
+    fn subscribe_queue(
+        &self,
+        subject: &str,
+        group: &str,
+    ) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        let _ = (subject, group);
+        Box::pin(async { Err(TransportError::Unsupported("join queue groups")) })
+    }
+    /// Publishes a service client's Syn: to `subject`, naming `reply` (the
+    /// client's inbox). A transport that learns nobody subscribes to
+    /// `subject` reports [`TransportError::NoResponders`] as
+    /// [`denied`](Self::denied)`(reply)`. The default publishes plainly.
+    fn publish_request(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<(), TransportError>> {
+        let _ = reply;
+        self.publish(subject, payload)
     }
 }

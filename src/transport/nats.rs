@@ -265,15 +265,58 @@ pub struct NatsTransport {
 struct Denials {
     /// (operation, subject, the server's words)
     seen: std::sync::Mutex<Vec<(&'static str, String, String)>>,
+    /// Service clients' Syns: reply inbox -> the service subject.
+    requests: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Reply inboxes whose service subject had no responders.
+    no_responders: std::sync::Mutex<std::collections::HashMap<String, String>>,
     changed: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Denials {
     fn new() -> Self {
         Denials {
-            seen: Default::default(),
             changed: Some(tokio::sync::watch::channel(0).0),
+            ..Default::default()
         }
+    }
+
+    fn note_request(&self, reply: &str, subject: &str) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if !r.contains_key(reply) {
+            r.insert(reply.to_string(), subject.to_string());
+        }
+    }
+
+    /// The server said nobody subscribes to the subject a request that
+    /// names `reply` went to.
+    fn record_no_responders(&self, reply: &str) {
+        let subject = self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reply)
+            .cloned()
+            .unwrap_or_default();
+        tracing::debug!(reply, subject, "NATS: no responders");
+        self.no_responders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reply.to_string(), subject);
+        if let Some(tx) = &self.changed {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Forgets what was learnt about a reply inbox (its subscription ended).
+    fn forget(&self, reply: &str) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(reply);
+        self.no_responders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(reply);
     }
 
     /// Records a server error if it is a permissions violation:
@@ -307,6 +350,16 @@ impl Denials {
     }
 
     fn find(&self, subject: &str) -> Option<TransportError> {
+        if let Some(service) = self
+            .no_responders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(subject)
+        {
+            return Some(TransportError::NoResponders {
+                subject: service.clone(),
+            });
+        }
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter()
             .find(|(_, s, _)| s == subject)
@@ -506,12 +559,64 @@ impl Transport for NatsTransport {
                 .flush()
                 .await
                 .map_err(|e| TransportError::Subscribe {
-                    inbox,
+                    inbox: inbox.clone(),
                     reason: format!("flush after subscribe: {e}"),
                     source: Some(Cause::new(e)),
                 })?;
-            Ok(sub.map(|m| m.payload).boxed())
+            Ok(incoming(sub, inbox, self.denials.clone()))
         })
+    }
+
+    fn subscribe_queue(
+        &self,
+        subject: &str,
+        group: &str,
+    ) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        let (subject, group) = (subject.to_string(), group.to_string());
+        Box::pin(async move {
+            let sub = self
+                .client
+                .queue_subscribe(subject.clone(), group.clone())
+                .await
+                .map_err(|e| TransportError::Subscribe {
+                    inbox: format!("{subject} (queue group {group})"),
+                    reason: e.to_string(),
+                    source: Some(Cause::new(e)),
+                })?;
+            self.client
+                .flush()
+                .await
+                .map_err(|e| TransportError::Subscribe {
+                    inbox: subject.clone(),
+                    reason: format!("flush after subscribe: {e}"),
+                    source: Some(Cause::new(e)),
+                })?;
+            Ok(incoming(sub, subject, self.denials.clone()))
+        })
+    }
+
+    fn publish_request(
+        &self,
+        subject: &str,
+        reply: &str,
+        payload: Bytes,
+    ) -> BoxFuture<'_, Result<(), TransportError>> {
+        let (subject, reply) = (subject.to_string(), reply.to_string());
+        self.denials.note_request(&reply, &subject);
+        Box::pin(async move {
+            self.client
+                .publish_with_reply(subject.clone(), reply, payload)
+                .await
+                .map_err(|e| TransportError::Publish {
+                    subject,
+                    reason: e.to_string(),
+                    source: Some(Cause::new(e)),
+                })
+        })
+    }
+
+    fn new_inbox(&self) -> Option<String> {
+        Some(self.client.new_inbox())
     }
 
     fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -563,6 +668,31 @@ impl Transport for NatsTransport {
             disconnects: self.counters.disconnects.load(Ordering::Relaxed),
         }
     }
+}
+
+/// A subscription as a stream of payloads. A "no responders" status (the
+/// answer to a service client's Syn that reached nobody) is no packet: it
+/// is recorded for [`Transport::denied`], and what was learnt about the
+/// inbox is forgotten when the stream is dropped.
+fn incoming(sub: async_nats::Subscriber, inbox: String, denials: Arc<Denials>) -> Incoming {
+    struct Forget(String, Arc<Denials>);
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            self.1.forget(&self.0);
+        }
+    }
+    let guard = Forget(inbox, denials.clone());
+    sub.filter_map(move |m| {
+        let _keep = &guard;
+        let payload = if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            denials.record_no_responders(m.subject.as_str());
+            None
+        } else {
+            Some(m.payload)
+        };
+        std::future::ready(payload)
+    })
+    .boxed()
 }
 
 /// Decodes `%XX` escapes (as URLs write `@`, `:` or `%` in a user name or

@@ -250,6 +250,18 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The code and the message (at most [`error::MAX_RESET_MESSAGE`] bytes) a
+/// Reset carries.
+fn reset_reason(p: &Packet) -> (ResetCode, String) {
+    let data = error::clip_message(std::str::from_utf8(&p.data).unwrap_or(""));
+    let message = if data.is_empty() && !p.data.is_empty() {
+        String::from_utf8_lossy(&p.data[..p.data.len().min(error::MAX_RESET_MESSAGE)]).into_owned()
+    } else {
+        data.to_string()
+    };
+    (ResetCode::from_wire(p.seq), message)
+}
+
 fn make_nonce(seed: u64) -> String {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -1440,8 +1452,15 @@ impl Connection {
         if self.drained() {
             return;
         }
+        // A service client's handshake is answered from the session's
+        // private inbox, not from the service subject it sent its Syn to
+        // (docs/PROTOCOL.md §4.1): in SynSent its SynAck (or a refusal) may
+        // come from anywhere; the nonce decides.
+        let redirectable = self.cfg.service_client
+            && matches!(self.phase, Phase::SynSent(_))
+            && matches!(p.kind, Kind::SynAck | Kind::Reset);
         if p.dest != self.local_inbox
-            || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox)
+            || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox && !redirectable)
         {
             self.stats.dropped.foreign += 1;
             return;
@@ -1472,6 +1491,11 @@ impl Connection {
                             return;
                         }
                         self.remote_nonce = p.from_nonce.clone();
+                        if p.from != self.remote_inbox {
+                            // A service answered from its private inbox.
+                            tracing::debug!(service = %self.remote_inbox, inbox = %p.from, "the service moved the session to a private inbox");
+                            self.remote_inbox = p.from.clone();
+                        }
                         self.pending.estab = true;
                         self.establish(now);
                         self.accept_common(now, &p);
@@ -1485,6 +1509,14 @@ impl Connection {
                         self.pending.synack = true;
                         self.accept_common(now, &p);
                         tracing::debug!("SynSent -> SynReceived (simultaneous open)");
+                    }
+                    Kind::Reset if p.dest_nonce == self.local_nonce => {
+                        // Refused (a service at its session limit, a listener
+                        // that requires what we do not offer): say why now,
+                        // not after the handshake budget.
+                        let (code, message) = reset_reason(&p);
+                        tracing::debug!(?code, %message, "the handshake was refused");
+                        self.finish(now, CloseReason::Reset { code, message }, false);
                     }
                     _ => self.stats.dropped.unexpected += 1,
                 }
@@ -1544,14 +1576,7 @@ impl Connection {
         self.accept_common(now, &p);
         let path_back = silence_ended || std::mem::take(&mut self.heard_back_after_timeouts);
         if p.kind == Kind::Reset {
-            let data = error::clip_message(std::str::from_utf8(&p.data).unwrap_or(""));
-            let message = if data.is_empty() && !p.data.is_empty() {
-                String::from_utf8_lossy(&p.data[..p.data.len().min(error::MAX_RESET_MESSAGE)])
-                    .into_owned()
-            } else {
-                data.to_string()
-            };
-            let code = ResetCode::from_wire(p.seq);
+            let (code, message) = reset_reason(&p);
             tracing::debug!(?code, %message, "peer reset the session");
             self.finish(now, CloseReason::Reset { code, message }, false);
             return;

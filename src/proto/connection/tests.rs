@@ -287,3 +287,70 @@ fn close_wait_the_peer_finished_first_and_we_may_still_send() {
     a.close(t0() + ms(3));
     assert_eq!(a.state(), State::LastAck);
 }
+
+#[test]
+fn a_service_client_moves_to_the_private_inbox_that_answers_its_syn() {
+    let mut a = Connection::connect(Config::to_service(A, "svc"), t0(), 1).unwrap();
+    let syn = out(&mut a, t0());
+    assert_eq!(syn[0].dest.as_str(), "svc");
+    let mut synack = from_peer(&a, Kind::SynAck);
+    synack.from = "svc.private.1".into();
+    feed(&mut a, t0(), &synack);
+    assert_eq!(a.state(), State::Established);
+    assert_eq!(a.remote_inbox(), "svc.private.1");
+    let estab = out(&mut a, t0());
+    assert_eq!(kinds(&estab), vec![Kind::EstabAck]);
+    assert_eq!(estab[0].dest.as_str(), "svc.private.1");
+    // From now on only the private inbox counts: a second answer (another
+    // queue member that heard a retransmitted Syn) is foreign.
+    let mut other = from_peer(&a, Kind::SynAck);
+    other.from = "svc.private.2".into();
+    feed(&mut a, t0() + ms(1), &other);
+    assert_eq!(a.stats().dropped.foreign, 1);
+    assert_eq!(a.remote_inbox(), "svc.private.1");
+}
+
+#[test]
+fn a_plain_client_does_not_follow_an_answer_from_another_inbox() {
+    let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+    out(&mut a, t0());
+    let mut synack = from_peer(&a, Kind::SynAck);
+    synack.from = "elsewhere".into();
+    feed(&mut a, t0(), &synack);
+    assert_eq!((a.state(), a.stats().dropped.foreign), (State::SynSent, 1));
+}
+
+#[test]
+fn a_refused_handshake_ends_at_once_with_the_refusers_reason_if_it_carries_our_nonce() {
+    let mut a = Connection::connect(Config::to_service(A, "svc"), t0(), 1).unwrap();
+    out(&mut a, t0());
+    let mut busy = from_peer(&a, Kind::Reset);
+    busy.from = "svc".into();
+    busy.seq = ResetCode::Busy.to_wire();
+    busy.data = Bytes::from_static(b"at the limit");
+    busy.dest_nonce = "not-ours".into();
+    feed(&mut a, t0(), &busy);
+    assert_eq!(
+        a.state(),
+        State::SynSent,
+        "a Reset for another nonce is ignored"
+    );
+    busy.dest_nonce = a.local_nonce().into();
+    feed(&mut a, t0(), &busy);
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(
+        a.close_reason(),
+        Some(&CloseReason::Reset {
+            code: ResetCode::Busy,
+            message: "at the limit".into()
+        })
+    );
+    assert!(out(&mut a, t0()).is_empty(), "no Reset answers a Reset");
+}
+
+#[test]
+fn go_format_has_no_services() {
+    let cfg = Config::to_service(A, "svc").wire_format(WireFormat::Go);
+    let err = Connection::connect(cfg, t0(), 1).unwrap_err();
+    assert!(err.to_string().contains("no services"), "{err}");
+}

@@ -1,0 +1,411 @@
+//! swp as a NATS service, over real nats-servers (one, and a 3-node
+//! cluster): many clients at once through one `Service`, every byte
+//! verified; the session limit refuses at once; a subject nobody serves
+//! fails at once; a queue group spreads clients over members and a dead
+//! member's clients learn it within the budget, and a retry lands on a
+//! live member.
+
+mod common;
+
+use common::nats_server;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swp::proto::{CloseReason, ResetCode, Tuning};
+use swp::server::NatsServer;
+use swp::transport::{NatsOptions, NatsTransport, TransportError};
+use swp::{Service, ServiceConfig, Session, SessionError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Deterministic bytes for client `id`: a wrong, missing or misplaced byte
+/// shows.
+fn payload(id: u64, len: usize) -> Vec<u8> {
+    let mut x = id.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The sizes the clients use: the edges of a packet (63 KiB) and of
+/// nothing, then a spread.
+fn size_of(id: u64) -> usize {
+    const P: usize = 63 * 1024;
+    match id % 8 {
+        0 => 0,
+        1 => 1,
+        2 => P - 1,
+        3 => P,
+        4 => P + 1,
+        5 => 3 * P,
+        _ => (id as usize * 7919) % (256 * 1024),
+    }
+}
+
+/// Session timings short enough for a test: a dead peer is found within
+/// about 1.5 s, a missing listener within a second or two.
+fn tuning() -> Tuning {
+    Tuning::new()
+        .keepalive(Duration::from_millis(250), 6)
+        .connect(Duration::from_millis(500), 4)
+}
+
+async fn connect(url: String) -> Arc<NatsTransport> {
+    NatsTransport::connect(NatsOptions::new(url))
+        .await
+        .expect("connect to nats-server")
+}
+
+/// Echoes every session it accepts: reads to the end, writes it all back.
+fn echo(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok(s) = service.accept().await {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = s.into_split();
+                let mut got = Vec::new();
+                if rd.read_to_end(&mut got).await.is_ok() && wr.write_all(&got).await.is_ok() {
+                    let _ = wr.shutdown().await;
+                }
+            });
+        }
+    })
+}
+
+/// Echoes every message of every session it accepts.
+fn echo_messages(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut sessions = tokio::task::JoinSet::new();
+        while let Ok(s) = service.accept().await {
+            sessions.spawn(async move {
+                while let Ok(Some(m)) = s.recv().await {
+                    if s.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// One client: connects to `subject`, sends its payload, reads the echo,
+/// and checks it byte for byte.
+async fn client(t: Arc<NatsTransport>, subject: &str, id: u64) -> Result<(), String> {
+    let data = payload(id, size_of(id));
+    let mut s = Session::connect_to(t, subject, tuning())
+        .await
+        .map_err(|e| format!("client {id}: connect: {e}"))?;
+    let (mut rd, mut wr) = tokio::io::split(&mut s);
+    let send = async {
+        wr.write_all(&data).await?;
+        wr.shutdown().await
+    };
+    let mut back = Vec::new();
+    let (sent, read) = tokio::join!(send, rd.read_to_end(&mut back));
+    sent.map_err(|e| format!("client {id}: send: {e}"))?;
+    read.map_err(|e| format!("client {id}: read: {e}"))?;
+    if back != data {
+        return Err(format!(
+            "client {id}: echo differs ({} bytes back for {} sent)",
+            back.len(),
+            data.len()
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_at_once_through_one_service_every_byte_verified() {
+    // Every wait in the test has a bound: a hang fails with a message.
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        two_hundred_clients_at_once_through_one_service_every_byte_verified_body(),
+    )
+    .await
+    .expect("the test finishes within 180 s");
+}
+
+async fn two_hundred_clients_at_once_through_one_service_every_byte_verified_body() {
+    let server = nats_server();
+    let service = Arc::new(
+        Service::bind(
+            connect(server.url()).await,
+            ServiceConfig::new("svc.echo").tuning(tuning()),
+        )
+        .await
+        .unwrap(),
+    );
+    let _echo = echo(service.clone());
+    // 200 clients over 10 connections (20 sessions share each).
+    let conns: Vec<_> = futures::future::join_all((0..10).map(|_| connect(server.url()))).await;
+    let clients = (0..200u64).map(|id| client(conns[id as usize % 10].clone(), "svc.echo", id));
+    let results =
+        tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(clients))
+            .await
+            .expect("200 clients finish within 120 s");
+    let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    let st = service.stats();
+    assert_eq!(st.accepted, 200, "{st:?}");
+    assert_eq!((st.refused_busy, st.handshakes_failed), (0, 0), "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_max_sessions_is_refused_at_once_and_a_slot_frees_when_a_session_ends() {
+    // Every wait in the test has a bound: a hang fails with a message.
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        a_client_over_max_sessions_is_refused_at_once_and_a_slot_frees_when_a_session_ends_body(),
+    )
+    .await
+    .expect("the test finishes within 180 s");
+}
+
+async fn a_client_over_max_sessions_is_refused_at_once_and_a_slot_frees_when_a_session_ends_body() {
+    let server = nats_server();
+    let t = connect(server.url()).await;
+    let service = Service::bind(
+        t.clone(),
+        ServiceConfig::new("svc.small")
+            .max_sessions(2)
+            .tuning(tuning()),
+    )
+    .await
+    .unwrap();
+    // One at a time, so each client is paired with the session it talks to.
+    let (c1, s1) = tokio::join!(
+        Session::connect_to(t.clone(), "svc.small", tuning()),
+        service.accept()
+    );
+    let (c2, _s2) = tokio::join!(
+        Session::connect_to(t.clone(), "svc.small", tuning()),
+        service.accept()
+    );
+    let (c1, s1, _c2) = (c1.unwrap(), s1.unwrap(), c2.unwrap());
+    assert_eq!(service.stats().active, 2);
+    let started = Instant::now();
+    let err = Session::connect_to(t.clone(), "svc.small", tuning())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    match &err {
+        SessionError::Closed(CloseReason::Reset { code, message }) => {
+            assert_eq!(*code, ResetCode::Busy);
+            assert!(message.contains("limit of 2 sessions"), "{message}");
+        }
+        other => panic!("expected a Busy refusal, got {other}"),
+    }
+    // At once: far less than one handshake retry (500 ms) would take.
+    assert!(took < Duration::from_millis(400), "refused after {took:?}");
+    assert_eq!(service.stats().refused_busy, 1);
+    // A session ends: its slot is free again.
+    let (r1, r2) = tokio::join!(c1.close(), s1.close());
+    r1.unwrap();
+    r2.unwrap();
+    // The closed session gives its slot back as its driver sees it closed
+    // (not after its linger): no network, a few scheduler turns.
+    let freed = async {
+        while service.stats().active >= 2 {
+            tokio::task::yield_now().await;
+        }
+        Session::connect_to(t.clone(), "svc.small", tuning()).await
+    };
+    let both = async { tokio::join!(freed, service.accept()) };
+    let (c3, s3) = tokio::time::timeout(Duration::from_secs(10), both)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "a freed slot takes a new client within 10 s: {:?}",
+                service.stats()
+            )
+        });
+    c3.unwrap();
+    s3.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_subject_nobody_serves_fails_at_once_saying_so() {
+    // Every wait in the test has a bound: a hang fails with a message.
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        connecting_to_a_subject_nobody_serves_fails_at_once_saying_so_body(),
+    )
+    .await
+    .expect("the test finishes within 180 s");
+}
+
+async fn connecting_to_a_subject_nobody_serves_fails_at_once_saying_so_body() {
+    let server = nats_server();
+    let t = connect(server.url()).await;
+    let started = Instant::now();
+    let err = Session::connect_to(t, "svc.nobody.here", tuning())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    match &err {
+        SessionError::Transport(TransportError::NoResponders { subject }) => {
+            assert_eq!(subject, "svc.nobody.here")
+        }
+        other => panic!("expected no responders, got {other}"),
+    }
+    assert!(err.to_string().contains("nobody is listening"), "{err}");
+    assert!(
+        took < Duration::from_millis(400),
+        "failed after {took:?}, not at once"
+    );
+}
+
+/// Waits until a message published on `from` reaches a subscriber on
+/// `to`: the cluster's routes carry interest between them.
+async fn wait_routed(from: &NatsServer, to: &NatsServer) {
+    let sub_client = async_nats::connect(to.url()).await.unwrap();
+    let pub_client = async_nats::connect(from.url()).await.unwrap();
+    let mut sub = sub_client.subscribe("swp.route.probe").await.unwrap();
+    sub_client.flush().await.unwrap();
+    let probe = async {
+        loop {
+            pub_client
+                .publish("swp.route.probe", "x".into())
+                .await
+                .unwrap();
+            pub_client.flush().await.unwrap();
+            if tokio::time::timeout(
+                Duration::from_millis(50),
+                futures::StreamExt::next(&mut sub),
+            )
+            .await
+            .is_ok()
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), probe)
+        .await
+        .expect("the cluster's routes form within 15 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_group_over_a_cluster_spreads_clients_and_a_dead_members_clients_fail_clearly_then_retry_elsewhere()
+ {
+    // Every wait in the test has a bound: a hang fails with a message.
+    tokio::time::timeout(Duration::from_secs(180), a_queue_group_over_a_cluster_spreads_clients_and_a_dead_members_clients_fail_clearly_then_retry_elsewhere_body())
+        .await
+        .expect("the test finishes within 180 s");
+}
+
+async fn a_queue_group_over_a_cluster_spreads_clients_and_a_dead_members_clients_fail_clearly_then_retry_elsewhere_body()
+ {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let nodes = NatsServer::start_cluster(3).unwrap();
+    for (i, j) in [(0, 1), (1, 2), (2, 0), (1, 0), (2, 1), (0, 2)] {
+        wait_routed(&nodes[i], &nodes[j]).await;
+    }
+    let member_conns: Vec<_> =
+        futures::future::join_all(nodes.iter().map(|n| connect(n.url()))).await;
+    let mut members = Vec::new();
+    for c in &member_conns {
+        let cfg = ServiceConfig::new("svc.cluster")
+            .queue_group("workers")
+            .tuning(tuning());
+        let s = Arc::new(Service::bind(c.clone(), cfg).await.unwrap());
+        let cfg = ServiceConfig::new("svc.msgs")
+            .queue_group("workers")
+            .tuning(tuning());
+        let m = Arc::new(Service::bind(c.clone(), cfg).await.unwrap());
+        let tasks = vec![echo(s.clone()), echo_messages(m.clone())];
+        members.push((s, (), m, tasks));
+    }
+    // Interest of all three members reaches every node.
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                wait_routed(&nodes[i], &nodes[j]).await;
+            }
+        }
+    }
+    let client_conns: Vec<_> =
+        futures::future::join_all(nodes.iter().map(|n| connect(n.url()))).await;
+    // Round one: 60 clients spread over the nodes, all verified, and every
+    // member served some (NATS prefers a queue member on the client's node).
+    let round =
+        (0..60u64).map(|id| client(client_conns[id as usize % 3].clone(), "svc.cluster", id));
+    let results = tokio::time::timeout(Duration::from_secs(120), futures::future::join_all(round))
+        .await
+        .expect("round one within 120 s");
+    let failures: Vec<_> = results.into_iter().filter_map(Result::err).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    for (i, m) in members.iter().enumerate() {
+        assert!(
+            m.0.stats().accepted > 0,
+            "member {i} served nobody: {:?}",
+            m.0.stats()
+        );
+    }
+    // Round two: sessions to member 0 (clients on node 0) are established,
+    // then member 0 dies (its NATS connection drains and closes).
+    // Round two: 15 message sessions, spread over the nodes, each proven
+    // live; then member 0 dies (its NATS connection drains and closes).
+    let clients2 = (0..15usize)
+        .map(|i| Session::connect_to(client_conns[i % 3].clone(), "svc.msgs", tuning()));
+    let mut live = Vec::new();
+    for c in futures::future::join_all(clients2).await {
+        let c = c.unwrap();
+        c.send("before the fall").await.unwrap();
+        assert_eq!(c.recv().await.unwrap().unwrap(), "before the fall");
+        live.push(c);
+    }
+    let on_member_0 = members[0].2.stats().accepted;
+    assert!(
+        on_member_0 > 0,
+        "member 0 holds some of round two's sessions"
+    );
+    member_conns[0].client().drain().await.unwrap();
+    let started = Instant::now();
+    let outcomes = futures::future::join_all(live.iter().map(|c| async move {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            c.send("after the fall").await?;
+            c.recv().await
+        })
+        .await
+        .expect("every client learns within 10 s whether its member lives")
+    }))
+    .await;
+    let dead: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(
+        dead.len() as u64,
+        on_member_0,
+        "exactly member 0's clients fail: {outcomes:?}"
+    );
+    for e in &dead {
+        let text = e.to_string();
+        assert!(
+            text.contains("unreachable")
+                || text.contains("not acknowledging")
+                || text.contains("reset"),
+            "a clear error, not {text:?}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The same clients retry from the same nodes: they land on live members.
+    let before: u64 = members[1..].iter().map(|m| m.2.stats().accepted).sum();
+    for i in 0..dead.len() {
+        let c = Session::connect_to(client_conns[i % 3].clone(), "svc.msgs", tuning())
+            .await
+            .expect("a retry lands on a live member");
+        c.send("again").await.unwrap();
+        assert_eq!(c.recv().await.unwrap().unwrap(), "again");
+    }
+    let after: u64 = members[1..].iter().map(|m| m.2.stats().accepted).sum();
+    assert_eq!(after - before, dead.len() as u64);
+}
