@@ -166,9 +166,7 @@ impl Service {
                 "create private inboxes, which a service needs",
             )));
         }
-        Config::new("probe", "")
-            .with_tuning(cfg.tuning.clone())
-            .validate()?;
+        cfg.tuning.validate()?;
         let incoming = match &cfg.queue_group {
             Some(g) => transport.subscribe_queue(&cfg.subject, g).await?,
             None => transport.subscribe(&cfg.subject).await?,
