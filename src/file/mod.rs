@@ -38,6 +38,7 @@ pub mod bigfile;
 mod bigfile_io;
 mod exchange;
 mod part;
+pub mod service;
 mod source;
 
 use crate::session::{Session, SessionError};

@@ -3,6 +3,10 @@
 //! ```text
 //! swp recv --inbox files.in --out ./incoming      # on the receiving side
 //! swp send report.pdf --to files.in               # on the sending side
+//! swp serve files ./shared                       # a service: many clients at once
+//! swp put files report.pdf photos/                # upload files and trees
+//! swp get files report.pdf -O ./copy              # download
+//! swp ls files                                    # list what is served
 //! swp demo                                        # local server, a verified transfer
 //! swp bench                                       # swp against raw NATS
 //! ```
@@ -15,11 +19,12 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swp::Session;
+use swp::file::service as file_service;
 use swp::file::{Progress, ReceiveOptions, recv_file, recv_file_with, send_file};
-use swp::proto::{Config, WireFormat};
+use swp::proto::{Config, Tuning, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
+use swp::{Service, ServiceConfig, Session};
 use tokio::sync::watch;
 
 #[derive(Parser)]
@@ -93,6 +98,61 @@ enum Cmd {
         /// refused, and the sender told why).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Serve DIR on the service subject SUBJECT: many clients at once
+    /// upload into it (`swp put`), download from it (`swp get`) and list it
+    /// (`swp ls`). Runs until stopped.
+    Serve {
+        /// The service subject.
+        subject: String,
+        /// The directory served (created if missing).
+        dir: PathBuf,
+        /// Join this queue group: several `swp serve` on one subject and
+        /// group share the clients (across the nodes of a cluster).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Sessions at once; a client over the limit is refused at once.
+        #[arg(long, default_value_t = 1024)]
+        max_sessions: usize,
+        /// Let uploads replace existing files of the same name.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Upload files (and directory trees) to `swp serve SUBJECT`, in one
+    /// session, each verified (and resumed if interrupted before).
+    Put {
+        /// The service subject.
+        subject: String,
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Download files from `swp serve SUBJECT`, in one session, each verified.
+    Get {
+        /// The service subject.
+        subject: String,
+        /// Names as `swp ls` shows them.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Where to save them (created if missing).
+        #[arg(short = 'O', long = "output", default_value = ".")]
+        out: PathBuf,
+        /// Replace existing files of the same name.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// List the files `swp serve SUBJECT` offers.
+    Ls {
+        /// The service subject.
+        subject: String,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -332,6 +392,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Serve {
+            subject,
+            dir,
+            queue,
+            max_sessions,
+            force,
+            nats,
+        } => serve(subject, dir, queue, max_sessions, force, nats, quiet).await,
+        Cmd::Put {
+            subject,
+            paths,
+            nats,
+        } => put(subject, paths, nats, quiet).await,
+        Cmd::Get {
+            subject,
+            names,
+            out,
+            force,
+            nats,
+        } => get(subject, names, out, force, nats, quiet).await,
+        Cmd::Ls { subject, nats } => {
+            let t = nats.connect().await?;
+            let mut s = connect_service(&t, &subject).await?;
+            let r = file_service::list(&mut s).await;
+            let _ = file_service::done(s).await;
+            for e in r.map_err(|e| e.to_string())? {
+                println!("{:>12}  {}", e.size, e.name);
+            }
+            Ok(())
+        }
         Cmd::Demo { size } => demo(size, quiet).await,
         Cmd::Bench { quick, server } => {
             let (own, url) = match server {
@@ -346,6 +436,177 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+async fn connect_service(t: &Arc<NatsTransport>, subject: &str) -> Result<Session, String> {
+    Session::connect_to(t.clone(), subject, Tuning::new())
+        .await
+        .map_err(|e| format!("cannot reach the service on {subject}: {e}"))
+}
+
+async fn serve(
+    subject: String,
+    dir: PathBuf,
+    queue: Option<String>,
+    max_sessions: usize,
+    force: bool,
+    nats: NatsArgs,
+    quiet: bool,
+) -> Result<(), String> {
+    check_out_dir(&dir)?;
+    let t = nats.connect().await?;
+    let mut cfg = ServiceConfig::new(subject.clone()).max_sessions(max_sessions);
+    if let Some(q) = &queue {
+        cfg = cfg.queue_group(q.clone());
+    }
+    let service = Service::bind(t, cfg)
+        .await
+        .map_err(|e| format!("cannot serve on {subject}: {e}"))?;
+    if !quiet {
+        let group = queue
+            .map(|q| format!(" in queue group {q}"))
+            .unwrap_or_default();
+        eprintln!("serving {} on {subject}{group}", dir.display());
+    }
+    let opts = Arc::new(ReceiveOptions::new().overwrite(force));
+    loop {
+        let s = service.accept().await.map_err(|e| e.to_string())?;
+        let (dir, opts) = (dir.clone(), opts.clone());
+        let client = s.remote_inbox();
+        tokio::spawn(async move {
+            match file_service::serve(s, &dir, &opts).await {
+                Ok(r) if !quiet => eprintln!(
+                    "{client}: {} put, {} get, {} listings, {} refused",
+                    r.puts, r.gets, r.lists, r.refused
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("{client}: {e}"),
+            }
+        });
+    }
+}
+
+/// The files under `path` with the names they get on the service: a file
+/// by its own name, a directory's files under the directory's name.
+fn expand(path: &std::path::Path, out: &mut Vec<(PathBuf, String)>) -> Result<(), String> {
+    let m = std::fs::metadata(path).map_err(|e| format!("cannot put {}: {e}", path.display()))?;
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .ok_or_else(|| format!("cannot put {}: it has no name", path.display()))?;
+    if m.is_file() {
+        check_source(path)?;
+        out.push((path.to_path_buf(), base));
+        return Ok(());
+    }
+    fn walk(
+        dir: &std::path::Path,
+        prefix: &str,
+        out: &mut Vec<(PathBuf, String)>,
+    ) -> Result<(), String> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot put {}: {e}", dir.display()))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let name = format!("{prefix}/{}", e.file_name().to_string_lossy());
+            if p.is_dir() {
+                walk(&p, &name, out)?;
+            } else if p.is_file() {
+                out.push((p, name));
+            }
+        }
+        Ok(())
+    }
+    walk(path, &base, out)
+}
+
+async fn put(
+    subject: String,
+    paths: Vec<PathBuf>,
+    nats: NatsArgs,
+    quiet: bool,
+) -> Result<(), String> {
+    let mut files = Vec::new();
+    for p in &paths {
+        expand(p, &mut files)?;
+    }
+    let t = nats.connect().await?;
+    let mut s = connect_service(&t, &subject).await?;
+    let (mut total, start) = (0u64, Instant::now());
+    for (path, name) in &files {
+        let (tx, rx) = watch::channel(Progress::default());
+        let shown = show_progress(rx, format!("put {name}"), quiet);
+        let r = file_service::put(&mut s, path, name, Some(&tx)).await;
+        drop(tx);
+        let _ = shown.await;
+        match r {
+            Ok(r) => {
+                total += r.meta.size;
+                if !quiet {
+                    println!(
+                        "put {name} ({}); blake2b {}",
+                        human(r.meta.size),
+                        hex(&r.meta.blake2b[..16])
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = finish(s, t.as_ref(), Err::<(), _>(&e)).await;
+                return Err(format!("put {name}: {e}"));
+            }
+        }
+    }
+    let r = file_service::done(s).await;
+    let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t.as_ref())).await;
+    r.map_err(|e| e.to_string())?;
+    if !quiet && files.len() > 1 {
+        let secs = start.elapsed().as_secs_f64();
+        println!("{} files, {} in {secs:.2} s", files.len(), human(total));
+    }
+    Ok(())
+}
+
+async fn get(
+    subject: String,
+    names: Vec<String>,
+    out: PathBuf,
+    force: bool,
+    nats: NatsArgs,
+    quiet: bool,
+) -> Result<(), String> {
+    check_out_dir(&out)?;
+    let t = nats.connect().await?;
+    let mut s = connect_service(&t, &subject).await?;
+    let opts = ReceiveOptions::new().overwrite(force);
+    for name in &names {
+        let (tx, rx) = watch::channel(Progress::default());
+        let shown = show_progress(rx, format!("get {name}"), quiet);
+        let r = file_service::get(&mut s, name, &out, &opts, Some(&tx)).await;
+        drop(tx);
+        let _ = shown.await;
+        match r {
+            Ok((meta, path)) => {
+                if !quiet {
+                    println!(
+                        "got {name} ({}) -> {}; blake2b {} verified",
+                        human(meta.size),
+                        path.display(),
+                        hex(&meta.blake2b[..16])
+                    );
+                }
+            }
+            Err(e) => {
+                let _ = file_service::done(s).await;
+                return Err(format!("get {name}: {e}"));
+            }
+        }
+    }
+    let r = file_service::done(s).await;
+    let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t.as_ref())).await;
+    r.map_err(|e| e.to_string())
 }
 
 /// How long a finished transfer may take to close its session before the

@@ -1,0 +1,324 @@
+//! The file service: what a client asks of a directory served over swp
+//! (docs/PROTOCOL.md §11.5). On one session the client sends requests, one
+//! at a time, as messages: put a file, get a file, list the directory, or
+//! done. The server answers each with a reply message; a put or a get then
+//! runs the ordinary verified, resumable exchange (§11) in the direction it
+//! names, and the session is ready for the next request.
+
+use super::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Request {
+    /// The client offers a file next (the usual exchange, client sending).
+    Put,
+    /// The client wants `name` (a relative path in the served directory).
+    Get { name: String },
+    /// The client wants the directory's listing.
+    List,
+    /// The client is finished; the server closes the session.
+    Done,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Reply {
+    /// Go ahead: the exchange follows.
+    Ready,
+    /// Refused, and why (the session stays usable).
+    Refused { message: String },
+    /// The listing: (relative path, size), sorted.
+    Listing { entries: Vec<(String, u64)> },
+}
+
+/// One file of a served directory's listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its path relative to the served directory, `/`-separated.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What one served session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServedReport {
+    /// Files received into the directory.
+    pub puts: u64,
+    /// Files sent from it.
+    pub gets: u64,
+    /// Listings sent.
+    pub lists: u64,
+    /// Requests refused (a bad name, a missing file).
+    pub refused: u64,
+}
+
+async fn send_msg<T: Serialize>(session: &Session, v: &T) -> Result<(), FileError> {
+    let bytes = rmp_serde::to_vec(v).map_err(|e| FileError::Protocol(e.to_string()))?;
+    session.send(bytes).await?;
+    Ok(())
+}
+
+async fn recv_msg<T: for<'de> Deserialize<'de>>(session: &Session) -> Result<Option<T>, FileError> {
+    match session.recv().await? {
+        None => Ok(None),
+        Some(b) => rmp_serde::from_slice(&b)
+            .map(Some)
+            .map_err(|e| FileError::Protocol(format!("undecodable file-service message: {e}"))),
+    }
+}
+
+async fn expect_ready(session: &Session) -> Result<(), FileError> {
+    match recv_msg::<Reply>(session).await? {
+        Some(Reply::Ready) => Ok(()),
+        Some(Reply::Refused { message }) => Err(FileError::Rejected(message)),
+        Some(other) => Err(FileError::Protocol(format!("unexpected reply {other:?}"))),
+        None => Err(FileError::Protocol(
+            "the service closed the session before answering".into(),
+        )),
+    }
+}
+
+/// Uploads the file at `path` as `name` (a relative path) to the served
+/// directory. The usual rules hold: verified end to end, resumed if a part
+/// of it is there, refused if the server has a different file of that name
+/// (unless the server overwrites).
+pub async fn put(
+    session: &mut Session,
+    path: &Path,
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    safe_relative_path(name)?;
+    send_msg(session, &Request::Put).await?;
+    expect_ready(session).await?;
+    send_file_as(session, path, name, progress).await
+}
+
+/// Downloads `name` from the served directory into `dir` (verified,
+/// resumable; an existing different file is refused unless `opts` says to
+/// overwrite).
+pub async fn get(
+    session: &mut Session,
+    name: &str,
+    dir: &Path,
+    opts: &ReceiveOptions,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    safe_relative_path(name)?;
+    send_msg(
+        session,
+        &Request::Get {
+            name: name.to_string(),
+        },
+    )
+    .await?;
+    expect_ready(session).await?;
+    recv_file_with(session, dir, opts, progress).await
+}
+
+/// The served directory's files, sorted by name.
+pub async fn list(session: &mut Session) -> Result<Vec<Entry>, FileError> {
+    send_msg(session, &Request::List).await?;
+    match recv_msg::<Reply>(session).await? {
+        Some(Reply::Listing { entries }) => Ok(entries
+            .into_iter()
+            .map(|(name, size)| Entry { name, size })
+            .collect()),
+        Some(Reply::Refused { message }) => Err(FileError::Rejected(message)),
+        other => Err(FileError::Protocol(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// Tells the server this client is finished, and closes the session.
+pub async fn done(session: Session) -> Result<(), FileError> {
+    send_msg(&session, &Request::Done).await?;
+    session.close().await?;
+    Ok(())
+}
+
+/// Serves `dir` on one session until the client is done: receives puts into
+/// it (with `opts`), sends gets from it, answers listings. A bad request is
+/// refused with a reason and the session goes on; a failed transfer ends
+/// the session (both sides learn why, as with `send_file`/`recv_file`).
+pub async fn serve(
+    mut session: Session,
+    dir: &Path,
+    opts: &ReceiveOptions,
+) -> Result<ServedReport, FileError> {
+    let mut report = ServedReport::default();
+    loop {
+        let Some(req) = recv_msg::<Request>(&session).await? else {
+            break; // the client closed its direction
+        };
+        match req {
+            Request::Put => {
+                send_msg(&session, &Reply::Ready).await?;
+                recv_file_with(&mut session, dir, opts, None).await?;
+                report.puts += 1;
+            }
+            Request::Get { name } => match servable(dir, &name) {
+                Ok(path) => {
+                    send_msg(&session, &Reply::Ready).await?;
+                    send_file_as(&mut session, &path, &name, None).await?;
+                    report.gets += 1;
+                }
+                Err(message) => {
+                    report.refused += 1;
+                    send_msg(&session, &Reply::Refused { message }).await?;
+                }
+            },
+            Request::List => {
+                let mut entries = Vec::new();
+                walk(dir, dir, &mut entries);
+                entries.sort();
+                send_msg(&session, &Reply::Listing { entries }).await?;
+                report.lists += 1;
+            }
+            Request::Done => break,
+        }
+    }
+    session.close().await?;
+    Ok(report)
+}
+
+/// The path of `name` in `dir` if it is a regular file there (never outside
+/// it, never a part file); else why not, for the client.
+fn servable(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let rel = safe_relative_path(name).map_err(|e| e.to_string())?;
+    let path = dir.join(&rel);
+    if is_bookkeeping(&path) {
+        return Err(format!("{name:?} is not a file this service offers"));
+    }
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_file() => Ok(path),
+        Ok(_) => Err(format!("{name:?} is not a regular file")),
+        Err(e) => Err(format!("{name:?}: {e}")),
+    }
+}
+
+/// Part and meta files of unfinished transfers (`.NAME.swp-part`,
+/// `.NAME.swp-part.meta`) are not offered.
+fn is_bookkeeping(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        n.starts_with('.') && (n.ends_with(".swp-part") || n.ends_with(".swp-part.meta"))
+    })
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            walk(root, &p, out);
+        } else if m.is_file() && !is_bookkeeping(&p) {
+            if let Ok(rel) = p.strip_prefix(root) {
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                out.push((name, m.len()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Config;
+    use crate::simnet::LinkConfig;
+    use crate::transport::SimNetwork;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("swp-fsvc-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn put_get_list_and_refusals_on_one_session() {
+        let root = tmp("one");
+        let (served, local) = (root.join("served"), root.join("local"));
+        std::fs::create_dir_all(&served).unwrap();
+        std::fs::create_dir_all(&local).unwrap();
+        std::fs::write(local.join("up.bin"), vec![7u8; 200_000]).unwrap();
+        std::fs::create_dir_all(served.join("sub")).unwrap();
+        std::fs::write(served.join("sub/down.txt"), b"from the service").unwrap();
+        let net = SimNetwork::new(3, LinkConfig::new().loss(0.02));
+        let (mut c, s) =
+            crate::testkit::session_pair(&net, Config::new("c", "s"), Config::new("s", ""))
+                .await
+                .unwrap();
+        let server = {
+            let served = served.clone();
+            tokio::spawn(async move { serve(s, &served, &ReceiveOptions::default()).await })
+        };
+        put(&mut c, &local.join("up.bin"), "in/up.bin", None)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(served.join("in/up.bin")).unwrap(),
+            vec![7u8; 200_000]
+        );
+        let (_, saved) = get(
+            &mut c,
+            "sub/down.txt",
+            &local,
+            &ReceiveOptions::default(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(saved).unwrap(), b"from the service");
+        let names: Vec<_> = list(&mut c).await.unwrap();
+        assert_eq!(
+            names,
+            vec![
+                Entry {
+                    name: "in/up.bin".into(),
+                    size: 200_000
+                },
+                Entry {
+                    name: "sub/down.txt".into(),
+                    size: 16
+                },
+            ]
+        );
+        // Refused with a reason; the session goes on.
+        let e = get(
+            &mut c,
+            "missing.bin",
+            &local,
+            &ReceiveOptions::default(),
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().contains("missing.bin"), "{e}");
+        assert!(matches!(
+            get(
+                &mut c,
+                "../etc/passwd",
+                &local,
+                &ReceiveOptions::default(),
+                None
+            )
+            .await,
+            Err(FileError::HostileName(_))
+        ));
+        assert_eq!(list(&mut c).await.unwrap().len(), 2);
+        done(c).await.unwrap();
+        let report = server.await.unwrap().unwrap();
+        assert_eq!(
+            (report.puts, report.gets, report.lists, report.refused),
+            (1, 1, 2, 1)
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
