@@ -45,6 +45,7 @@ pub struct NatsOptions {
     user: Option<(String, String)>,
     token: Option<String>,
     creds: Option<PathBuf>,
+    nkey_seed: Option<String>,
     tls_cert: Option<(PathBuf, PathBuf)>,
     tls_ca: Option<PathBuf>,
     subscription_capacity: Option<usize>,
@@ -140,6 +141,18 @@ impl NatsOptions {
     /// ```
     pub fn creds(mut self, path: impl Into<PathBuf>) -> Self {
         self.creds = Some(path.into());
+        self
+    }
+    /// Authenticates with an NKey: `seed` is the user's seed (`SU...`), as
+    /// the `nats` CLI reads it from the file given to `--nkey`.
+    ///
+    /// ```
+    /// use swp::transport::NatsOptions;
+    /// let o = NatsOptions::new("nats://127.0.0.1:4222").nkey_seed("SUAM...");
+    /// # let _ = o;
+    /// ```
+    pub fn nkey_seed(mut self, seed: impl Into<String>) -> Self {
+        self.nkey_seed = Some(seed.into());
         self
     }
     /// Client certificate and key (`--tlscert`, `--tlskey`).
@@ -464,6 +477,9 @@ impl NatsTransport {
                     path.display()
                 ))
             })?;
+        }
+        if let Some(seed) = opts.nkey_seed {
+            o = o.nkey(seed);
         }
         if let Some((cert, key)) = opts.tls_cert {
             o = o.add_client_certificate(cert, key).require_tls(true);

@@ -11,7 +11,8 @@
 //! swp bench                                       # swp against raw NATS
 //! ```
 //!
-//! Exit status 0 on success; otherwise 1 with a one-line reason on stderr.
+//! Exit status: 0 on success; 1 with a one-line reason on stderr when the
+//! work failed; 2 for a usage error (clap's).
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -169,58 +170,96 @@ enum Cmd {
         /// Small sizes, one round.
         #[arg(long)]
         quick: bool,
-        /// Use this server instead of starting one.
-        #[arg(long, env = "NATS_URL")]
+        /// Use this server instead of starting one (NATS_URL is not
+        /// consulted: a benchmark against a shared server must be asked for).
+        #[arg(long)]
         server: Option<String>,
     },
 }
 
-/// Connection options, named as the `nats` CLI names them.
+/// Connection options, named as the `nats` CLI names them, each also from
+/// its `NATS_*` variable; a `nats` context (`--context`, `NATS_CONTEXT`, or
+/// the one `nats context select` chose) fills in what they leave unset.
 #[derive(Args, Clone)]
 struct NatsArgs {
-    /// NATS server URL(s); credentials in the URL are honoured.
-    #[arg(long, short, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
-    server: String,
+    /// NATS server URL(s); credentials in the URL are honoured
+    /// [default: the context's, else nats://127.0.0.1:4222].
+    #[arg(long, short, env = "NATS_URL")]
+    server: Option<String>,
+    /// A `nats` CLI context (~/.config/nats/context/NAME.json).
+    #[arg(long, env = "NATS_CONTEXT")]
+    context: Option<String>,
     /// User name.
-    #[arg(long)]
+    #[arg(long, env = "NATS_USER")]
     user: Option<String>,
     /// Password.
-    #[arg(long)]
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
     password: Option<String>,
     /// Authentication token.
-    #[arg(long)]
+    #[arg(long, hide_env_values = true)]
     token: Option<String>,
     /// Credentials file.
-    #[arg(long)]
+    #[arg(long, env = "NATS_CREDS")]
     creds: Option<PathBuf>,
+    /// NKey seed file.
+    #[arg(long, env = "NATS_NKEY")]
+    nkey: Option<PathBuf>,
     /// TLS client certificate.
-    #[arg(long, requires = "tlskey")]
+    #[arg(long, env = "NATS_CERT", requires = "tlskey")]
     tlscert: Option<PathBuf>,
     /// TLS client key.
-    #[arg(long, requires = "tlscert")]
+    #[arg(long, env = "NATS_KEY", requires = "tlscert")]
     tlskey: Option<PathBuf>,
     /// TLS CA certificate.
-    #[arg(long)]
+    #[arg(long, env = "NATS_CA")]
     tlsca: Option<PathBuf>,
 }
 
 impl NatsArgs {
     async fn connect(&self) -> Result<Arc<NatsTransport>, String> {
-        let mut o = NatsOptions::new(self.server.clone()).name("swp");
-        if let Some(u) = &self.user {
-            o = o.user_password(u.clone(), self.password.clone().unwrap_or_default());
+        let ctx = swp_tools::context::load(self.context.as_deref())?
+            .map(|(_, c)| c)
+            .unwrap_or_default();
+        let pick = |flag: &Option<String>, from_ctx: &str| {
+            flag.clone()
+                .or_else(|| (!from_ctx.is_empty()).then(|| from_ctx.to_string()))
+        };
+        let path = |flag: &Option<PathBuf>, from_ctx: &str| {
+            flag.clone()
+                .or_else(|| (!from_ctx.is_empty()).then(|| PathBuf::from(from_ctx)))
+        };
+        let server = pick(&self.server, &ctx.url).unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        let mut o = NatsOptions::new(server).name("swp");
+        if let Some(u) = pick(&self.user, &ctx.user) {
+            let p = pick(&self.password, &ctx.password).unwrap_or_default();
+            o = o.user_password(u, p);
         }
-        if let Some(t) = &self.token {
-            o = o.token(t.clone());
+        if let Some(t) = pick(&self.token, &ctx.token) {
+            o = o.token(t);
         }
-        if let Some(c) = &self.creds {
-            o = o.creds(c.clone());
+        if let Some(c) = path(&self.creds, &ctx.creds) {
+            o = o.creds(c);
         }
-        if let (Some(c), Some(k)) = (&self.tlscert, &self.tlskey) {
-            o = o.tls_client_cert(c.clone(), k.clone());
+        if let Some(k) = path(&self.nkey, &ctx.nkey) {
+            let seed = std::fs::read_to_string(&k)
+                .map_err(|e| format!("cannot read the nkey seed file {}: {e}", k.display()))?;
+            let seed = seed
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with('S'))
+                .ok_or_else(|| {
+                    format!(
+                        "{} holds no nkey seed (a line starting with S)",
+                        k.display()
+                    )
+                })?;
+            o = o.nkey_seed(seed.to_string());
         }
-        if let Some(ca) = &self.tlsca {
-            o = o.tls_ca(ca.clone());
+        if let (Some(c), Some(k)) = (path(&self.tlscert, &ctx.cert), path(&self.tlskey, &ctx.key)) {
+            o = o.tls_client_cert(c, k);
+        }
+        if let Some(ca) = path(&self.tlsca, &ctx.ca) {
+            o = o.tls_ca(ca);
         }
         NatsTransport::connect(o).await.map_err(|e| e.to_string())
     }

@@ -167,3 +167,130 @@ fn a_missing_file_and_a_subject_nobody_serves_fail_with_the_reason() {
         started.elapsed()
     );
 }
+
+/// The nats CLI's contexts: a context file as `nats context add` writes it,
+/// chosen by `--context`, by `NATS_CONTEXT`, or selected in context.txt;
+/// flags override it; without it the server refuses us.
+#[test]
+fn a_nats_cli_context_supplies_the_server_and_credentials() {
+    let server =
+        swp::server::NatsServer::start_with_args(&["--user", "alice", "--pass", "s3cret"]).unwrap();
+    let root = common::TempDir::new("cli-context");
+    let xdg = root.0.join("xdg");
+    std::fs::create_dir_all(xdg.join("nats/context")).unwrap();
+    let ctx = serde_json::json!({
+        "description": "test", "url": server.url(), "user": "alice", "password": "s3cret",
+        "token": "", "creds": "", "nkey": "", "cert": "", "key": "", "ca": "", "nsc": "",
+        "jetstream_domain": "", "inbox_prefix": ""
+    });
+    std::fs::write(xdg.join("nats/context/dev.json"), ctx.to_string()).unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(SWP);
+        c.args(args)
+            .env("XDG_CONFIG_HOME", &xdg)
+            .env_remove("NATS_URL")
+            .env_remove("NATS_CONTEXT");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    let served = root.0.join("served");
+    let mut child = run(
+        &[
+            "serve",
+            "svc.ctx",
+            served.to_str().unwrap(),
+            "--context",
+            "dev",
+        ],
+        &[],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let _svc = Serve(child);
+    assert!(
+        line.starts_with("serving"),
+        "swp serve --context said {line:?}"
+    );
+    let file = root.0.join("hello.txt");
+    std::fs::write(&file, b"hello via a context").unwrap();
+    // No context selected and no flags: the default server, which is not
+    // this one (or refuses without credentials) — a clear failure.
+    let o = run(
+        &[
+            "put",
+            "svc.ctx",
+            file.to_str().unwrap(),
+            "--server",
+            &server.url(),
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("credentials"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Selected with `nats context select dev` (context.txt).
+    std::fs::write(xdg.join("nats/context.txt"), "dev\n").unwrap();
+    let o = run(&["put", "svc.ctx", file.to_str().unwrap()], &[])
+        .output()
+        .unwrap();
+    ok(&o, "put with the selected context");
+    // Named by NATS_CONTEXT.
+    std::fs::remove_file(xdg.join("nats/context.txt")).unwrap();
+    let o = run(&["ls", "svc.ctx"], &[("NATS_CONTEXT", "dev")])
+        .output()
+        .unwrap();
+    assert!(ok(&o, "ls with NATS_CONTEXT").contains("hello.txt"));
+    // A flag overrides the context: a wrong password is refused.
+    let o = run(
+        &["ls", "svc.ctx", "--context", "dev", "--password", "wrong"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(!o.status.success(), "the flag's wrong password was used");
+    // A context that does not exist is named in the error.
+    let o = run(&["ls", "svc.ctx", "--context", "nope"], &[])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("\"nope\""), "{err}");
+}
+
+/// Usage errors exit with 2 (clap's convention), failures with 1.
+#[test]
+fn exit_codes_usage_2_failure_1() {
+    let o = Command::new(SWP).args(["put"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = Command::new(SWP)
+        .args(["ls", "svc.x", "--server", "nats://127.0.0.1:1"])
+        .env_remove("NATS_CONTEXT")
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("swp-no-such-config"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
