@@ -45,6 +45,28 @@ struct Cli {
     /// overrides it.
     #[arg(long, short, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Print each outcome as one JSON object per line on stdout (a file
+    /// sent, received, put or got; a listing), for scripts; no other
+    /// output on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `--json` was given (set once, before any command runs).
+static JSON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn json_mode() -> bool {
+    JSON.get().copied().unwrap_or(false)
+}
+
+/// Prints an outcome: the JSON object with `--json`, else the line for a
+/// person (unless `--quiet`).
+fn outcome(quiet: bool, json: serde_json::Value, line: impl FnOnce() -> String) {
+    if json_mode() {
+        println!("{json}");
+    } else if !quiet {
+        println!("{}", line());
+    }
 }
 
 /// Installs the log subscriber: RUST_LOG if set, else the level -v asks for
@@ -363,20 +385,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             drop(tx);
             let _ = shown.await;
             let r = finish(s, t.as_ref(), r).await?;
-            if !quiet {
-                println!(
-                    "sent {} ({}) in {secs:.2} s, {:.1} MiB/s{}; blake2b {}",
+            let rate = r.bytes_sent as f64 / 1048576.0 / secs.max(1e-9);
+            let json = serde_json::json!({
+                "op": "send", "name": r.meta.name, "size": r.meta.size,
+                "bytes_sent": r.bytes_sent, "resumed_from": r.resumed_from,
+                "seconds": secs, "mib_per_s": rate, "blake2b": hex(&r.meta.blake2b),
+            });
+            outcome(quiet, json, || {
+                format!(
+                    "sent {} ({}) in {secs:.2} s, {rate:.1} MiB/s{}; blake2b {}",
                     r.meta.name,
                     human(r.meta.size),
-                    r.bytes_sent as f64 / 1048576.0 / secs.max(1e-9),
                     if r.resumed_from > 0 {
                         format!(", resumed at {}", human(r.resumed_from))
                     } else {
                         String::new()
                     },
                     hex(&r.meta.blake2b[..16])
-                );
-            }
+                )
+            });
             Ok(())
         }
         Cmd::Recv {
@@ -415,20 +442,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             let _ = shown.await;
             let go_peer = s.wire_format() == WireFormat::Go;
             let (meta, path) = finish(s, t.as_ref(), r).await?;
-            if !quiet {
+            let json = serde_json::json!({
+                "op": "recv", "name": meta.name, "size": meta.size, "path": path,
+                "seconds": secs, "blake2b": hex(&meta.blake2b), "verified": true,
+                "go_peer": go_peer,
+            });
+            outcome(quiet, json, || {
                 let from_go = if go_peer {
                     " (from a go-sliding-window peer)"
                 } else {
                     ""
                 };
-                println!(
+                format!(
                     "received {} ({}) in {secs:.2} s -> {}; blake2b {} verified{from_go}",
                     meta.name,
                     human(meta.size),
                     path.display(),
                     hex(&meta.blake2b[..16])
-                );
-            }
+                )
+            });
             Ok(())
         }
         Cmd::Serve {
@@ -456,8 +488,20 @@ async fn run(cli: Cli) -> Result<(), String> {
             let mut s = connect_service(&t, &subject).await?;
             let r = file_service::list(&mut s).await;
             let _ = file_service::done(s).await;
-            for e in r.map_err(|e| e.to_string())? {
-                println!("{:>12}  {}", e.size, e.name);
+            let entries = r.map_err(|e| e.to_string())?;
+            if json_mode() {
+                let list: Vec<_> = entries
+                    .iter()
+                    .map(|e| serde_json::json!({"name": e.name, "size": e.size}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"op": "ls", "subject": subject, "files": list})
+                );
+            } else {
+                for e in entries {
+                    println!("{:>12}  {}", e.size, e.name);
+                }
             }
             Ok(())
         }
@@ -584,13 +628,17 @@ async fn put(
         match r {
             Ok(r) => {
                 total += r.meta.size;
-                if !quiet {
-                    println!(
+                let json = serde_json::json!({
+                    "op": "put", "name": name, "size": r.meta.size, "bytes_sent": r.bytes_sent,
+                    "resumed_from": r.resumed_from, "blake2b": hex(&r.meta.blake2b),
+                });
+                outcome(quiet, json, || {
+                    format!(
                         "put {name} ({}); blake2b {}",
                         human(r.meta.size),
                         hex(&r.meta.blake2b[..16])
-                    );
-                }
+                    )
+                });
             }
             Err(e) => {
                 let _ = finish(s, t.as_ref(), Err::<(), _>(&e)).await;
@@ -601,9 +649,12 @@ async fn put(
     let r = file_service::done(s).await;
     let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t.as_ref())).await;
     r.map_err(|e| e.to_string())?;
-    if !quiet && files.len() > 1 {
+    if files.len() > 1 {
         let secs = start.elapsed().as_secs_f64();
-        println!("{} files, {} in {secs:.2} s", files.len(), human(total));
+        let json = serde_json::json!({"op": "put-total", "files": files.len(), "size": total, "seconds": secs});
+        outcome(quiet, json, || {
+            format!("{} files, {} in {secs:.2} s", files.len(), human(total))
+        });
     }
     Ok(())
 }
@@ -628,14 +679,18 @@ async fn get(
         let _ = shown.await;
         match r {
             Ok((meta, path)) => {
-                if !quiet {
-                    println!(
+                let json = serde_json::json!({
+                    "op": "get", "name": name, "size": meta.size, "path": path,
+                    "blake2b": hex(&meta.blake2b), "verified": true,
+                });
+                outcome(quiet, json, || {
+                    format!(
                         "got {name} ({}) -> {}; blake2b {} verified",
                         human(meta.size),
                         path.display(),
                         hex(&meta.blake2b[..16])
-                    );
-                }
+                    )
+                });
             }
             Err(e) => {
                 let _ = file_service::done(s).await;
@@ -785,6 +840,7 @@ fn demo_byte(i: u64) -> u8 {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    let _ = JSON.set(cli.json);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

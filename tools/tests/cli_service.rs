@@ -294,3 +294,56 @@ fn exit_codes_usage_2_failure_1() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `--json`: one JSON object per outcome on stdout, nothing else there.
+#[test]
+fn json_output_is_one_object_per_outcome() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-json");
+    let _svc = serve(&url, "svc.json", &root.0.join("served"));
+    let file = root.0.join("data.bin");
+    std::fs::write(&file, bytes(9, 70_000)).unwrap();
+    let parse = |o: &Output, what: &str| -> Vec<serde_json::Value> {
+        ok(o, what)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{what}: {l:?} is not JSON: {e}"))
+            })
+            .collect()
+    };
+    let put = parse(
+        &swp(&["put", "svc.json", file.to_str().unwrap(), "--json"], &url),
+        "put",
+    );
+    assert_eq!(put.len(), 1);
+    assert_eq!(
+        (put[0]["op"].as_str(), put[0]["size"].as_u64()),
+        (Some("put"), Some(70_000))
+    );
+    let digest = put[0]["blake2b"].as_str().unwrap().to_string();
+    assert_eq!(digest.len(), 128, "the whole BLAKE2b-512 digest");
+    let ls = parse(&swp(&["ls", "svc.json", "--json"], &url), "ls");
+    assert_eq!(ls[0]["files"][0]["name"], "data.bin");
+    let back = root.0.join("back");
+    let get = parse(
+        &swp(
+            &[
+                "get",
+                "svc.json",
+                "data.bin",
+                "-O",
+                back.to_str().unwrap(),
+                "--json",
+            ],
+            &url,
+        ),
+        "get",
+    );
+    assert_eq!(get[0]["verified"], true);
+    assert_eq!(get[0]["blake2b"].as_str().unwrap(), digest);
+    assert_eq!(
+        std::fs::read(back.join("data.bin")).unwrap(),
+        bytes(9, 70_000)
+    );
+}
