@@ -114,9 +114,10 @@ enum Cmd {
         /// Where to save the file (created if missing).
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Give up if no sender connects within this many seconds (0: wait forever).
-        #[arg(long, default_value_t = 0)]
-        timeout: u64,
+        /// Give up if no sender connects within this time: `90` (seconds),
+        /// `5s`, `500ms`, `2m`, `1h` (0: wait forever).
+        #[arg(long, default_value = "0", value_parser = swp_tools::duration::parse)]
+        timeout: Duration,
         /// Replace a file of the same name (by default the transfer is
         /// refused, and the sender told why).
         #[arg(long)]
@@ -424,10 +425,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 eprintln!("waiting on {inbox} ...");
             }
             let accept = listener.accept();
-            let mut s = if timeout > 0 {
-                tokio::time::timeout(Duration::from_secs(timeout), accept)
+            let mut s = if !timeout.is_zero() {
+                tokio::time::timeout(timeout, accept)
                     .await
-                    .map_err(|_| format!("no sender connected to {inbox} within {timeout} s"))?
+                    .map_err(|_| format!("no sender connected to {inbox} within {timeout:?}"))?
             } else {
                 accept.await
             }

@@ -95,7 +95,7 @@ fn failures_exit_non_zero_with_a_one_line_reason() {
             "--inbox",
             "nobody.sends",
             "--timeout",
-            "1",
+            "700ms",
             "--quiet",
             "--server",
             &server.url(),
@@ -106,6 +106,7 @@ fn failures_exit_non_zero_with_a_one_line_reason() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no sender connected"), "{err}");
+    assert!(err.contains("700ms"), "the duration as given: {err}");
     assert!(t0.elapsed() < Duration::from_secs(10));
     // No server at all.
     let out = Command::new(SWP)
