@@ -210,15 +210,112 @@ impl Service {
 
     /// Counters so far.
     pub fn stats(&self) -> ServiceStats {
-        let c = &self.counters;
-        ServiceStats {
-            accepted: c.accepted.load(Ordering::Relaxed),
-            active: (self.max_sessions - self.slots.available_permits()) as u64,
-            refused_busy: c.refused_busy.load(Ordering::Relaxed),
-            handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
-            syn_retransmits: c.syn_retransmits.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-        }
+        snapshot(&self.counters, &self.slots, self.max_sessions)
+    }
+
+    /// Makes the service discoverable with the NATS service API (micro):
+    /// `nats micro ls` lists it under `name`, `nats micro info NAME` shows
+    /// its endpoint (`<subject>.info`, answering with the counters as
+    /// JSON) and metadata (`swp.subject`, `swp.version`), and `nats micro
+    /// stats NAME` shows the counters of [`stats`](Self::stats) as the
+    /// endpoint's `data`. The service subject itself is not a micro
+    /// endpoint: it carries Syns, not requests. Keep the returned value;
+    /// dropping it stops answering.
+    ///
+    /// `name` must be a micro service name (letters, digits, `-`, `_`).
+    pub async fn announce(
+        &self,
+        client: &async_nats::Client,
+        name: &str,
+    ) -> Result<Announcement, SessionError> {
+        use async_nats::service::ServiceExt;
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            SessionError::Transport(TransportError::Subscribe {
+                inbox: format!("$SRV.*.{name}"),
+                reason: format!("cannot {what}: {e}"),
+                source: None,
+            })
+        };
+        let stats = {
+            let (c, s, m) = (self.counters.clone(), self.slots.clone(), self.max_sessions);
+            move || snapshot(&c, &s, m).to_json()
+        };
+        let for_handler = stats.clone();
+        let metadata = HashMap::from([
+            ("swp.subject".to_string(), self.subject.clone()),
+            (
+                "swp.version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ]);
+        let micro = client
+            .service_builder()
+            .description(format!("swp sessions on {}", self.subject))
+            .metadata(metadata)
+            .stats_handler(move |_, _| for_handler())
+            .start(name, env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| fail("register with the NATS service API", &e))?;
+        let mut endpoint = micro
+            .endpoint(format!("{}.info", self.subject))
+            .await
+            .map_err(|e| fail("add the info endpoint", &e))?;
+        let answer = tokio::spawn(async move {
+            while let Some(req) = endpoint.next().await {
+                let body = Bytes::from(stats().to_string());
+                if let Err(e) = req.respond(Ok(body)).await {
+                    tracing::debug!(error = %e, "could not answer an info request");
+                }
+            }
+        });
+        Ok(Announcement {
+            _micro: micro,
+            answer,
+        })
+    }
+}
+
+/// A service registered with the NATS service API ([`Service::announce`]);
+/// dropping it stops answering info requests.
+pub struct Announcement {
+    _micro: async_nats::service::Service,
+    answer: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Announcement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcement").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.answer.abort();
+    }
+}
+
+impl ServiceStats {
+    /// The counters as a JSON object (what `nats micro stats` shows).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sessions_accepted": self.accepted,
+            "sessions_active": self.active,
+            "refused_busy": self.refused_busy,
+            "handshakes_failed": self.handshakes_failed,
+            "syn_retransmits": self.syn_retransmits,
+            "dropped": self.dropped,
+        })
+    }
+}
+
+fn snapshot(c: &Counters, slots: &Semaphore, max_sessions: usize) -> ServiceStats {
+    ServiceStats {
+        accepted: c.accepted.load(Ordering::Relaxed),
+        active: max_sessions.saturating_sub(slots.available_permits()) as u64,
+        refused_busy: c.refused_busy.load(Ordering::Relaxed),
+        handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
+        syn_retransmits: c.syn_retransmits.load(Ordering::Relaxed),
+        dropped: c.dropped.load(Ordering::Relaxed),
     }
 }
 

@@ -409,3 +409,52 @@ async fn a_queue_group_over_a_cluster_spreads_clients_and_a_dead_members_clients
     let after: u64 = members[1..].iter().map(|m| m.2.stats().accepted).sum();
     assert_eq!(after - before, dead.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_is_discoverable_with_the_nats_service_api() {
+    tokio::time::timeout(Duration::from_secs(60), discoverable_body())
+        .await
+        .expect("the test finishes within 60 s");
+}
+
+async fn discoverable_body() {
+    let server = nats_server();
+    let t = connect(server.url()).await;
+    let service = Arc::new(
+        Service::bind(t.clone(), ServiceConfig::new("svc.found").tuning(tuning()))
+            .await
+            .unwrap(),
+    );
+    let _echo = echo(service.clone());
+    let _announced = service.announce(t.client(), "swp-files").await.unwrap();
+    // A session, so the counters say something.
+    client(t.clone(), "svc.found", 3).await.unwrap();
+    let nats = async_nats::connect(server.url()).await.unwrap();
+    let ask = |subject: String| {
+        let nats = nats.clone();
+        async move {
+            let m = nats
+                .request(subject.clone(), "".into())
+                .await
+                .unwrap_or_else(|e| panic!("{subject}: {e}"));
+            serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()
+        }
+    };
+    let ping = ask("$SRV.PING.swp-files".into()).await;
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response");
+    assert_eq!(ping["name"], "swp-files");
+    let info = ask("$SRV.INFO.swp-files".into()).await;
+    assert_eq!(info["type"], "io.nats.micro.v1.info_response");
+    assert_eq!(info["metadata"]["swp.subject"], "svc.found");
+    assert_eq!(info["endpoints"][0]["subject"], "svc.found.info");
+    let stats = ask("$SRV.STATS.swp-files".into()).await;
+    assert_eq!(stats["type"], "io.nats.micro.v1.stats_response");
+    assert_eq!(
+        stats["endpoints"][0]["data"]["sessions_accepted"], 1,
+        "{stats}"
+    );
+    // The info endpoint answers with the same counters.
+    let direct = ask("svc.found.info".into()).await;
+    assert_eq!(direct["sessions_accepted"], 1);
+    assert_eq!(direct["refused_busy"], 0);
+}

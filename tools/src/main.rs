@@ -143,6 +143,9 @@ enum Cmd {
         /// Let uploads replace existing files of the same name.
         #[arg(long)]
         force: bool,
+        /// The name `nats micro ls` / `nats micro info` show it under.
+        #[arg(long, default_value = "swp")]
+        name: String,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -470,8 +473,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             queue,
             max_sessions,
             force,
+            name,
             nats,
-        } => serve(subject, dir, queue, max_sessions, force, nats, quiet).await,
+        } => {
+            let opts = ServeOpts {
+                queue,
+                max_sessions,
+                force,
+                name,
+            };
+            serve(subject, dir, opts, nats, quiet).await
+        }
         Cmd::Put {
             subject,
             paths,
@@ -528,17 +540,30 @@ async fn connect_service(t: &Arc<NatsTransport>, subject: &str) -> Result<Sessio
         .map_err(|e| format!("cannot reach the service on {subject}: {e}"))
 }
 
-async fn serve(
-    subject: String,
-    dir: PathBuf,
+/// `swp serve`'s options besides the subject and the directory.
+struct ServeOpts {
     queue: Option<String>,
     max_sessions: usize,
     force: bool,
+    name: String,
+}
+
+async fn serve(
+    subject: String,
+    dir: PathBuf,
+    opts: ServeOpts,
     nats: NatsArgs,
     quiet: bool,
 ) -> Result<(), String> {
+    let ServeOpts {
+        queue,
+        max_sessions,
+        force,
+        name,
+    } = opts;
     check_out_dir(&dir)?;
     let t = nats.connect().await?;
+    let client = t.client().clone();
     let mut cfg = ServiceConfig::new(subject.clone()).max_sessions(max_sessions);
     if let Some(q) = &queue {
         cfg = cfg.queue_group(q.clone());
@@ -546,6 +571,10 @@ async fn serve(
     let service = Service::bind(t, cfg)
         .await
         .map_err(|e| format!("cannot serve on {subject}: {e}"))?;
+    let _announced = service
+        .announce(&client, &name)
+        .await
+        .map_err(|e| format!("cannot announce {name:?} (nats micro): {e}"))?;
     if !quiet {
         let group = queue
             .map(|q| format!(" in queue group {q}"))

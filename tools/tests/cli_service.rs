@@ -347,3 +347,45 @@ fn json_output_is_one_object_per_outcome() {
         bytes(9, 70_000)
     );
 }
+
+/// `swp serve --name` answers the NATS service API, as `nats micro ls`
+/// and `nats micro info` ask it.
+#[test]
+fn swp_serve_answers_the_nats_service_api() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-micro");
+    let mut child = Command::new(SWP)
+        .args(["serve", "svc.micro"])
+        .arg(root.0.join("served"))
+        .args(["--name", "team-files", "--server", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let _svc = Serve(child);
+    assert!(line.starts_with("serving"), "{line:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let nats = async_nats::connect(url).await.unwrap();
+        let info = nats
+            .request("$SRV.INFO.team-files", "".into())
+            .await
+            .unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+        assert_eq!(info["name"], "team-files");
+        assert_eq!(info["metadata"]["swp.subject"], "svc.micro");
+        let stats = nats
+            .request("$SRV.STATS.team-files", "".into())
+            .await
+            .unwrap();
+        let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
+        assert_eq!(
+            stats["endpoints"][0]["data"]["sessions_accepted"], 0,
+            "{stats}"
+        );
+    });
+}
