@@ -190,7 +190,8 @@ fn servable(dir: &Path, name: &str) -> Result<PathBuf, String> {
     if is_bookkeeping(&path) {
         return Err(format!("{name:?} is not a file this service offers"));
     }
-    match std::fs::metadata(&path) {
+    // Not followed: a symbolic link could point outside the directory.
+    match std::fs::symlink_metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(_) => Err(format!("{name:?} is not a regular file")),
         Err(e) => Err(format!("{name:?}: {e}")),
