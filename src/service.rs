@@ -90,13 +90,43 @@ pub struct ServiceStats {
     pub dropped: u64,
 }
 
-#[derive(Default)]
+/// What the service counts, and its session slots (one permit per session
+/// that exists).
 struct Counters {
     accepted: AtomicU64,
     refused_busy: AtomicU64,
     handshakes_failed: AtomicU64,
     syn_retransmits: AtomicU64,
     dropped: AtomicU64,
+    slots: Arc<Semaphore>,
+    max_sessions: usize,
+}
+
+impl Counters {
+    fn new(max_sessions: usize) -> Self {
+        Counters {
+            accepted: AtomicU64::new(0),
+            refused_busy: AtomicU64::new(0),
+            handshakes_failed: AtomicU64::new(0),
+            syn_retransmits: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            slots: Arc::new(Semaphore::new(max_sessions)),
+            max_sessions,
+        }
+    }
+
+    fn snapshot(&self) -> ServiceStats {
+        ServiceStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            active: self
+                .max_sessions
+                .saturating_sub(self.slots.available_permits()) as u64,
+            refused_busy: self.refused_busy.load(Ordering::Relaxed),
+            handshakes_failed: self.handshakes_failed.load(Ordering::Relaxed),
+            syn_retransmits: self.syn_retransmits.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Handshakes in progress: (client inbox, client nonce) -> where its
@@ -130,8 +160,6 @@ pub struct Service {
     subject: String,
     accepted: tokio::sync::Mutex<mpsc::Receiver<Session>>,
     counters: Arc<Counters>,
-    slots: Arc<Semaphore>,
-    max_sessions: usize,
     demux: tokio::task::JoinHandle<()>,
 }
 
@@ -172,22 +200,18 @@ impl Service {
             None => transport.subscribe(&cfg.subject).await?,
         };
         let (tx, rx) = mpsc::channel(cfg.max_sessions.max(1));
-        let counters = Arc::new(Counters::default());
-        let slots = Arc::new(Semaphore::new(cfg.max_sessions));
+        let counters = Arc::new(Counters::new(cfg.max_sessions));
         let demux = tokio::spawn(demux(
             transport,
             cfg.clone(),
             incoming,
             tx,
             counters.clone(),
-            slots.clone(),
         ));
         Ok(Service {
             subject: cfg.subject,
             accepted: tokio::sync::Mutex::new(rx),
             counters,
-            slots,
-            max_sessions: cfg.max_sessions,
             demux,
         })
     }
@@ -210,7 +234,7 @@ impl Service {
 
     /// Counters so far.
     pub fn stats(&self) -> ServiceStats {
-        snapshot(&self.counters, &self.slots, self.max_sessions)
+        self.counters.snapshot()
     }
 
     /// Makes the service discoverable with the NATS service API (micro):
@@ -237,8 +261,8 @@ impl Service {
             })
         };
         let stats = {
-            let (c, s, m) = (self.counters.clone(), self.slots.clone(), self.max_sessions);
-            move || snapshot(&c, &s, m).to_json()
+            let c = self.counters.clone();
+            move || c.snapshot().to_json()
         };
         let for_handler = stats.clone();
         let metadata = HashMap::from([
@@ -308,17 +332,6 @@ impl ServiceStats {
     }
 }
 
-fn snapshot(c: &Counters, slots: &Semaphore, max_sessions: usize) -> ServiceStats {
-    ServiceStats {
-        accepted: c.accepted.load(Ordering::Relaxed),
-        active: max_sessions.saturating_sub(slots.available_permits()) as u64,
-        refused_busy: c.refused_busy.load(Ordering::Relaxed),
-        handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
-        syn_retransmits: c.syn_retransmits.load(Ordering::Relaxed),
-        dropped: c.dropped.load(Ordering::Relaxed),
-    }
-}
-
 /// The task that owns the service subject: it reads Syns and starts, feeds
 /// or refuses sessions.
 async fn demux(
@@ -327,7 +340,6 @@ async fn demux(
     mut incoming: Incoming,
     accepted: mpsc::Sender<Session>,
     counters: Arc<Counters>,
-    slots: Arc<Semaphore>,
 ) {
     let pending: Pending = Arc::default();
     while let Some(bytes) = incoming.next().await {
@@ -357,7 +369,7 @@ async fn demux(
             let _ = tx.send(());
             continue;
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let Ok(slot) = counters.slots.clone().try_acquire_owned() else {
             counters.refused_busy.fetch_add(1, Ordering::Relaxed);
             refuse_busy(transport.as_ref(), &cfg, &syn).await;
             continue;

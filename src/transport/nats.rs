@@ -541,6 +541,24 @@ impl NatsTransport {
         })
     }
 
+    /// Makes sure the server has the subscription before the caller tells
+    /// anyone to send to it, then gives its stream.
+    async fn confirmed(
+        &self,
+        sub: async_nats::Subscriber,
+        subject: String,
+    ) -> Result<Incoming, TransportError> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| TransportError::Subscribe {
+                inbox: subject.clone(),
+                reason: format!("flush after subscribe: {e}"),
+                source: Some(Cause::new(e)),
+            })?;
+        Ok(incoming(sub, subject, self.denials.clone()))
+    }
+
     /// The underlying client.
     ///
     /// ```
@@ -569,17 +587,7 @@ impl Transport for NatsTransport {
                     source: Some(Cause::new(e)),
                 }
             })?;
-            // Make sure the server has the subscription before the caller
-            // tells anyone to send to it.
-            self.client
-                .flush()
-                .await
-                .map_err(|e| TransportError::Subscribe {
-                    inbox: inbox.clone(),
-                    reason: format!("flush after subscribe: {e}"),
-                    source: Some(Cause::new(e)),
-                })?;
-            Ok(incoming(sub, inbox, self.denials.clone()))
+            self.confirmed(sub, inbox).await
         })
     }
 
@@ -599,15 +607,7 @@ impl Transport for NatsTransport {
                     reason: e.to_string(),
                     source: Some(Cause::new(e)),
                 })?;
-            self.client
-                .flush()
-                .await
-                .map_err(|e| TransportError::Subscribe {
-                    inbox: subject.clone(),
-                    reason: format!("flush after subscribe: {e}"),
-                    source: Some(Cause::new(e)),
-                })?;
-            Ok(incoming(sub, subject, self.denials.clone()))
+            self.confirmed(sub, subject).await
         })
     }
 

@@ -23,10 +23,16 @@ impl Drop for Serve {
 
 /// Starts `swp serve SUBJECT DIR` and returns once it says it serves.
 fn serve(url: &str, subject: &str, dir: &std::path::Path) -> Serve {
-    let mut child = Command::new(SWP)
-        .args(["serve", subject])
+    let mut cmd = Command::new(SWP);
+    cmd.args(["serve", subject])
         .arg(dir)
-        .args(["--server", url])
+        .args(["--server", url]);
+    spawn_serve(cmd)
+}
+
+/// Runs a prepared `swp serve` command; returns once it says it serves.
+fn spawn_serve(mut cmd: Command) -> Serve {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -196,7 +202,8 @@ fn a_nats_cli_context_supplies_the_server_and_credentials() {
         c
     };
     let served = root.0.join("served");
-    let mut child = run(
+    // spawn_serve asserts that it says "serving": the context connected it.
+    let _svc = spawn_serve(run(
         &[
             "serve",
             "svc.ctx",
@@ -205,19 +212,7 @@ fn a_nats_cli_context_supplies_the_server_and_credentials() {
             "dev",
         ],
         &[],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let _svc = Serve(child);
-    assert!(
-        line.starts_with("serving"),
-        "swp serve --context said {line:?}"
-    );
+    ));
     let file = root.0.join("hello.txt");
     std::fs::write(&file, b"hello via a context").unwrap();
     // No context selected and no flags: the default server, which is not
@@ -355,19 +350,11 @@ fn swp_serve_answers_the_nats_service_api() {
     let server = common::nats_server();
     let url = server.url();
     let root = common::TempDir::new("cli-micro");
-    let mut child = Command::new(SWP)
-        .args(["serve", "svc.micro"])
+    let mut cmd = Command::new(SWP);
+    cmd.args(["serve", "svc.micro"])
         .arg(root.0.join("served"))
-        .args(["--name", "team-files", "--server", &url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    err.read_line(&mut line).unwrap();
-    let _svc = Serve(child);
-    assert!(line.starts_with("serving"), "{line:?}");
+        .args(["--name", "team-files", "--server", &url]);
+    let _svc = spawn_serve(cmd);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let nats = async_nats::connect(url).await.unwrap();
