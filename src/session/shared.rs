@@ -167,21 +167,22 @@ impl Shared {
     }
 
     pub(super) async fn recv(&self) -> Result<Option<Bytes>, SessionError> {
-        let r = self
-            .wait(|g| match g.conn.recv_message() {
-                Ok(Recv::Data(m)) => Some(Ok(Some(m))),
-                Ok(Recv::Finished) => Some(Ok(None)),
-                Ok(Recv::Blocked) => g.failure().map(Err),
-                Err(e) => Some(Err(SessionError::from(e))),
-            })
-            .await;
-        self.nudge();
-        r
+        self.read_with(|c| c.recv_message()).await
     }
 
     pub(super) async fn read_chunk(&self, max: usize) -> Result<Option<Bytes>, SessionError> {
+        self.read_with(|c| c.read_chunk(max)).await
+    }
+
+    /// Waits until `read` gives something (or the stream ended, or the
+    /// session failed); then nudges the driver, as reading may open the
+    /// window.
+    async fn read_with(
+        &self,
+        mut read: impl FnMut(&mut Connection) -> Result<Recv<Bytes>, crate::proto::ReadError>,
+    ) -> Result<Option<Bytes>, SessionError> {
         let r = self
-            .wait(|g| match g.conn.read_chunk(max) {
+            .wait(|g| match read(&mut g.conn) {
                 Ok(Recv::Data(b)) => Some(Ok(Some(b))),
                 Ok(Recv::Finished) => Some(Ok(None)),
                 Ok(Recv::Blocked) => g.failure().map(Err),
