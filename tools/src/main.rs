@@ -500,7 +500,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let t = nats.connect().await?;
             let mut s = connect_service(&t, &subject).await?;
             let r = file_service::list(&mut s).await;
-            let _ = file_service::done(s).await;
+            let _ = leave(s, &t).await;
             let entries = r.map_err(|e| e.to_string())?;
             if json_mode() {
                 let list: Vec<_> = entries
@@ -676,9 +676,7 @@ async fn put(
             }
         }
     }
-    let r = file_service::done(s).await;
-    let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t.as_ref())).await;
-    r.map_err(|e| e.to_string())?;
+    leave(s, &t).await?;
     if files.len() > 1 {
         let secs = start.elapsed().as_secs_f64();
         let json = serde_json::json!({"op": "put-total", "files": files.len(), "size": total, "seconds": secs});
@@ -723,13 +721,21 @@ async fn get(
                 });
             }
             Err(e) => {
-                let _ = file_service::done(s).await;
+                let _ = leave(s, &t).await;
                 return Err(format!("get {name}: {e}"));
             }
         }
     }
-    let r = file_service::done(s).await;
-    let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t.as_ref())).await;
+    leave(s, &t).await
+}
+
+/// Ends a file-service session: says done, closes (within CLOSE_BOUND), and
+/// flushes the client so the last packets leave before the process does.
+async fn leave(s: Session, t: &NatsTransport) -> Result<(), String> {
+    let r = tokio::time::timeout(CLOSE_BOUND, file_service::done(s))
+        .await
+        .unwrap_or(Ok(()));
+    let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t)).await;
     r.map_err(|e| e.to_string())
 }
 
