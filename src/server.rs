@@ -77,7 +77,20 @@ pub struct NatsServer {
     child: Child,
     port: u16,
     binary: PathBuf,
+    /// Its server name: readiness is judged by an INFO line carrying it, so
+    /// another server that took the port meanwhile is not mistaken for it.
+    name: String,
 }
+
+/// A port the OS says is free now (another process may take it before the
+/// server binds it: callers retry, see [`NatsServer::start_with_args`]).
+fn free_port() -> Result<u16, ServerError> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
+    Ok(l.local_addr().map_err(ServerError::Port)?.port())
+}
+
+/// Attempts at starting on fresh ports when the chosen ones were taken.
+const START_ATTEMPTS: usize = 5;
 
 fn is_executable(p: &Path) -> bool {
     #[cfg(unix)]
@@ -171,16 +184,26 @@ impl NatsServer {
     /// ```
     pub fn start_with_args(args: &[&str]) -> Result<NatsServer, ServerError> {
         let binary = find_binary()?;
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
-            l.local_addr().map_err(ServerError::Port)?.port()
-        };
-        let child = Self::spawn_ready(&binary, port, args)?;
-        Ok(NatsServer {
-            child,
-            port,
-            binary,
-        })
+        let mut last = None;
+        // A free port can be taken by another process before the server
+        // binds it; the server then exits, and a fresh port is tried.
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let name = format!("swp-test-{}-{port}", std::process::id());
+            match Self::spawn_ready(&binary, port, args, &name) {
+                Ok(child) => {
+                    return Ok(NatsServer {
+                        child,
+                        port,
+                        binary,
+                        name,
+                    });
+                }
+                Err(e @ ServerError::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
     }
 
     /// Starts a cluster of `n` nodes on free 127.0.0.1 ports, each routed to
@@ -199,12 +222,21 @@ impl NatsServer {
     /// # Ok(()) }
     /// ```
     pub fn start_cluster(n: usize) -> Result<Vec<NatsServer>, ServerError> {
-        let free = || -> Result<u16, ServerError> {
-            let l = TcpListener::bind("127.0.0.1:0").map_err(ServerError::Port)?;
-            Ok(l.local_addr().map_err(ServerError::Port)?.port())
-        };
+        let mut last = None;
+        // As for one server: ports taken meanwhile mean a fresh set.
+        for _ in 0..START_ATTEMPTS {
+            match Self::try_cluster(n) {
+                Ok(nodes) => return Ok(nodes),
+                Err(e @ ServerError::NotReady { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    fn try_cluster(n: usize) -> Result<Vec<NatsServer>, ServerError> {
         let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| Ok((free()?, free()?)))
+            .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<Result<_, ServerError>>()?;
         let binary = find_binary()?;
         let mut nodes = Vec::with_capacity(n);
@@ -217,7 +249,7 @@ impl NatsServer {
                 .collect();
             let cluster = format!("nats://127.0.0.1:{cport}");
             let routes = routes.join(",");
-            let name = format!("swp-node-{i}");
+            let name = format!("swp-node-{i}-{}-{port}", std::process::id());
             let args = [
                 "--cluster",
                 cluster.as_str(),
@@ -225,14 +257,13 @@ impl NatsServer {
                 routes.as_str(),
                 "--cluster_name",
                 "swp-test",
-                "-n",
-                name.as_str(),
             ];
-            let child = Self::spawn_ready(&binary, port, &args)?;
+            let child = Self::spawn_ready(&binary, port, &args, &name)?;
             nodes.push(NatsServer {
                 child,
                 port,
                 binary: binary.clone(),
+                name,
             });
         }
         Ok(nodes)
@@ -254,13 +285,19 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<(), ServerError> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = Self::spawn_ready(&self.binary, self.port, &[])?;
+        self.child = Self::spawn_ready(&self.binary, self.port, &[], &self.name)?;
         Ok(())
     }
 
-    fn spawn_ready(binary: &Path, port: u16, args: &[&str]) -> Result<Child, ServerError> {
+    fn spawn_ready(
+        binary: &Path,
+        port: u16,
+        args: &[&str],
+        name: &str,
+    ) -> Result<Child, ServerError> {
+        let ours = format!("\"server_name\":\"{name}\"");
         let mut child = Command::new(binary)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", name])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -277,7 +314,11 @@ impl NatsServer {
                 // A NATS server greets every client with an INFO line.
                 s.set_read_timeout(Some(Duration::from_secs(2))).ok();
                 let mut line = String::new();
-                if BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("INFO") {
+                // ... carrying its name: not another server on that port.
+                if BufReader::new(s).read_line(&mut line).is_ok()
+                    && line.starts_with("INFO")
+                    && line.contains(&ours)
+                {
                     break;
                 }
             }
