@@ -43,6 +43,11 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// How many Resets an aborting side sends at most: the first, then one
+/// for each packet of a peer that did not hear it (at most one per answer
+/// time, while it lingers).
+const MAX_RESETS: u32 = 8;
+
 /// Something the application (or driver) should know about.
 ///
 /// ```
@@ -232,6 +237,10 @@ pub struct Connection {
     now_hint: Instant,
     /// The reason our Reset carries.
     reset_out: Option<(ResetCode, String)>,
+    /// Resets sent after an abnormal end, and when the last went out: a
+    /// peer still talking to us did not hear it (§7.3).
+    resets_sent: u32,
+    last_reset: Option<Instant>,
     term_ring: VecDeque<Instant>,
     persist_backoff: u32,
     write_blocked: bool,
@@ -363,6 +372,8 @@ impl Connection {
             verify_probe_at: None,
             now_hint: now,
             reset_out: None,
+            resets_sent: 0,
+            last_reset: None,
             term_ring: VecDeque::new(),
             persist_backoff: 0,
             write_blocked: false,
@@ -1547,6 +1558,18 @@ impl Connection {
             self.on_impossible(&p, &why);
             return;
         }
+        if self.is_closed() && !self.closed_normally() {
+            // We ended it and said so, yet the peer talks on: our Reset was
+            // lost. Say it again (at most once per answer time, a bounded
+            // number of times), as TCP answers a segment for a closed port.
+            let again = self
+                .last_reset
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.answer_time());
+            if p.kind != Kind::Reset && again && self.resets_sent < MAX_RESETS {
+                self.pending.reset = true;
+            }
+            return;
+        }
         if self.is_closed() {
             // Lingering: re-acknowledge a retransmitted Fin, nothing else.
             // The peer is still asking, so our FinAck was lost: stay as long
@@ -2043,10 +2066,12 @@ impl Connection {
             reset: send_reset,
             ..Pending::default()
         };
-        if normal {
+        if normal || send_reset {
+            // Normal: re-acknowledge a retransmitted Fin. Told: repeat the
+            // Reset to a peer that goes on talking (it did not hear it).
             self.timers
                 .set(Timer::Linger, now + self.cfg.tuning.close_linger);
-        } else if !send_reset && self.pending.finack.is_none() {
+        } else if self.pending.finack.is_none() {
             self.set_drained();
         }
         self.events.push_back(Event::Readable);
@@ -2559,7 +2584,13 @@ impl Connection {
         }
         if self.pending.reset {
             self.pending.reset = false;
-            if self.pending.finack.is_none() && self.is_closed() && !self.closed_normally() {
+            self.resets_sent += 1;
+            self.last_reset = Some(now);
+            if self.pending.finack.is_none()
+                && self.is_closed()
+                && !self.closed_normally()
+                && !self.timers.is_armed(Timer::Linger)
+            {
                 self.set_drained();
             }
             let mut p = self.base_packet(Kind::Reset, now);

@@ -354,3 +354,70 @@ fn go_format_has_no_services() {
     let err = Connection::connect(cfg, t0(), 1).unwrap_err();
     assert!(err.to_string().contains("no services"), "{err}");
 }
+
+#[test]
+fn an_abort_repeats_its_reset_to_a_peer_that_talks_on_then_goes_quiet() {
+    let mut a = established();
+    a.abort_with(t0(), "disk full");
+    let first = out(&mut a, t0());
+    assert_eq!(kinds(&first), vec![Kind::Reset]); // lost on the way, say
+    assert!(!a.is_drained(), "it lingers to repeat the Reset");
+    // The peer did not hear it and keeps sending: each packet, at most one
+    // per answer time, is answered with the same Reset.
+    let mut t = t0();
+    let mut repeats = 0;
+    for i in 0..40u64 {
+        t += ms(50);
+        let mut p = from_peer(&a, Kind::Data);
+        p.seq = i;
+        p.data = Bytes::from_static(b"x");
+        feed(&mut a, t, &p);
+        for r in out(&mut a, t) {
+            assert_eq!(r.kind, Kind::Reset);
+            assert_eq!((r.seq, &r.data[..]), (first[0].seq, &b"disk full"[..]));
+            repeats += 1;
+        }
+    }
+    assert!(repeats > 0 && repeats < MAX_RESETS, "{repeats} repeats");
+    // A packet a moment after a Reset is not answered (no storm) ...
+    let mut p = from_peer(&a, Kind::KeepAlive);
+    feed(&mut a, t, &p);
+    feed(&mut a, t, &p);
+    assert!(out(&mut a, t).len() <= 1);
+    // ... a foreign one never, nor a Reset from the peer.
+    p.from_nonce = "someone-else".into();
+    feed(&mut a, t + ms(5000), &p);
+    assert!(out(&mut a, t + ms(5000)).is_empty());
+    // The linger ends it: drained, silent for good.
+    a.handle_timeout(t0() + a.cfg.tuning.close_linger);
+    assert!(a.is_drained());
+    let p = from_peer(&a, Kind::KeepAlive);
+    feed(&mut a, t + ms(10_000), &p);
+    assert!(out(&mut a, t + ms(10_000)).is_empty());
+}
+
+#[test]
+fn an_abort_sends_at_most_max_resets() {
+    // A long linger and a peer that never stops: the count caps the Resets.
+    let mut a = Connection::connect(
+        Config::new(A, B).close_linger(Duration::from_secs(60)),
+        t0(),
+        1,
+    )
+    .unwrap();
+    let syn = out(&mut a, t0());
+    let mut synack = from_peer(&a, Kind::SynAck);
+    synack.ts_echo = syn[0].ts;
+    feed(&mut a, t0(), &synack);
+    let _ = out(&mut a, t0());
+    a.abort_with(t0(), "bye");
+    let mut sent = out(&mut a, t0()).len() as u32;
+    let mut t = t0();
+    for _ in 0..100 {
+        t += a.answer_time();
+        let p = from_peer(&a, Kind::KeepAlive);
+        feed(&mut a, t, &p);
+        sent += out(&mut a, t).len() as u32;
+    }
+    assert_eq!(sent, MAX_RESETS);
+}
