@@ -133,16 +133,20 @@ async fn source_changing_mid_transfer_fails_and_saves_nothing() {
     f.seek(SeekFrom::Start((size - (1 << 20)) as u64)).unwrap();
     f.write_all(&vec![0xAB; 1 << 20]).unwrap();
     drop(f);
-    let err = receiver.await.unwrap().unwrap_err();
-    assert!(matches!(err, FileError::DigestMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("nothing was saved"), "{err}");
+    // The sender notices before it vouches for the bytes (its digest
+    // follows the data), and the receiver learns why at once.
     let sent = sender.await.unwrap().unwrap_err();
-    assert!(matches!(sent, FileError::Rejected(_)), "{sent}");
     assert!(
-        listing(&tmp.0.join("out")).is_empty(),
-        "{:?}",
-        listing(&tmp.0.join("out"))
+        sent.to_string().contains("changed during the transfer"),
+        "{sent}"
     );
+    let err = receiver.await.unwrap().unwrap_err();
+    assert!(
+        err.to_string().contains("changed during the transfer"),
+        "{err}"
+    );
+    let left = listing(&tmp.0.join("out"));
+    assert!(!left.iter().any(|n| n == "moving.bin"), "{left:?}");
 }
 
 // The control messages, as a hostile peer would write them.
@@ -150,9 +154,7 @@ async fn source_changing_mid_transfer_fails_and_saves_nothing() {
 enum Control {
     Offer {
         name: String,
-        size: u64,
-        #[serde(with = "serde_bytes")]
-        blake2b: Vec<u8>,
+        size: Option<u64>,
         send_time_ns: u64,
     },
     Accept {
@@ -163,21 +165,40 @@ enum Control {
     Start {
         offset: u64,
     },
+    Segment {
+        len: u64,
+    },
+    End {
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        blake2b: Vec<u8>,
+    },
     Verdict {
         ok: bool,
         message: String,
     },
 }
 
-async fn offer(s: &Session, name: &str, size: u64, digest: Vec<u8>) {
-    let m = rmp_serde::to_vec(&Control::Offer {
-        name: name.into(),
-        size,
-        blake2b: digest,
-        send_time_ns: 0,
-    })
-    .unwrap();
-    s.send(Bytes::from(m)).await.unwrap();
+async fn control(s: &Session, c: Control) {
+    s.send(Bytes::from(rmp_serde::to_vec(&c).unwrap()))
+        .await
+        .unwrap();
+}
+
+async fn offer(s: &Session, name: &str, size: Option<u64>) {
+    control(
+        s,
+        Control::Offer {
+            name: name.into(),
+            size,
+            send_time_ns: 0,
+        },
+    )
+    .await;
+}
+
+async fn next_control(s: &Session) -> Control {
+    rmp_serde::from_slice(&s.recv().await.unwrap().unwrap()).unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -187,11 +208,11 @@ async fn hostile_names_are_refused() {
         let out = tmp.0.join("out");
         let net = lossy(3);
         let (a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
-        offer(&a, name, 4, vec![0; 64]).await;
+        offer(&a, name, Some(4)).await;
         let err = recv_file(&mut b, &out, None).await.unwrap_err();
         assert!(matches!(err, FileError::HostileName(_)), "{name:?}: {err}");
         // The sender is told why.
-        let verdict: Control = rmp_serde::from_slice(&a.recv().await.unwrap().unwrap()).unwrap();
+        let verdict = next_control(&a).await;
         assert!(
             matches!(verdict, Control::Verdict { ok: false, .. }),
             "{verdict:?}"
@@ -214,15 +235,17 @@ async fn wrong_digest_is_never_presented_as_complete() {
     let net = lossy(5);
     let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
     let receiver = tokio::spawn(async move { recv_file(&mut b, &out, None).await });
-    offer(&a, "f.bin", 5, vec![7; 64]).await; // the digest of something else
-    let _accept = a.recv().await.unwrap().unwrap();
-    a.send(Bytes::from(
-        rmp_serde::to_vec(&Control::Start { offset: 0 }).unwrap(),
-    ))
-    .await
-    .unwrap();
+    offer(&a, "f.bin", Some(5)).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: 5 }).await;
     use tokio::io::AsyncWriteExt;
     a.write_all(b"hello").await.unwrap();
+    let end = Control::End {
+        size: 5,
+        blake2b: vec![7; 64], // the digest of something else
+    };
+    control(&a, end).await;
     let err = receiver.await.unwrap().unwrap_err();
     assert!(matches!(err, FileError::DigestMismatch { .. }), "{err}");
     assert!(listing(&tmp.0.join("out")).is_empty());
@@ -295,15 +318,12 @@ async fn a_tampered_part_is_not_trusted() {
     write_pattern(&src, 100_000, 9);
     let out = tmp.0.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    // A part that claims to belong to this file but holds other bytes.
+    // A part that claims to belong to a transfer of this size but holds
+    // other bytes.
     let data = std::fs::read(&src).unwrap();
-    let digest: String = Blake2b512::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     std::fs::write(
         out.join(".t.bin.swp-part.meta"),
-        format!("{} {digest}\n", data.len()),
+        format!("{}\n", data.len()),
     )
     .unwrap();
     std::fs::write(out.join(".t.bin.swp-part"), vec![0u8; 50_000]).unwrap();
@@ -462,12 +482,11 @@ async fn a_peer_that_stops_talking_mid_exchange_is_a_bounded_wait() {
     let mute = tokio::spawn(async move {
         let offer = b.recv().await.unwrap().unwrap();
         let _ = offer;
-        let m = rmp_serde::to_vec(&Control::Accept {
+        let accept = Control::Accept {
             offset: 0,
             prefix_blake2b: vec![],
-        })
-        .unwrap();
-        b.send(Bytes::from(m)).await.unwrap();
+        };
+        control(&b, accept).await;
         let _start = b.recv().await.unwrap();
         // Reads everything, says nothing.
         let mut sink = Vec::new();
@@ -490,4 +509,298 @@ async fn a_peer_that_stops_talking_mid_exchange_is_a_bounded_wait() {
     assert!(t.elapsed() >= swp::file::VERDICT_TIMEOUT);
     assert!(t.elapsed() < swp::file::VERDICT_TIMEOUT + Duration::from_secs(5));
     drop(mute.await.unwrap());
+}
+
+/// An AsyncRead that yields at most `step` bytes per read.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl tokio::io::AsyncRead for Trickle<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self.data.len().min(self.step).min(buf.remaining());
+        buf.put_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_of_unknown_length_at_every_boundary_arrive_verified() {
+    const CHUNK: usize = 1 << 20; // the sender's largest Segment
+    let net = lossy(21);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    for (len, step) in [
+        (0, usize::MAX),
+        (1, usize::MAX),
+        (CHUNK - 1, usize::MAX),
+        (CHUNK, usize::MAX),
+        (CHUNK + 1, usize::MAX),
+        (3 * CHUNK + 5, 100_000),
+        (5000, 1), // a byte per read
+    ] {
+        let data: Vec<u8> = (0..len as u64).map(swp::testkit::pattern_byte).collect();
+        let mut input = Trickle { data: &data, step };
+        let (sent, got) = tokio::join!(
+            swp::file::send_reader(&mut a, &mut input, "piped.bin", None),
+            recv_bytes(&mut b, 64 << 20),
+        );
+        let (meta, bytes) = got.unwrap_or_else(|e| panic!("{len} bytes by {step}: {e}"));
+        let sent = sent.unwrap();
+        assert_eq!(bytes.len(), len);
+        assert!(
+            bytes[..] == data[..],
+            "{len} bytes by {step}: content differs"
+        );
+        assert_eq!(sent.meta, meta);
+        assert_eq!(
+            meta.blake2b.as_slice(),
+            Blake2b512::digest(&data).as_slice()
+        );
+        assert_eq!((sent.resumed_from, sent.bytes_sent), (0, len as u64));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pipe_idle_longer_than_every_control_wait_still_arrives() {
+    // The producer pauses 3x the receiver's control timeout twice; the
+    // sender's heartbeats keep the receiver's bounded wait going.
+    let tmp = TempDir::new("idlepipe");
+    let out = tmp.0.join("out");
+    let net = lossy(22);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let (mut tx, mut rx) = tokio::io::duplex(64 * 1024);
+    let producer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut all = Vec::new();
+        for part in 0..3u8 {
+            let chunk = vec![part; 300_000];
+            tx.write_all(&chunk).await.unwrap();
+            all.extend_from_slice(&chunk);
+            if part < 2 {
+                tokio::time::sleep(3 * swp::file::CONTROL_TIMEOUT).await;
+            }
+        }
+        all
+    });
+    let t = tokio::time::Instant::now();
+    let (sent, got) = tokio::join!(
+        swp::file::send_reader(&mut a, &mut rx, "logs/today.log", None),
+        recv_file(&mut b, &out, None),
+    );
+    let (meta, path) = got.unwrap();
+    let all = producer.await.unwrap();
+    assert!(t.elapsed() >= 6 * swp::file::CONTROL_TIMEOUT);
+    assert_eq!(sent.unwrap().meta, meta);
+    assert_eq!(path, out.join("logs/today.log"));
+    assert!(std::fs::read(&path).unwrap() == all);
+    assert_eq!(listing(&out.join("logs")), vec!["today.log"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_identical_file_is_skipped_a_different_one_refused_or_replaced() {
+    let tmp = TempDir::new("identical");
+    let src = tmp.0.join("same.bin");
+    let size = 2 * 1024 * 1024 + 3;
+    write_pattern(&src, size, 5);
+    let out = tmp.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let there = out.join("same.bin");
+    std::fs::copy(&src, &there).unwrap();
+    let net = lossy(23);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    // Identical: nothing is sent, both sides succeed.
+    let before = b.stats().protocol.app.bytes_read;
+    let (sent, got) = tokio::join!(send_file(&mut a, &src, None), recv_file(&mut b, &out, None));
+    let sent = sent.unwrap();
+    assert_eq!((sent.resumed_from, sent.bytes_sent), (size as u64, 0));
+    assert_eq!(got.unwrap().0, sent.meta);
+    let read = b.stats().protocol.app.bytes_read - before;
+    assert!(read < 1000, "{read} bytes crossed for an identical file");
+    // Same size, one byte different: refused, the old file kept.
+    let mut other = std::fs::read(&src).unwrap();
+    other[size - 1] ^= 1;
+    std::fs::write(&there, &other).unwrap();
+    let (sent, got) = tokio::join!(send_file(&mut a, &src, None), recv_file(&mut b, &out, None));
+    assert!(matches!(got, Err(FileError::Exists { .. })), "{got:?}");
+    assert!(sent.unwrap_err().to_string().contains("already exists"));
+    assert!(std::fs::read(&there).unwrap() == other);
+    // Replacing asked for: replaced, verified.
+    let net = lossy(24);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let replace = swp::file::ReceiveOptions::new().overwrite(true);
+    let (sent, got) = tokio::join!(
+        send_file(&mut a, &src, None),
+        swp::file::recv_file_with(&mut b, &out, &replace, None)
+    );
+    assert_eq!(sent.unwrap().bytes_sent, size as u64);
+    got.unwrap();
+    assert!(std::fs::read(&there).unwrap() == std::fs::read(&src).unwrap());
+    // Another size: refused at once.
+    std::fs::write(&there, b"short").unwrap();
+    let (sent, got) = tokio::join!(send_file(&mut a, &src, None), recv_file(&mut b, &out, None));
+    assert!(matches!(got, Err(FileError::Exists { .. })), "{got:?}");
+    assert!(sent.is_err());
+    assert_eq!(std::fs::read(&there).unwrap(), b"short");
+}
+
+/// A hostile sender's sequences after the Offer, each with what the
+/// receiver must say; nothing may be saved under the name.
+#[tokio::test(start_paused = true)]
+async fn forged_segment_sequences_are_refused_and_nothing_is_saved() {
+    let empty = Blake2b512::digest(b"").to_vec();
+    let five = Blake2b512::digest(b"hello").to_vec();
+    type Case = (&'static str, Option<u64>, Vec<Control>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "more than offered",
+            Some(3),
+            vec![Control::Segment { len: 5 }],
+            "more than the 3 bytes",
+        ),
+        (
+            "End before the offered size",
+            Some(10),
+            vec![
+                Control::Segment { len: 5 },
+                Control::End {
+                    size: 5,
+                    blake2b: five.clone(),
+                },
+            ],
+            "offered 10",
+        ),
+        (
+            "End miscounting",
+            None,
+            vec![
+                Control::Segment { len: 5 },
+                Control::End {
+                    size: 4,
+                    blake2b: five.clone(),
+                },
+            ],
+            "says 4",
+        ),
+        (
+            "short digest",
+            None,
+            vec![
+                Control::Segment { len: 5 },
+                Control::End {
+                    size: 5,
+                    blake2b: vec![1; 10],
+                },
+            ],
+            "not 64",
+        ),
+        (
+            "wrong digest",
+            None,
+            vec![
+                Control::Segment { len: 5 },
+                Control::End {
+                    size: 5,
+                    blake2b: empty.clone(),
+                },
+            ],
+            "mismatch",
+        ),
+        (
+            "a Start again",
+            None,
+            vec![Control::Start { offset: 0 }],
+            "expected Segment or End",
+        ),
+    ];
+    for (i, (what, size, script, says)) in cases.into_iter().enumerate() {
+        let tmp = TempDir::new(&format!("forged{i}"));
+        let out = tmp.0.join("out");
+        let net = lossy(30 + i as u64);
+        let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+        let out2 = out.clone();
+        let receiver = tokio::spawn(async move { recv_file(&mut b, &out2, None).await });
+        offer(&a, "f.bin", size).await;
+        let _accept = next_control(&a).await;
+        control(&a, Control::Start { offset: 0 }).await;
+        // The receiver may refuse (and reset) before the script is done.
+        for c in script {
+            let data = matches!(c, Control::Segment { .. });
+            let _ = a.send(Bytes::from(rmp_serde::to_vec(&c).unwrap())).await;
+            if data {
+                use tokio::io::AsyncWriteExt;
+                let _ = a.write_all(b"hello").await;
+                let _ = a.flush().await;
+            }
+        }
+        let err = receiver.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains(says), "{what}: {err}");
+        let left = listing(&out);
+        assert!(!left.iter().any(|n| n == "f.bin"), "{what}: {left:?}");
+        // The sender is told why.
+        let told = loop {
+            match a.recv().await {
+                Ok(Some(m)) => {
+                    if let Ok(Control::Verdict { ok: false, message }) = rmp_serde::from_slice(&m) {
+                        break message;
+                    }
+                }
+                Ok(None) => panic!("{what}: ended without a Verdict"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(told.contains(says), "{what}: the sender heard {told:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_to_a_writer_that_fails_to_verify_says_discard_it() {
+    let net = lossy(40);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let receiver = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let r = swp::file::recv_to_writer(&mut b, &mut out, None).await;
+        (r, out)
+    });
+    offer(&a, "f.bin", None).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: 5 }).await;
+    use tokio::io::AsyncWriteExt;
+    a.write_all(b"hello").await.unwrap();
+    let end = Control::End {
+        size: 5,
+        blake2b: vec![9; 64],
+    };
+    control(&a, end).await;
+    let (r, out) = receiver.await.unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("mismatch") && e.contains("discard"), "{e}");
+    assert_eq!(out, b"hello"); // written as it came: hence the warning
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_of_unknown_length_cut_short_leaves_no_part() {
+    let tmp = TempDir::new("cutpipe");
+    let out = tmp.0.join("out");
+    let net = lossy(41);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let out2 = out.clone();
+    let receiver = tokio::spawn(async move { recv_file(&mut b, &out2, None).await });
+    offer(&a, "cut.bin", None).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: 100_000 }).await;
+    use tokio::io::AsyncWriteExt;
+    a.write_all(&[1u8; 40_000]).await.unwrap();
+    a.flush().await.unwrap();
+    a.abort_with("the producer died");
+    let err = receiver.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("the producer died"), "{err}");
+    assert!(listing(&out).is_empty(), "{:?}", listing(&out));
 }

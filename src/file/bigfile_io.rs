@@ -15,11 +15,17 @@ use tokio::io::AsyncWriteExt;
 /// until the Go peer has acknowledged (i.e. read) everything.
 pub(super) async fn send_bigfile(
     session: &mut Session,
-    source: Source<'_>,
+    mut source: Source<'_>,
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
-    let size = source.size().await?;
+    let Some(size) = source.size().await? else {
+        return Err(FileError::Protocol(
+            "a go-sliding-window peer needs the size and digest before the data; \
+             a stream of unknown length cannot be sent to it (send a file)"
+                .into(),
+        ));
+    };
     if size > u32::MAX as u64 {
         return Err(FileError::Protocol(format!(
             "{} is {size} bytes; a go-swp BigFile holds at most 4 GiB (msgpack bin32)",
@@ -42,7 +48,10 @@ pub(super) async fn send_bigfile(
     let write = |e| FileError::Session(io_to_session(e));
     session.write_all(&header).await.map_err(write)?;
     let mut hasher = Blake2b512::new();
-    stream_out(session, source, 0, size, &mut hasher, progress).await?;
+    let what = source.describe();
+    let mut reader = source.open_at(0).await?;
+    stream_out(session, &mut reader, &what, 0, size, &mut hasher, progress).await?;
+    drop(reader);
     // A Go receiver sends no verdict: everything acknowledged is the end.
     session.flush().await.map_err(write)?;
     if let Some(p) = progress {
@@ -50,13 +59,14 @@ pub(super) async fn send_bigfile(
             bytes_sent: size,
             bytes_confirmed: size,
             total: size,
+            total_known: true,
             resumed_from: 0,
+            hashing: false,
         });
     }
     if <[u8; 64]>::from(hasher.finalize()) != digest {
         return Err(FileError::Protocol(format!(
-            "{} changed during the transfer; the Go receiver will find a checksum mismatch",
-            source.describe()
+            "{what} changed during the transfer; the Go receiver will find a checksum mismatch"
         )));
     }
     Ok(SendReport {
@@ -156,7 +166,9 @@ pub(super) async fn recv_bigfile_to(
                 bytes_sent: got,
                 bytes_confirmed: got,
                 total: size,
+                total_known: true,
                 resumed_from: 0,
+                hashing: false,
             });
         }
         if got == size {

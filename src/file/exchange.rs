@@ -11,17 +11,17 @@ use super::*;
 use crate::proto::WireFormat;
 use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Control {
+    /// The sender's first word: what is coming (`size` None: until End).
     Offer {
         name: String,
-        size: u64,
-        #[serde(with = "serde_bytes")]
-        blake2b: Vec<u8>,
+        size: Option<u64>,
         send_time_ns: u64,
     },
+    /// Where the receiver would start, and the hash of what it has.
     Accept {
         offset: u64,
         #[serde(with = "serde_bytes")]
@@ -29,6 +29,17 @@ pub(super) enum Control {
     },
     Start {
         offset: u64,
+    },
+    /// `len` stream bytes of the file follow (0: the sender is alive but
+    /// its input is idle).
+    Segment {
+        len: u64,
+    },
+    /// Every byte was sent: how many in all, and their BLAKE2b-512.
+    End {
+        size: u64,
+        #[serde(with = "serde_bytes")]
+        blake2b: Vec<u8>,
     },
     Verdict {
         ok: bool,
@@ -122,31 +133,18 @@ pub(super) async fn recv_control(
     }
 }
 
-/// The Offer that starts every transfer: (name, size, digest, send time).
-pub(super) async fn recv_offer(
-    session: &Session,
-) -> Result<(String, u64, Vec<u8>, u64), FileError> {
+/// The Offer that starts every transfer: (name, size if known, send time).
+pub(super) async fn recv_offer(session: &Session) -> Result<(String, Option<u64>, u64), FileError> {
     match recv_control(session, "Offer", OFFER_TIMEOUT).await? {
         Control::Offer {
             name,
             size,
-            blake2b,
             send_time_ns,
-        } => Ok((name, size, blake2b, send_time_ns)),
+        } => Ok((name, size, send_time_ns)),
         other => Err(FileError::Protocol(format!(
             "expected Offer, got {other:?}"
         ))),
     }
-}
-
-pub(super) fn check_offer(name: &str, digest: &[u8]) -> Result<PathBuf, FileError> {
-    if digest.len() != 64 {
-        return Err(FileError::Protocol(format!(
-            "the offer's digest has {} bytes, not 64",
-            digest.len()
-        )));
-    }
-    safe_relative_path(name)
 }
 
 /// The sender's side of the exchange (module docs), for any source. A
@@ -168,9 +166,9 @@ pub(super) async fn send_source(
     told(session, "sender", r).await
 }
 
-pub(super) async fn send_source_inner(
+async fn send_source_inner(
     session: &mut Session,
-    source: Source<'_>,
+    mut source: Source<'_>,
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
@@ -180,7 +178,7 @@ pub(super) async fn send_source_inner(
         return send_bigfile(session, source, name, progress).await;
     }
     let size = source.size().await?;
-    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize().into();
+    let stamp = source.stamp().await?;
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -191,12 +189,11 @@ pub(super) async fn send_source_inner(
         &Control::Offer {
             name: name.to_string(),
             size,
-            blake2b: digest.to_vec(),
             send_time_ns,
         },
     )
     .await?;
-    let (offset, prefix) = match recv_control(session, "Accept", CONTROL_TIMEOUT).await? {
+    let (offset, prefix) = match recv_control(session, "Accept", HASH_TIMEOUT).await? {
         Control::Accept {
             offset,
             prefix_blake2b,
@@ -208,33 +205,45 @@ pub(super) async fn send_source_inner(
             )));
         }
     };
-    // Resume only from bytes proven identical to ours.
+    // Resume (or skip an identical copy) only from bytes proven identical
+    // to ours; hashing them is the first part of our one pass.
     let mut hasher = Blake2b512::new();
     let mut start = 0;
-    if offset > 0 && offset <= size {
-        let h = source.hash_prefix(offset).await?;
-        if h.clone().finalize().as_slice() == prefix.as_slice() {
-            start = offset;
-            hasher = h;
+    if let Some(size) = size {
+        if offset > 0 && offset <= size {
+            report_hashing(progress, Some(size));
+            let h = source.hash_prefix(offset).await?;
+            if h.clone().finalize().as_slice() == prefix.as_slice() {
+                start = offset;
+                hasher = h;
+            }
         }
     }
     send_control(session, &Control::Start { offset: start }).await?;
-    stream_out(session, source, start, size, &mut hasher, progress).await?;
-    let sent_digest: [u8; 64] = hasher.finalize().into();
+    let size = stream_segments(session, &mut source, start, size, &mut hasher, progress).await?;
+    if source.stamp().await? != stamp {
+        return Err(FileError::Protocol(format!(
+            "{} changed during the transfer (its length or modification time moved); \
+             the receiver keeps nothing as complete; send it again",
+            source.describe()
+        )));
+    }
+    let digest: [u8; 64] = hasher.finalize().into();
+    send_control(
+        session,
+        &Control::End {
+            size,
+            blake2b: digest.to_vec(),
+        },
+    )
+    .await?;
     // Every byte acknowledged (bounded by the session's own rules), then
     // the receiver's sync and rename (bounded here).
     session.flush_acked().await?;
     let verdict = recv_control(session, "Verdict", VERDICT_TIMEOUT).await?;
-    if let Some(p) = progress {
-        p.send_replace(Progress {
-            bytes_sent: size,
-            bytes_confirmed: size,
-            total: size,
-            resumed_from: start,
-        });
-    }
+    report(progress, size, size, Some(size), start);
     match verdict {
-        Control::Verdict { ok: true, .. } if sent_digest == digest => Ok(SendReport {
+        Control::Verdict { ok: true, .. } => Ok(SendReport {
             meta: FileMeta {
                 name: name.to_string(),
                 size,
@@ -244,9 +253,6 @@ pub(super) async fn send_source_inner(
             resumed_from: start,
             bytes_sent: size - start,
         }),
-        Control::Verdict { ok: true, .. } => Err(FileError::Protocol(
-            "the source changed during the transfer but the receiver accepted it".into(),
-        )),
         Control::Verdict { ok: false, message } => Err(FileError::Rejected(message)),
         other => Err(FileError::Protocol(format!(
             "expected Verdict, got {other:?}"
@@ -254,17 +260,123 @@ pub(super) async fn send_source_inner(
     }
 }
 
-/// Streams `source[start..size]` into the session, hashing it into
-/// `hasher` and reporting progress (bytes confirmed by the peer's acks).
+fn report(
+    progress: Option<&watch::Sender<Progress>>,
+    sent: u64,
+    confirmed: u64,
+    total: Option<u64>,
+    resumed_from: u64,
+) {
+    if let Some(p) = progress {
+        p.send_replace(Progress {
+            bytes_sent: sent,
+            bytes_confirmed: confirmed,
+            total: total.unwrap_or(sent),
+            total_known: total.is_some(),
+            resumed_from,
+            hashing: false,
+        });
+    }
+}
+
+/// Says that what is there is being hashed (`total` bytes of it).
+fn report_hashing(progress: Option<&watch::Sender<Progress>>, total: Option<u64>) {
+    if let Some(p) = progress {
+        p.send_replace(Progress {
+            total: total.unwrap_or(0),
+            total_known: total.is_some(),
+            hashing: true,
+            ..Progress::default()
+        });
+    }
+}
+
+/// A reader's input that stays idle this long is announced with an empty
+/// Segment, so the receiver's bounded wait tells a slow pipe from a stuck
+/// sender.
+pub(super) const IDLE_HEARTBEAT: Duration = Duration::from_secs(20);
+
+/// Once a reader gave some bytes, how long more are gathered into the same
+/// Segment before it goes out.
+const GATHER: Duration = Duration::from_millis(5);
+
+/// Sends the source's bytes from `start` as Segments; returns the size.
+/// A known size goes as one Segment; a reader's bytes as they come, up to
+/// [`CHUNK`] per Segment.
+async fn stream_segments(
+    session: &mut Session,
+    source: &mut Source<'_>,
+    start: u64,
+    size: Option<u64>,
+    hasher: &mut Blake2b512,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<u64, FileError> {
+    let what = source.describe();
+    let mut reader = source.open_at(start).await?;
+    if let Some(size) = size {
+        if size > start {
+            send_control(session, &Control::Segment { len: size - start }).await?;
+            stream_out(session, &mut reader, &what, start, size, hasher, progress).await?;
+        }
+        return Ok(size);
+    }
+    let read_err = |e| FileError::Io {
+        path: PathBuf::from(&what),
+        source: e,
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    let data_base = session.stats().protocol.app.bytes_written;
+    loop {
+        let (mut n, mut eof) = (0, false);
+        while n < buf.len() {
+            let wait = if n == 0 { IDLE_HEARTBEAT } else { GATHER };
+            // `read` is cancel-safe: a timed-out read loses nothing.
+            match tokio::time::timeout(wait, reader.read(&mut buf[n..])).await {
+                Err(_) => break,
+                Ok(Ok(0)) => {
+                    eof = true;
+                    break;
+                }
+                Ok(Ok(k)) => n += k,
+                Ok(Err(e)) => return Err(read_err(e)),
+            }
+        }
+        if n > 0 || !eof {
+            send_control(session, &Control::Segment { len: n as u64 }).await?;
+            hasher.update(&buf[..n]);
+            session
+                .write_all(&buf[..n])
+                .await
+                .map_err(|e| FileError::Session(io_to_session(e)))?;
+            total += n as u64;
+            let acked = session.stats().protocol.app.bytes_acked;
+            report(
+                progress,
+                total,
+                acked.saturating_sub(data_base).min(total),
+                None,
+                0,
+            );
+        }
+        if eof {
+            return Ok(total);
+        }
+    }
+}
+
+/// Streams `reader`'s bytes `[start, size)` (it is positioned at `start`)
+/// into the session as plain stream data, hashing them into `hasher` and
+/// reporting progress (bytes confirmed by the peer's acks).
 pub(super) async fn stream_out(
     session: &mut Session,
-    source: Source<'_>,
+    reader: &mut (dyn AsyncRead + Unpin + Send),
+    what: &str,
     start: u64,
     size: u64,
     hasher: &mut Blake2b512,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(), FileError> {
-    let mut reader = source.open_at(start).await?;
     // The file's bytes start at this stream offset (after any control
     // messages); the peer has confirmed file bytes once its ack passes it.
     let data_base = session.stats().protocol.app.bytes_written;
@@ -272,11 +384,16 @@ pub(super) async fn stream_out(
     let mut sent = start;
     while sent < size {
         let want = (size - sent).min(CHUNK as u64) as usize;
-        let n = reader.read(&mut buf[..want]).await?;
+        let n = reader
+            .read(&mut buf[..want])
+            .await
+            .map_err(|e| FileError::Io {
+                path: PathBuf::from(what),
+                source: e,
+            })?;
         if n == 0 {
             return Err(FileError::Protocol(format!(
-                "{} shrank during the transfer (ended at {sent} of {size} bytes)",
-                source.describe()
+                "{what} shrank during the transfer (ended at {sent} of {size} bytes)"
             )));
         }
         hasher.update(&buf[..n]);
@@ -285,22 +402,96 @@ pub(super) async fn stream_out(
             .await
             .map_err(|e| FileError::Session(io_to_session(e)))?;
         sent += n as u64;
-        if let Some(p) = progress {
+        if progress.is_some() {
             let acked = session
                 .stats()
                 .protocol
                 .app
                 .bytes_acked
                 .saturating_sub(data_base);
-            p.send_replace(Progress {
-                bytes_sent: sent,
-                bytes_confirmed: start + acked.min(sent - start),
-                total: size,
-                resumed_from: start,
-            });
+            report(
+                progress,
+                sent,
+                start + acked.min(sent - start),
+                Some(size),
+                start,
+            );
         }
     }
     Ok(())
+}
+
+/// Receives Segments and the End into `sink` (hashing into `hasher`),
+/// starting at `got` bytes already there; checks the size against the
+/// Offer's (`size`) and `limit`. Returns the size and the sender's digest
+/// (not yet compared: the caller does, before it presents anything).
+#[allow(clippy::too_many_arguments)]
+async fn recv_segments(
+    session: &Session,
+    name: &str,
+    size: Option<u64>,
+    limit: u64,
+    mut got: u64,
+    hasher: &mut Blake2b512,
+    sink: &mut (dyn AsyncWrite + Unpin + Send),
+    sink_err: &(dyn Fn(std::io::Error) -> FileError + Sync),
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(u64, Vec<u8>), FileError> {
+    let start = got;
+    loop {
+        match recv_control(session, "Segment or End", CONTROL_TIMEOUT).await? {
+            Control::Segment { len } => {
+                let end = got.saturating_add(len);
+                if let Some(size) = size.filter(|&s| end > s) {
+                    return Err(FileError::Protocol(format!(
+                        "the sender sent more than the {size} bytes it offered for {name}"
+                    )));
+                }
+                if end > limit {
+                    return Err(FileError::Protocol(format!(
+                        "{name} is more than the {limit} bytes allowed"
+                    )));
+                }
+                while got < end {
+                    let want = (end - got).min(CHUNK as u64) as usize;
+                    // Zero-copy: the received packet payloads go to the sink.
+                    let chunk = session.read_chunk(want).await?.unwrap_or_default();
+                    if chunk.is_empty() {
+                        return Err(FileError::Protocol(format!(
+                            "the sender ended the stream {got} bytes into {name}"
+                        )));
+                    }
+                    sink.write_all(&chunk).await.map_err(sink_err)?;
+                    hasher.update(&chunk);
+                    got += chunk.len() as u64;
+                    report(progress, got, got, size, start);
+                }
+            }
+            Control::End {
+                size: told,
+                blake2b,
+            } => {
+                if told != got || size.is_some_and(|s| s != got) {
+                    return Err(FileError::Protocol(format!(
+                        "the sender ended {name} at {got} bytes but says {told}{}",
+                        size.map(|s| format!(" (offered {s})")).unwrap_or_default()
+                    )));
+                }
+                if blake2b.len() != 64 {
+                    return Err(FileError::Protocol(format!(
+                        "the sender's digest has {} bytes, not 64",
+                        blake2b.len()
+                    )));
+                }
+                return Ok((got, blake2b));
+            }
+            other => {
+                return Err(FileError::Protocol(format!(
+                    "expected Segment or End, got {other:?}"
+                )));
+            }
+        }
+    }
 }
 
 /// Where a received file goes.
@@ -328,68 +519,136 @@ pub(super) async fn recv_into(
         check_target(&target, opts).await?;
         return recv_bigfile_to(session, &target, h, first, progress).await;
     }
-    let (name, size, digest, send_time) = recv_offer(session).await?;
-    let rel = check_offer(&name, &digest)?;
+    let (name, size, send_time) = recv_offer(session).await?;
+    let rel = safe_relative_path(&name)?;
     let target = match dest {
         Dest::Dir(dir) => dir.join(&rel),
         Dest::Exactly(p) => p.to_path_buf(),
     };
-    check_target(&target, opts).await?;
-    recv_file_to(session, &target, name, size, digest, send_time, progress).await
+    recv_file_to(session, &target, opts, name, size, send_time, progress).await
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn recv_file_to(
+/// What the receiver found at the destination before the data.
+enum Found {
+    Nothing,
+    /// A part of a transfer of the offered size.
+    Part,
+    /// A complete file of the offered size (maybe the same one).
+    Same,
+}
+
+async fn recv_file_to(
     session: &mut Session,
     target: &Path,
+    opts: &ReceiveOptions,
     name: String,
-    size: u64,
-    digest: Vec<u8>,
+    size: Option<u64>,
     send_time_ns: u64,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
     create_parent(target).await?;
     let (part, meta_path) = part_paths(target);
-    let meta_line = format!(
-        "{size} {}\n",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
-    // A part of the same file (same size and digest) can be resumed.
-    let mut have = 0u64;
+    let meta_line = size.map(|s| format!("{s}\n"));
+    // An existing file of the offered size may be this very file: offer
+    // its hash, the sender compares (and we skip the transfer). Any other
+    // existing file is refused unless replacing was asked for.
+    let mut found = Found::Nothing;
     let mut hasher = Blake2b512::new();
-    if tokio::fs::read_to_string(&meta_path).await.ok().as_deref() == Some(meta_line.as_str()) {
-        if let Ok(m) = tokio::fs::metadata(&part).await {
-            if m.len() <= size {
-                have = m.len();
-                hasher = hash_prefix(&part, have).await?;
+    let mut offset = 0;
+    match tokio::fs::symlink_metadata(target).await {
+        Ok(m) if m.is_file() && Some(m.len()) == size => {
+            report_hashing(progress, size);
+            hasher = hash_prefix(target, m.len()).await?;
+            (found, offset) = (Found::Same, m.len());
+        }
+        Ok(_) if !opts.overwrite => {
+            return Err(FileError::Exists {
+                path: target.to_path_buf(),
+            });
+        }
+        _ => {}
+    }
+    // A part of a transfer of the same size can be resumed (the sender
+    // verifies its content against its own first bytes).
+    if matches!(found, Found::Nothing) && meta_line.is_some() {
+        let recorded = tokio::fs::read_to_string(&meta_path).await.ok();
+        if recorded == meta_line {
+            if let Ok(m) = tokio::fs::metadata(&part).await {
+                if Some(m.len()) <= size {
+                    report_hashing(progress, size);
+                    hasher = hash_prefix(&part, m.len()).await?;
+                    (found, offset) = (Found::Part, m.len());
+                }
             }
         }
     }
     send_control(
         session,
         &Control::Accept {
-            offset: have,
+            offset,
             prefix_blake2b: hasher.clone().finalize().to_vec(),
         },
     )
     .await?;
-    let start = match recv_control(session, "Start", CONTROL_TIMEOUT).await? {
-        Control::Start { offset } if offset == have || offset == 0 => offset,
+    let start = match recv_control(session, "Start", HASH_TIMEOUT).await? {
+        Control::Start { offset: o } if o == offset || o == 0 => o,
         other => {
             return Err(FileError::Protocol(format!(
-                "expected Start, got {other:?}"
+                "expected Start at {offset} or 0, got {other:?}"
             )));
         }
+    };
+    if matches!(found, Found::Same) {
+        if start == offset {
+            // The sender's first `offset` bytes, all of it, hash as ours.
+            let mut nothing = tokio::io::sink();
+            let (_, digest) = recv_segments(
+                session,
+                &name,
+                size,
+                offset,
+                offset,
+                &mut hasher.clone(),
+                &mut nothing,
+                &|e| FileError::Protocol(e.to_string()),
+                None,
+            )
+            .await?;
+            if digest.as_slice() != hasher.finalize().as_slice() {
+                return Err(FileError::Protocol(format!(
+                    "the sender proved {name} identical to {} and then announced another digest",
+                    target.display()
+                )));
+            }
+            report(progress, offset, offset, size, offset);
+            accept_verdict(session).await?;
+            return Ok((
+                file_meta(name, offset, &digest, send_time_ns),
+                target.to_path_buf(),
+            ));
+        }
+        if !opts.overwrite {
+            return Err(FileError::Exists {
+                path: target.to_path_buf(),
+            });
+        }
+    }
+    let start = if matches!(found, Found::Part) {
+        start
+    } else {
+        0
     };
     if start == 0 {
         hasher = Blake2b512::new();
     }
-    tokio::fs::write(&meta_path, &meta_line)
-        .await
-        .map_err(io_err(&meta_path))?;
+    match &meta_line {
+        Some(line) => tokio::fs::write(&meta_path, line)
+            .await
+            .map_err(io_err(&meta_path))?,
+        None => {
+            let _ = tokio::fs::remove_file(&meta_path).await;
+        }
+    }
     let mut f = tokio::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -401,30 +660,33 @@ pub(super) async fn recv_file_to(
     f.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(io_err(&part))?;
-    let mut got = start;
-    while got < size {
-        let want = (size - got).min(CHUNK as u64) as usize;
-        // Zero-copy: write the received packet payloads straight to disk.
-        let chunk = session.read_chunk(want).await?.unwrap_or_default();
-        let n = chunk.len();
-        if n == 0 {
-            f.flush().await.map_err(io_err(&part))?;
-            return Err(FileError::Protocol(format!(
-                "the sender ended the stream at {got} of {size} bytes; the part is kept for resuming"
-            )));
+    let received = recv_segments(
+        session,
+        &name,
+        size,
+        u64::MAX,
+        start,
+        &mut hasher,
+        &mut f,
+        &|e| FileError::Io {
+            path: part.clone(),
+            source: e,
+        },
+        progress,
+    )
+    .await;
+    let (got, digest) = match received {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = f.flush().await;
+            if size.is_none() {
+                // A stream of unknown size cannot be resumed: drop its part.
+                drop(f);
+                let _ = tokio::fs::remove_file(&part).await;
+            }
+            return Err(e);
         }
-        f.write_all(&chunk).await.map_err(io_err(&part))?;
-        hasher.update(&chunk);
-        got += n as u64;
-        if let Some(p) = progress {
-            p.send_replace(Progress {
-                bytes_sent: got,
-                bytes_confirmed: got,
-                total: size,
-                resumed_from: start,
-            });
-        }
-    }
+    };
     if let Err(err) = seal_part(f, &part, target, hasher, &name, &digest).await {
         if matches!(err, FileError::DigestMismatch { .. }) {
             let _ = tokio::fs::remove_file(&meta_path).await;
@@ -434,9 +696,28 @@ pub(super) async fn recv_file_to(
     let _ = tokio::fs::remove_file(&meta_path).await;
     accept_verdict(session).await?;
     Ok((
-        file_meta(name, size, &digest, send_time_ns),
+        file_meta(name, got, &digest, send_time_ns),
         target.to_path_buf(),
     ))
+}
+
+/// Accepts a fresh transfer (nothing to resume): the Accept and the Start
+/// at 0 of a receiver into memory or a writer.
+async fn accept_fresh(session: &Session) -> Result<(), FileError> {
+    send_control(
+        session,
+        &Control::Accept {
+            offset: 0,
+            prefix_blake2b: Blake2b512::new().finalize().to_vec(),
+        },
+    )
+    .await?;
+    match recv_control(session, "Start", HASH_TIMEOUT).await? {
+        Control::Start { offset: 0 } => Ok(()),
+        other => Err(FileError::Protocol(format!(
+            "expected Start at 0, got {other:?}"
+        ))),
+    }
 }
 
 pub(super) async fn recv_bytes_inner(
@@ -446,41 +727,84 @@ pub(super) async fn recv_bytes_inner(
     if session.wire_format() == WireFormat::Go {
         return recv_bigfile_bytes(session, max_size).await;
     }
-    let (name, size, digest, send_time_ns) = recv_offer(session).await?;
-    check_offer(&name, &digest)?;
-    if size > max_size {
+    let (name, size, send_time_ns) = recv_offer(session).await?;
+    safe_relative_path(&name)?;
+    if let Some(size) = size.filter(|&s| s > max_size) {
         return Err(FileError::Protocol(format!(
             "{name} is {size} bytes, more than the {max_size} allowed in memory"
         )));
     }
-    send_control(
+    accept_fresh(session).await?;
+    let mut data = Vec::with_capacity(size.unwrap_or(0) as usize);
+    let mut hasher = Blake2b512::new();
+    let (got, digest) = recv_segments(
         session,
-        &Control::Accept {
-            offset: 0,
-            prefix_blake2b: Vec::new(),
-        },
+        &name,
+        size,
+        max_size,
+        0,
+        &mut hasher,
+        &mut data,
+        &|e| FileError::Protocol(e.to_string()),
+        None,
     )
     .await?;
-    match recv_control(session, "Start", CONTROL_TIMEOUT).await? {
-        Control::Start { offset: 0 } => {}
-        other => {
-            return Err(FileError::Protocol(format!(
-                "expected Start at 0, got {other:?}"
-            )));
-        }
-    }
-    let mut data = vec![0u8; size as usize];
-    session
-        .read_exact(&mut data)
-        .await
-        .map_err(|e| FileError::Session(io_to_session(e)))?;
-    let actual = Blake2b512::digest(&data);
+    let actual = hasher.finalize();
     if actual.as_slice() != digest.as_slice() {
         return Err(mismatch(&name, &digest, &actual));
     }
     accept_verdict(session).await?;
     Ok((
-        file_meta(name, size, &digest, send_time_ns),
+        file_meta(name, got, &digest, send_time_ns),
         Bytes::from(data),
     ))
+}
+
+/// The receiver's side into a writer (a pipe): the bytes are written as
+/// they arrive, so a digest mismatch is found only after they were; the
+/// error says so.
+pub(super) async fn recv_to_writer_inner(
+    session: &mut Session,
+    writer: &mut (dyn AsyncWrite + Unpin + Send),
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<FileMeta, FileError> {
+    if session.wire_format() == WireFormat::Go {
+        return Err(FileError::Protocol(
+            "receiving into a stream is not available with a go-sliding-window peer; \
+             receive into a file"
+                .into(),
+        ));
+    }
+    let (name, size, send_time_ns) = recv_offer(session).await?;
+    safe_relative_path(&name)?;
+    accept_fresh(session).await?;
+    let mut hasher = Blake2b512::new();
+    let out_err = |e| FileError::Io {
+        path: PathBuf::from("the output stream"),
+        source: e,
+    };
+    let (got, digest) = recv_segments(
+        session,
+        &name,
+        size,
+        u64::MAX,
+        0,
+        &mut hasher,
+        writer,
+        &out_err,
+        progress,
+    )
+    .await?;
+    writer.flush().await.map_err(out_err)?;
+    let actual = hasher.finalize();
+    if actual.as_slice() != digest.as_slice() {
+        return Err(FileError::Protocol(format!(
+            "BLAKE2b-512 mismatch for {name}: the sender announced {}, the bytes received hash \
+             to {}; the {got} bytes already written to the output are not that file: discard them",
+            hex16(&digest),
+            hex16(&actual)
+        )));
+    }
+    accept_verdict(session).await?;
+    Ok(file_meta(name, got, &digest, send_time_ns))
 }

@@ -5,22 +5,31 @@
 //!
 //! ```text
 //! sender                                   receiver
-//!   Offer {name, size, blake2b, time}  ->
+//!   Offer {name, size or nil, time}    ->
 //!                                      <-  Accept {offset, prefix_blake2b}
 //!   Start {offset}                     ->       (offset = verified resume point)
-//!   bytes [offset, size) as stream     ->
+//!   Segment {len} + len stream bytes   ->       (one for a file; a pipe's as they come)
+//!   End {size, blake2b}                ->
 //!                                      <-  Verdict {ok, message}
 //! ```
 //!
-//! * The sender hashes the whole file before offering it; the digest in the
-//!   Offer is what the receiver must end up with.
+//! * One read pass and one hash pass per side: the sender hashes while it
+//!   sends and carries the digest after the data; the receiver hashes while
+//!   it writes and compares before it presents anything.
 //! * The receiver writes into `.NAME.swp-part` beside the destination, with
-//!   `.NAME.swp-part.meta` recording the size and digest it belongs to, and
-//!   renames it to `NAME` only once the size and digest match. On any error
-//!   no file named `NAME` is created; a digest mismatch deletes the part.
-//! * Resume: if a part for the same size and digest exists, the receiver
-//!   offers its length and the BLAKE2b of its content; the sender hashes its
-//!   own first bytes and resumes only if they match (verified, not trusted).
+//!   `.NAME.swp-part.meta` recording the size it belongs to, and renames it
+//!   to `NAME` only once the size and digest match. On any error no file
+//!   named `NAME` is created; a digest mismatch deletes the part.
+//! * Resume: if a part for the same size exists, the receiver offers its
+//!   length and the BLAKE2b of its content; the sender hashes its own first
+//!   bytes and resumes only if they match (verified, not trusted); the
+//!   digest after the data covers the whole file either way.
+//! * An existing file of the offered size is offered the same way, whole:
+//!   if the sender's file hashes the same, nothing is sent and the transfer
+//!   succeeds (`resumed_from == size`); any other existing file is refused
+//!   unless the receiver replaces files ([`ReceiveOptions::overwrite`]).
+//! * A source of unknown length (a pipe, [`send_reader`]) is offered
+//!   without a size and sent in Segments as it is read; it is not resumable.
 //! * A received name is untrusted: absolute paths, `..`, empty components
 //!   and NUL bytes are refused.
 //!
@@ -43,7 +52,7 @@ mod source;
 
 use crate::session::{Session, SessionError};
 use bytes::Bytes;
-use exchange::{Dest, recv_bytes_inner, recv_into, send_source, told};
+use exchange::{Dest, recv_bytes_inner, recv_into, recv_to_writer_inner, send_source, told};
 use source::Source;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -119,10 +128,17 @@ pub struct Progress {
     /// Bytes the peer has confirmed (sender: acknowledged by the receiver's
     /// swp; receiver: equal to `bytes_sent`).
     pub bytes_confirmed: u64,
-    /// Total size.
+    /// Total size (while [`total_known`](Self::total_known) is false, as
+    /// with a sender reading a pipe: the bytes so far).
     pub total: u64,
-    /// Where this transfer resumed (0 for a fresh one).
+    /// Whether `total` is the size announced before the data.
+    pub total_known: bool,
+    /// Where this transfer resumed (0 for a fresh one; `total` when an
+    /// identical copy was already there and nothing was sent).
     pub resumed_from: u64,
+    /// Hashing what is already there (the receiver's part or existing
+    /// file, the sender's matching prefix) before any byte is sent.
+    pub hashing: bool,
 }
 
 /// Result of a successful send.
@@ -229,16 +245,23 @@ pub enum FileError {
     Protocol(String),
 }
 
-/// How long a peer may take to send a control message it owes us (the
-/// Offer after connecting, the Accept after our Offer, the Start after our
-/// Accept): no disk work stands before any of them but hashing a resumed
-/// part, so a peer that is heard from but silent this long is stuck.
+/// How long a peer may take to send a control message that no disk work
+/// stands before (the next Segment or the End; a sender whose input is idle
+/// says so every [`IDLE_HEARTBEAT`]): a peer that is heard from but silent
+/// this long is stuck.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long a receiver waits for the Offer: the sender hashes the whole
-/// file before it offers it (about 700 MiB/s per core here, so this covers
-/// some 400 GiB).
-pub const OFFER_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a receiver waits for the Offer (the sender sends it at once).
+pub const OFFER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a side waits for the Accept or the Start: the other side may
+/// first hash a part, an existing file or its own prefix (about 700 MiB/s
+/// per core here, so this covers some 400 GiB).
+pub const HASH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A sender reading a stream whose input stays idle this long sends an
+/// empty Segment, so the receiver's bounded wait goes on.
+pub const IDLE_HEARTBEAT: Duration = exchange::IDLE_HEARTBEAT;
 
 /// How long the sender waits for the receiver's Verdict once every byte is
 /// acknowledged: the receiver still syncs the file to disk and renames it.
@@ -372,6 +395,68 @@ pub async fn send_file_as(
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
     send_source(session, Source::File(path), name, progress).await
+}
+
+/// Sends everything `reader` yields (a pipe, a socket, stdin) as a file
+/// named `name`, without knowing its size first: read once, hashed as it
+/// goes, verified by the receiver like any file; not resumable. The sender
+/// sends what it has read within a few milliseconds, so a slow producer's
+/// bytes are not held back.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+/// use swp::file;
+/// let mut input: &[u8] = b"lines from a pipe\n"; // any AsyncRead
+/// let (sent, got) = tokio::join!(
+///     file::send_reader(&mut a, &mut input, "log.txt", None),
+///     file::recv_bytes(&mut b, 1 << 20),
+/// );
+/// let (meta, bytes) = got?;
+/// assert_eq!((sent?.meta, &bytes[..]), (meta, &b"lines from a pipe\n"[..]));
+/// # Ok(()) }
+/// ```
+pub async fn send_reader(
+    session: &mut Session,
+    reader: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    send_source(session, Source::Reader(reader), name, progress).await
+}
+
+/// Receives one file into `writer` (stdout, a socket) as it arrives, and
+/// verifies it at the end. The bytes are written before the digest can be
+/// checked, so on a mismatch the error says the output must be discarded;
+/// receive into a file ([`recv_file`]) to have nothing presented unless it
+/// verified.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+/// # let net = SimNetwork::new(1, LinkConfig::new().loss(0.05));
+/// # let (mut a, mut b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+/// use swp::file;
+/// let mut out = Vec::new(); // any AsyncWrite
+/// let (sent, got) = tokio::join!(
+///     file::send_bytes(&mut a, "data.csv", "a,b\n1,2\n".into()),
+///     file::recv_to_writer(&mut b, &mut out, None),
+/// );
+/// assert_eq!(sent?, got?);
+/// assert_eq!(out, b"a,b\n1,2\n");
+/// # Ok(()) }
+/// ```
+pub async fn recv_to_writer(
+    session: &mut Session,
+    writer: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<FileMeta, FileError> {
+    let r = recv_to_writer_inner(session, writer, progress).await;
+    told(session, "receiver", r).await
 }
 
 fn io_to_session(e: std::io::Error) -> SessionError {

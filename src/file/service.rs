@@ -95,6 +95,40 @@ pub async fn put(
     send_file_as(session, path, name, progress).await
 }
 
+/// Uploads everything `reader` yields (a pipe, stdin) as `name`: the size
+/// is not known first, so it is verified like any file but not resumable.
+pub async fn put_reader(
+    session: &mut Session,
+    reader: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    name: &str,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<SendReport, FileError> {
+    safe_relative_path(name)?;
+    send_msg(session, &Request::Put).await?;
+    expect_ready(session).await?;
+    send_reader(session, reader, name, progress).await
+}
+
+/// Downloads `name` into `writer` (stdout) as it arrives, verified at the
+/// end ([`recv_to_writer`]: on a mismatch the output must be discarded).
+pub async fn get_to_writer(
+    session: &mut Session,
+    name: &str,
+    writer: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<FileMeta, FileError> {
+    safe_relative_path(name)?;
+    send_msg(
+        session,
+        &Request::Get {
+            name: name.to_string(),
+        },
+    )
+    .await?;
+    expect_ready(session).await?;
+    recv_to_writer(session, writer, progress).await
+}
+
 /// Downloads `name` from the served directory into `dir` (verified,
 /// resumable; an existing different file is refused unless `opts` says to
 /// overwrite).

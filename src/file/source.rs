@@ -1,35 +1,68 @@
-//! Where a sender's bytes come from: a file on disk, or a slice in memory.
+//! Where a sender's bytes come from: a file on disk, a slice in memory, or
+//! a reader of unknown length (a pipe).
 
 use super::part::hash_prefix;
 use super::*;
 use blake2::{Blake2b512, Digest};
-use tokio::io::AsyncSeekExt;
+use tokio::io::{AsyncRead, AsyncSeekExt};
 
 /// Where the sender's bytes come from.
-#[derive(Clone, Copy)]
 pub(super) enum Source<'a> {
     File(&'a Path),
     Memory(&'a [u8]),
+    /// Read once, front to back: no size before the end, no resume.
+    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
 }
 
-/// An open [`Source`], read sequentially from some offset.
-pub(super) enum SourceReader<'a> {
-    File(tokio::fs::File, &'a Path),
-    Memory(&'a [u8]),
+/// What a file source looked like when the transfer began; compared again
+/// before the sender vouches for what it sent.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// The inode's change time, where there is one (a write within the
+    /// modification time's granularity, or one that reset it, moves it).
+    changed: Option<(i64, i64)>,
 }
 
 impl<'a> Source<'a> {
-    pub(super) async fn size(self) -> Result<u64, FileError> {
+    /// The size, if known before reading (not for a reader).
+    pub(super) async fn size(&mut self) -> Result<Option<u64>, FileError> {
         match self {
-            Source::File(p) => Ok(tokio::fs::metadata(p).await.map_err(io_err(p))?.len()),
-            Source::Memory(d) => Ok(d.len() as u64),
+            Source::File(p) => Ok(Some(
+                tokio::fs::metadata(*p).await.map_err(io_err(p))?.len(),
+            )),
+            Source::Memory(d) => Ok(Some(d.len() as u64)),
+            Source::Reader(_) => Ok(None),
         }
+    }
+
+    /// A file's length and modification time (None for other sources).
+    pub(super) async fn stamp(&mut self) -> Result<Option<Stamp>, FileError> {
+        let Source::File(p) = *self else {
+            return Ok(None);
+        };
+        let m = tokio::fs::metadata(p).await.map_err(io_err(p))?;
+        #[cfg(unix)]
+        let changed = {
+            use std::os::unix::fs::MetadataExt;
+            Some((m.ctime(), m.ctime_nsec()))
+        };
+        #[cfg(not(unix))]
+        let changed = None;
+        Ok(Some(Stamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+            changed,
+        }))
     }
 
     /// A file source must be a readable regular file: checked before
     /// anything is offered, so the error names the real cause.
-    pub(super) async fn check(self) -> Result<(), FileError> {
-        let Source::File(p) = self else { return Ok(()) };
+    pub(super) async fn check(&mut self) -> Result<(), FileError> {
+        let Source::File(p) = *self else {
+            return Ok(());
+        };
         let m = tokio::fs::metadata(p).await.map_err(io_err(p))?;
         if !m.is_file() {
             let what = if m.is_dir() {
@@ -49,44 +82,39 @@ impl<'a> Source<'a> {
         Ok(())
     }
 
-    pub(super) async fn hash_prefix(self, len: u64) -> Result<Blake2b512, FileError> {
+    /// The hash of the first `len` bytes (a reader has no prefix to offer:
+    /// it is never resumed, so this is only asked of files and memory).
+    pub(super) async fn hash_prefix(&mut self, len: u64) -> Result<Blake2b512, FileError> {
         match self {
             Source::File(p) => hash_prefix(p, len).await,
             Source::Memory(d) => Ok(Blake2b512::new().chain_update(&d[..len as usize])),
+            Source::Reader(_) => Ok(Blake2b512::new()),
         }
     }
 
-    pub(super) async fn open_at(self, start: u64) -> Result<SourceReader<'a>, FileError> {
+    /// Reads from `start` on (a reader: from where it is; `start` is 0).
+    pub(super) async fn open_at(
+        &mut self,
+        start: u64,
+    ) -> Result<Box<dyn AsyncRead + Unpin + Send + '_>, FileError> {
         match self {
             Source::File(p) => {
-                let mut f = tokio::fs::File::open(p).await.map_err(io_err(p))?;
+                let mut f = tokio::fs::File::open(*p).await.map_err(io_err(p))?;
                 f.seek(std::io::SeekFrom::Start(start))
                     .await
                     .map_err(io_err(p))?;
-                Ok(SourceReader::File(f, p))
+                Ok(Box::new(f))
             }
-            Source::Memory(d) => Ok(SourceReader::Memory(&d[start as usize..])),
+            Source::Memory(d) => Ok(Box::new(&d[start as usize..])),
+            Source::Reader(r) => Ok(Box::new(&mut **r)),
         }
     }
 
-    pub(super) fn describe(self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::Memory(_) => "the in-memory data".into(),
-        }
-    }
-}
-
-impl SourceReader<'_> {
-    pub(super) async fn read(&mut self, buf: &mut [u8]) -> Result<usize, FileError> {
-        match self {
-            SourceReader::File(f, p) => f.read(buf).await.map_err(io_err(p)),
-            SourceReader::Memory(rest) => {
-                let n = rest.len().min(buf.len());
-                buf[..n].copy_from_slice(&rest[..n]);
-                *rest = &rest[n..];
-                Ok(n)
-            }
+            Source::Reader(_) => "the input stream".into(),
         }
     }
 }
