@@ -14,19 +14,19 @@
 //! Exit status: 0 on success; 1 with a one-line reason on stderr when the
 //! work failed; 2 for a usage error (clap's).
 
+mod progress;
+
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use progress::{Shown, human, mib_per_s};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swp::file::service as file_service;
-use swp::file::{Progress, ReceiveOptions, recv_file, recv_file_with, send_file};
+use swp::file::{ReceiveOptions, recv_file, recv_file_with, send_file};
 use swp::proto::{Config, Tuning, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
 use swp::{Service, ServiceConfig, Session};
-use tokio::sync::watch;
 
 #[derive(Parser)]
 #[command(
@@ -154,9 +154,12 @@ enum Cmd {
     Put {
         /// The service subject.
         subject: String,
-        /// Files or directories.
+        /// Files or directories; `-` reads stdin (with --name).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The name stdin's bytes are saved under (with `-`).
+        #[arg(long)]
+        name: Option<String>,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -167,7 +170,9 @@ enum Cmd {
         /// Names as `swp ls` shows them.
         #[arg(required = true)]
         names: Vec<String>,
-        /// Where to save them (created if missing).
+        /// Where to save them (created if missing); `-` writes the one
+        /// file named to stdout (verified at its end: on a mismatch the
+        /// output must be discarded, and swp says so and exits 1).
         #[arg(short = 'O', long = "output", default_value = ".")]
         out: PathBuf,
         /// Replace existing files of the same name.
@@ -291,65 +296,6 @@ impl NatsArgs {
     }
 }
 
-/// Shows progress: a bar with rate and ETA on a terminal, a plain line every
-/// few seconds otherwise, nothing with --quiet.
-fn show_progress(
-    rx: watch::Receiver<Progress>,
-    label: String,
-    quiet: bool,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut rx = rx;
-        if quiet {
-            return;
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_message(label);
-            let mut started = false;
-            while rx.changed().await.is_ok() {
-                let p = *rx.borrow();
-                if !started {
-                    // The sender hashes the file before sending; start the
-                    // clock (rate, ETA) with the first bytes.
-                    bar.reset();
-                    started = true;
-                }
-                bar.set_length(p.total);
-                bar.set_position(p.bytes_confirmed);
-            }
-            bar.finish_and_clear();
-        } else {
-            let mut last = Instant::now();
-            while rx.changed().await.is_ok() {
-                let p = *rx.borrow();
-                if last.elapsed() >= Duration::from_secs(2) {
-                    eprintln!("{label}: {} of {} bytes", p.bytes_confirmed, p.total);
-                    last = Instant::now();
-                }
-            }
-        }
-    })
-}
-
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / 1024.0 / 1024.0 / 1024.0)
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / 1024.0 / 1024.0)
-    } else {
-        format!("{bytes} bytes")
-    }
-}
-
 fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -379,17 +325,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             let mut s = Session::connect(t.clone(), cfg)
                 .await
                 .map_err(|e| format!("cannot reach a receiver on {to}: {e}"))?;
-            let (tx, rx) = watch::channel(Progress::default());
-            let shown = show_progress(rx, format!("send {}", file.display()), quiet);
-            let start = Instant::now();
-            let r = send_file(&mut s, &file, Some(&tx)).await;
+            let shown = Shown::start(format!("send {}", file.display()), quiet);
+            let r = send_file(&mut s, &file, Some(shown.sender())).await;
             // The transfer is over at the receiver's Verdict: the rate is
             // measured to it, not to the end of the close.
-            let secs = start.elapsed().as_secs_f64();
-            drop(tx);
-            let _ = shown.await;
+            let secs = shown.done().await.secs;
             let r = finish(s, t.as_ref(), r).await?;
-            let rate = r.bytes_sent as f64 / 1048576.0 / secs.max(1e-9);
+            let rate = mib_per_s(r.bytes_sent, secs);
             let json = serde_json::json!({
                 "op": "send", "name": r.meta.name, "size": r.meta.size,
                 "bytes_sent": r.bytes_sent, "resumed_from": r.resumed_from,
@@ -436,14 +378,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 accept.await
             }
             .map_err(|e| e.to_string())?;
-            let (tx, rx) = watch::channel(Progress::default());
-            let shown = show_progress(rx, "recv".into(), quiet);
-            let start = Instant::now();
+            let shown = Shown::start("recv".into(), quiet);
             let opts = ReceiveOptions::new().overwrite(force);
-            let r = recv_file_with(&mut s, &out, &opts, Some(&tx)).await;
-            let secs = start.elapsed().as_secs_f64();
-            drop(tx);
-            let _ = shown.await;
+            let r = recv_file_with(&mut s, &out, &opts, Some(shown.sender())).await;
+            let secs = shown.done().await.secs;
             let go_peer = s.wire_format() == WireFormat::Go;
             let (meta, path) = finish(s, t.as_ref(), r).await?;
             let json = serde_json::json!({
@@ -487,8 +425,9 @@ async fn run(cli: Cli) -> Result<(), String> {
         Cmd::Put {
             subject,
             paths,
+            name,
             nats,
-        } => put(subject, paths, nats, quiet).await,
+        } => put(subject, paths, name, nats, quiet).await,
         Cmd::Get {
             subject,
             names,
@@ -639,36 +578,45 @@ fn expand(path: &std::path::Path, out: &mut Vec<(PathBuf, String)>) -> Result<()
 async fn put(
     subject: String,
     paths: Vec<PathBuf>,
+    name: Option<String>,
     nats: NatsArgs,
     quiet: bool,
 ) -> Result<(), String> {
+    let stdin = paths.len() == 1 && paths[0].as_os_str() == "-";
     let mut files = Vec::new();
-    for p in &paths {
-        expand(p, &mut files)?;
+    if !stdin {
+        for p in &paths {
+            expand(p, &mut files)?;
+        }
     }
     let t = nats.connect().await?;
     let mut s = connect_service(&t, &subject).await?;
-    let (mut total, start) = (0u64, Instant::now());
+    if let Some(name) = name.filter(|_| stdin) {
+        let shown = Shown::start(format!("put {name}"), quiet);
+        let mut input = tokio::io::stdin();
+        let r = file_service::put_reader(&mut s, &mut input, &name, Some(shown.sender())).await;
+        let secs = shown.done().await.secs;
+        return match r {
+            Ok(r) => {
+                put_outcome(&name, &r, secs, quiet);
+                leave(s, &t).await
+            }
+            Err(e) => {
+                let _ = finish(s, t.as_ref(), Err::<(), _>(&e)).await;
+                Err(format!("put {name} (from stdin): {e}"))
+            }
+        };
+    }
+    let (mut total, mut sent, start) = (0u64, 0u64, Instant::now());
     for (path, name) in &files {
-        let (tx, rx) = watch::channel(Progress::default());
-        let shown = show_progress(rx, format!("put {name}"), quiet);
-        let r = file_service::put(&mut s, path, name, Some(&tx)).await;
-        drop(tx);
-        let _ = shown.await;
+        let shown = Shown::start(format!("put {name}"), quiet);
+        let r = file_service::put(&mut s, path, name, Some(shown.sender())).await;
+        let secs = shown.done().await.secs;
         match r {
             Ok(r) => {
                 total += r.meta.size;
-                let json = serde_json::json!({
-                    "op": "put", "name": name, "size": r.meta.size, "bytes_sent": r.bytes_sent,
-                    "resumed_from": r.resumed_from, "blake2b": hex(&r.meta.blake2b),
-                });
-                outcome(quiet, json, || {
-                    format!(
-                        "put {name} ({}); blake2b {}",
-                        human(r.meta.size),
-                        hex(&r.meta.blake2b[..16])
-                    )
-                });
+                sent += r.bytes_sent;
+                put_outcome(name, &r, secs, quiet);
             }
             Err(e) => {
                 let _ = finish(s, t.as_ref(), Err::<(), _>(&e)).await;
@@ -677,14 +625,56 @@ async fn put(
         }
     }
     leave(s, &t).await?;
-    if files.len() > 1 {
-        let secs = start.elapsed().as_secs_f64();
-        let json = serde_json::json!({"op": "put-total", "files": files.len(), "size": total, "seconds": secs});
-        outcome(quiet, json, || {
-            format!("{} files, {} in {secs:.2} s", files.len(), human(total))
-        });
-    }
+    total_outcome("put", files.len(), total, sent, start, quiet);
     Ok(())
+}
+
+/// One line per file put: sent, resumed or skipped, with its rate.
+fn put_outcome(name: &str, r: &swp::file::SendReport, secs: f64, quiet: bool) {
+    let skipped = r.bytes_sent == 0 && r.resumed_from == r.meta.size && r.meta.size > 0;
+    let rate = mib_per_s(r.bytes_sent, secs);
+    let json = serde_json::json!({
+        "op": "put", "name": name, "size": r.meta.size, "bytes_sent": r.bytes_sent,
+        "resumed_from": r.resumed_from, "skipped": skipped, "seconds": secs,
+        "mib_per_s": rate, "blake2b": hex(&r.meta.blake2b),
+    });
+    outcome(quiet, json, || {
+        let how = if skipped {
+            "identical file already there, nothing sent".to_string()
+        } else if r.resumed_from > 0 {
+            format!(
+                "resumed at {}, {secs:.2} s, {rate:.1} MiB/s",
+                human(r.resumed_from)
+            )
+        } else {
+            format!("{secs:.2} s, {rate:.1} MiB/s")
+        };
+        format!(
+            "put {name} ({}; {how}); blake2b {}",
+            human(r.meta.size),
+            hex(&r.meta.blake2b[..16])
+        )
+    });
+}
+
+/// The total line after several files.
+fn total_outcome(op: &str, files: usize, total: u64, moved: u64, start: Instant, quiet: bool) {
+    if files < 2 {
+        return;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rate = mib_per_s(moved, secs);
+    let json = serde_json::json!({
+        "op": format!("{op}-total"), "files": files, "size": total,
+        "bytes_moved": moved, "seconds": secs, "mib_per_s": rate,
+    });
+    outcome(quiet, json, || {
+        format!(
+            "{files} files, {} ({} moved) in {secs:.2} s, {rate:.1} MiB/s",
+            human(total),
+            human(moved)
+        )
+    });
 }
 
 async fn get(
@@ -695,25 +685,61 @@ async fn get(
     nats: NatsArgs,
     quiet: bool,
 ) -> Result<(), String> {
-    check_out_dir(&out)?;
+    let stdout = out.as_os_str() == "-";
+    if !stdout {
+        check_out_dir(&out)?;
+    }
     let t = nats.connect().await?;
     let mut s = connect_service(&t, &subject).await?;
+    if stdout {
+        // The file is the only thing on stdout; what a person reads goes
+        // to stderr.
+        let name = &names[0];
+        let shown = Shown::start(format!("get {name}"), quiet);
+        let mut output = tokio::io::stdout();
+        let r = file_service::get_to_writer(&mut s, name, &mut output, Some(shown.sender())).await;
+        let secs = shown.done().await.secs;
+        let _ = leave(s, &t).await;
+        let meta = r.map_err(|e| format!("get {name} (to stdout): {e}"))?;
+        if !quiet {
+            eprintln!(
+                "got {name} ({}; {secs:.2} s, {:.1} MiB/s) -> stdout; blake2b {} verified",
+                human(meta.size),
+                mib_per_s(meta.size, secs),
+                hex(&meta.blake2b[..16])
+            );
+        }
+        return Ok(());
+    }
     let opts = ReceiveOptions::new().overwrite(force);
+    let (mut total, mut moved, start) = (0u64, 0u64, Instant::now());
     for name in &names {
-        let (tx, rx) = watch::channel(Progress::default());
-        let shown = show_progress(rx, format!("get {name}"), quiet);
-        let r = file_service::get(&mut s, name, &out, &opts, Some(&tx)).await;
-        drop(tx);
-        let _ = shown.await;
+        let shown = Shown::start(format!("get {name}"), quiet);
+        let r = file_service::get(&mut s, name, &out, &opts, Some(shown.sender())).await;
+        let summary = shown.done().await;
         match r {
             Ok((meta, path)) => {
+                let here = summary.last.resumed_from;
+                let skipped = here == meta.size && meta.size > 0;
+                let secs = summary.secs;
+                let rate = mib_per_s(meta.size - here.min(meta.size), secs);
+                total += meta.size;
+                moved += meta.size - here.min(meta.size);
                 let json = serde_json::json!({
                     "op": "get", "name": name, "size": meta.size, "path": path,
-                    "blake2b": hex(&meta.blake2b), "verified": true,
+                    "resumed_from": here, "skipped": skipped, "seconds": secs,
+                    "mib_per_s": rate, "blake2b": hex(&meta.blake2b), "verified": true,
                 });
                 outcome(quiet, json, || {
+                    let how = if skipped {
+                        "identical file already there, nothing sent".to_string()
+                    } else if here > 0 {
+                        format!("resumed at {}, {secs:.2} s, {rate:.1} MiB/s", human(here))
+                    } else {
+                        format!("{secs:.2} s, {rate:.1} MiB/s")
+                    };
                     format!(
-                        "got {name} ({}) -> {}; blake2b {} verified",
+                        "got {name} ({}; {how}) -> {}; blake2b {} verified",
                         human(meta.size),
                         path.display(),
                         hex(&meta.blake2b[..16])
@@ -726,7 +752,9 @@ async fn get(
             }
         }
     }
-    leave(s, &t).await
+    leave(s, &t).await?;
+    total_outcome("get", names.len(), total, moved, start, quiet);
+    Ok(())
 }
 
 /// Ends a file-service session: says done, closes (within CLOSE_BOUND), and
@@ -840,14 +868,12 @@ async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {
     let mut s = Session::connect(ta, Config::new("swp.demo.send", "swp.demo.recv"))
         .await
         .map_err(|e| e.to_string())?;
-    let (tx, rx) = watch::channel(Progress::default());
-    let shown = show_progress(rx, "demo".into(), quiet);
     let start = Instant::now();
-    let sent = send_file(&mut s, &src, Some(&tx))
+    let shown = Shown::start("demo".into(), quiet);
+    let sent = send_file(&mut s, &src, Some(shown.sender()))
         .await
         .map_err(|e| e.to_string());
-    drop(tx);
-    let _ = shown.await;
+    shown.done().await;
     let sent = sent?;
     let (meta, path) = receiver.await.map_err(|e| e.to_string())??;
     let secs = start.elapsed().as_secs_f64();
@@ -861,7 +887,7 @@ async fn demo(size_mib: u64, quiet: bool) -> Result<(), String> {
         println!(
             "demo: {} through swp over NATS in {secs:.2} s ({:.1} MiB/s, digests included); BLAKE2b-512 {} verified",
             human(meta.size),
-            meta.size as f64 / 1048576.0 / secs.max(1e-9),
+            mib_per_s(meta.size, secs),
             hex(&meta.blake2b[..16])
         );
     }
@@ -873,8 +899,49 @@ fn demo_byte(i: u64) -> u8 {
     (i.wrapping_mul(2_654_435_761) >> 13) as u8
 }
 
+/// What clap cannot say about the arguments (exit code 2, like its own
+/// usage errors).
+fn usage_error(cli: &Cli) -> Option<String> {
+    match &cli.cmd {
+        Cmd::Put { paths, name, .. } => {
+            let dashes = paths.iter().filter(|p| p.as_os_str() == "-").count();
+            if dashes > 0 && paths.len() > 1 {
+                Some("`-` (stdin) must be the only path of a put".into())
+            } else if dashes == 1 && name.is_none() {
+                Some(
+                    "`swp put SUBJECT -` needs --name NAME: the name stdin's bytes are saved under"
+                        .into(),
+                )
+            } else if dashes == 0 && name.is_some() {
+                Some("--name is for stdin (`swp put SUBJECT - --name NAME`); files keep their own names".into())
+            } else {
+                None
+            }
+        }
+        Cmd::Get { names, out, .. } if out.as_os_str() == "-" => {
+            if names.len() != 1 {
+                Some(format!(
+                    "-O - writes one file to stdout; {} names were given",
+                    names.len()
+                ))
+            } else if cli.json {
+                Some("--json writes to stdout, which -O - uses for the file".into())
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if let Some(msg) = usage_error(&cli) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, msg)
+            .exit();
+    }
     init_logging(cli.verbose);
     let _ = JSON.set(cli.json);
     let rt = match tokio::runtime::Builder::new_multi_thread()

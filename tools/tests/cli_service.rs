@@ -376,3 +376,113 @@ fn swp_serve_answers_the_nats_service_api() {
         );
     });
 }
+
+/// Runs swp with `input` on its stdin.
+fn swp_with_stdin(args: &[&str], url: &str, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(SWP)
+        .args(args)
+        .args(["--server", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input); // dropped: EOF
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    o
+}
+
+#[test]
+fn a_pipe_goes_in_through_stdin_and_comes_out_through_stdout_byte_exact() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-pipes");
+    let served = root.0.join("served");
+    let _svc = serve(&url, "svc.pipes", &served);
+    for (i, len) in [0usize, 1, (1 << 20) - 1, 3 << 20].into_iter().enumerate() {
+        let data = bytes(100 + i as u64, len);
+        let name = format!("backups/p{i}.tar");
+        let put = swp_with_stdin(&["put", "svc.pipes", "-", "--name", &name], &url, &data);
+        let said = ok(&put, "put -");
+        assert!(said.contains(&format!("put {name}")), "{said}");
+        assert!(
+            std::fs::read(served.join(&name)).unwrap() == data,
+            "{len} bytes"
+        );
+        let get = swp(&["get", "svc.pipes", &name, "-O", "-"], &url);
+        assert!(
+            get.status.success(),
+            "{}",
+            String::from_utf8_lossy(&get.stderr)
+        );
+        assert!(get.stdout == data, "{len} bytes: stdout differs");
+        let told = String::from_utf8_lossy(&get.stderr);
+        assert!(told.contains("verified"), "{told}");
+    }
+    // Usage: `-` needs a name, stands alone; -O - takes one name, no --json.
+    for args in [
+        vec!["put", "svc.pipes", "-"],
+        vec!["put", "svc.pipes", "-", "other.bin", "--name", "x"],
+        vec!["get", "svc.pipes", "a", "b", "-O", "-"],
+        vec!["get", "svc.pipes", "a", "-O", "-", "--json"],
+    ] {
+        let o = swp(&args, &url);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(!o.stderr.is_empty());
+    }
+}
+
+#[test]
+fn an_identical_file_is_skipped_both_ways_and_a_different_one_refused() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-skip");
+    let (served, local) = (root.0.join("served"), root.0.join("local"));
+    std::fs::create_dir_all(&local).unwrap();
+    let _svc = serve(&url, "svc.skip", &served);
+    let f = local.join("same.bin");
+    std::fs::write(&f, bytes(7, 2_000_000)).unwrap();
+    ok(&swp(&["put", "svc.skip", f.to_str().unwrap()], &url), "put");
+    // Again: recognised by its hash, nothing sent.
+    let again = swp(&["--json", "put", "svc.skip", f.to_str().unwrap()], &url);
+    let v: serde_json::Value = serde_json::from_str(ok(&again, "put again").trim()).unwrap();
+    assert_eq!(
+        (v["skipped"].as_bool(), v["bytes_sent"].as_u64()),
+        (Some(true), Some(0))
+    );
+    // Download onto the same file: skipped too.
+    let got = swp(
+        &["get", "svc.skip", "same.bin", "-O", local.to_str().unwrap()],
+        &url,
+    );
+    let said = ok(&got, "get onto an identical file");
+    assert!(said.contains("identical file already there"), "{said}");
+    // A different local file of the same name: refused, kept; --force replaces.
+    std::fs::write(&f, b"local edits").unwrap();
+    let o = swp(
+        &["get", "svc.skip", "same.bin", "-O", local.to_str().unwrap()],
+        &url,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    assert_eq!(std::fs::read(&f).unwrap(), b"local edits");
+    let o = swp(
+        &[
+            "get",
+            "svc.skip",
+            "same.bin",
+            "-O",
+            local.to_str().unwrap(),
+            "--force",
+        ],
+        &url,
+    );
+    ok(&o, "get --force");
+    assert!(std::fs::read(&f).unwrap() == bytes(7, 2_000_000));
+}
