@@ -486,3 +486,258 @@ fn an_identical_file_is_skipped_both_ways_and_a_different_one_refused() {
     ok(&o, "get --force");
     assert!(std::fs::read(&f).unwrap() == bytes(7, 2_000_000));
 }
+
+/// Waits (bounded) until `swp ls SUBJECT` answers through `url`: the
+/// cluster's routes carry the service's interest to that node.
+fn wait_served(url: &str, subject: &str) {
+    let t = Instant::now();
+    while !swp(&["ls", subject, "--quiet"], url).status.success() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{subject} not reachable through {url} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100)); // polling a process, not synchronising
+    }
+}
+
+#[test]
+fn three_swp_serve_members_over_a_cluster_a_killed_one_fails_its_clients_clearly_and_a_rerun_completes()
+ {
+    let nodes = swp::server::NatsServer::start_cluster(3).unwrap();
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let root = common::TempDir::new("cli-cluster");
+    let local = root.0.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let dirs: Vec<_> = (0..3).map(|k| root.0.join(format!("member{k}"))).collect();
+    let mut members: Vec<Option<Serve>> = (0..3)
+        .map(|k| {
+            let mut cmd = Command::new(SWP);
+            cmd.args(["serve", "svc.cluster"])
+                .arg(&dirs[k])
+                .args(["--queue", "files", "--server", &urls[k]]);
+            Some(spawn_serve(cmd))
+        })
+        .collect();
+    for u in &urls {
+        wait_served(u, "svc.cluster");
+    }
+    // 100 clients spread over the nodes: 94 small files, 6 large ones that
+    // are still moving when a member dies.
+    let files: Vec<(String, Vec<u8>)> = (0..100u64)
+        .map(|i| {
+            let len = if i % 17 == 5 {
+                48 << 20
+            } else {
+                100_000 + i as usize
+            };
+            (format!("c{i:03}.bin"), bytes(1000 + i, len))
+        })
+        .collect();
+    for (name, data) in &files {
+        std::fs::write(local.join(name), data).unwrap();
+    }
+    let put = |i: usize| {
+        Command::new(SWP)
+            .args(["put", "svc.cluster", "--quiet"])
+            .arg(local.join(&files[i].0))
+            .args(["--server", &urls[i % 3]])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut clients: Vec<(usize, Child)> = (0..files.len()).map(|i| (i, put(i))).collect();
+    // The victim: the first member seen holding part of a large file.
+    let t = Instant::now();
+    let victim = loop {
+        let busy = (0..3).find(|&k| {
+            std::fs::read_dir(&dirs[k]).is_ok_and(|rd| {
+                rd.flatten().any(|e| {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    n.ends_with(".swp-part") && e.metadata().is_ok_and(|m| m.len() > 1 << 20)
+                })
+            })
+        });
+        if let Some(k) = busy {
+            break k;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no large file started in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(members[victim].take()); // SIGKILL: no goodbye to its clients
+    let killed = Instant::now();
+    // Every client ends, each within a bound; the victim's with a reason.
+    let mut failed = Vec::new();
+    while !clients.is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(90),
+            "{} clients still running 90 s after the kill",
+            clients.len()
+        );
+        let mut still = Vec::new();
+        for (i, mut c) in clients {
+            match c.try_wait().unwrap() {
+                None => still.push((i, c)),
+                Some(st) => {
+                    let mut err = String::new();
+                    use std::io::Read;
+                    c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                    if !st.success() {
+                        let after = killed.elapsed();
+                        assert!(
+                            after < Duration::from_secs(25),
+                            "client {i} failed {after:?} after the kill: beyond the budget"
+                        );
+                        assert!(
+                            err.contains("unreachable") || err.contains("reset"),
+                            "client {i} failed without a clear reason: {err}"
+                        );
+                        failed.push(i);
+                    }
+                }
+            }
+        }
+        clients = still;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !failed.is_empty(),
+        "the killed member had a client mid-transfer"
+    );
+    eprintln!(
+        "member {victim} killed; {} clients failed clearly: {failed:?}",
+        failed.len()
+    );
+    // A re-run of each failed client completes on a member still there.
+    for &i in &failed {
+        let o = put(i).wait_with_output().unwrap();
+        ok(&o, &format!("re-run of client {i}"));
+    }
+    // Every file is complete and byte-exact on a member (the victim's
+    // finished ones stay in its directory; a re-run lands elsewhere).
+    for (name, data) in &files {
+        let complete = (0..3).any(|k| std::fs::read(dirs[k].join(name)).is_ok_and(|d| d == *data));
+        assert!(complete, "{name} is nowhere complete and byte-exact");
+    }
+    let spread = (0..3)
+        .filter(|&k| std::fs::read_dir(&dirs[k]).is_ok_and(|rd| rd.count() > 0))
+        .count();
+    assert_eq!(
+        spread, 3,
+        "the queue group spread the clients over every member"
+    );
+}
+
+#[test]
+fn two_hundred_clients_put_and_get_at_once_through_one_swp_serve() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-200");
+    let (served, local, back) = (
+        root.0.join("served"),
+        root.0.join("local"),
+        root.0.join("back"),
+    );
+    for d in [&served, &local, &back] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let size = |i: u64| [0usize, 1, 64_512, 64_513, 200_000][i as usize % 5] + i as usize;
+    for i in 0..100u64 {
+        std::fs::write(served.join(format!("down{i:03}.bin")), bytes(i, size(i))).unwrap();
+        std::fs::write(local.join(format!("up{i:03}.bin")), bytes(500 + i, size(i))).unwrap();
+    }
+    let _svc = serve(&url, "svc.200", &served);
+    let run = |args: Vec<String>| {
+        Command::new(SWP)
+            .args(&args)
+            .args(["--server", &url, "--quiet"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut clients = Vec::new();
+    for i in 0..100u64 {
+        let up = local.join(format!("up{i:03}.bin"));
+        clients.push(run(vec![
+            "put".into(),
+            "svc.200".into(),
+            up.display().to_string(),
+        ]));
+        let out = back.join(format!("{i}"));
+        clients.push(run(vec![
+            "get".into(),
+            "svc.200".into(),
+            format!("down{i:03}.bin"),
+            "-O".into(),
+            out.display().to_string(),
+        ]));
+    }
+    assert_eq!(clients.len(), 200);
+    for c in clients {
+        ok(&c.wait_with_output().unwrap(), "one of 200 clients");
+    }
+    for i in 0..100u64 {
+        let up = std::fs::read(served.join(format!("up{i:03}.bin"))).unwrap();
+        assert!(up == bytes(500 + i, size(i)), "up{i:03}.bin differs");
+        let down = std::fs::read(back.join(format!("{i}/down{i:03}.bin"))).unwrap();
+        assert!(down == bytes(i, size(i)), "down{i:03}.bin differs");
+    }
+}
+
+#[test]
+fn a_client_over_max_sessions_is_refused_at_once_with_the_reason() {
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-busy");
+    let mut cmd = Command::new(SWP);
+    cmd.args(["serve", "svc.busy"])
+        .arg(root.0.join("served"))
+        .args(["--max-sessions", "1", "--server", &url]);
+    let _svc = spawn_serve(cmd);
+    // One session held open: a put from a pipe that has not ended.
+    let mut holder = Command::new(SWP)
+        .args([
+            "put", "svc.busy", "-", "--name", "slow.log", "--server", &url,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = holder.stdin.as_mut().unwrap();
+        stdin.write_all(b"first line\n").unwrap();
+        stdin.flush().unwrap();
+    }
+    // The slot is taken once the holder's bytes reach the served directory.
+    let part = root.0.join("served/.slow.log.swp-part");
+    let t = Instant::now();
+    while std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the holder never started"
+        );
+        std::thread::sleep(Duration::from_millis(10)); // polling a file, bounded
+    }
+    let t = Instant::now();
+    let o = swp(&["ls", "svc.busy"], &url);
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("busy") || said.contains("limit"), "{said}");
+    assert!(
+        took < Duration::from_secs(2),
+        "refused after {took:?}, not at once"
+    );
+    // The holder finishes normally once its pipe ends.
+    drop(holder.stdin.take());
+    ok(&holder.wait_with_output().unwrap(), "the holder");
+    assert_eq!(
+        std::fs::read(root.0.join("served/slow.log")).unwrap(),
+        b"first line\n"
+    );
+}
