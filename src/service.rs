@@ -88,6 +88,13 @@ pub struct ServiceStats {
     /// Messages on the service subject that were no Syn (or no packet at
     /// all): dropped.
     pub dropped: u64,
+    /// Application bytes received by sessions that have closed.
+    pub bytes_received: u64,
+    /// Application bytes sent by sessions that have closed.
+    pub bytes_sent: u64,
+    /// Sessions that ended other than by a normal close (reset, timed out,
+    /// failed; failed handshakes included).
+    pub sessions_failed: u64,
 }
 
 /// What the service counts, and its session slots (one permit per session
@@ -98,6 +105,9 @@ struct Counters {
     handshakes_failed: AtomicU64,
     syn_retransmits: AtomicU64,
     dropped: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    sessions_failed: AtomicU64,
     slots: Arc<Semaphore>,
     max_sessions: usize,
 }
@@ -110,6 +120,9 @@ impl Counters {
             handshakes_failed: AtomicU64::new(0),
             syn_retransmits: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            sessions_failed: AtomicU64::new(0),
             slots: Arc::new(Semaphore::new(max_sessions)),
             max_sessions,
         }
@@ -125,6 +138,9 @@ impl Counters {
             handshakes_failed: self.handshakes_failed.load(Ordering::Relaxed),
             syn_retransmits: self.syn_retransmits.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            sessions_failed: self.sessions_failed.load(Ordering::Relaxed),
         }
     }
 }
@@ -328,6 +344,9 @@ impl ServiceStats {
             "handshakes_failed": self.handshakes_failed,
             "syn_retransmits": self.syn_retransmits,
             "dropped": self.dropped,
+            "bytes_received": self.bytes_received,
+            "bytes_sent": self.bytes_sent,
+            "sessions_failed": self.sessions_failed,
         })
     }
 }
@@ -426,12 +445,26 @@ async fn handshake(
         .map(move |()| again.clone());
         let syns = futures::stream::once(async move { first }).chain(later);
         let incoming = futures::stream::select(syns, sub).boxed();
+        let counted = counters.clone();
+        let on_close = move |c: &crate::proto::Connection| {
+            let app = c.stats().app;
+            counted
+                .bytes_received
+                .fetch_add(app.bytes_read, Ordering::Relaxed);
+            counted
+                .bytes_sent
+                .fetch_add(app.bytes_written, Ordering::Relaxed);
+            if !c.close_reason().is_some_and(|r| r.is_normal()) {
+                counted.sessions_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(slot); // the next client may come
+        };
         Session::start_with(
             transport.clone(),
             cfg,
             incoming,
             false,
-            Some(Box::new(slot)),
+            Some(Box::new(on_close)),
         )
         .await
     }

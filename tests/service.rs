@@ -155,6 +155,23 @@ async fn two_hundred_clients_at_once_through_one_service_every_byte_verified_bod
     let st = service.stats();
     assert_eq!(st.accepted, 200, "{st:?}");
     assert_eq!((st.refused_busy, st.handshakes_failed), (0, 0), "{st:?}");
+    // Once every session has closed, the service counted their bytes.
+    let closed = async {
+        while service.stats().active > 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .expect("every served session closes within 30 s");
+    let st = service.stats();
+    let echoed: u64 = (0..200u64).map(|id| size_of(id) as u64).sum();
+    assert_eq!(
+        (st.bytes_received, st.bytes_sent),
+        (echoed, echoed),
+        "{st:?}"
+    );
+    assert_eq!(st.sessions_failed, 0, "{st:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

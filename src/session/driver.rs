@@ -235,7 +235,9 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
                 }
             }
             if g.conn.is_closed() {
-                g.slot = None; // a service may take a new session
+                if let Some(f) = g.on_close.take() {
+                    f(&g.conn); // a service may take a new session
+                }
             }
             let done = g.conn.is_drained() || failed;
             if events || done {

@@ -294,14 +294,14 @@ impl Session {
         Self::start_with(transport, cfg, incoming, active, None).await
     }
 
-    /// Starts a session on an inbox already subscribed (`incoming`); `slot`
-    /// is held for as long as the session exists.
+    /// Starts a session on an inbox already subscribed (`incoming`);
+    /// `on_close` runs when it closes.
     pub(crate) async fn start_with(
         transport: Arc<dyn Transport>,
         cfg: Config,
         incoming: Incoming,
         active: bool,
-        slot: Option<Box<dyn std::any::Any + Send + Sync>>,
+        on_close: Option<shared::OnClose>,
     ) -> Result<Session, SessionError> {
         let t = now();
         let seed: u64 = rand::random();
@@ -334,7 +334,7 @@ impl Session {
                 shutdown_requested: false,
                 orphaned_at: None,
                 driver_done: false,
-                slot,
+                on_close,
                 unsent: 0,
             }),
             driver: Notify::new(),

@@ -11,6 +11,9 @@ use std::task::Waker;
 use std::time::Instant;
 use tokio::sync::Notify;
 
+/// See [`Inner::on_close`].
+pub(crate) type OnClose = Box<dyn FnOnce(&Connection) + Send>;
+
 pub(super) struct Inner {
     pub(super) conn: Connection,
     pub(super) wakers: Vec<Waker>,
@@ -18,9 +21,10 @@ pub(super) struct Inner {
     pub(super) shutdown_requested: bool,
     pub(super) orphaned_at: Option<Instant>,
     pub(super) driver_done: bool,
-    /// A service's slot (a semaphore permit), held until the session is
-    /// closed: a session lingering to re-acknowledge a Fin no longer counts.
-    pub(super) slot: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// What a service does when the session is closed (gives its slot back,
+    /// counts its bytes): called once, with the engine, as it closes; a
+    /// session lingering to re-acknowledge a Fin no longer counts.
+    pub(super) on_close: Option<OnClose>,
     /// Packets the engine produced that the driver has not yet handed to
     /// the transport.
     pub(super) unsent: usize,

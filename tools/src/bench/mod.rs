@@ -11,7 +11,9 @@ use swp::proto::Config;
 use swp::transport::{NatsOptions, NatsTransport, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const MIB: u64 = 1 << 20;
+mod sessions;
+
+pub(crate) const MIB: u64 = 1 << 20;
 
 /// One measurement.
 ///
@@ -95,7 +97,7 @@ pub(crate) async fn transport(url: &str) -> Arc<NatsTransport> {
 /// busy for a while, and whichever run came next paid for it: the second
 /// and third of back-to-back swp runs were 15-25% slower than the first in
 /// six of six tries; after a 2 s pause, the third was the fastest.
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
@@ -387,7 +389,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
     );
     let rounds = if quick { 1 } else { 5 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
-    // SWP_BENCH_ONLY=stream|messages runs one part; swp-stream and
+    // SWP_BENCH_ONLY=stream|sessions|messages runs one part; swp-stream and
     // raw-stream (with app copies) run one side only, at SWP_BENCH_PACKET
     // bytes per packet (default 64 KiB), for profiling (swp-stream reads
     // with read_chunk if SWP_BENCH_READ=chunk).
@@ -455,6 +457,36 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             cpu_row("MiB", mib, &r, &s);
             cpu_row("MiB (raw with app copies)", mib, &c, &s);
             cpu_row("MiB (swp read_chunk)", mib, &r, &z);
+        }
+    }
+    if only.is_empty() || only == "sessions" {
+        // The same bytes through one session, then shared by N concurrent
+        // sessions through one service (docs/PROTOCOL.md §4.1).
+        let total = if quick { 32 * MIB } else { 256 * MIB };
+        let counts: &[usize] = if quick {
+            &[1, 10, 100]
+        } else {
+            &[1, 10, 100, 1000]
+        };
+        let mut single = None;
+        for &n in counts {
+            let mut runs = Vec::new();
+            for _ in 0..rounds.min(3) {
+                runs.push(sessions::run_sessions(&url, n, total).await);
+            }
+            runs.sort_by(|a, b| a.goodput.total_cmp(&b.goodput));
+            let lost: u64 = runs.iter().map(|r| r.lost).sum();
+            let mid = &runs[runs.len() / 2];
+            let mut hs: Vec<f64> = runs.iter().map(|r| r.handshakes_per_s).collect();
+            hs.sort_by(|a, b| a.total_cmp(b));
+            let base = *single.get_or_insert(mid.goodput);
+            println!(
+                "{:<34} swp {:>10.1} MiB/s aggregate (lost {lost})   vs 1 session {:.2}   handshakes {:>8.0} per s",
+                format!("{n} sessions through one service"),
+                mid.goodput,
+                mid.goodput / base,
+                hs[hs.len() / 2],
+            );
         }
     }
     if only.is_empty() || only == "messages" {
