@@ -475,3 +475,113 @@ async fn discoverable_body() {
     assert_eq!(direct["sessions_accepted"], 1);
     assert_eq!(direct["refused_busy"], 0);
 }
+
+/// A hand-made client: its Syn (the client's inbox `from`, nonce `nonce`).
+fn raw_syn(from: &str, subject: &str, nonce: &str) -> bytes::Bytes {
+    use swp::proto::{Kind, Packet, codec};
+    let mut syn = Packet::new(Kind::Syn);
+    syn.from = from.into();
+    syn.dest = subject.into();
+    syn.from_nonce = nonce.into();
+    syn.wnd_seq = 64;
+    syn.wnd_bytes = 1 << 20;
+    codec::encode(&syn)
+}
+
+/// The next `n` SynAcks a raw client's inbox hears (bounded).
+async fn synacks(sub: &mut async_nats::Subscriber, n: usize) -> Vec<swp::proto::Packet> {
+    use futures::StreamExt;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("a SynAck within 5 s")
+            .unwrap();
+        let p = swp::proto::codec::decode(&m.payload).unwrap();
+        if p.kind == swp::proto::Kind::SynAck {
+            got.push(p);
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_syn_reaches_the_session_answering_it_not_a_new_one() {
+    let server = nats_server();
+    let service = Service::bind(connect(server.url()).await, ServiceConfig::new("svc.retx"))
+        .await
+        .unwrap();
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let mut inbox = raw.subscribe("raw.client.1").await.unwrap();
+    raw.flush().await.unwrap();
+    let syn = raw_syn("raw.client.1", "svc.retx", "nonce-1");
+    raw.publish("svc.retx", syn.clone()).await.unwrap();
+    raw.publish("svc.retx", syn).await.unwrap(); // "our SynAck was lost"
+    raw.flush().await.unwrap();
+    let answers = synacks(&mut inbox, 2).await;
+    // Both from the same private inbox, the same session (same nonce),
+    // addressed to us; not from the service subject.
+    assert_eq!(answers[0].from, answers[1].from);
+    assert_eq!(answers[0].from_nonce, answers[1].from_nonce);
+    assert_ne!(answers[0].from.as_str(), "svc.retx");
+    assert!(answers.iter().all(|p| p.dest_nonce.as_str() == "nonce-1"));
+    let st = service.stats();
+    assert_eq!((st.syn_retransmits, st.active), (1, 1), "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_queue_members_may_both_answer_one_client_and_the_client_keeps_the_first() {
+    // A Syn retransmitted into a queue group may reach another member
+    // (docs/PROTOCOL.md §4.1). 20 hand-made clients send theirs twice: every
+    // copy is answered, by one member or both; a real client meanwhile
+    // connects and moves data as usual.
+    let server = nats_server();
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        members.push(
+            Service::bind(
+                connect(server.url()).await,
+                ServiceConfig::new("svc.twice").queue_group("g"),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    let raw = async_nats::connect(server.url()).await.unwrap();
+    let mut both = 0;
+    for i in 0..20 {
+        let me = format!("raw.twice.{i}");
+        let mut inbox = raw.subscribe(me.clone()).await.unwrap();
+        raw.flush().await.unwrap();
+        let syn = raw_syn(&me, "svc.twice", &format!("n{i}"));
+        raw.publish("svc.twice", syn.clone()).await.unwrap();
+        raw.publish("svc.twice", syn).await.unwrap();
+        raw.flush().await.unwrap();
+        let answers = synacks(&mut inbox, 2).await;
+        if answers[0].from != answers[1].from {
+            assert_ne!(answers[0].from_nonce, answers[1].from_nonce);
+            both += 1;
+        }
+    }
+    assert!(both > 0, "in 20 tries no Syn copy reached the other member");
+    let handshakes: u64 = members.iter().map(|m| m.stats().active).sum();
+    let retx: u64 = members.iter().map(|m| m.stats().syn_retransmits).sum();
+    assert_eq!(
+        handshakes + retx,
+        40,
+        "every copy is a handshake or a retransmission"
+    );
+    // A real client is unaffected.
+    let t = connect(server.url()).await;
+    let mut s = Session::connect_to(t, "svc.twice", tuning()).await.unwrap();
+    let accepted = tokio::select! {
+        a = members[0].accept() => a,
+        a = members[1].accept() => a,
+    };
+    let mut peer = accepted.unwrap();
+    s.write_all(b"still one session").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    peer.read_to_end(&mut got).await.unwrap();
+    assert_eq!(got, b"still one session");
+}
