@@ -4,7 +4,10 @@
 //! Invariants:
 //! * `rcv_nxt` is the lowest sequence number not yet received; everything
 //!   below it is in `ready` (not yet consumed) or was consumed.
-//! * `ooo` holds received packets above `rcv_nxt`, each once.
+//! * `ooo` holds received packets above `rcv_nxt`, each once; `runs` holds
+//!   its maximal runs of consecutive sequence numbers (start -> end), kept
+//!   as packets arrive, so the selective-ack ranges cost what changed, not
+//!   what is held.
 //! * The advertised edges are `consumed + capacity` in packets and bytes and
 //!   never decrease (docs/PROTOCOL.md §6): whatever the peer may send fits in
 //!   what this side holds, so data within the window is never refused and the
@@ -60,6 +63,7 @@ pub(crate) enum DataOutcome {
 pub(crate) struct RecvState {
     pub(crate) rcv_nxt: u64,
     ooo: BTreeMap<u64, Arrived>,
+    runs: BTreeMap<u64, u64>,
     ready: VecDeque<Seg>,
     /// Segments in `ready` that end a message.
     ready_eoms: usize,
@@ -97,6 +101,7 @@ impl RecvState {
         let mut r = RecvState {
             rcv_nxt: 0,
             ooo: BTreeMap::new(),
+            runs: BTreeMap::new(),
             ready: VecDeque::new(),
             ready_eoms: 0,
             front_off: 0,
@@ -179,9 +184,12 @@ impl RecvState {
         if seq > self.rcv_nxt {
             self.last_arrival = Some(seq);
             self.ooo.insert(seq, arrived);
+            self.add_to_runs(seq);
             return DataOutcome::OutOfOrder;
         }
         self.push_ready(seq, arrived);
+        // The run just above `seq`, if any, becomes deliverable whole.
+        self.runs.remove(&(seq + 1));
         let mut filled = false;
         while let Some(a) = self.ooo.remove(&self.rcv_nxt) {
             self.push_ready(self.rcv_nxt, a);
@@ -192,6 +200,18 @@ impl RecvState {
         } else {
             DataOutcome::InOrder
         }
+    }
+
+    /// Adds out-of-order `seq` to the runs, joining its neighbours.
+    fn add_to_runs(&mut self, seq: u64) {
+        let mut start = seq;
+        if let Some((&s, &e)) = self.runs.range(..seq).next_back() {
+            if e == seq {
+                start = s;
+            }
+        }
+        let end = self.runs.remove(&(seq + 1)).unwrap_or(seq + 1);
+        self.runs.insert(start, end);
     }
 
     fn push_ready(&mut self, seq: u64, a: Arrived) {
@@ -243,27 +263,25 @@ impl RecvState {
     /// triggers even when there are more holes than ranges fit, so the
     /// sender's scoreboard (and RACK, which trusts it) stays complete.
     pub(crate) fn sack_ranges(&self) -> Vec<(u64, u64)> {
-        let mut all: Vec<(u64, u64)> = Vec::new();
-        for &seq in self.ooo.keys() {
-            match all.last_mut() {
-                Some((_, e)) if *e == seq => *e += 1,
-                _ => all.push((seq, seq + 1)),
-            }
-        }
-        if all.len() <= MAX_SACK_RANGES {
-            return all;
+        let all = self.runs.iter().map(|(&s, &e)| (s, e));
+        if self.runs.len() <= MAX_SACK_RANGES {
+            return all.collect();
         }
         let recent = self
             .last_arrival
-            .and_then(|seq| all.iter().position(|&(s, e)| s <= seq && seq < e))
-            .unwrap_or(0);
+            .and_then(|seq| {
+                self.runs
+                    .range(..=seq)
+                    .next_back()
+                    .filter(|&(_, &e)| seq < e)
+            })
+            .or_else(|| self.runs.iter().next())
+            .map(|(&s, &e)| (s, e))
+            .expect("more runs than fit, so some");
         let mut out = Vec::with_capacity(MAX_SACK_RANGES);
-        out.push(all[recent]);
+        out.push(recent);
         out.extend(
-            all.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != recent)
-                .map(|(_, r)| *r)
+            all.filter(|&(s, _)| s != recent.0)
                 .take(MAX_SACK_RANGES - 1),
         );
         out
@@ -415,6 +433,66 @@ mod tests {
 
     fn one(b: &'static [u8]) -> Payload {
         Payload::One(Bytes::from_static(b))
+    }
+
+    /// The selective-ack ranges recomputed from scratch from what is held:
+    /// the oracle for the incremental runs.
+    fn sack_oracle(r: &RecvState) -> Vec<(u64, u64)> {
+        let mut all: Vec<(u64, u64)> = Vec::new();
+        for &seq in r.ooo.keys() {
+            match all.last_mut() {
+                Some((_, e)) if *e == seq => *e += 1,
+                _ => all.push((seq, seq + 1)),
+            }
+        }
+        if all.len() <= MAX_SACK_RANGES {
+            return all;
+        }
+        let recent = r
+            .last_arrival
+            .and_then(|seq| all.iter().position(|&(s, e)| s <= seq && seq < e))
+            .unwrap_or(0);
+        let mut out = vec![all[recent]];
+        out.extend(
+            all.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != recent)
+                .map(|(_, r)| *r)
+                .take(MAX_SACK_RANGES - 1),
+        );
+        out
+    }
+
+    #[test]
+    fn incremental_sack_ranges_match_a_recount_under_random_arrivals() {
+        use rand::{Rng, SeedableRng};
+        let cases: u64 = std::env::var("SWP_RECV_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200);
+        for seed in 0..cases {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let n = rng.gen_range(1..400u64);
+            let mut r = rx(n + 1, 1 << 30);
+            // Arrivals: every seq once, some twice, in a shuffled order
+            // that keeps many holes (and more than fit in one ack).
+            let mut order: Vec<u64> = (0..n).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.gen_range(0..=i));
+            }
+            let dups: Vec<u64> = (0..n / 10).map(|_| rng.gen_range(0..n)).collect();
+            order.extend(dups);
+            for (k, &seq) in order.iter().enumerate() {
+                r.on_data(seq, one(b"x"), seq + 1, false);
+                assert_eq!(
+                    r.sack_ranges(),
+                    sack_oracle(&r),
+                    "seed {seed}, arrival {k} (seq {seq})"
+                );
+            }
+            assert_eq!(r.rcv_nxt, n, "seed {seed}");
+            assert!(r.sack_ranges().is_empty(), "seed {seed}");
+        }
     }
 
     /// A receiver with a window of `p` packets / `b` bytes that has sent its

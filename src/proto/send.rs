@@ -12,6 +12,11 @@
 //!   acknowledged and a reordering window has passed, or it is re-sent as a
 //!   tail-loss probe. Only never-retransmitted packets give RTT samples
 //!   (Karn's rule): per ack, the most recently sent newly acknowledged one.
+//! * Work per ack is proportional to what changed, not to what is in
+//!   flight: `sacked_runs` holds the selectively acknowledged sequence
+//!   numbers as merged runs, so a SACK range reported again costs a lookup;
+//!   `by_time` lists transmissions in send order, so RACK walks only the
+//!   packets it marks lost and stops at the first whose time has not come.
 
 use super::batch;
 use super::codec::HEADROOM;
@@ -38,6 +43,10 @@ pub(crate) struct Sent {
     /// The payload is a batch of whole messages ([`batch`]).
     pub(crate) batch: bool,
     pub(crate) sent_at: Instant,
+    /// Which transmission this is, counting every (re)transmission of the
+    /// session: the order RACK uses ("sent after"), exact even for packets
+    /// sent at the same instant.
+    pub(crate) tx: u64,
     pub(crate) retries: u32,
     pub(crate) sacked: bool,
     pub(crate) lost: Option<LossKind>,
@@ -144,8 +153,18 @@ pub(crate) struct SendState {
     /// Largest window the peer ever offered relative to its consumption
     /// (its capacity), learnt from the first advertisement.
     pub(crate) peer_capacity: Option<(u64, u64)>,
-    /// RACK: (send time, seq) of the most recently sent packet known delivered.
+    /// RACK: (send time, transmission) of the most recently sent packet
+    /// known delivered.
     rack: Option<(Instant, u64)>,
+    /// Transmissions so far (the next one's `tx`).
+    tx_count: u64,
+    /// Selectively acknowledged seqs at or above `snd_una`, as merged runs
+    /// (start -> end, exclusive).
+    sacked_runs: BTreeMap<u64, u64>,
+    /// Every transmission (send time, transmission, seq), oldest first; an
+    /// entry is stale once its packet is acknowledged, marked lost or sent
+    /// again.
+    by_time: VecDeque<(Instant, u64, u64)>,
 }
 
 impl SendState {
@@ -169,6 +188,9 @@ impl SendState {
             peer_wnd_bytes: 0,
             peer_capacity: None,
             rack: None,
+            tx_count: 0,
+            sacked_runs: BTreeMap::new(),
+            by_time: VecDeque::new(),
         }
     }
 
@@ -340,7 +362,10 @@ impl SendState {
             }
             s.retries += 1;
             s.sent_at = now;
+            s.tx = self.tx_count;
             s.lost = None;
+            self.by_time.push_back((now, self.tx_count, seq));
+            self.tx_count += 1;
             return Some(Outgoing {
                 seq,
                 data: Chunk::Plain(s.data.clone()),
@@ -426,10 +451,13 @@ impl SendState {
             eom,
             batch,
             sent_at: now,
+            tx: self.tx_count,
             retries: 0,
             sacked: false,
             lost: None,
         });
+        self.by_time.push_back((now, self.tx_count, seq));
+        self.tx_count += 1;
         let last_of_burst = !self.has_queued()
             || self.snd_nxt >= self.peer_wnd_seq
             || self.bytes_sent >= self.peer_wnd_bytes;
@@ -515,7 +543,7 @@ impl SendState {
         // ack, the most recently sent one newly acknowledged.
         let mut sample: Option<(Instant, u64)> = None;
         let mut note = |s: &Sent, delivered: &mut Option<(Instant, u64)>| {
-            let key = (s.sent_at, s.seq);
+            let key = (s.sent_at, s.tx);
             if s.retries == 0 {
                 sample = sample.max(Some(key));
             }
@@ -537,20 +565,28 @@ impl SendState {
             }
             self.retx.remove(&s.seq);
         }
+        if out.progressed {
+            self.forget_below_una();
+        }
         for &(start, end) in sack {
             let lo = start.max(self.snd_una);
             let hi = end.min(self.snd_nxt);
-            for seq in lo..hi {
-                let s = &mut self.in_flight[(seq - self.snd_una) as usize];
-                if s.sacked {
-                    continue;
+            if lo >= hi {
+                continue;
+            }
+            for (a, b) in cover(&mut self.sacked_runs, lo, hi) {
+                for seq in a..b {
+                    let s = &mut self.in_flight[(seq - self.snd_una) as usize];
+                    if s.sacked {
+                        continue;
+                    }
+                    s.sacked = true;
+                    out.newly_acked += 1;
+                    if s.lost.take().is_some() {
+                        self.retx.remove(&seq);
+                    }
+                    note(s, &mut delivered);
                 }
-                s.sacked = true;
-                out.newly_acked += 1;
-                if s.lost.take().is_some() {
-                    self.retx.remove(&seq);
-                }
-                note(s, &mut delivered);
             }
         }
         match sample {
@@ -584,21 +620,60 @@ impl SendState {
         lost: &mut u64,
     ) -> Option<Instant> {
         let rack = self.rack?;
-        let mut next: Option<Instant> = None;
-        for s in self.in_flight.iter_mut() {
-            if s.sacked || s.lost.is_some() || (s.sent_at, s.seq) >= rack {
+        let mut i = 0;
+        while let Some(&(t, tx, seq)) = self.by_time.get(i) {
+            let live = seq >= self.snd_una && {
+                let s = &self.in_flight[(seq - self.snd_una) as usize];
+                !s.sacked && s.lost.is_none() && s.tx == tx
+            };
+            if !live {
+                if i == 0 {
+                    self.by_time.pop_front();
+                } else {
+                    i += 1;
+                }
                 continue;
             }
-            let deadline = s.sent_at + reo_wnd;
-            if deadline <= now {
-                s.lost = Some(LossKind::Fast);
-                self.retx.insert(s.seq, LossKind::Fast);
-                *lost += 1;
+            if (t, tx) >= rack {
+                return None; // this and every later one were sent after it
+            }
+            let deadline = t + reo_wnd;
+            if deadline > now {
+                // Sent no earlier than this one, the rest expire no sooner.
+                return Some(deadline);
+            }
+            let s = &mut self.in_flight[(seq - self.snd_una) as usize];
+            s.lost = Some(LossKind::Fast);
+            self.retx.insert(seq, LossKind::Fast);
+            *lost += 1;
+            if i == 0 {
+                self.by_time.pop_front();
             } else {
-                next = Some(next.map_or(deadline, |n: Instant| n.min(deadline)));
+                i += 1;
             }
         }
-        next
+        None
+    }
+
+    /// Drops the scoreboards' entries below `snd_una` (cumulatively acked).
+    fn forget_below_una(&mut self) {
+        while self
+            .by_time
+            .front()
+            .is_some_and(|&(_, _, q)| q < self.snd_una)
+        {
+            self.by_time.pop_front();
+        }
+        while let Some((&a, &b)) = self.sacked_runs.first_key_value() {
+            if a >= self.snd_una {
+                break;
+            }
+            self.sacked_runs.remove(&a);
+            if b > self.snd_una {
+                self.sacked_runs.insert(self.snd_una, b);
+                break;
+            }
+        }
     }
 
     /// The retransmission timer expired: re-send the oldest outstanding
@@ -630,6 +705,34 @@ impl SendState {
         }
         false
     }
+}
+
+/// Adds `[lo, hi)` to the merged runs; returns the parts of it that were
+/// not covered before (what this SACK range newly acknowledges). Costs the
+/// runs it touches, not their length.
+fn cover(runs: &mut BTreeMap<u64, u64>, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    let from = runs
+        .range(..=lo)
+        .next_back()
+        .filter(|&(_, &e)| e >= lo)
+        .map_or(lo, |(&s, _)| s);
+    let touched: Vec<(u64, u64)> = runs.range(from..=hi).map(|(&s, &e)| (s, e)).collect();
+    let (mut start, mut end, mut cursor) = (lo, hi, lo);
+    let mut new = Vec::new();
+    for (s, e) in touched {
+        runs.remove(&s);
+        if s > cursor {
+            new.push((cursor, s));
+        }
+        cursor = cursor.max(e);
+        start = start.min(s);
+        end = end.max(e);
+    }
+    if cursor < hi {
+        new.push((cursor, hi));
+    }
+    runs.insert(start, end);
+    new
 }
 
 /// Scripted tests of the sending half alone (smoltcp style): a script of
@@ -754,6 +857,11 @@ mod tests {
         for (i, p) in s.in_flight.iter_mut().enumerate() {
             p.sent_at = t + Duration::from_millis(i as u64);
         }
+        s.by_time = s
+            .in_flight
+            .iter()
+            .map(|p| (p.sent_at, p.tx, p.seq))
+            .collect();
         let now = t + Duration::from_millis(20);
         let mut r = rtt();
         // Packet 0 acked; 3 and 4 selectively: 1 and 2 are holes.
@@ -826,5 +934,120 @@ mod tests {
         assert_eq!(s.buffer_space(), 0, "in flight still counts");
         s.on_ack(t0(), 3, &[], None, &mut rtt());
         assert_eq!(s.buffer_space(), 250);
+    }
+}
+
+/// The scoreboards against a recount from scratch, over random scripts.
+#[cfg(test)]
+mod oracle {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn sack_scoreboard_and_rack_match_a_full_walk_under_random_scripts() {
+        let cases: u64 = std::env::var("SWP_SEND_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        for seed in 0..cases {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut s = SendState::new(100, 1 << 30);
+            s.on_window(400, 1 << 30, 0);
+            let mut t = crate::testkit::epoch();
+            let mut r = RttEstimator::new(
+                Duration::from_millis(200),
+                Duration::from_millis(10),
+                Duration::from_secs(5),
+            );
+            // What the peer has told us, as a set (the oracle's scoreboard).
+            let mut told: BTreeSet<u64> = BTreeSet::new();
+            for step in 0..300 {
+                let ctx = format!("seed {seed}, step {step}");
+                t += Duration::from_micros(rng.gen_range(0..3000));
+                match rng.gen_range(0..10) {
+                    0..=2 => {
+                        s.write(&vec![1u8; rng.gen_range(1..2000)]);
+                        while s.next(t, false).is_some() {}
+                    }
+                    3 => {
+                        // A timeout or a tail probe, then the retransmission.
+                        if rng.gen_bool(0.5) {
+                            s.on_rto();
+                        } else {
+                            s.on_tail_probe();
+                        }
+                        while s.next(t, false).is_some() {}
+                    }
+                    _ => {
+                        if s.snd_nxt == s.snd_una {
+                            continue;
+                        }
+                        let ack = if rng.gen_bool(0.3) {
+                            rng.gen_range(s.snd_una..=s.snd_nxt)
+                        } else {
+                            s.snd_una
+                        };
+                        let mut sack = Vec::new();
+                        for _ in 0..rng.gen_range(0..5) {
+                            if ack + 1 >= s.snd_nxt {
+                                break;
+                            }
+                            let a = rng.gen_range(ack + 1..s.snd_nxt);
+                            let b = rng.gen_range(a + 1..=s.snd_nxt.min(a + 20));
+                            sack.push((a, b));
+                        }
+                        s.on_ack(t, ack, &sack, None, &mut r);
+                        for (a, b) in sack {
+                            told.extend(a..b);
+                        }
+                        told = told.split_off(&s.snd_una);
+                        let sacked: BTreeSet<u64> = s
+                            .in_flight
+                            .iter()
+                            .filter(|p| p.sacked)
+                            .map(|p| p.seq)
+                            .collect();
+                        let expect: BTreeSet<u64> =
+                            told.iter().copied().filter(|&q| q < s.snd_nxt).collect();
+                        assert_eq!(sacked, expect, "{ctx}: SACK scoreboard");
+                        // RACK by a full walk (the former algorithm).
+                        let reo = Duration::from_micros(rng.gen_range(0..5000));
+                        let (mut want_lost, mut want_next) = (BTreeSet::new(), None);
+                        if let Some(rack) = s.rack {
+                            for p in &s.in_flight {
+                                if p.sacked || p.lost.is_some() || (p.sent_at, p.tx) >= rack {
+                                    continue;
+                                }
+                                let d = p.sent_at + reo;
+                                if d <= t {
+                                    want_lost.insert(p.seq);
+                                } else {
+                                    want_next = Some(want_next.map_or(d, |n: Instant| n.min(d)));
+                                }
+                            }
+                        }
+                        let before: BTreeSet<u64> = s
+                            .in_flight
+                            .iter()
+                            .filter(|p| p.lost.is_some())
+                            .map(|p| p.seq)
+                            .collect();
+                        let mut n = 0;
+                        let next = s.detect_lost(t, reo, &mut n);
+                        let after: BTreeSet<u64> = s
+                            .in_flight
+                            .iter()
+                            .filter(|p| p.lost.is_some())
+                            .map(|p| p.seq)
+                            .collect();
+                        let marked: BTreeSet<u64> = after.difference(&before).copied().collect();
+                        assert_eq!(marked, want_lost, "{ctx}: RACK marked");
+                        assert_eq!(n, want_lost.len() as u64, "{ctx}: RACK count");
+                        assert_eq!(next, want_next, "{ctx}: RACK re-check time");
+                    }
+                }
+            }
+        }
     }
 }
