@@ -8,3 +8,4 @@
 pub mod bench;
 pub mod context;
 pub mod duration;
+pub mod size;

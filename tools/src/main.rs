@@ -103,6 +103,12 @@ enum Cmd {
         /// receiver (`RecvFile`). `swp recv` answers Go senders by itself.
         #[arg(long)]
         go: bool,
+        /// Payload bytes per packet: `65536`, `64K`, `512K`, `1M` (default
+        /// 63K; 512K with --go, what a Go sender uses and a Go receiver,
+        /// limited by packet count, handles best). At most the NATS
+        /// server's max_payload less 1 KiB of header.
+        #[arg(long, value_parser = swp_tools::size::parse)]
+        packet_size: Option<usize>,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -308,6 +314,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             to,
             inbox,
             go,
+            packet_size,
             nats,
         } => {
             // Everything that can be checked here is checked before a
@@ -319,7 +326,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 WireFormat::Native
             };
-            let cfg = Config::new(inbox, to.clone()).wire_format(format);
+            let packet = packet_size.unwrap_or(if go { GO_PACKET } else { 63 * 1024 });
+            let cfg = Config::new(inbox, to.clone())
+                .wire_format(format)
+                .max_payload(packet);
             cfg.validate().map_err(|e| e.to_string())?;
             let t = nats.connect().await?;
             let mut s = Session::connect(t.clone(), cfg)
@@ -766,6 +776,10 @@ async fn leave(s: Session, t: &NatsTransport) -> Result<(), String> {
     let _ = tokio::time::timeout(CLOSE_BOUND, swp::transport::Transport::flush(t)).await;
     r.map_err(|e| e.to_string())
 }
+
+/// The packet payload `swp send --go` uses by default: go-sliding-window's
+/// own sender writes 512 KiB packets (`min(WindowByteSz, 512 KiB)`).
+const GO_PACKET: usize = 512 * 1024;
 
 /// How long a finished transfer may take to close its session before the
 /// program exits anyway (the transfer's own outcome is already known).
