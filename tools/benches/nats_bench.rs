@@ -6,7 +6,10 @@
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--test");
-    let server = swp::server::NatsServer::start()
+    // JetStream on (for the Object Store row), its store in a fresh
+    // directory.
+    let store = std::env::temp_dir().join(format!("swp-bench-js-{}", std::process::id()));
+    let server = swp::server::NatsServer::start_with_args(&["-js", "-sd", store.to_str().unwrap()])
         .unwrap_or_else(|e| panic!("the NATS benchmark needs nats-server: {e}"));
     println!(
         "nats-server {} on {}; 2 tokio worker threads",
@@ -23,4 +26,6 @@ fn main() {
         quick,
         Some(server.pid()),
     ));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&store);
 }

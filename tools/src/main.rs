@@ -472,12 +472,21 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (own, url) = match server {
                 Some(u) => (None, u),
                 None => {
-                    let s = NatsServer::start().map_err(|e| e.to_string())?;
+                    // JetStream on, for the Object Store row.
+                    let store =
+                        std::env::temp_dir().join(format!("swp-bench-js-{}", std::process::id()));
+                    let dir = store.to_string_lossy().to_string();
+                    let s = NatsServer::start_with_args(&["-js", "-sd", &dir])
+                        .map_err(|e| e.to_string())?;
                     let u = s.url();
-                    (Some(s), u)
+                    (Some((s, store)), u)
                 }
             };
-            swp_tools::bench::run(&url, quick, own.as_ref().map(NatsServer::pid)).await;
+            swp_tools::bench::run(&url, quick, own.as_ref().map(|(s, _)| s.pid())).await;
+            if let Some((s, store)) = own {
+                drop(s);
+                let _ = std::fs::remove_dir_all(store);
+            }
             Ok(())
         }
     }

@@ -11,6 +11,7 @@ use swp::proto::Config;
 use swp::transport::{NatsOptions, NatsTransport, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod files;
 mod sessions;
 
 pub(crate) const MIB: u64 = 1 << 20;
@@ -389,7 +390,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
     );
     let rounds = if quick { 1 } else { 5 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
-    // SWP_BENCH_ONLY=stream|sessions|messages runs one part; swp-stream and
+    // SWP_BENCH_ONLY=stream|latency|files|sessions|messages runs one part; swp-stream and
     // raw-stream (with app copies) run one side only, at SWP_BENCH_PACKET
     // bytes per packet (default 64 KiB), for profiling (swp-stream reads
     // with read_chunk if SWP_BENCH_READ=chunk).
@@ -458,6 +459,70 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             cpu_row("MiB (raw with app copies)", mib, &c, &s);
             cpu_row("MiB (swp read_chunk)", mib, &r, &z);
         }
+    }
+    if only.is_empty() || only == "latency" {
+        let n = if quick { 200 } else { 5000 };
+        let (mut raws, mut swps) = (vec![], vec![]);
+        for _ in 0..rounds.min(3) {
+            raws.push(files::raw_ping(&url, n).await);
+            swps.push(files::swp_ping(&url, n).await);
+        }
+        let mid = |mut v: Vec<(f64, f64)>| {
+            v.sort_by(|a, b| a.0.total_cmp(&b.0));
+            v[v.len() / 2]
+        };
+        let (r, s) = (mid(raws), mid(swps));
+        println!(
+            "{:<34} raw request/reply p50 {:>7.1} us p99 {:>7.1} us   swp p50 {:>7.1} us p99 {:>7.1} us   swp/raw p50 {:.2} p99 {:.2}",
+            format!("64 B ping-pong ({n} round trips)"),
+            r.0,
+            r.1,
+            s.0,
+            s.1,
+            s.0 / r.0,
+            s.1 / r.1
+        );
+    }
+    if only.is_empty() || only == "files" {
+        // One file through swp and through the JetStream Object Store, and
+        // the stream's goodput measured beside them (same window).
+        let size = if quick { 16 * MIB } else { 512 * MIB };
+        let (dir, src) = files::make_file(size);
+        let (mut streams, mut swps, mut objs) = (vec![], vec![], vec![]);
+        for _ in 0..rounds.min(3) {
+            streams.push(
+                swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy)
+                    .await
+                    .rate,
+            );
+            swps.push(files::swp_file(&url, &src, &dir.join("swp")).await);
+            objs.push(files::object_store(&url, &src, &dir.join("obj")).await);
+        }
+        let mid = |mut v: Vec<f64>| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        };
+        let (st, sw) = (mid(streams), mid(swps));
+        println!(
+            "{:<34} swp {:>10.1} MiB/s (verified both ends)   vs the stream {st:.1} MiB/s: {:.2}",
+            format!("file {} MiB, send_file->recv_file", size / MIB),
+            sw,
+            sw / st
+        );
+        match objs.into_iter().collect::<Option<Vec<f64>>>() {
+            Some(o) => {
+                let o = mid(o);
+                println!(
+                    "{:<34} Object Store put+get {o:>7.1} MiB/s   swp/Object Store {:.2}",
+                    "",
+                    sw / o
+                );
+            }
+            None => {
+                println!("  (no Object Store row: the server has no JetStream; start it with -js)")
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
     if only.is_empty() || only == "sessions" {
         // The same bytes through one session, then shared by N concurrent

@@ -1,0 +1,174 @@
+//! Files and latency in the NATS benchmark: `send_file` -> `recv_file` of
+//! one file (BLAKE2b-512 verified on both ends) against the JetStream
+//! Object Store's put then get of the same file through the same server;
+//! and a 64-byte ping-pong over a session against raw request/reply.
+
+use super::{MIB, settle, transport};
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use swp::Session;
+use swp::proto::Config;
+use tokio::io::AsyncWriteExt;
+
+/// A file of `size` bytes in a fresh directory (removed by the caller).
+pub(crate) fn make_file(size: u64) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("swp-bench-files-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bench.bin");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut block = vec![0u8; 1 << 20];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut left = size;
+    while left > 0 {
+        for b in block.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let n = left.min(block.len() as u64) as usize;
+        std::io::Write::write_all(&mut f, &block[..n]).unwrap();
+        left -= n as u64;
+    }
+    std::io::Write::flush(&mut f).unwrap();
+    (dir, path)
+}
+
+/// `send_file` -> `recv_file` through the server: MiB/s from the Offer to
+/// the sender's Verdict (both ends hash; the receiver syncs and renames).
+pub(crate) async fn swp_file(url: &str, src: &Path, out: &Path) -> f64 {
+    settle().await;
+    let _ = std::fs::remove_dir_all(out);
+    let (ta, tb) = (transport(url).await, transport(url).await);
+    let id = std::process::id();
+    let (ia, ib) = (format!("bench.file.a.{id}"), format!("bench.file.b.{id}"));
+    let cfg = |l: &str, r: &str| {
+        Config::new(l, r)
+            .window(1024, 64 * MIB)
+            .send_buffer(64 * MIB)
+    };
+    let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
+    let accept = tokio::spawn(listener.accept());
+    let mut a = Session::connect(ta.clone(), cfg(&ia, &ib)).await.unwrap();
+    let mut b = accept.await.unwrap().unwrap();
+    let size = std::fs::metadata(src).unwrap().len();
+    let out2 = out.to_path_buf();
+    let start = Instant::now();
+    let receiver = tokio::spawn(async move { swp::file::recv_file(&mut b, &out2, None).await });
+    let sent = swp::file::send_file(&mut a, src, None).await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let (meta, _) = receiver.await.unwrap().unwrap();
+    assert_eq!(meta.blake2b, sent.meta.blake2b, "the file arrived intact");
+    size as f64 / MIB as f64 / secs
+}
+
+/// The JetStream Object Store: put the file, then get it back into a file
+/// (end to end, as a user moving a file through it would). `None` if the
+/// server has no JetStream.
+pub(crate) async fn object_store(url: &str, src: &Path, out: &Path) -> Option<f64> {
+    settle().await;
+    let client = async_nats::connect(url).await.ok()?;
+    let js = async_nats::jetstream::new(client);
+    let bucket = format!("bench-{}", std::process::id());
+    let store = js
+        .create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: bucket.clone(),
+            ..Default::default()
+        })
+        .await
+        .ok()?;
+    let size = std::fs::metadata(src).unwrap().len();
+    let start = Instant::now();
+    let mut file = tokio::fs::File::open(src).await.unwrap();
+    store.put("bench.bin", &mut file).await.unwrap();
+    let mut obj = store.get("bench.bin").await.unwrap();
+    std::fs::create_dir_all(out).unwrap();
+    let mut dst = tokio::fs::File::create(out.join("bench.bin"))
+        .await
+        .unwrap();
+    tokio::io::copy(&mut obj, &mut dst).await.unwrap();
+    dst.sync_all().await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(
+        std::fs::metadata(out.join("bench.bin")).unwrap().len(),
+        size,
+        "the Object Store returned the whole file"
+    );
+    let _ = js.delete_object_store(&bucket).await;
+    Some(size as f64 / MIB as f64 / secs)
+}
+
+/// Round trips of a 64-byte message: (p50, p99) in microseconds.
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    (at(0.5), at(0.99))
+}
+
+/// swp: A sends 64 bytes as a message, B echoes it, A receives.
+pub(crate) async fn swp_ping(url: &str, rounds: usize) -> (f64, f64) {
+    settle().await;
+    let (ta, tb) = (transport(url).await, transport(url).await);
+    let id = std::process::id();
+    let (ia, ib) = (format!("bench.ping.a.{id}"), format!("bench.ping.b.{id}"));
+    let listener = Session::listen(tb.clone(), Config::new(&ib, ""))
+        .await
+        .unwrap();
+    let accept = tokio::spawn(listener.accept());
+    let mut a = Session::connect(ta.clone(), Config::new(&ia, &ib))
+        .await
+        .unwrap();
+    let b = accept.await.unwrap().unwrap();
+    let echo = tokio::spawn(async move {
+        while let Ok(Some(m)) = b.recv().await {
+            if b.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let msg = bytes::Bytes::from(vec![1u8; 64]);
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        a.send(msg.clone()).await.unwrap();
+        let back = a.recv().await.unwrap().unwrap();
+        times.push(t.elapsed());
+        assert_eq!(back.len(), 64);
+    }
+    a.shutdown().await.unwrap();
+    let _ = echo.await;
+    percentiles(times)
+}
+
+/// Raw NATS request/reply of 64 bytes (a responder that answers each).
+pub(crate) async fn raw_ping(url: &str, rounds: usize) -> (f64, f64) {
+    settle().await;
+    let (tr, ts) = (transport(url).await, transport(url).await);
+    let subject = format!("bench.rr.{}", std::process::id());
+    let mut sub = ts.client().subscribe(subject.clone()).await.unwrap();
+    ts.client().flush().await.unwrap();
+    let responder = ts.client().clone();
+    let answer = tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                let _ = responder.publish(reply, m.payload).await;
+            }
+        }
+    });
+    let msg = bytes::Bytes::from(vec![1u8; 64]);
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let back = tr
+            .client()
+            .request(subject.clone(), msg.clone())
+            .await
+            .unwrap();
+        times.push(t.elapsed());
+        assert_eq!(back.payload.len(), 64);
+    }
+    answer.abort();
+    percentiles(times)
+}
