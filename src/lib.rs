@@ -53,6 +53,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod digest;
 pub mod file;
 pub mod proto;
 #[cfg(feature = "server")]

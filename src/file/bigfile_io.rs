@@ -7,8 +7,8 @@ use super::exchange::stream_out;
 use super::part::{create_parent, part_paths, seal_part};
 use super::source::Source;
 use super::*;
+use crate::digest::Blake2b512;
 use crate::proto::go::link as golink;
-use blake2::{Blake2b512, Digest};
 use tokio::io::AsyncWriteExt;
 
 /// go-swp's `SendFile` form: a `BigFile` header, then the bytes, then wait
@@ -32,7 +32,7 @@ pub(super) async fn send_bigfile(
             source.describe()
         )));
     }
-    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize().into();
+    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize();
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -64,7 +64,7 @@ pub(super) async fn send_bigfile(
             hashing: false,
         });
     }
-    if <[u8; 64]>::from(hasher.finalize()) != digest {
+    if hasher.finalize() != digest {
         return Err(FileError::Protocol(format!(
             "{what} changed during the transfer; the Go receiver will find a checksum mismatch"
         )));

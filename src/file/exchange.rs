@@ -8,8 +8,8 @@ use super::bigfile_io::{
 use super::part::{check_target, create_parent, hash_prefix, part_paths, seal_part};
 use super::source::Source;
 use super::*;
+use crate::digest::Blake2b512;
 use crate::proto::WireFormat;
-use blake2::{Blake2b512, Digest};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
@@ -228,7 +228,7 @@ async fn send_source_inner(
             source.describe()
         )));
     }
-    let digest: [u8; 64] = hasher.finalize().into();
+    let digest: [u8; 64] = hasher.finalize();
     send_control(
         session,
         &Control::End {

@@ -3,7 +3,7 @@
 //! whether an existing destination may be replaced.
 
 use super::*;
-use blake2::{Blake2b512, Digest};
+use crate::digest::Blake2b512;
 
 pub(super) async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
     let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;

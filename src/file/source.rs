@@ -3,7 +3,7 @@
 
 use super::part::hash_prefix;
 use super::*;
-use blake2::{Blake2b512, Digest};
+use crate::digest::Blake2b512;
 use tokio::io::{AsyncRead, AsyncSeekExt};
 
 /// Where the sender's bytes come from.

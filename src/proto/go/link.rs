@@ -29,7 +29,7 @@ use super::super::codec::DecodeError;
 use super::super::packet::{Kind, Packet, flags};
 use super::super::str::Str;
 use super::codec::{GoPacket, GoTime};
-use blake2::{Blake2b512, Digest};
+use crate::digest::Blake2b512;
 use bytes::Bytes;
 
 /// `SeqNum`/`SeqRetry` of a Syn.
