@@ -541,6 +541,14 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             }
             runs.sort_by(|a, b| a.goodput.total_cmp(&b.goodput));
             let lost: u64 = runs.iter().map(|r| r.lost).sum();
+            let failed: Vec<&String> = runs.iter().flat_map(|r| &r.failed).collect();
+            if let Some(first) = failed.first() {
+                println!(
+                    "  {} of {} connects through the service FAILED; the first: {first}",
+                    failed.len(),
+                    n * runs.len()
+                );
+            }
             let mid = &runs[runs.len() / 2];
             let mut hs: Vec<f64> = runs.iter().map(|r| r.handshakes_per_s).collect();
             hs.sort_by(|a, b| a.total_cmp(b));
