@@ -79,6 +79,14 @@ async fn expect_ready(session: &Session) -> Result<(), FileError> {
     }
 }
 
+/// Checks `name`, sends `req` and waits for the service's go-ahead: what
+/// every put and get begins with.
+async fn ask(session: &Session, req: Request, name: &str) -> Result<(), FileError> {
+    safe_relative_path(name)?;
+    send_msg(session, &req).await?;
+    expect_ready(session).await
+}
+
 /// Uploads the file at `path` as `name` (a relative path) to the served
 /// directory. The usual rules hold: verified end to end, resumed if a part
 /// of it is there, refused if the server has a different file of that name
@@ -89,9 +97,7 @@ pub async fn put(
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
-    safe_relative_path(name)?;
-    send_msg(session, &Request::Put).await?;
-    expect_ready(session).await?;
+    ask(session, Request::Put, name).await?;
     send_file_as(session, path, name, progress).await
 }
 
@@ -103,9 +109,7 @@ pub async fn put_reader(
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
-    safe_relative_path(name)?;
-    send_msg(session, &Request::Put).await?;
-    expect_ready(session).await?;
+    ask(session, Request::Put, name).await?;
     send_reader(session, reader, name, progress).await
 }
 
@@ -117,15 +121,10 @@ pub async fn get_to_writer(
     writer: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<FileMeta, FileError> {
-    safe_relative_path(name)?;
-    send_msg(
-        session,
-        &Request::Get {
-            name: name.to_string(),
-        },
-    )
-    .await?;
-    expect_ready(session).await?;
+    let get = Request::Get {
+        name: name.to_string(),
+    };
+    ask(session, get, name).await?;
     recv_to_writer(session, writer, progress).await
 }
 
@@ -139,15 +138,10 @@ pub async fn get(
     opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    safe_relative_path(name)?;
-    send_msg(
-        session,
-        &Request::Get {
-            name: name.to_string(),
-        },
-    )
-    .await?;
-    expect_ready(session).await?;
+    let get = Request::Get {
+        name: name.to_string(),
+    };
+    ask(session, get, name).await?;
     recv_file_with(session, dir, opts, progress).await
 }
 

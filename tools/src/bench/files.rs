@@ -159,16 +159,25 @@ pub(crate) async fn raw_ping(url: &str, rounds: usize) -> (f64, f64) {
     });
     let msg = bytes::Bytes::from(vec![1u8; 64]);
     let mut times = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    let mut spurious = 0;
+    while times.len() < rounds {
         let t = Instant::now();
-        let back = tr
-            .client()
-            .request(subject.clone(), msg.clone())
-            .await
-            .unwrap();
-        times.push(t.elapsed());
-        assert_eq!(back.payload.len(), 64);
+        match tr.client().request(subject.clone(), msg.clone()).await {
+            Ok(back) => {
+                times.push(t.elapsed());
+                assert_eq!(back.payload.len(), 64);
+            }
+            // Seen here with the responder subscribed and flushed: counted
+            // and shown, the round trip tried again (it is not timed).
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders && spurious < 100 => {
+                spurious += 1;
+            }
+            Err(e) => panic!("raw request/reply failed: {e}"),
+        }
     }
     answer.abort();
+    if spurious > 0 {
+        println!("  raw request/reply: {spurious} spurious no-responders answers (retried)");
+    }
     percentiles(times)
 }
