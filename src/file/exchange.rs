@@ -350,7 +350,11 @@ async fn stream_segments(
                 .await
                 .map_err(|e| FileError::Session(io_to_session(e)))?;
             total += n as u64;
-            let acked = session.stats().protocol.app.bytes_acked;
+            // Stats walk the flight: only when someone watches.
+            let acked = match progress {
+                Some(_) => session.stats().protocol.app.bytes_acked,
+                None => 0,
+            };
             report(
                 progress,
                 total,

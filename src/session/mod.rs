@@ -605,9 +605,10 @@ impl Session {
         abort_with(&self.shared, reason.as_ref());
     }
 
-    /// Waits until the session's driver has ended: after an abort or a
-    /// failure, once the Reset telling the peer was handed to the
-    /// transport; after a graceful close, once the close is complete on
+    /// Waits until the session's driver has ended, or after an abort or a
+    /// failure, once the first Reset telling the peer was handed to the
+    /// transport (the session may linger to repeat it while the program
+    /// runs); after a graceful close, once the close is complete on
     /// both sides (the linger included). A program that is about to exit
     /// after an error waits for this (bounded), then flushes its transport,
     /// so the peer learns the reason instead of waiting for a budget.
@@ -624,7 +625,15 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn wait_closed(&self) {
-        self.shared.wait(|g| g.driver_done.then_some(())).await
+        // An aborted session lingers to repeat its Reset to a peer that did
+        // not hear it (docs/PROTOCOL.md §7.3); a program about to exit need
+        // not wait for that: the first Reset has left.
+        self.shared
+            .wait(|g| {
+                let told = g.conn.is_closed() && g.conn.reset_told() && g.unsent == 0;
+                (g.driver_done || told).then_some(())
+            })
+            .await
     }
 
     /// Splits into independently usable read and write halves.

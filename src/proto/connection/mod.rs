@@ -705,6 +705,12 @@ impl Connection {
         self.snd.bytes_acked >= id
     }
 
+    /// An abnormal end's first Reset has been handed out (the session may
+    /// still linger to repeat it).
+    pub(crate) fn reset_told(&self) -> bool {
+        self.resets_sent > 0 && !self.pending.reset
+    }
+
     /// True once our side of a graceful close is settled: our Fin was
     /// acknowledged; or the peer finished its stream too, acknowledged
     /// everything we wrote, and our Fin went out three times unanswered, so
