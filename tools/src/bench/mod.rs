@@ -305,16 +305,20 @@ async fn swp_messages(
     }
 }
 
+/// The middle element of `v` by `key` (the upper one of an even count).
+fn middle_by<T>(mut v: Vec<T>, key: impl Fn(&T) -> f64) -> T {
+    v.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let i = v.len() / 2;
+    v.swap_remove(i)
+}
+
 /// The median run by rate; losses and slow-consumer events are summed
 /// over all runs (any loss anywhere is reported); CPU times are the medians
 /// of their own.
 fn median(mut v: Vec<Figure>) -> Figure {
     let lost = v.iter().map(|f| f.lost).sum();
     let slow = v.iter().map(|f| f.slow).sum();
-    let mid = |mut x: Vec<f64>| {
-        x.sort_by(|a, b| a.total_cmp(b));
-        x[x.len() / 2]
-    };
+    let mid = |x: Vec<f64>| middle_by(x, |&c| c);
     let cpu_clients = mid(v.iter().map(|f| f.cpu_clients).collect());
     let cpu_server = v
         .iter()
@@ -467,11 +471,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             raws.push(files::raw_ping(&url, n).await);
             swps.push(files::swp_ping(&url, n).await);
         }
-        let mid = |mut v: Vec<(f64, f64)>| {
-            v.sort_by(|a, b| a.0.total_cmp(&b.0));
-            v[v.len() / 2]
-        };
-        let (r, s) = (mid(raws), mid(swps));
+        let (r, s) = (middle_by(raws, |p| p.0), middle_by(swps, |p| p.0));
         println!(
             "{:<34} raw request/reply p50 {:>7.1} us p99 {:>7.1} us   swp p50 {:>7.1} us p99 {:>7.1} us   swp/raw p50 {:.2} p99 {:.2}",
             format!("64 B ping-pong ({n} round trips)"),
@@ -498,10 +498,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             swps.push(files::swp_file(&url, &src, &dir.join("swp")).await);
             objs.push(files::object_store(&url, &src, &dir.join("obj")).await);
         }
-        let mid = |mut v: Vec<f64>| {
-            v.sort_by(|a, b| a.total_cmp(b));
-            v[v.len() / 2]
-        };
+        let mid = |v: Vec<f64>| middle_by(v, |&x| x);
         let (st, sw) = (mid(streams), mid(swps));
         println!(
             "{:<34} swp {:>10.1} MiB/s (verified both ends)   vs the stream {st:.1} MiB/s: {:.2}",
@@ -550,15 +547,14 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
                 );
             }
             let mid = &runs[runs.len() / 2];
-            let mut hs: Vec<f64> = runs.iter().map(|r| r.handshakes_per_s).collect();
-            hs.sort_by(|a, b| a.total_cmp(b));
+            let hs = middle_by(runs.iter().map(|r| r.handshakes_per_s).collect(), |&x| x);
             let base = *single.get_or_insert(mid.goodput);
             println!(
                 "{:<34} swp {:>10.1} MiB/s aggregate (lost {lost})   vs 1 session {:.2}   handshakes {:>8.0} per s",
                 format!("{n} sessions through one service"),
                 mid.goodput,
                 mid.goodput / base,
-                hs[hs.len() / 2],
+                hs,
             );
         }
     }
