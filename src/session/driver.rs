@@ -21,6 +21,38 @@ pub(super) const BATCH: usize = 256;
 /// packets (a Fin's ack, a Reset) before it lets them go.
 pub(super) const FINAL_PUBLISH_BOUND: Duration = Duration::from_secs(1);
 
+/// How long a service client waits before it sends its Syn again after
+/// NATS answered one with "no responders": at once, then after 25 ms, then
+/// after 75 ms; the answer to the fourth Syn is believed. nats-server also
+/// answers 503 when it dropped the Syn because the service's connection was
+/// over its pending limit, which a burst of connects can cause; a subject
+/// that nobody serves still fails in about 100 ms plus four round trips
+/// (docs/PROTOCOL.md §4.1).
+pub const SYN_RETRY_BACKOFF: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(25),
+    Duration::from_millis(75),
+];
+
+/// A service client's answers to "no responders" so far.
+#[derive(Debug, Default)]
+pub(super) struct SynRetry {
+    /// 503s taken as "try again".
+    refusals: usize,
+    /// When to send the Syn again.
+    at: Option<Instant>,
+}
+
+impl SynRetry {
+    /// One more 503: when to send the Syn again, or `None` to believe it.
+    fn next(&mut self, now: Instant) -> Option<Instant> {
+        let wait = SYN_RETRY_BACKOFF.get(self.refusals)?;
+        self.refusals += 1;
+        self.at = Some(now + *wait);
+        self.at
+    }
+}
+
 /// Subscribes to `cfg`'s local inbox, giving up after the connect budget
 /// (`connect` timeout x attempts): a transport that cannot confirm the
 /// subscription, such as a NATS client reconnecting to a server that is
@@ -75,6 +107,7 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
     let mut failures = shared.transport.failures();
     // The driver is nudged once at its start, so the first pass checks.
     let mut check_denied = true;
+    let mut syn_retry = SynRetry::default();
     loop {
         let deadline = {
             let g = shared.lock();
@@ -84,7 +117,7 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
                 .zip(stall_budget)
                 .filter(|_| !g.conn.is_closed())
                 .map(|(h, b)| h.since + b);
-            [g.conn.poll_timeout(), orphan, stall]
+            [g.conn.poll_timeout(), orphan, stall, syn_retry.at]
                 .into_iter()
                 .flatten()
                 .min()
@@ -163,13 +196,17 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
             }
         }
         if std::mem::take(&mut check_denied) {
-            check_transport_denials(&shared);
+            check_transport_denials(&shared, &mut syn_retry);
         }
         let (events, done) = {
             let mut g = shared.lock();
             let t = now();
             if g.conn.poll_timeout().is_some_and(|d| d <= t) {
                 g.conn.handle_timeout(t);
+            }
+            if syn_retry.at.is_some_and(|d| d <= t) {
+                syn_retry.at = None;
+                g.conn.resend_syn();
             }
             // Checked after the engine's timers, so a dead peer is reported
             // as such when both budgets ran out at once.
@@ -345,8 +382,10 @@ pub(super) struct Handover<'a> {
 
 /// The transport refused a packet: the session cannot go on.
 /// Ends the session if the transport learnt that the server refuses our
-/// inbox or the peer's (NATS permissions).
-pub(super) fn check_transport_denials(shared: &Shared) {
+/// inbox or the peer's (NATS permissions), or that a connecting service
+/// client's Syn reached nobody as many times as [`SYN_RETRY_BACKOFF`]
+/// allows.
+pub(super) fn check_transport_denials(shared: &Shared, retry: &mut SynRetry) {
     let mut g = shared.lock();
     if g.conn.is_closed() {
         return;
@@ -355,12 +394,26 @@ pub(super) fn check_transport_denials(shared: &Shared) {
         g.conn.config().local_inbox().to_string(),
         g.conn.remote_inbox().to_string(),
     ];
-    let denied = subjects
-        .iter()
-        .filter(|s| !s.is_empty())
-        .find_map(|s| shared.transport.denied(s));
-    if let Some(e) = denied {
-        g.fail_on_transport(e, now());
+    for s in subjects.iter().filter(|s| !s.is_empty()) {
+        let t = now();
+        match shared.transport.denied(s) {
+            None => {}
+            // The answer to a Syn sent before the handshake went on: a
+            // later Syn got through, so it says nothing any more.
+            Some(TransportError::NoResponders { .. })
+                if g.conn.state() != crate::proto::State::SynSent => {}
+            Some(TransportError::NoResponders { subject }) if retry.next(t).is_some() => {
+                tracing::debug!(
+                    subject,
+                    refusals = retry.refusals,
+                    "no responders: sending the Syn again"
+                );
+            }
+            Some(e) => {
+                g.fail_on_transport(e, t);
+                return;
+            }
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod halves;
 mod shared;
 mod stream;
 
+pub use driver::SYN_RETRY_BACKOFF;
 use driver::*;
 pub use error::SessionError;
 pub use halves::{ReadHalf, WriteHalf};

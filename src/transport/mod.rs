@@ -293,7 +293,11 @@ pub trait Transport: Send + Sync + 'static {
     /// `subject`: for NATS, the server refused to let us publish to it or
     /// subscribe to it (permissions). The session driver asks for its own
     /// inbox and its peer's whenever [`failures`](Self::failures) changes,
-    /// and ends the session with the error at once. The default has none.
+    /// and ends the session with the error at once, except
+    /// [`TransportError::NoResponders`]: that one answers one request, is
+    /// reported once per answer, and a connecting session re-sends its Syn
+    /// a few times before it believes it (docs/PROTOCOL.md §4.1). The
+    /// default has none.
     fn denied(&self, subject: &str) -> Option<TransportError> {
         let _ = subject;
         None
@@ -326,7 +330,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Publishes a service client's Syn: to `subject`, naming `reply` (the
     /// client's inbox). A transport that learns nobody subscribes to
     /// `subject` reports [`TransportError::NoResponders`] as
-    /// [`denied`](Self::denied)`(reply)`. The default publishes plainly.
+    /// [`denied`](Self::denied)`(reply)`, once per such answer. The default
+    /// publishes plainly.
     fn publish_request(
         &self,
         subject: &str,

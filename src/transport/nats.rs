@@ -363,15 +363,15 @@ impl Denials {
     }
 
     fn find(&self, subject: &str) -> Option<TransportError> {
+        // A 503 answers one request: it is reported once (the driver may
+        // send the Syn again, and a second 503 is a second report).
         if let Some(service) = self
             .no_responders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(subject)
+            .remove(subject)
         {
-            return Some(TransportError::NoResponders {
-                subject: service.clone(),
-            });
+            return Some(TransportError::NoResponders { subject: service });
         }
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter()

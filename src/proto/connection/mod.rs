@@ -705,6 +705,31 @@ impl Connection {
         self.snd.bytes_acked >= id
     }
 
+    /// Sends the Syn again on the next [`poll_transmit`](Self::poll_transmit),
+    /// without counting a handshake attempt or touching the handshake timer:
+    /// for a driver whose transport said the last Syn reached nobody (a NATS
+    /// "no responders" answer, which nats-server also gives when it dropped
+    /// the message for a busy subscriber). True if the connection is in
+    /// SynSent, so there is a Syn to send.
+    ///
+    /// ```
+    /// use swp::proto::{Config, Connection};
+    /// let t0 = swp::testkit::epoch();
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 42).unwrap();
+    /// assert!(a.poll_transmit(t0).is_some()); // the Syn
+    /// assert!(a.poll_transmit(t0).is_none());
+    /// assert!(a.resend_syn());
+    /// assert!(a.poll_transmit(t0).is_some()); // the same Syn, at once
+    /// ```
+    pub fn resend_syn(&mut self) -> bool {
+        if matches!(self.phase, Phase::SynSent(_)) {
+            self.pending.syn = true;
+            true
+        } else {
+            false
+        }
+    }
+
     /// An abnormal end's first Reset has been handed out (the session may
     /// still linger to repeat it).
     pub(crate) fn reset_told(&self) -> bool {
