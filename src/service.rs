@@ -431,7 +431,8 @@ async fn handshake(
     pending: Pending,
     key: (String, String),
 ) {
-    let cfg = Config::new(private.clone(), syn.from.as_str()).with_tuning(tuning);
+    let mut cfg = Config::new(private.clone(), syn.from.as_str()).with_tuning(tuning);
+    cfg.one_syn = true;
     let result = async {
         let sub = transport.subscribe(&private).await?;
         // The Syn as if it had come to the private inbox; retransmissions

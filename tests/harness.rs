@@ -30,6 +30,7 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
+use swp::proto::seal::{Keypair, Seal};
 use swp::proto::{CloseReason, Config, Connection, Kind, Recv, codec};
 use swp::simnet::{LinkConfig, Rule, Verdict};
 use swp::testkit::{Pair, Side, pattern_byte};
@@ -112,6 +113,9 @@ struct Case {
     /// A partition longer than the dead-peer timeout: both sides must end
     /// "peer unreachable", truthfully.
     fatal: bool,
+    /// Sealed (docs/PROTOCOL.md §14): 0 a pre-shared secret, 1 static keys.
+    /// Drawn last, so the other fields of a seed are what they were.
+    seal: Option<u8>,
 }
 
 /// Packets the sender `s` can have in flight to the receiver `r`.
@@ -292,7 +296,11 @@ impl Case {
             a.max_retransmits = a.max_retransmits.max(12);
             b.max_retransmits = b.max_retransmits.max(12);
         }
+        // One case in four sealed; not a simultaneous open (a sealed
+        // handshake has an initiator and a responder).
+        let seal = (api != Api::Simultaneous && rng.gen_bool(0.25)).then(|| rng.gen_range(0..2u8));
         Case {
+            seal,
             seed,
             api,
             a,
@@ -338,8 +346,27 @@ impl Case {
 
     fn config(&self, c: &SideCfg, local: &str, remote: &str) -> Config {
         let attempts = if self.loss > 0.0 { 40 } else { 5 };
-        Config::new(local, remote)
-            .max_payload(c.max_payload)
+        let cfg = Config::new(local, remote);
+        let (ka, kb) = (
+            Keypair::from_secret([0xa; 32]),
+            Keypair::from_secret([0xb; 32]),
+        );
+        let entropy = [(self.seed as u8) ^ local.as_bytes()[0]; 32];
+        let cfg = match (self.seal, local) {
+            (None, _) => cfg,
+            (Some(0), _) => cfg.seal(Seal::psk([7; 32]).deterministic_for_tests(entropy)),
+            (Some(_), "A") => cfg.seal(
+                Seal::keys(ka)
+                    .peer(*kb.public())
+                    .deterministic_for_tests(entropy),
+            ),
+            (Some(_), _) => cfg.seal(
+                Seal::keys(kb)
+                    .allow([*ka.public()])
+                    .deterministic_for_tests(entropy),
+            ),
+        };
+        cfg.max_payload(c.max_payload)
             .window(c.window.0, c.window.1)
             .send_buffer(c.send_buffer)
             .batch_messages(c.batch)
@@ -959,15 +986,16 @@ fn slow_link(c: &Case, budget: Duration) -> bool {
     queue(&c.a, &c.b).max(queue(&c.b, &c.a)) >= budget.as_secs_f64() / 4.0
 }
 
-fn run_case(seed: u64) -> (Api, bool) {
+fn run_case(seed: u64) -> (Api, bool, bool) {
     let case = Case::generate(seed);
     let api = case.api;
+    let sealed = case.seal.is_some();
     let mut run = Run::new(case);
     run.drive();
     run.check();
     let normal = run.pair.a.close_reason() == Some(&CloseReason::Normal)
         && run.pair.b.close_reason() == Some(&CloseReason::Normal);
-    (api, normal)
+    (api, normal, sealed)
 }
 
 #[test]
@@ -989,8 +1017,10 @@ fn randomized_cases_keep_every_promise() {
     let t = std::time::Instant::now();
     let mut by_api = std::collections::BTreeMap::new();
     let mut normal = 0u64;
+    let mut sealed = 0u64;
     for seed in first..first + n {
-        let (api, ok) = run_case(seed);
+        let (api, ok, s) = run_case(seed);
+        sealed += s as u64;
         *by_api.entry(format!("{api:?}")).or_insert(0u64) += 1;
         normal += ok as u64;
         if (seed - first + 1) % 100_000 == 0 {
@@ -999,7 +1029,7 @@ fn randomized_cases_keep_every_promise() {
     }
     println!(
         "{n} cases from seed {first} in {:?}: {normal} closed normally on both sides, the rest \
-         ended truthfully; by API {by_api:?}",
+         ended truthfully; {sealed} sealed; by API {by_api:?}",
         t.elapsed()
     );
 }

@@ -48,6 +48,7 @@ pub struct Tuning {
     pub(crate) asap_limit: Option<usize>,
     pub(crate) wire_format: WireFormat,
     pub(crate) batch_messages: bool,
+    pub(crate) seal: Option<super::seal::Seal>,
 }
 
 impl Tuning {
@@ -114,6 +115,7 @@ impl Tuning {
             asap_limit: None,
             wire_format: WireFormat::Native,
             batch_messages: true,
+            seal: None,
         }
     }
 
@@ -335,6 +337,24 @@ impl Tuning {
     pub fn batches_messages(&self) -> bool {
         self.batch_messages
     }
+    /// Seals the session (docs/PROTOCOL.md §14): a Noise handshake in the
+    /// Syn / SynAck, then every packet authenticated and encrypted. A sealed
+    /// side never talks plain: a sealed listener refuses plain clients, a
+    /// sealed client fails rather than fall back. Native format only.
+    ///
+    /// ```
+    /// use swp::proto::{seal::Seal, Tuning};
+    /// let t = Tuning::new().seal(Seal::psk([9; 32]));
+    /// assert!(t.sealing().is_some() && Tuning::new().sealing().is_none());
+    /// ```
+    pub fn seal(mut self, seal: super::seal::Seal) -> Self {
+        self.seal = Some(seal);
+        self
+    }
+    /// The seal, if the session is sealed.
+    pub fn sealing(&self) -> Option<&super::seal::Seal> {
+        self.seal.as_ref()
+    }
     /// The configured wire format.
     ///
     /// ```
@@ -418,6 +438,16 @@ impl Tuning {
         if self.min_rto.is_zero() {
             return Err(ConfigError::new("min RTO must be positive"));
         }
+        if self.seal.is_some() && self.max_payload > 63 * 1024 {
+            return Err(ConfigError::new(
+                "a sealed session carries at most 63 KiB per packet (a Noise message is at most 64 KiB): lower max_payload",
+            ));
+        }
+        if self.seal.is_some() && self.wire_format == WireFormat::Go {
+            return Err(ConfigError::new(
+                "go-sliding-window has no sealed sessions: a sealed session needs the native format",
+            ));
+        }
         if self.keepalive_failures == Some(0) {
             return Err(ConfigError::new(
                 "keepalive failures is 0, which would end every session at once: \
@@ -457,6 +487,9 @@ pub struct Config {
     /// `remote_inbox` is a service subject: the session continues with the
     /// inbox that answers the Syn (docs/PROTOCOL.md §4.1).
     pub(crate) service_client: bool,
+    /// A service's per-client session: it exists for one Syn, and ends if
+    /// it refuses that Syn (a sealed handshake that did not verify).
+    pub(crate) one_syn: bool,
     pub(crate) tuning: Tuning,
 }
 
@@ -501,6 +534,7 @@ impl Config {
             local_inbox: local_inbox.into(),
             remote_inbox: remote_inbox.into(),
             service_client: false,
+            one_syn: false,
             tuning: Tuning::new(),
         }
     }
@@ -629,6 +663,7 @@ impl Config {
         asap(limit: Option<usize>);
         wire_format(format: WireFormat);
         batch_messages(on: bool);
+        seal(seal: super::seal::Seal);
     }
 
     forward_getters! {

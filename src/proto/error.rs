@@ -40,6 +40,14 @@ pub enum CloseReason {
         /// Why, for a person (at most [`MAX_RESET_MESSAGE`] bytes).
         message: String,
     },
+    /// A sealed handshake did not complete: the answers did not verify, or
+    /// only an unauthenticated refusal came (its text is in `message`), or
+    /// a service's session refused its one Syn.
+    #[error("sealed handshake failed: {message}")]
+    SealFailed {
+        /// What was seen, and what to check.
+        message: String,
+    },
     /// The handshake got no answer.
     #[error(
         "no answer from the peer after {attempts} handshake attempts over {elapsed:?}: is anything listening on the destination inbox?"
@@ -143,6 +151,10 @@ pub enum ResetCode {
     /// A service refused the handshake: it holds as many sessions as it
     /// may (6). Retry later, or against another member of its queue group.
     Busy,
+    /// The listener refused the handshake over sealing (7): a plain client
+    /// at a sealed-only listener, a sealed one at a plain listener, or a
+    /// sealed handshake that did not verify (wrong key or secret).
+    Sealing,
     /// A code this version does not know.
     Other(u64),
 }
@@ -162,6 +174,7 @@ impl ResetCode {
             ResetCode::ProtocolViolation => 4,
             ResetCode::Transport => 5,
             ResetCode::Busy => 6,
+            ResetCode::Sealing => 7,
             ResetCode::Other(n) => n,
         }
     }
@@ -180,6 +193,7 @@ impl ResetCode {
             4 => ResetCode::ProtocolViolation,
             5 => ResetCode::Transport,
             6 => ResetCode::Busy,
+            7 => ResetCode::Sealing,
             n => ResetCode::Other(n),
         }
     }
@@ -218,7 +232,8 @@ impl CloseReason {
         Some(match self {
             CloseReason::Normal
             | CloseReason::Reset { .. }
-            | CloseReason::ConnectTimeout { .. } => return None,
+            | CloseReason::ConnectTimeout { .. }
+            | CloseReason::SealFailed { .. } => return None,
             CloseReason::Aborted => (ResetCode::Abort, String::new()),
             CloseReason::PeerUnreachable { silent_for, budget } => (
                 ResetCode::Unreachable,

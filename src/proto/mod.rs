@@ -25,6 +25,7 @@ pub mod packet;
 mod phase;
 mod recv;
 pub mod rtt;
+pub mod seal;
 mod send;
 pub mod stats;
 mod str;

@@ -150,18 +150,22 @@ pub mod flags {
     /// assert!(codec::decode(&t.payload).unwrap().has(flags::FIN_SEEN));
     /// ```
     pub const FIN_SEEN: u8 = 16;
+    /// Syn / SynAck: `data` is a Noise handshake message and the session
+    /// is sealed (docs/PROTOCOL.md §14). A plain listener refuses such a
+    /// Syn; a sealed one refuses a Syn without it.
+    pub const SEALED: u8 = 32;
     /// All flags this version understands; others are ignored.
     ///
     /// ```
     /// use swp::proto::flags;
     /// assert_eq!(
     ///     flags::KNOWN,
-    ///     flags::EOM | flags::ACK_NOW | flags::BATCH | flags::BATCH_OK | flags::FIN_SEEN
+    ///     flags::EOM | flags::ACK_NOW | flags::BATCH | flags::BATCH_OK | flags::FIN_SEEN | flags::SEALED
     /// );
     /// let from_a_newer_peer = 0x80 | flags::EOM;
     /// assert_eq!(from_a_newer_peer & flags::KNOWN, flags::EOM); // unknown bits are ignored
     /// ```
-    pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK | FIN_SEEN;
+    pub const KNOWN: u8 = EOM | ACK_NOW | BATCH | BATCH_OK | FIN_SEEN | SEALED;
 }
 
 /// Maximum selective-ack ranges a packet carries.

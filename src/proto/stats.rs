@@ -122,12 +122,24 @@ pub struct DropStats {
     /// peer sends (acks of data never sent, windows beyond the declared
     /// capacity): never believed (docs/PROTOCOL.md §5.6).
     pub impossible: u64,
+    /// Sealed sessions: sealed frames that did not open (forged, damaged,
+    /// replayed, too old) and handshake messages that did not verify.
+    pub forged: u64,
+    /// Sealed sessions: plain packets other than the handshake, never
+    /// believed (and plain sessions: sealed Syns refused).
+    pub unsealed: u64,
 }
 
 impl DropStats {
     /// Every packet dropped, for whatever reason.
     pub fn total(&self) -> u64 {
-        self.invalid + self.foreign + self.unexpected + self.beyond_window + self.impossible
+        self.invalid
+            + self.foreign
+            + self.unexpected
+            + self.beyond_window
+            + self.impossible
+            + self.forged
+            + self.unsealed
     }
 }
 

@@ -66,6 +66,7 @@ fn close_kind(r: &CloseReason) -> io::ErrorKind {
         | CloseReason::Terminated { .. }
         | CloseReason::FinTimeout { .. } => io::ErrorKind::TimedOut,
         CloseReason::ProtocolViolation(_) => io::ErrorKind::InvalidData,
+        CloseReason::SealFailed { .. } => io::ErrorKind::PermissionDenied,
     }
 }
 

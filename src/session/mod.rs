@@ -307,7 +307,12 @@ impl Session {
         let t = now();
         let seed: u64 = rand::random();
         let names = cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128;
-        let overhead = codec::max_overhead(names).max(golink::max_overhead(names));
+        let sealing = if cfg.tuning().sealing().is_some() {
+            crate::proto::seal::SEALED_OVERHEAD
+        } else {
+            0
+        };
+        let overhead = codec::max_overhead(names).max(golink::max_overhead(names)) + sealing;
         let max_payload = cfg
             .max_payload_bytes()
             .min(transport.max_payload().saturating_sub(overhead).max(1024));

@@ -24,6 +24,7 @@
 //! backwards between calls.
 
 use super::batch;
+use super::codec;
 use super::codec::{DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
 use super::dialect::{Decoded, Dialect};
@@ -34,6 +35,7 @@ pub use super::phase::State;
 use super::phase::{Ended, FinWait, Handshake, Ours, Phase};
 use super::recv::{DataOutcome, Payload, RecvState};
 use super::rtt::RttEstimator;
+use super::seal::{self, HandshakeIn, Sealer};
 use super::send::{Chunk, LossKind, SendState};
 use super::stats::Stats;
 use super::str::Str;
@@ -247,6 +249,13 @@ pub struct Connection {
     peer_rtt: (u64, u64, u64),
     /// Wall clock (Unix ns) at `epoch` (Go packets carry wall-clock times).
     wall_epoch_ns: i128,
+    /// Keys and handshake of a sealed session (§14).
+    sealer: Option<Sealer>,
+    /// Refusals to send (plain Resets answering Syns this side will not
+    /// take), without leaving Listen.
+    refusals: VecDeque<Packet>,
+    /// What went wrong in a sealed handshake, for the error if it times out.
+    seal_trouble: Option<String>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -301,6 +310,7 @@ impl Connection {
             ));
         }
         let mut c = Self::new(cfg, now, nonce_seed)?;
+        c.start_sealing(true, nonce_seed)?;
         let h = c.new_handshake(now);
         c.phase = Phase::SynSent(h);
         c.pending.syn = true;
@@ -320,7 +330,29 @@ impl Connection {
     /// assert_eq!(b.remote_inbox(), "");
     /// ```
     pub fn listen(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
-        Self::new(cfg, now, nonce_seed)
+        let mut c = Self::new(cfg, now, nonce_seed)?;
+        c.start_sealing(false, nonce_seed)?;
+        Ok(c)
+    }
+
+    fn start_sealing(&mut self, initiator: bool, nonce_seed: u64) -> Result<(), ConfigError> {
+        if let Some(seal) = self.cfg.tuning.seal.clone() {
+            let s = Sealer::new(seal, initiator, nonce_seed)
+                .map_err(|e| ConfigError::new(&format!("seal: {}", e.0)))?;
+            self.sealer = Some(s);
+        }
+        Ok(())
+    }
+
+    /// Whether this session is sealed (docs/PROTOCOL.md §14).
+    pub fn is_sealed(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// The peer's static public key, once a sealed handshake proved it
+    /// (`None` for a plain session or a pre-shared-secret seal).
+    pub fn peer_public_key(&self) -> Option<&crate::proto::seal::PublicKey> {
+        self.sealer.as_ref().and_then(|s| s.remote_static())
     }
 
     fn new(cfg: Config, now: Instant, nonce_seed: u64) -> Result<Self, ConfigError> {
@@ -378,6 +410,9 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
+            sealer: None,
+            refusals: VecDeque::new(),
+            seal_trouble: None,
             cfg,
         };
         if c.cfg.tuning.wire_format == WireFormat::Go {
@@ -1400,6 +1435,22 @@ impl Connection {
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.now_hint = self.now_hint.max(now);
         self.stats.wire.bytes_received += bytes.len() as u64;
+        if let Some(s) = self.sealer.as_mut() {
+            if seal::is_sealed_frame(&bytes) {
+                match s.open(&bytes).map(|inner| codec::decode(&inner)) {
+                    Ok(Ok(p)) => {
+                        self.on_packet(now, p, true);
+                        self.update_timers(now);
+                    }
+                    Ok(Err(e)) => self.on_invalid(&e),
+                    Err(e) => {
+                        self.stats.dropped.forged += 1;
+                        tracing::trace!(error = %e, "dropped a sealed frame");
+                    }
+                }
+                return;
+            }
+        }
         let listening = matches!(self.phase, Phase::Listen);
         let decoded = match self.dialect.decode(listening, &bytes) {
             Ok(Decoded::Native(p)) => Ok(Some(p)),
@@ -1457,6 +1508,174 @@ impl Connection {
         Some(p)
     }
 
+    /// What a sealed session (§14) lets through to the protocol: packets
+    /// that opened with the session key, and the handshake messages in
+    /// Syn and SynAck (read here, and replaced by the authenticated packet
+    /// they carry). Everything else plain is dropped and counted. A plain
+    /// session refuses a sealed Syn.
+    fn sealed_gate(&mut self, now: Instant, p: Packet, authentic: bool) -> Option<Packet> {
+        if self.drained() {
+            return None;
+        }
+        let for_us = p.dest == self.local_inbox
+            && (self.remote_inbox.is_empty()
+                || p.from == self.remote_inbox
+                || (self.cfg.service_client && matches!(self.phase, Phase::SynSent(_))));
+        let Some(sealer) = self.sealer.as_mut() else {
+            if p.kind == Kind::Syn
+                && p.has(flags::SEALED)
+                && for_us
+                && matches!(self.phase, Phase::Listen)
+            {
+                self.stats.dropped.unsealed += 1;
+                self.refuse(
+                    now,
+                    &p,
+                    "this listener does not seal sessions: connect without a key, or start the listener with one",
+                );
+                return None;
+            }
+            return Some(p);
+        };
+        if authentic {
+            if matches!(p.kind, Kind::Syn | Kind::SynAck) {
+                self.stats.dropped.unexpected += 1;
+                return None;
+            }
+            return Some(p);
+        }
+        if !for_us {
+            return Some(p); // counted as foreign by the usual filter
+        }
+        let sealed = p.has(flags::SEALED);
+        match (p.kind, &self.phase) {
+            (Kind::Syn, Phase::Listen) if sealed && !p.from_nonce.is_empty() => {
+                match sealer.handshake_in(&p.data) {
+                    Ok(HandshakeIn::Packet(inner)) => {
+                        match codec::decode(&inner) {
+                            Ok(mut q)
+                                if q.kind == Kind::Syn
+                                    && q.from == p.from
+                                    && q.from_nonce == p.from_nonce =>
+                            {
+                                q.dest = p.dest; // a service's private inbox
+                                Some(q)
+                            }
+                            _ => {
+                                // Sealed by a key holder, yet inconsistent.
+                                self.stats.dropped.forged += 1;
+                                None
+                            }
+                        }
+                    }
+                    Ok(HandshakeIn::Repeat) => None,
+                    Err(why) => {
+                        self.stats.dropped.forged += 1;
+                        tracing::debug!(peer = %p.from, why, "refused a sealed Syn");
+                        self.refuse(
+                            now,
+                            &p,
+                            &format!("the sealed handshake failed at the listener: {why}"),
+                        );
+                        None
+                    }
+                }
+            }
+            (Kind::Syn, Phase::Listen) if !p.from_nonce.is_empty() => {
+                self.stats.dropped.unsealed += 1;
+                self.refuse(
+                    now,
+                    &p,
+                    "this listener accepts only sealed sessions: connect with its public key (--peer-key) or the pre-shared secret (--psk-file)",
+                );
+                None
+            }
+            (Kind::Syn, Phase::SynReceived(_)) if sealed && p.from_nonce == self.remote_nonce => {
+                match sealer.handshake_in(&p.data) {
+                    Ok(HandshakeIn::Repeat) => self.pending.synack = true, // our SynAck was lost
+                    _ => self.stats.dropped.forged += 1,
+                }
+                None
+            }
+            (Kind::SynAck, Phase::SynSent(_)) if sealed && p.dest_nonce == self.local_nonce => {
+                match sealer.handshake_in(&p.data) {
+                    Ok(HandshakeIn::Packet(inner)) => match codec::decode(&inner) {
+                        Ok(q)
+                            if q.kind == Kind::SynAck
+                                && q.from == p.from
+                                && q.from_nonce == p.from_nonce
+                                && q.dest_nonce == self.local_nonce =>
+                        {
+                            Some(q)
+                        }
+                        _ => {
+                            self.stats.dropped.forged += 1;
+                            None
+                        }
+                    },
+                    Ok(HandshakeIn::Repeat) => None,
+                    Err(why) => {
+                        self.stats.dropped.forged += 1;
+                        self.seal_trouble = Some(format!(
+                            "an answer from {} failed the sealed handshake: {why}",
+                            p.from
+                        ));
+                        None
+                    }
+                }
+            }
+            (Kind::SynAck, Phase::Open(_)) if sealed && p.from_nonce == self.remote_nonce => {
+                match sealer.handshake_in(&p.data) {
+                    Ok(HandshakeIn::Repeat) => {
+                        self.pending.estab = true; // our EstabAck was lost
+                    }
+                    _ => self.stats.dropped.forged += 1,
+                }
+                None
+            }
+            (Kind::Reset, Phase::SynSent(_)) if p.dest_nonce == self.local_nonce => {
+                // A refusal cannot be authenticated before the handshake:
+                // believing it would let anyone on the path stop a sealed
+                // connect. It is kept for the error if the connect fails.
+                let (code, message) = reset_reason(&p);
+                self.stats.dropped.unsealed += 1;
+                self.seal_trouble = Some(format!(
+                    "{} answered with an unauthenticated refusal ({code:?}): {message}",
+                    p.from
+                ));
+                None
+            }
+            _ => {
+                self.stats.dropped.unsealed += 1;
+                None
+            }
+        }
+    }
+
+    /// Answers a Syn this side will not take with a plain Reset (at most a
+    /// few queued), staying where it is; a service's one-Syn session ends.
+    fn refuse(&mut self, now: Instant, syn: &Packet, why: &str) {
+        if self.refusals.len() < 4 {
+            let mut r = Packet::new(Kind::Reset);
+            r.from = self.local_inbox.clone();
+            r.dest = syn.from.clone();
+            r.from_nonce = self.local_nonce.clone();
+            r.dest_nonce = syn.from_nonce.clone();
+            r.seq = ResetCode::Sealing.to_wire();
+            r.data = Bytes::copy_from_slice(why.as_bytes());
+            self.refusals.push_back(r);
+        }
+        if self.cfg.one_syn && matches!(self.phase, Phase::Listen) {
+            self.finish(
+                now,
+                CloseReason::SealFailed {
+                    message: why.to_string(),
+                },
+                false,
+            );
+        }
+    }
+
     fn on_invalid(&mut self, e: &DecodeError) {
         self.stats.dropped.invalid += 1;
         tracing::trace!(error = %e, "dropped undecodable packet");
@@ -1477,13 +1696,15 @@ impl Connection {
     /// ```
     pub fn handle_decoded(&mut self, now: Instant, p: Packet) {
         self.now_hint = self.now_hint.max(now);
-        self.on_packet(now, p);
+        self.on_packet(now, p, false);
         self.update_timers(now);
     }
 
-    fn on_packet(&mut self, now: Instant, p: Packet) {
+    fn on_packet(&mut self, now: Instant, p: Packet, authentic: bool) {
         let before = self.state();
-        self.on_packet_inner(now, p);
+        if let Some(p) = self.sealed_gate(now, p, authentic) {
+            self.on_packet_inner(now, p);
+        }
         let after = self.state();
         if after != before {
             self.events.push_back(Event::StateChanged(after));
@@ -2316,11 +2537,15 @@ impl Connection {
                     format!("no answer from us to {attempts} SynAcks over {elapsed:?}"),
                 ));
             }
-            self.finish(
-                now,
-                CloseReason::ConnectTimeout { attempts, elapsed },
-                passive,
-            );
+            let reason = match self.seal_trouble.take() {
+                Some(message) if !passive => CloseReason::SealFailed {
+                    message: format!(
+                        "no sealed answer after {attempts} handshake attempts over {elapsed:?}; {message}"
+                    ),
+                },
+                _ => CloseReason::ConnectTimeout { attempts, elapsed },
+            };
+            self.finish(now, reason, passive);
             return;
         }
         let connect_timeout = self.cfg.tuning.connect_timeout;
@@ -2445,6 +2670,15 @@ impl Connection {
     /// assert!(a.poll_transmit(t0).is_none()); // drained
     /// ```
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(r) = self.refusals.pop_front() {
+            let payload = codec::encode(&r);
+            self.stats.wire.packets_sent += 1;
+            self.stats.wire.bytes_sent += payload.len() as u64;
+            return Some(Transmit {
+                dest: r.dest,
+                payload,
+            });
+        }
         let Some((mut p, framed)) = self.next_packet(now) else {
             // Commands (write, read, close) change what is due without a
             // `now`; this is where timers catch up with them, e.g. the
@@ -2457,9 +2691,34 @@ impl Connection {
             wall_epoch_ns: self.wall_epoch_ns,
             bytes_in_order: self.rcv.bytes_in_order,
         };
-        let (payload, kept) = self.dialect.encode(&mut p, framed, &cx);
+        let handshake = matches!(p.kind, Kind::Syn | Kind::SynAck);
+        if let Some(s) = self.sealer.as_mut() {
+            if handshake {
+                // The Noise message rides in `data`; its payload is this
+                // packet's header, so what the peer acts on is authenticated.
+                p.flags |= flags::SEALED;
+                if let Some(m) = s.handshake_out(&seal::handshake_header(&p)) {
+                    p.data = m;
+                }
+            }
+        }
+        let (mut payload, kept) = self.dialect.encode(&mut p, framed, &cx);
         if let Some(data) = kept {
             self.snd.set_data(p.seq, data);
+        }
+        if let Some(s) = self.sealer.as_mut() {
+            if !handshake && s.ready() {
+                match s.seal(&payload) {
+                    Some(f) => payload = f,
+                    None => {
+                        // Never plaintext instead: the packet is lost, and
+                        // data is retransmitted as after any loss.
+                        tracing::error!(kind = ?p.kind, len = payload.len(), "sealing failed; packet not sent");
+                        self.update_timers(now);
+                        return None;
+                    }
+                }
+            }
         }
         self.stats.wire.packets_sent += 1;
         self.stats.wire.bytes_sent += payload.len() as u64;
