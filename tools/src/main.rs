@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swp::file::service as file_service;
 use swp::file::{ReceiveOptions, recv_file, recv_file_with, send_file};
+use swp::proto::seal::{self, Keypair, PublicKey, Seal};
 use swp::proto::{Config, Tuning, WireFormat};
 use swp::server::NatsServer;
 use swp::transport::{NatsOptions, NatsTransport};
@@ -194,6 +195,16 @@ enum Cmd {
         #[command(flatten)]
         nats: NatsArgs,
     },
+    /// Make a key file for sealed sessions (--key) and print its public
+    /// key, which peers pin (--peer-key). The file is readable by its
+    /// owner only; an existing one is never replaced.
+    Keygen {
+        /// Where to write the key file.
+        file: PathBuf,
+        /// Print the public key of an existing key file instead.
+        #[arg(long)]
+        show: bool,
+    },
     /// Start a local nats-server, send a generated file through a session,
     /// verify its BLAKE2b-512 digest, print the throughput.
     Demo {
@@ -250,6 +261,92 @@ struct NatsArgs {
     /// TLS CA certificate.
     #[arg(long, env = "NATS_CA")]
     tlsca: Option<PathBuf>,
+    #[command(flatten)]
+    seal: SealArgs,
+}
+
+/// Sealed sessions (docs/PROTOCOL.md §14): end-to-end encrypted and
+/// authenticated, whatever the NATS path. Both ends must agree.
+#[derive(Args, Clone, Default)]
+struct SealArgs {
+    /// Seal with this endpoint's key file (made by `swp keygen`). A client
+    /// also needs --peer-key: the service's or receiver's public key.
+    #[arg(long = "key", env = "SWP_KEY")]
+    key: Option<PathBuf>,
+    /// The peer's public key (64 hex digits, or a file holding them). A
+    /// client pins the listener's key; a listener given keys accepts only
+    /// those clients (repeat the flag for several).
+    #[arg(long = "peer-key")]
+    peer_key: Vec<String>,
+    /// Seal with a pre-shared secret read from this file (at least 16
+    /// bytes, owner-only permissions); alone, or with --key as well.
+    #[arg(long = "psk-file", env = "SWP_PSK_FILE")]
+    psk_file: Option<PathBuf>,
+}
+
+impl SealArgs {
+    /// The seal these flags ask for (`None`: plain), for a client (which
+    /// must pin one peer key) or a listener.
+    fn seal(&self, client: bool) -> Result<Option<Seal>, String> {
+        let mut peers = Vec::new();
+        for k in &self.peer_key {
+            let text = if std::path::Path::new(k).is_file() {
+                std::fs::read_to_string(k)
+                    .map_err(|e| format!("cannot read --peer-key {k}: {e}"))?
+            } else {
+                k.clone()
+            };
+            let key: PublicKey = text
+                .lines()
+                .map(|l| l.trim().strip_prefix("public ").unwrap_or(l.trim()))
+                .find(|l| !l.is_empty() && !l.starts_with("swp "))
+                .unwrap_or("")
+                .parse()
+                .map_err(|e: seal::KeyError| format!("--peer-key {k}: {e}"))?;
+            peers.push(key);
+        }
+        let psk = match &self.psk_file {
+            Some(p) => Some(seal::load_psk(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let seal = match (&self.key, psk) {
+            (None, None) if peers.is_empty() => return Ok(None),
+            (None, None) => {
+                return Err(
+                    "--peer-key needs --key (this endpoint's own key file, from `swp keygen`)"
+                        .into(),
+                );
+            }
+            (None, Some(psk)) if peers.is_empty() => Seal::psk(psk),
+            (None, Some(_)) => return Err("--peer-key needs --key as well".into()),
+            (Some(path), psk) => {
+                let k = Keypair::load(path).map_err(|e| e.to_string())?;
+                let mut s = Seal::keys(k);
+                if let Some(psk) = psk {
+                    s = s.with_psk(psk);
+                }
+                if client {
+                    match peers.as_slice() {
+                        [one] => s = s.peer(*one),
+                        [] => return Err("a sealed client needs --peer-key: the public key of the service or receiver it connects to (`swp keygen --show` prints it)".into()),
+                        _ => return Err("a client pins exactly one --peer-key".into()),
+                    }
+                } else if !peers.is_empty() {
+                    s = s.allow(peers);
+                }
+                s
+            }
+        };
+        seal.validate(client).map_err(|e| e.to_string())?;
+        Ok(Some(seal))
+    }
+
+    fn tuning(&self, client: bool) -> Result<Tuning, String> {
+        Ok(match self.seal(client)? {
+            Some(s) => Tuning::new().seal(s),
+            None => Tuning::new(),
+        })
+    }
 }
 
 impl NatsArgs {
@@ -328,6 +425,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             };
             let packet = packet_size.unwrap_or(if go { GO_PACKET } else { 63 * 1024 });
             let cfg = Config::new(inbox, to.clone())
+                .with_tuning(nats.seal.tuning(true)?)
                 .wire_format(format)
                 .max_payload(packet);
             cfg.validate().map_err(|e| e.to_string())?;
@@ -369,7 +467,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             force,
             nats,
         } => {
-            let cfg = Config::new(inbox.clone(), "");
+            let cfg = Config::new(inbox.clone(), "").with_tuning(nats.seal.tuning(false)?);
             cfg.validate().map_err(|e| e.to_string())?;
             check_out_dir(&out)?;
             let t = nats.connect().await?;
@@ -445,9 +543,29 @@ async fn run(cli: Cli) -> Result<(), String> {
             force,
             nats,
         } => get(subject, names, out, force, nats, quiet).await,
+        Cmd::Keygen { file, show } => {
+            let k = if show {
+                Keypair::load(&file).map_err(|e| e.to_string())?
+            } else {
+                let k = Keypair::generate();
+                k.save(&file).map_err(|e| {
+                    if file.exists() {
+                        format!(
+                            "{e} (it exists; `swp keygen --show {}` prints its public key)",
+                            file.display()
+                        )
+                    } else {
+                        e.to_string()
+                    }
+                })?;
+                k
+            };
+            println!("{}", k.public());
+            Ok(())
+        }
         Cmd::Ls { subject, nats } => {
             let t = nats.connect().await?;
-            let mut s = connect_service(&t, &subject).await?;
+            let mut s = connect_service(&t, &subject, &nats).await?;
             let r = file_service::list(&mut s).await;
             let _ = leave(s, &t).await;
             let entries = r.map_err(|e| e.to_string())?;
@@ -492,8 +610,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-async fn connect_service(t: &Arc<NatsTransport>, subject: &str) -> Result<Session, String> {
-    Session::connect_to(t.clone(), subject, Tuning::new())
+async fn connect_service(
+    t: &Arc<NatsTransport>,
+    subject: &str,
+    nats: &NatsArgs,
+) -> Result<Session, String> {
+    Session::connect_to(t.clone(), subject, nats.seal.tuning(true)?)
         .await
         .map_err(|e| format!("cannot reach the service on {subject}: {e}"))
 }
@@ -522,7 +644,9 @@ async fn serve(
     check_out_dir(&dir)?;
     let t = nats.connect().await?;
     let client = t.client().clone();
-    let mut cfg = ServiceConfig::new(subject.clone()).max_sessions(max_sessions);
+    let mut cfg = ServiceConfig::new(subject.clone())
+        .max_sessions(max_sessions)
+        .tuning(nats.seal.tuning(false)?);
     if let Some(q) = &queue {
         cfg = cfg.queue_group(q.clone());
     }
@@ -609,7 +733,7 @@ async fn put(
         }
     }
     let t = nats.connect().await?;
-    let mut s = connect_service(&t, &subject).await?;
+    let mut s = connect_service(&t, &subject, &nats).await?;
     if let Some(name) = name.filter(|_| stdin) {
         let shown = Shown::start(format!("put {name}"), quiet);
         let mut input = tokio::io::stdin();
@@ -709,7 +833,7 @@ async fn get(
         check_out_dir(&out)?;
     }
     let t = nats.connect().await?;
-    let mut s = connect_service(&t, &subject).await?;
+    let mut s = connect_service(&t, &subject, &nats).await?;
     if stdout {
         // The file is the only thing on stdout; what a person reads goes
         // to stderr.
