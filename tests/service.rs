@@ -791,3 +791,113 @@ async fn burst_body() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_service_serves_its_allowed_clients_and_refuses_the_rest_without_leaking_slots() {
+    tokio::time::timeout(Duration::from_secs(120), sealed_service_body())
+        .await
+        .expect("the test finishes within 120 s");
+}
+
+async fn sealed_service_body() {
+    use swp::proto::seal::{Keypair, Seal};
+    let server = nats_server();
+    let service_key = Keypair::generate();
+    let allowed: Vec<Keypair> = (0..40).map(|_| Keypair::generate()).collect();
+    let seal = Seal::keys(service_key.clone()).allow(allowed.iter().map(|k| *k.public()));
+    let service = Arc::new(
+        Service::bind(
+            connect(server.url()).await,
+            ServiceConfig::new("svc.sealed").tuning(tuning().seal(seal)),
+        )
+        .await
+        .unwrap(),
+    );
+    // Echoes, and checks that each session is sealed by an allowed key.
+    let keys: Vec<_> = allowed.iter().map(|k| *k.public()).collect();
+    let svc = service.clone();
+    let _echo = tokio::spawn(async move {
+        while let Ok(s) = svc.accept().await {
+            assert!(s.is_sealed());
+            assert!(keys.contains(&s.peer_public_key().expect("a proved key")));
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = s.into_split();
+                let mut got = Vec::new();
+                if rd.read_to_end(&mut got).await.is_ok() && wr.write_all(&got).await.is_ok() {
+                    let _ = wr.shutdown().await;
+                }
+            });
+        }
+    });
+    let t = connect(server.url()).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (id, k) in allowed.iter().enumerate() {
+        let (t, pin, k) = (t.clone(), *service_key.public(), k.clone());
+        tasks.spawn(async move {
+            let id = id as u64;
+            let data = payload(id, size_of(id));
+            let tuning = tuning().seal(Seal::keys(k).peer(pin));
+            let mut s = Session::connect_to(t, "svc.sealed", tuning)
+                .await
+                .map_err(|e| format!("client {id}: connect: {e}"))?;
+            assert_eq!(s.peer_public_key(), Some(pin));
+            let (mut rd, mut wr) = tokio::io::split(&mut s);
+            let send = async {
+                wr.write_all(&data).await?;
+                wr.shutdown().await
+            };
+            let mut back = Vec::new();
+            let (sent, read) = tokio::join!(send, rd.read_to_end(&mut back));
+            sent.and(read).map_err(|e| format!("client {id}: {e}"))?;
+            if back != data {
+                return Err(format!("client {id}: the echo differs"));
+            }
+            Ok(())
+        });
+    }
+    // Strangers (a key not allowed), the wrong pin, and plain clients.
+    for i in 0..15u64 {
+        let t = t.clone();
+        let pin = *service_key.public();
+        tasks.spawn(async move {
+            let (tuning, expect) = match i % 3 {
+                0 => (
+                    tuning().seal(Seal::keys(Keypair::generate()).peer(pin)),
+                    "not allowed",
+                ),
+                1 => (
+                    tuning()
+                        .seal(Seal::keys(Keypair::generate()).peer(*Keypair::generate().public())),
+                    "does not verify",
+                ),
+                _ => (tuning(), "only sealed sessions"),
+            };
+            let t0 = Instant::now();
+            match Session::connect_to(t, "svc.sealed", tuning).await {
+                Ok(_) => Err(format!("stranger {i} got in")),
+                Err(e)
+                    if e.to_string().contains(expect) && t0.elapsed() < Duration::from_secs(8) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(format!("stranger {i}: {e} after {:?}", t0.elapsed())),
+            }
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    let stats = service.stats();
+    assert_eq!(stats.accepted, 40, "{stats:?}");
+    assert!(stats.handshakes_failed >= 15, "{stats:?}");
+    // Every refused or finished session gave its slot back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.stats().active > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(service.stats().active, 0, "{:?}", service.stats());
+}

@@ -815,4 +815,16 @@ impl Session {
     pub fn wire_format(&self) -> crate::proto::WireFormat {
         self.shared.lock().conn.wire_format()
     }
+
+    /// Whether the session is sealed (docs/PROTOCOL.md §14).
+    pub fn is_sealed(&self) -> bool {
+        self.shared.lock().conn.is_sealed()
+    }
+
+    /// The peer's static public key, as the sealed handshake proved it
+    /// (`None` for a plain session or one sealed with a pre-shared secret
+    /// only). A service that allows many clients tells them apart by it.
+    pub fn peer_public_key(&self) -> Option<crate::proto::seal::PublicKey> {
+        self.shared.lock().conn.peer_public_key().copied()
+    }
 }
