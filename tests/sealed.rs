@@ -494,3 +494,37 @@ fn the_same_third_party_breaks_plain_sessions() {
         .count();
     assert_eq!(broken, 8);
 }
+
+#[test]
+fn random_sealed_looking_frames_are_counted_and_dropped_never_believed() {
+    let mut p = keys_pair(21, LinkConfig::new());
+    assert!(p.connect(Duration::from_secs(5)));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let before = p.b.stats();
+    let now = p.now();
+    for i in 0..20_000u64 {
+        let len = match i % 4 {
+            0 => (next() % 12) as usize, // around the header's length
+            1 => 27 + (next() % 64) as usize,
+            _ => (next() % 2000) as usize,
+        };
+        let mut f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if f.len() >= 3 {
+            f[..3].copy_from_slice(&[0x53, 0x58, 1]);
+        }
+        p.b.handle_packet(now, Bytes::from(f));
+    }
+    let after = p.b.stats();
+    let dropped = after.dropped.total() - before.dropped.total();
+    assert_eq!(dropped, 20_000, "{:?}", after.dropped);
+    assert_eq!(after.wire.packets_received, before.wire.packets_received);
+    assert!(p.b.is_established());
+    let r = transfer(&mut p, &TransferSpec::new(200_000)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.bytes, 200_000);
+}

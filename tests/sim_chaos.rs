@@ -46,24 +46,42 @@ fn cfg(local: &str, remote: &str) -> Config {
         .keepalive(Duration::from_secs(1), KEEPALIVE_FAILURES)
 }
 
+fn sealed(c: Config, seed: u64, side: u8) -> Config {
+    let seal = swp::proto::seal::Seal::psk([0x33; 32]);
+    c.seal(seal.deterministic_for_tests([seed as u8 ^ side; 32]))
+}
+
 fn run_profile(name: &str, link: LinkConfig, time_bound: Duration) {
     let mut worst = Duration::ZERO;
-    for seed in seeds() {
-        let repro = format!("reproduce: SWP_CHAOS_SEED={seed} cargo test --test sim_chaos {name}");
-        let mut p = Pair::new(seed, link.clone(), cfg("A", "B"), cfg("B", ""));
+    // Every seed plain, then sealed (docs/PROTOCOL.md §14).
+    for (seed, seal) in seeds().into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let repro = format!(
+            "reproduce: SWP_CHAOS_SEED={seed} cargo test --test sim_chaos {name} ({})",
+            if seal { "sealed" } else { "plain" }
+        );
+        let (ca, cb) = if seal {
+            (
+                sealed(cfg("A", "B"), seed, 1),
+                sealed(cfg("B", ""), seed, 2),
+            )
+        } else {
+            (cfg("A", "B"), cfg("B", ""))
+        };
+        let mut p = Pair::new(seed, link.clone(), ca, cb);
         let mut spec = TransferSpec::new(BYTES);
         spec.budget = time_bound;
         let r = transfer(&mut p, &spec).unwrap_or_else(|e| panic!("{name}: {e}\n{repro}"));
         assert_eq!(r.bytes, BYTES, "{name} seed {seed}\n{repro}");
         let w = p.window_report();
+        // The monitor reads plain packets only; sealed ones it cannot.
+        assert!(
+            seal || w.checked >= BYTES / (16 * 1024),
+            "{name} seed {seed}: monitor saw no data"
+        );
         assert_eq!(
             w.violations, 0,
             "{name} seed {seed}: {:?}\n{repro}",
             w.first
-        );
-        assert!(
-            w.checked >= BYTES / (16 * 1024),
-            "{name} seed {seed}: monitor saw no data"
         );
         for side in [Side::A, Side::B] {
             let st = p.net.stats(p.inbox(side));

@@ -57,7 +57,14 @@ pub const REPLAY_WINDOW: u64 = 4096;
 /// another version fails the handshake instead of misreading it.
 const PROLOGUE: &[u8] = b"swp sealed v1";
 
-/// True if `bytes` starts like a sealed frame.
+/// True if `bytes` starts like a sealed frame (`SX`; a native packet
+/// starts `SW`, a Go one with a msgpack map).
+///
+/// ```
+/// use swp::proto::{codec, seal, Kind, Packet};
+/// assert!(seal::is_sealed_frame(b"SX\x01........"));
+/// assert!(!seal::is_sealed_frame(&codec::encode(&Packet::new(Kind::Ack))));
+/// ```
 pub fn is_sealed_frame(bytes: &[u8]) -> bool {
     bytes.len() >= 2 && bytes[..2] == SEALED_MAGIC
 }
@@ -288,6 +295,20 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<String>, KeyErr
 /// Reads a pre-shared secret file: any text or bytes, at least 16 bytes of
 /// it after trimming; the secret is their BLAKE2b-256 hash, so a
 /// passphrase works. Same permission rule as [`Keypair::load`].
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::PermissionsExt;
+/// let path = std::env::temp_dir().join(format!("swp-psk-doc-{}", std::process::id()));
+/// std::fs::write(&path, "a passphrase of some length\n").unwrap();
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+/// assert!(swp::proto::seal::load_psk(&path).unwrap_err().to_string().contains("chmod 600"));
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+/// let k = swp::proto::seal::load_psk(&path).unwrap();
+/// assert_eq!(k, swp::proto::seal::psk_from_bytes(b"a passphrase of some length").unwrap());
+/// std::fs::remove_file(&path).unwrap();
+/// # }
+/// ```
 pub fn load_psk(path: &Path) -> Result<[u8; 32], KeyError> {
     let text = read_secret_file(path, "pre-shared secret")?;
     psk_from_bytes(text.trim().as_bytes())
@@ -776,11 +797,6 @@ pub(crate) fn handshake_header(p: &super::packet::Packet) -> Bytes {
     let mut q = p.clone();
     q.data = Bytes::new();
     codec::encode(&q)
-}
-
-/// Text for errors and logs: the key's first 8 hex digits.
-pub fn short(key: &PublicKey) -> String {
-    hex(&key.0[..4])
 }
 
 #[cfg(test)]

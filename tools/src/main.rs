@@ -290,20 +290,33 @@ impl SealArgs {
     fn seal(&self, client: bool) -> Result<Option<Seal>, String> {
         let mut peers = Vec::new();
         for k in &self.peer_key {
+            // A key, or a file of keys (one per line, `#` comments; a
+            // `swp keygen` file gives its public line): a known-peers list.
             let text = if std::path::Path::new(k).is_file() {
                 std::fs::read_to_string(k)
                     .map_err(|e| format!("cannot read --peer-key {k}: {e}"))?
             } else {
                 k.clone()
             };
-            let key: PublicKey = text
-                .lines()
-                .map(|l| l.trim().strip_prefix("public ").unwrap_or(l.trim()))
-                .find(|l| !l.is_empty() && !l.starts_with("swp "))
-                .unwrap_or("")
-                .parse()
-                .map_err(|e: seal::KeyError| format!("--peer-key {k}: {e}"))?;
-            peers.push(key);
+            let before = peers.len();
+            for line in text.lines().map(str::trim) {
+                if line.is_empty()
+                    || line.starts_with('#')
+                    || line.starts_with("swp ")
+                    || line.starts_with("secret ")
+                {
+                    continue;
+                }
+                let key = line.strip_prefix("public ").unwrap_or(line);
+                let key = key.split_whitespace().next().unwrap_or("");
+                peers.push(
+                    key.parse::<PublicKey>()
+                        .map_err(|e: seal::KeyError| format!("--peer-key {k}: {e}"))?,
+                );
+            }
+            if peers.len() == before {
+                return Err(format!("--peer-key {k}: no public key in it"));
+            }
         }
         let psk = match &self.psk_file {
             Some(p) => Some(seal::load_psk(p).map_err(|e| e.to_string())?),

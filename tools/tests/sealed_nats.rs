@@ -180,6 +180,15 @@ fn a_sealed_file_transfer_survives_a_hostile_subscriber_and_shows_it_nothing() {
     let dir = common::TempDir::new("sealed-hostile");
     let (rk, sk) = (dir.0.join("recv.key"), dir.0.join("send.key"));
     let (rpub, spub) = (keygen(&rk), keygen(&sk));
+    // The receiver allows a known-peers file: a comment, a stranger's key,
+    // and the sender's.
+    let known = dir.0.join("known_peers");
+    let stranger = keygen(&dir.0.join("stranger.key"));
+    std::fs::write(
+        &known,
+        format!("# who may send\n{stranger}\n{spub}  sender\n"),
+    )
+    .unwrap();
     let src = dir.0.join("data.bin");
     let data: Vec<u8> = MARKER.iter().copied().cycle().take(24 << 20).collect();
     std::fs::write(&src, &data).unwrap();
@@ -209,7 +218,8 @@ fn a_sealed_file_transfer_survives_a_hostile_subscriber_and_shows_it_nothing() {
         ])
         .arg("--key")
         .arg(&rk)
-        .args(["--peer-key", &spub])
+        .arg("--peer-key")
+        .arg(&known)
         .arg("--out")
         .arg(&out)
         .stdout(Stdio::piped())

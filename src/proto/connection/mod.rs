@@ -345,6 +345,18 @@ impl Connection {
     }
 
     /// Whether this session is sealed (docs/PROTOCOL.md §14).
+    ///
+    /// ```
+    /// use swp::proto::{seal::{Keypair, Seal}, Config, Connection};
+    /// let t0 = swp::testkit::epoch();
+    /// let (me, server) = (Keypair::generate(), Keypair::generate());
+    /// let cfg = Config::new("a", "b").seal(Seal::keys(me).peer(*server.public()));
+    /// let mut a = Connection::connect(cfg, t0, 1).unwrap();
+    /// assert!(a.is_sealed() && a.peer_public_key().is_none()); // not proved yet
+    /// // The Syn carries a Noise message, not a plain session offer.
+    /// let syn = swp::proto::codec::decode(&a.poll_transmit(t0).unwrap().payload).unwrap();
+    /// assert!(syn.has(swp::proto::flags::SEALED) && !syn.data.is_empty());
+    /// ```
     pub fn is_sealed(&self) -> bool {
         self.sealer.is_some()
     }

@@ -173,6 +173,7 @@ async fn swp_stream(
     packet: usize,
     total: u64,
     reading: Reading,
+    sealed: bool,
 ) -> Figure {
     settle().await;
     let (ta, tb) = (transport(url).await, transport(url).await);
@@ -187,10 +188,15 @@ async fn swp_stream(
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let cfg = |l: &str, r: &str| {
-        Config::new(l, r)
+        let c = Config::new(l, r)
             .max_payload(packet)
             .window(1024, mib * MIB)
-            .send_buffer(mib * MIB)
+            .send_buffer(mib * MIB);
+        if sealed {
+            c.seal(swp::proto::seal::Seal::psk([0x5e; 32]))
+        } else {
+            c
+        }
     };
     let listener = Session::listen(tb.clone(), cfg(&ib, "")).await.unwrap();
     let accept = tokio::spawn(listener.accept());
@@ -412,7 +418,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
         };
         for _ in 0..rounds {
             let f = if only == "swp-stream" {
-                swp_stream(&url, server_pid, packet, stream_total, reading).await
+                swp_stream(&url, server_pid, packet, stream_total, reading, false).await
             } else {
                 let f = raw(&url, server_pid, packet, stream_total / packet as u64, true).await;
                 Figure {
@@ -443,9 +449,19 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             for _ in 0..rounds {
                 raws.push(mib_s(raw(&url, server_pid, packet, count, false).await));
                 copies.push(mib_s(raw(&url, server_pid, packet, count, true).await));
-                swps.push(swp_stream(&url, server_pid, packet, stream_total, Reading::Copy).await);
+                swps.push(
+                    swp_stream(&url, server_pid, packet, stream_total, Reading::Copy, false).await,
+                );
                 zcs.push(
-                    swp_stream(&url, server_pid, packet, stream_total, Reading::ZeroCopy).await,
+                    swp_stream(
+                        &url,
+                        server_pid,
+                        packet,
+                        stream_total,
+                        Reading::ZeroCopy,
+                        false,
+                    )
+                    .await,
                 );
             }
             let (s, z) = (median(swps), median(zcs));
@@ -463,6 +479,23 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             cpu_row("MiB (raw with app copies)", mib, &c, &s);
             cpu_row("MiB (swp read_chunk)", mib, &r, &z);
         }
+    }
+    if only.is_empty() || only == "sealed" {
+        // Sealed (AES-256-GCM, docs/PROTOCOL.md §14) against plain, same
+        // packets, interleaved.
+        let packet = Config::new("", "").max_payload_bytes();
+        let (mut plain, mut sealed) = (vec![], vec![]);
+        for _ in 0..rounds {
+            plain.push(
+                swp_stream(&url, server_pid, packet, stream_total, Reading::Copy, false).await,
+            );
+            sealed.push(
+                swp_stream(&url, server_pid, packet, stream_total, Reading::Copy, true).await,
+            );
+        }
+        let (p, s) = (median(plain), median(sealed));
+        row("sealed stream vs plain swp, 63 KiB", "MiB/s", &p, &s);
+        cpu_row("MiB (sealed vs plain)", mib, &p, &s);
     }
     if only.is_empty() || only == "latency" {
         let n = if quick { 200 } else { 5000 };
@@ -491,7 +524,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
         let (mut streams, mut swps, mut objs) = (vec![], vec![], vec![]);
         for _ in 0..rounds.min(3) {
             streams.push(
-                swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy)
+                swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy, false)
                     .await
                     .rate,
             );
