@@ -55,6 +55,7 @@
 
 mod digest;
 pub mod file;
+pub mod keys;
 pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;

@@ -35,7 +35,6 @@ use rand::{RngCore, SeedableRng};
 use snow::resolvers::{CryptoResolver, DefaultResolver, RingResolver};
 use snow::{HandshakeState, StatelessTransportState};
 use std::fmt;
-use std::path::Path;
 use zeroize::Zeroizing;
 
 /// First two bytes of a sealed frame.
@@ -137,9 +136,11 @@ pub struct KeyError(pub String);
 
 /// An endpoint's static Curve25519 keypair.
 ///
-/// The secret never appears in `Debug` output. Stored as a file by
-/// [`Keypair::save`] (owner-only permissions on Unix) and read back by
-/// [`Keypair::load`], which refuses a file others can read.
+/// The secret never appears in `Debug` output. Made by
+/// [`Keypair::generate`], stored as a file by [`Keypair::save`]
+/// (owner-only permissions on Unix) and read back by [`Keypair::load`],
+/// which refuses a file others can read (those three live in
+/// [`crate::keys`]: randomness and files are not the engine's business).
 ///
 /// ```
 /// use swp::proto::seal::Keypair;
@@ -151,8 +152,8 @@ pub struct KeyError(pub String);
 /// ```
 #[derive(Clone)]
 pub struct Keypair {
-    secret: Zeroizing<[u8; 32]>,
-    public: PublicKey,
+    pub(crate) secret: Zeroizing<[u8; 32]>,
+    pub(crate) public: PublicKey,
 }
 
 impl fmt::Debug for Keypair {
@@ -170,13 +171,6 @@ impl PartialEq for Keypair {
 const KEY_FILE_HEADER: &str = "swp secret key v1";
 
 impl Keypair {
-    /// A fresh keypair from the operating system's random source.
-    pub fn generate() -> Keypair {
-        let mut secret = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut secret);
-        Keypair::from_secret(secret)
-    }
-
     /// The keypair of a 32-byte secret (X25519 clamps it).
     pub fn from_secret(secret: [u8; 32]) -> Keypair {
         let public = curve25519_dalek::MontgomeryPoint::mul_base_clamped(secret).to_bytes();
@@ -242,77 +236,6 @@ impl Keypair {
         }
         Ok(k)
     }
-
-    /// Writes the key file, readable by its owner only. Refuses to
-    /// overwrite an existing file.
-    pub fn save(&self, path: &Path) -> Result<(), KeyError> {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(path)
-            .map_err(|e| KeyError(format!("cannot create key file {}: {e}", path.display())))?;
-        f.write_all(self.to_file_text().as_bytes())
-            .map_err(|e| KeyError(format!("cannot write key file {}: {e}", path.display())))
-    }
-
-    /// Reads a key file. On Unix, refuses one that its group or others can
-    /// read or write (as ssh does), since whoever reads it can impersonate
-    /// this endpoint.
-    pub fn load(path: &Path) -> Result<Keypair, KeyError> {
-        let text = read_secret_file(path, "key")?;
-        Keypair::from_file_text(&text).map_err(|e| KeyError(format!("{}: {}", path.display(), e.0)))
-    }
-}
-
-fn read_secret_file(path: &Path, what: &str) -> Result<Zeroizing<String>, KeyError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| KeyError(format!("cannot read {what} file {}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError(format!(
-                "{what} file {} is readable or writable by others (mode {mode:o}): run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            )));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = meta;
-    std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|e| KeyError(format!("cannot read {what} file {}: {e}", path.display())))
-}
-
-/// Reads a pre-shared secret file: any text or bytes, at least 16 bytes of
-/// it after trimming; the secret is their BLAKE2b-256 hash, so a
-/// passphrase works. Same permission rule as [`Keypair::load`].
-///
-/// ```
-/// # #[cfg(unix)] {
-/// use std::os::unix::fs::PermissionsExt;
-/// let path = std::env::temp_dir().join(format!("swp-psk-doc-{}", std::process::id()));
-/// std::fs::write(&path, "a passphrase of some length\n").unwrap();
-/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-/// assert!(swp::proto::seal::load_psk(&path).unwrap_err().to_string().contains("chmod 600"));
-/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-/// let k = swp::proto::seal::load_psk(&path).unwrap();
-/// assert_eq!(k, swp::proto::seal::psk_from_bytes(b"a passphrase of some length").unwrap());
-/// std::fs::remove_file(&path).unwrap();
-/// # }
-/// ```
-pub fn load_psk(path: &Path) -> Result<[u8; 32], KeyError> {
-    let text = read_secret_file(path, "pre-shared secret")?;
-    psk_from_bytes(text.trim().as_bytes())
-        .map_err(|e| KeyError(format!("{}: {}", path.display(), e.0)))
 }
 
 /// The 32-byte pre-shared key of a secret of at least 16 bytes.
@@ -417,12 +340,21 @@ impl Seal {
         self
     }
 
-    /// Fixes the handshake's randomness (with the engine's seed) so a
-    /// simulated run repeats exactly. Never for real sessions: two sessions
-    /// with the same entropy and seed would share ephemeral keys.
-    pub fn deterministic_for_tests(mut self, entropy: [u8; 32]) -> Seal {
+    /// The handshake's randomness for one session (mixed with the engine's
+    /// seed): 32 fresh bytes from the operating system. The async
+    /// [`Session`](crate::Session) supplies it for every session it starts;
+    /// a driver of [`Connection`](crate::proto::Connection) of its own must
+    /// too (the engine does no IO and draws no OS randomness).
+    pub fn with_entropy(mut self, entropy: [u8; 32]) -> Seal {
         self.entropy = Some(entropy);
         self
+    }
+
+    /// [`with_entropy`](Self::with_entropy) with fixed bytes, so a
+    /// simulated run repeats exactly. Never for real sessions: two sessions
+    /// with the same entropy and seed would share ephemeral keys.
+    pub fn deterministic_for_tests(self, entropy: [u8; 32]) -> Seal {
+        self.with_entropy(entropy)
     }
 
     /// This endpoint's public key, if it has a keypair.
@@ -549,11 +481,13 @@ pub(crate) struct Sealer {
 impl Sealer {
     pub(crate) fn new(cfg: Seal, initiator: bool, nonce_seed: u64) -> Result<Sealer, KeyError> {
         cfg.validate(initiator)?;
-        let entropy = cfg.entropy.unwrap_or_else(|| {
-            let mut e = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut e);
-            e
-        });
+        let entropy = cfg.entropy.ok_or_else(|| {
+            KeyError(
+                "a sealed engine needs fresh randomness for its handshake: Seal::with_entropy \
+                 (the async Session supplies it)"
+                    .into(),
+            )
+        })?;
         let mut input = entropy.to_vec();
         input.extend_from_slice(&nonce_seed.to_le_bytes());
         input.push(initiator as u8);
@@ -805,8 +739,8 @@ mod tests {
 
     fn pair(c: Seal, s: Seal) -> (Sealer, Sealer) {
         (
-            Sealer::new(c, true, 1).unwrap(),
-            Sealer::new(s, false, 2).unwrap(),
+            Sealer::new(c.with_entropy([1; 32]), true, 1).unwrap(),
+            Sealer::new(s.with_entropy([2; 32]), false, 2).unwrap(),
         )
     }
 
@@ -888,7 +822,8 @@ mod tests {
         );
         let m1 = c.handshake_out(b"syn").unwrap();
         // A forger answers with a responder of its own (a key of its own).
-        let mut forger = Sealer::new(Seal::keys(Keypair::generate()), false, 9).unwrap();
+        let forger_seal = Seal::keys(Keypair::generate()).with_entropy([9; 32]);
+        let mut forger = Sealer::new(forger_seal, false, 9).unwrap();
         assert!(
             forger.handshake_in(&m1).is_err(),
             "encrypted to the real key"
@@ -936,7 +871,11 @@ mod tests {
         );
         assert_eq!(s.open(&frames[5998][..5]), Err(OpenError::Malformed));
         // Our own frames do not open as the peer's (one key per direction).
-        let (mut c2, mut s2) = pair(Seal::psk([5; 32]), Seal::psk([5; 32]));
+        // Another session with the same secret (its own randomness: equal
+        // entropy and seeds would mean equal keys, which is why the session
+        // layer draws fresh entropy for each).
+        let mut c2 = Sealer::new(Seal::psk([5; 32]).with_entropy([3; 32]), true, 1).unwrap();
+        let mut s2 = Sealer::new(Seal::psk([5; 32]).with_entropy([4; 32]), false, 2).unwrap();
         handshake(&mut c2, &mut s2).unwrap();
         let mine = s2.seal(b"x").unwrap();
         assert_eq!(s2.open(&mine), Err(OpenError::Forged));
@@ -949,6 +888,12 @@ mod tests {
         );
         let later: Vec<Bytes> = (0..7000).map(|_| c2.seal(b"z").unwrap()).collect();
         assert_eq!(s.open(&later[6999]), Err(OpenError::Forged));
+    }
+
+    #[test]
+    fn an_engine_without_fresh_randomness_refuses_to_seal() {
+        let e = Sealer::new(Seal::psk([1; 32]), true, 1).err().unwrap();
+        assert!(e.0.contains("with_entropy"), "{e}");
     }
 
     #[test]

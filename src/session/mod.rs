@@ -306,6 +306,12 @@ impl Session {
     ) -> Result<Session, SessionError> {
         let t = now();
         let seed: u64 = rand::random();
+        // Every sealed session gets fresh handshake randomness of its own,
+        // whatever the caller's Seal held (a Tuning may serve many).
+        let mut cfg = cfg;
+        if let Some(seal) = cfg.tuning.seal.take() {
+            cfg.tuning.seal = Some(seal.with_entropy(crate::keys::fresh_entropy()));
+        }
         let names = cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128;
         let sealing = if cfg.tuning().sealing().is_some() {
             crate::proto::seal::SEALED_OVERHEAD

@@ -319,7 +319,7 @@ impl SealArgs {
             }
         }
         let psk = match &self.psk_file {
-            Some(p) => Some(seal::load_psk(p).map_err(|e| e.to_string())?),
+            Some(p) => Some(swp::keys::load_psk(p).map_err(|e| e.to_string())?),
             None => None,
         };
         let seal = match (&self.key, psk) {

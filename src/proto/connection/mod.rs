@@ -350,7 +350,9 @@ impl Connection {
     /// use swp::proto::{seal::{Keypair, Seal}, Config, Connection};
     /// let t0 = swp::testkit::epoch();
     /// let (me, server) = (Keypair::generate(), Keypair::generate());
-    /// let cfg = Config::new("a", "b").seal(Seal::keys(me).peer(*server.public()));
+    /// let seal = Seal::keys(me).peer(*server.public());
+    /// // A driver of its own supplies the handshake's randomness.
+    /// let cfg = Config::new("a", "b").seal(seal.with_entropy(swp::keys::fresh_entropy()));
     /// let mut a = Connection::connect(cfg, t0, 1).unwrap();
     /// assert!(a.is_sealed() && a.peer_public_key().is_none()); // not proved yet
     /// // The Syn carries a Noise message, not a plain session offer.
