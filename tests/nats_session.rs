@@ -553,3 +553,101 @@ async fn a_connect_failure_keeps_the_client_librarys_error_as_its_source() {
         "{cause:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_session_counts_and_drops_what_a_gt_subscriber_injects() {
+    use futures::StreamExt;
+    use swp::proto::seal::{Keypair, Seal};
+    use swp::proto::{Kind, Packet, codec, flags};
+    let server = nats_server();
+    let (ka, kb) = (Keypair::generate(), Keypair::generate());
+    let a_cfg = Config::new("sealed.a", "sealed.b").seal(Seal::keys(ka.clone()).peer(*kb.public()));
+    let b_cfg = Config::new("sealed.b", "").seal(Seal::keys(kb).allow([*ka.public()]));
+    let ta = NatsTransport::connect(NatsOptions::new(server.url()))
+        .await
+        .unwrap();
+    let tb = NatsTransport::connect(NatsOptions::new(server.url()))
+        .await
+        .unwrap();
+    // The attacker: replays every payload it sees on `>`, a bit-flipped copy,
+    // and a plain Reset forged with the nonces of the handshake.
+    // no_echo: it must not read (and so replay) its own injections.
+    let evil = async_nats::ConnectOptions::new()
+        .no_echo()
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = evil.subscribe(">").await.unwrap();
+    evil.flush().await.unwrap();
+    let attacker = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let mut nonces: Vec<(String, String)> = Vec::new();
+        while let Ok(Some(m)) = timeout(Duration::from_secs(3), sub.next()).await {
+            if !m.subject.starts_with("sealed.") || sent > 200_000 {
+                continue;
+            }
+            if let Ok(p) = codec::decode(&m.payload) {
+                if p.has(flags::SEALED) && !nonces.iter().any(|(i, _)| i == p.from.as_str()) {
+                    nonces.push((p.from.to_string(), p.from_nonce.to_string()));
+                }
+            }
+            let mut flipped = m.payload.to_vec();
+            let at = flipped.len() / 2;
+            flipped[at] ^= 0x40;
+            let mut frames = vec![m.payload.clone(), Bytes::from(flipped)];
+            if nonces.len() == 2 {
+                let to = m.subject.to_string();
+                let (from, from_nonce) = nonces.iter().find(|(i, _)| *i != to).unwrap().clone();
+                let to_nonce = nonces.iter().find(|(i, _)| *i == to).unwrap().1.clone();
+                let mut r = Packet::new(Kind::Reset);
+                r.from = from.as_str().into();
+                r.dest = to.as_str().into();
+                r.from_nonce = from_nonce.as_str().into();
+                r.dest_nonce = to_nonce.as_str().into();
+                frames.push(codec::encode(&r));
+            }
+            for f in frames {
+                evil.publish(m.subject.clone(), f).await.unwrap();
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let (mut a, mut b) = pair(ta, tb, a_cfg, b_cfg).await;
+    assert!(a.is_sealed() && b.is_sealed());
+    let total = 16 * MIB;
+    let data: Vec<u8> = (0..total).map(pattern_byte).collect();
+    let writer = tokio::spawn(async move {
+        a.write_all(&data).await.unwrap();
+        a.shutdown().await.unwrap();
+        a
+    });
+    let mut got = Vec::new();
+    timeout(Duration::from_secs(30), b.read_to_end(&mut got))
+        .await
+        .expect("no hang")
+        .expect("read to the end");
+    let a = writer.await.unwrap();
+    assert_eq!(got.len() as u64, total);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &x)| x == pattern_byte(i as u64)),
+        "wrong bytes"
+    );
+    let (da, db) = (a.stats().protocol.dropped, b.stats().protocol.dropped);
+    drop((a, b));
+    let injected = timeout(Duration::from_secs(30), attacker)
+        .await
+        .expect("the attacker stops when the traffic does")
+        .unwrap();
+    let dropped = da.forged + da.unsealed + db.forged + db.unsealed;
+    assert!(injected > 200, "the attacker injected only {injected}");
+    // Each copy is a replay or fails its tag; each Reset is plain. (Some
+    // arrive after the counters were read, at the end.)
+    assert!(
+        dropped > 200 && dropped * 2 >= injected,
+        "injected {injected}; dropped A {da:?} B {db:?}"
+    );
+    assert_eq!(da.impossible + db.impossible, 0);
+}
