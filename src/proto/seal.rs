@@ -476,6 +476,8 @@ pub(crate) struct Sealer {
     send_ctr: u64,
     replay: ReplayWindow,
     remote_static: Option<PublicKey>,
+    /// Handshake states built so far (each gets its own randomness).
+    builds: u64,
 }
 
 impl Sealer {
@@ -508,6 +510,7 @@ impl Sealer {
             send_ctr: 0,
             replay: ReplayWindow::default(),
             remote_static: None,
+            builds: 0,
         };
         if initiator {
             s.hs = Some(s.build()?);
@@ -515,13 +518,24 @@ impl Sealer {
         Ok(s)
     }
 
-    fn build(&self) -> Result<HandshakeState, KeyError> {
+    fn build(&mut self) -> Result<HandshakeState, KeyError> {
+        // A new generator per handshake state: a listener that dropped a
+        // Syn that did not verify never reuses the randomness for the next.
+        self.builds += 1;
+        let mut input = self.seed.to_vec();
+        input.extend_from_slice(&self.builds.to_le_bytes());
+        let h = blake2b_simd::Params::new()
+            .hash_length(32)
+            .personal(b"swp-seal-hs")
+            .hash(&input);
+        let mut seed = [0u8; 32];
+        seed.copy_from_slice(h.as_bytes());
         let params: snow::params::NoiseParams = self
             .cfg
             .pattern()
             .parse()
             .map_err(|e| KeyError(format!("noise pattern: {e:?}")))?;
-        let mut b = snow::Builder::with_resolver(params, Box::new(Resolver { seed: self.seed }))
+        let mut b = snow::Builder::with_resolver(params, Box::new(Resolver { seed }))
             .prologue(PROLOGUE)
             .map_err(|e| KeyError(format!("noise: {e}")))?;
         if let Some(k) = &self.cfg.keys {
@@ -888,6 +902,29 @@ mod tests {
         );
         let later: Vec<Bytes> = (0..7000).map(|_| c2.seal(b"z").unwrap()).collect();
         assert_eq!(s.open(&later[6999]), Err(OpenError::Forged));
+    }
+
+    #[test]
+    fn a_listener_never_reuses_randomness_after_a_syn_that_failed() {
+        let c = || Sealer::new(Seal::psk([6; 32]).with_entropy([1; 32]), true, 1).unwrap();
+        let s = || Sealer::new(Seal::psk([6; 32]).with_entropy([2; 32]), false, 2).unwrap();
+        let m1 = c().handshake_out(b"syn").unwrap();
+        let (mut direct, mut after_junk) = (s(), s());
+        assert!(
+            after_junk
+                .handshake_in(&Bytes::from(vec![7u8; 80]))
+                .is_err()
+        );
+        assert!(direct.handshake_in(&m1).is_ok() && after_junk.handshake_in(&m1).is_ok());
+        let (a, b) = (
+            direct.handshake_out(b"x").unwrap(),
+            after_junk.handshake_out(b"x").unwrap(),
+        );
+        assert_ne!(
+            a[..32],
+            b[..32],
+            "a fresh ephemeral key for the second handshake state"
+        );
     }
 
     #[test]
