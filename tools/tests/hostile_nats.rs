@@ -9,11 +9,13 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
+use common::wait_bounded;
+
 use futures::StreamExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use swp::proto::{Kind, Packet, codec};
 
 const SWP: &str = env!("CARGO_BIN_EXE_swp");
@@ -75,24 +77,6 @@ async fn inject(url: String, forgery: Forgery, stop: Arc<AtomicU64>) -> u64 {
         forged += 1;
     }
     forged
-}
-
-fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
-    let t0 = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{what} hung for {limit:?} under forged packets\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn run(forgery: Forgery) {

@@ -1565,23 +1565,7 @@ impl Connection {
         match (p.kind, &self.phase) {
             (Kind::Syn, Phase::Listen) if sealed && !p.from_nonce.is_empty() => {
                 match sealer.handshake_in(&p.data) {
-                    Ok(HandshakeIn::Packet(inner)) => {
-                        match codec::decode(&inner) {
-                            Ok(mut q)
-                                if q.kind == Kind::Syn
-                                    && q.from == p.from
-                                    && q.from_nonce == p.from_nonce =>
-                            {
-                                q.dest = p.dest; // a service's private inbox
-                                Some(q)
-                            }
-                            _ => {
-                                // Sealed by a key holder, yet inconsistent.
-                                self.stats.dropped.forged += 1;
-                                None
-                            }
-                        }
-                    }
+                    Ok(HandshakeIn::Packet(inner)) => self.authenticated_header(&p, &inner),
                     Ok(HandshakeIn::Repeat) => None,
                     Err(why) => {
                         self.stats.dropped.forged += 1;
@@ -1613,20 +1597,7 @@ impl Connection {
             }
             (Kind::SynAck, Phase::SynSent(_)) if sealed && p.dest_nonce == self.local_nonce => {
                 match sealer.handshake_in(&p.data) {
-                    Ok(HandshakeIn::Packet(inner)) => match codec::decode(&inner) {
-                        Ok(q)
-                            if q.kind == Kind::SynAck
-                                && q.from == p.from
-                                && q.from_nonce == p.from_nonce
-                                && q.dest_nonce == self.local_nonce =>
-                        {
-                            Some(q)
-                        }
-                        _ => {
-                            self.stats.dropped.forged += 1;
-                            None
-                        }
-                    },
+                    Ok(HandshakeIn::Packet(inner)) => self.authenticated_header(&p, &inner),
                     Ok(HandshakeIn::Repeat) => None,
                     Err(why) => {
                         self.stats.dropped.forged += 1;
@@ -1661,6 +1632,28 @@ impl Connection {
             }
             _ => {
                 self.stats.dropped.unsealed += 1;
+                None
+            }
+        }
+    }
+
+    /// The packet a verified handshake message carried: it must match the
+    /// plain packet around it (kind, sender, nonces); its `dest` is the
+    /// outer one, which a service rewrites to its private inbox (§4.1).
+    /// A mismatch (sealed by a key holder, yet inconsistent) is dropped.
+    fn authenticated_header(&mut self, outer: &Packet, inner: &Bytes) -> Option<Packet> {
+        match codec::decode(inner) {
+            Ok(mut q)
+                if q.kind == outer.kind
+                    && q.from == outer.from
+                    && q.from_nonce == outer.from_nonce
+                    && q.dest_nonce == outer.dest_nonce =>
+            {
+                q.dest = outer.dest.clone();
+                Some(q)
+            }
+            _ => {
+                self.stats.dropped.forged += 1;
                 None
             }
         }
