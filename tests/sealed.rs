@@ -454,18 +454,20 @@ fn hostile_run(
     Ok((injected, p.a.stats().dropped, p.b.stats().dropped))
 }
 
+/// The link the hostile runs use: 3 ms, 1% loss.
+fn hostile_link() -> LinkConfig {
+    LinkConfig::new()
+        .latency(Duration::from_millis(3))
+        .loss(0.01)
+}
+
 #[test]
 fn a_hostile_third_party_cannot_change_stop_or_read_a_sealed_stream() {
-    let link = || {
-        LinkConfig::new()
-            .latency(Duration::from_millis(3))
-            .loss(0.01)
-    };
     for seed in 1..=8u64 {
         let p = if seed % 2 == 0 {
-            psk_pair(seed, link())
+            psk_pair(seed, hostile_link())
         } else {
-            keys_pair(seed, link())
+            keys_pair(seed, hostile_link())
         };
         let (injected, da, db) = hostile_run(p, seed).unwrap_or_else(|e| panic!("{e}"));
         let dropped = da.forged + da.unsealed + da.invalid + db.forged + db.unsealed + db.invalid;
@@ -485,13 +487,8 @@ fn a_hostile_third_party_cannot_change_stop_or_read_a_sealed_stream() {
 fn the_same_third_party_breaks_plain_sessions() {
     // The attacker is real: without a seal its forged Resets, data and acks
     // end or corrupt every one of these runs.
-    let link = || {
-        LinkConfig::new()
-            .latency(Duration::from_millis(3))
-            .loss(0.01)
-    };
     let broken = (1..=8u64)
-        .filter(|&seed| hostile_run(pair(seed, link(), None, None), seed).is_err())
+        .filter(|&seed| hostile_run(pair(seed, hostile_link(), None, None), seed).is_err())
         .count();
     assert_eq!(broken, 8);
 }

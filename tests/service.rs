@@ -63,15 +63,18 @@ async fn connect(url: String) -> Arc<NatsTransport> {
 fn echo(service: Arc<Service>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while let Ok(s) = service.accept().await {
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = s.into_split();
-                let mut got = Vec::new();
-                if rd.read_to_end(&mut got).await.is_ok() && wr.write_all(&got).await.is_ok() {
-                    let _ = wr.shutdown().await;
-                }
-            });
+            tokio::spawn(echo_session(s));
         }
     })
+}
+
+/// Reads one session to the end and writes it all back.
+async fn echo_session(s: Session) {
+    let (mut rd, mut wr) = s.into_split();
+    let mut got = Vec::new();
+    if rd.read_to_end(&mut got).await.is_ok() && wr.write_all(&got).await.is_ok() {
+        let _ = wr.shutdown().await;
+    }
 }
 
 /// Echoes every message of every session it accepts.
@@ -820,13 +823,7 @@ async fn sealed_service_body() {
         while let Ok(s) = svc.accept().await {
             assert!(s.is_sealed());
             assert!(keys.contains(&s.peer_public_key().expect("a proved key")));
-            tokio::spawn(async move {
-                let (mut rd, mut wr) = s.into_split();
-                let mut got = Vec::new();
-                if rd.read_to_end(&mut got).await.is_ok() && wr.write_all(&got).await.is_ok() {
-                    let _ = wr.shutdown().await;
-                }
-            });
+            tokio::spawn(echo_session(s));
         }
     });
     let t = connect(server.url()).await;

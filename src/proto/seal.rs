@@ -47,9 +47,6 @@ pub const SEALED_HEADER: usize = 3 + 8;
 pub const TAG: usize = 16;
 /// Bytes a sealed frame adds to the packet it carries.
 pub const SEALED_OVERHEAD: usize = SEALED_HEADER + TAG;
-/// Bytes a sealed handshake adds to a Syn or SynAck at most (keys,
-/// tags, the packet's own header repeated inside).
-pub const HANDSHAKE_OVERHEAD: usize = 32 + 48 + 16 + 512;
 /// Counters the replay window remembers behind the highest seen.
 pub const REPLAY_WINDOW: u64 = 4096;
 /// Bound into every handshake (the Noise prologue): a peer speaking
@@ -86,10 +83,7 @@ pub struct PublicKey(pub [u8; 32]);
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex(&self.0))
     }
 }
 
@@ -252,13 +246,21 @@ pub fn psk_from_bytes(secret: &[u8]) -> Result<[u8; 32], KeyError> {
             secret.len()
         )));
     }
-    let h = blake2b_simd::Params::new()
+    Ok(derive(b"swp-psk-v1", &[secret]))
+}
+
+/// BLAKE2b-256 of `parts` (concatenated), personalised for one purpose.
+fn derive(personal: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut st = blake2b_simd::Params::new()
         .hash_length(32)
-        .personal(b"swp-psk-v1")
-        .hash(secret);
-    let mut k = [0u8; 32];
-    k.copy_from_slice(h.as_bytes());
-    Ok(k)
+        .personal(personal)
+        .to_state();
+    for p in parts {
+        st.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(st.finalize().as_bytes());
+    out
 }
 
 /// How a session seals itself: what it proves and what it demands.
@@ -490,15 +492,10 @@ impl Sealer {
                     .into(),
             )
         })?;
-        let mut input = entropy.to_vec();
-        input.extend_from_slice(&nonce_seed.to_le_bytes());
-        input.push(initiator as u8);
-        let h = blake2b_simd::Params::new()
-            .hash_length(32)
-            .personal(b"swp-seal-rng")
-            .hash(&input);
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(h.as_bytes());
+        let seed = derive(
+            b"swp-seal-rng",
+            &[&entropy, &nonce_seed.to_le_bytes(), &[initiator as u8]],
+        );
         let mut s = Sealer {
             cfg,
             initiator,
@@ -522,14 +519,7 @@ impl Sealer {
         // A new generator per handshake state: a listener that dropped a
         // Syn that did not verify never reuses the randomness for the next.
         self.builds += 1;
-        let mut input = self.seed.to_vec();
-        input.extend_from_slice(&self.builds.to_le_bytes());
-        let h = blake2b_simd::Params::new()
-            .hash_length(32)
-            .personal(b"swp-seal-hs")
-            .hash(&input);
-        let mut seed = [0u8; 32];
-        seed.copy_from_slice(h.as_bytes());
+        let seed = derive(b"swp-seal-hs", &[&self.seed, &self.builds.to_le_bytes()]);
         let params: snow::params::NoiseParams = self
             .cfg
             .pattern()
@@ -575,15 +565,17 @@ impl Sealer {
     }
 
     /// The handshake message for our Syn (initiator) or SynAck (responder),
-    /// carrying `header` (the packet encoded without data) authenticated.
-    /// Written once; a retransmission sends the same message.
-    pub(crate) fn handshake_out(&mut self, header: &[u8]) -> Option<Bytes> {
+    /// carrying `header()` (the packet encoded without data) authenticated.
+    /// Written once; a retransmission sends the same message (and encodes
+    /// no header).
+    pub(crate) fn handshake_out(&mut self, header: impl FnOnce() -> Bytes) -> Option<Bytes> {
         if let Some(m) = &self.sent {
             return Some(m.clone());
         }
         let hs = self.hs.as_mut()?;
+        let header = header();
         let mut buf = vec![0u8; header.len() + 256];
-        let n = hs.write_message(header, &mut buf).ok()?;
+        let n = hs.write_message(&header, &mut buf).ok()?;
         buf.truncate(n);
         let m = Bytes::from(buf);
         self.sent = Some(m.clone());
@@ -685,11 +677,19 @@ impl Sealer {
 
 /// Which counters have been seen: the highest, and a bitmap of the
 /// [`REPLAY_WINDOW`] below it (RFC 4303 §3.4.3's sliding window).
-#[derive(Default)]
 pub(crate) struct ReplayWindow {
     /// One above the highest counter seen (0: none yet).
     top: u64,
     bits: Vec<u64>,
+}
+
+impl Default for ReplayWindow {
+    fn default() -> Self {
+        ReplayWindow {
+            top: 0,
+            bits: vec![0; Self::WORDS],
+        }
+    }
 }
 
 impl ReplayWindow {
@@ -714,13 +714,10 @@ impl ReplayWindow {
 
     fn get(&self, ctr: u64) -> bool {
         let (w, b) = Self::idx(ctr);
-        self.bits.get(w).is_some_and(|x| x & b != 0)
+        self.bits[w] & b != 0
     }
 
     fn mark(&mut self, ctr: u64) {
-        if self.bits.is_empty() {
-            self.bits = vec![0; Self::WORDS];
-        }
         if ctr >= self.top {
             // Clear the words that slide out of the window.
             let old_word = self.top / 64;
@@ -759,12 +756,12 @@ mod tests {
     }
 
     fn handshake(c: &mut Sealer, s: &mut Sealer) -> Result<(), &'static str> {
-        let m1 = c.handshake_out(b"syn").unwrap();
+        let m1 = c.handshake_out(|| Bytes::from_static(b"syn")).unwrap();
         match s.handshake_in(&m1)? {
             HandshakeIn::Packet(p) => assert_eq!(&p[..], b"syn"),
             HandshakeIn::Repeat => panic!("first read is no repeat"),
         }
-        let m2 = s.handshake_out(b"synack").unwrap();
+        let m2 = s.handshake_out(|| Bytes::from_static(b"synack")).unwrap();
         match c.handshake_in(&m2)? {
             HandshakeIn::Packet(p) => assert_eq!(&p[..], b"synack"),
             HandshakeIn::Repeat => panic!(),
@@ -834,7 +831,7 @@ mod tests {
             Seal::keys(Keypair::generate()).peer(sk.public),
             Seal::keys(sk.clone()),
         );
-        let m1 = c.handshake_out(b"syn").unwrap();
+        let m1 = c.handshake_out(|| Bytes::from_static(b"syn")).unwrap();
         // A forger answers with a responder of its own (a key of its own).
         let forger_seal = Seal::keys(Keypair::generate()).with_entropy([9; 32]);
         let mut forger = Sealer::new(forger_seal, false, 9).unwrap();
@@ -847,8 +844,12 @@ mod tests {
         assert!(!c.ready());
         assert!(matches!(s.handshake_in(&m1), Ok(HandshakeIn::Packet(_))));
         assert!(matches!(s.handshake_in(&m1), Ok(HandshakeIn::Repeat)));
-        let m2 = s.handshake_out(b"synack").unwrap();
-        assert_eq!(s.handshake_out(b"other").unwrap(), m2, "re-sent unchanged");
+        let m2 = s.handshake_out(|| Bytes::from_static(b"synack")).unwrap();
+        assert_eq!(
+            s.handshake_out(|| Bytes::from_static(b"other")).unwrap(),
+            m2,
+            "re-sent unchanged"
+        );
         assert!(matches!(c.handshake_in(&m2), Ok(HandshakeIn::Packet(_))));
         assert!(matches!(c.handshake_in(&m2), Ok(HandshakeIn::Repeat)));
         assert_eq!(c.remote_static(), Some(&sk.public));
@@ -908,7 +909,7 @@ mod tests {
     fn a_listener_never_reuses_randomness_after_a_syn_that_failed() {
         let c = || Sealer::new(Seal::psk([6; 32]).with_entropy([1; 32]), true, 1).unwrap();
         let s = || Sealer::new(Seal::psk([6; 32]).with_entropy([2; 32]), false, 2).unwrap();
-        let m1 = c().handshake_out(b"syn").unwrap();
+        let m1 = c().handshake_out(|| Bytes::from_static(b"syn")).unwrap();
         let (mut direct, mut after_junk) = (s(), s());
         assert!(
             after_junk
@@ -917,8 +918,10 @@ mod tests {
         );
         assert!(direct.handshake_in(&m1).is_ok() && after_junk.handshake_in(&m1).is_ok());
         let (a, b) = (
-            direct.handshake_out(b"x").unwrap(),
-            after_junk.handshake_out(b"x").unwrap(),
+            direct.handshake_out(|| Bytes::from_static(b"x")).unwrap(),
+            after_junk
+                .handshake_out(|| Bytes::from_static(b"x"))
+                .unwrap(),
         );
         assert_ne!(
             a[..32],

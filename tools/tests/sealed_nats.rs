@@ -14,7 +14,9 @@ use common::wait_bounded;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use std::process::{Command, Stdio};
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +24,46 @@ use swp::proto::{Kind, Packet, codec, flags};
 
 const SWP: &str = env!("CARGO_BIN_EXE_swp");
 const MARKER: &[u8] = b"<<swp-sealed-marker-7f3a>>";
+
+/// `swp recv --quiet` on `inbox` (giving up after `timeout` s) into `out`,
+/// with `extra` flags, output captured.
+fn spawn_recv(server: &str, inbox: &str, timeout: &str, extra: &[OsString], out: &Path) -> Child {
+    Command::new(SWP)
+        .args([
+            "recv",
+            "--quiet",
+            "--inbox",
+            inbox,
+            "--timeout",
+            timeout,
+            "--server",
+            server,
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `swp send --quiet FILE` to `inbox` with `extra` flags, output captured.
+fn spawn_send(server: &str, inbox: &str, extra: &[OsString], file: &Path) -> Child {
+    Command::new(SWP)
+        .args(["send", "--quiet", "--to", inbox, "--server", server])
+        .args(extra)
+        .arg(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Flags as the processes take them.
+fn flags(items: &[&dyn AsRef<OsStr>]) -> Vec<OsString> {
+    items.iter().map(|i| i.as_ref().to_os_string()).collect()
+}
 
 fn keygen(path: &std::path::Path) -> String {
     let out = Command::new(SWP).arg("keygen").arg(path).output().unwrap();
@@ -192,37 +234,10 @@ fn a_sealed_file_transfer_survives_a_hostile_subscriber_and_shows_it_nothing() {
     }
     let inbox = common::inbox("sealed", "hostile");
     let out = dir.0.join("out");
-    let recv = Command::new(SWP)
-        .args([
-            "recv",
-            "--quiet",
-            "--inbox",
-            &inbox,
-            "--timeout",
-            "30",
-            "--server",
-            &server.url(),
-        ])
-        .arg("--key")
-        .arg(&rk)
-        .arg("--peer-key")
-        .arg(&known)
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let send = Command::new(SWP)
-        .args(["send", "--quiet", "--to", &inbox, "--server", &server.url()])
-        .arg("--key")
-        .arg(&sk)
-        .args(["--peer-key", &rpub])
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let recv_flags = flags(&[&"--key", &rk, &"--peer-key", &known]);
+    let recv = spawn_recv(&server.url(), &inbox, "30", &recv_flags, &out);
+    let send_flags = flags(&[&"--key", &sk, &"--peer-key", &rpub]);
+    let send = spawn_send(&server.url(), &inbox, &send_flags, &src);
     let send = wait_bounded(send, Duration::from_secs(60), "swp send");
     let recv = wait_bounded(recv, Duration::from_secs(60), "swp recv");
     stop.store(2, Ordering::SeqCst);
@@ -333,33 +348,12 @@ fn wrong_keys_and_plain_peers_fail_clearly_within_the_connect_budget() {
     ];
     for (i, (name, recv_args, send_args, expect)) in cases.into_iter().enumerate() {
         let inbox = common::inbox("sealed", &format!("wrong{i}"));
-        let recv = Command::new(SWP)
-            .args([
-                "recv",
-                "--quiet",
-                "--inbox",
-                &inbox,
-                "--timeout",
-                "9",
-                "--server",
-                &server.url(),
-            ])
-            .args(&recv_args)
-            .arg("--out")
-            .arg(dir.0.join(format!("out{i}")))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let out = dir.0.join(format!("out{i}"));
+        let recv_args: Vec<OsString> = recv_args.iter().map(OsString::from).collect();
+        let send_args: Vec<OsString> = send_args.iter().map(OsString::from).collect();
+        let recv = spawn_recv(&server.url(), &inbox, "9", &recv_args, &out);
         let t0 = Instant::now();
-        let send = Command::new(SWP)
-            .args(["send", "--quiet", "--to", &inbox, "--server", &server.url()])
-            .args(&send_args)
-            .arg(&src)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let send = spawn_send(&server.url(), &inbox, &send_args, &src);
         let send = wait_bounded(send, Duration::from_secs(20), name);
         let took = t0.elapsed();
         let serr = String::from_utf8_lossy(&send.stderr).into_owned();

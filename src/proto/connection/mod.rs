@@ -1522,6 +1522,19 @@ impl Connection {
         Some(p)
     }
 
+    /// Whether `p` is for this session by its inboxes (§3).
+    fn addressed_to_us(&self, p: &Packet) -> bool {
+        // A service client's handshake is answered from the session's
+        // private inbox, not from the service subject it sent its Syn to
+        // (docs/PROTOCOL.md §4.1): in SynSent its SynAck (or a refusal) may
+        // come from anywhere; the nonce decides.
+        let redirectable = self.cfg.service_client
+            && matches!(self.phase, Phase::SynSent(_))
+            && matches!(p.kind, Kind::SynAck | Kind::Reset);
+        p.dest == self.local_inbox
+            && (self.remote_inbox.is_empty() || p.from == self.remote_inbox || redirectable)
+    }
+
     /// What a sealed session (§14) lets through to the protocol: packets
     /// that opened with the session key, and the handshake messages in
     /// Syn and SynAck (read here, and replaced by the authenticated packet
@@ -1531,10 +1544,7 @@ impl Connection {
         if self.drained() {
             return None;
         }
-        let for_us = p.dest == self.local_inbox
-            && (self.remote_inbox.is_empty()
-                || p.from == self.remote_inbox
-                || (self.cfg.service_client && matches!(self.phase, Phase::SynSent(_))));
+        let for_us = self.addressed_to_us(&p);
         let Some(sealer) = self.sealer.as_mut() else {
             if p.kind == Kind::Syn
                 && p.has(flags::SEALED)
@@ -1722,16 +1732,7 @@ impl Connection {
         if self.drained() {
             return;
         }
-        // A service client's handshake is answered from the session's
-        // private inbox, not from the service subject it sent its Syn to
-        // (docs/PROTOCOL.md §4.1): in SynSent its SynAck (or a refusal) may
-        // come from anywhere; the nonce decides.
-        let redirectable = self.cfg.service_client
-            && matches!(self.phase, Phase::SynSent(_))
-            && matches!(p.kind, Kind::SynAck | Kind::Reset);
-        if p.dest != self.local_inbox
-            || (!self.remote_inbox.is_empty() && p.from != self.remote_inbox && !redirectable)
-        {
+        if !self.addressed_to_us(&p) {
             self.stats.dropped.foreign += 1;
             return;
         }
@@ -2704,7 +2705,7 @@ impl Connection {
                 // The Noise message rides in `data`; its payload is this
                 // packet's header, so what the peer acts on is authenticated.
                 p.flags |= flags::SEALED;
-                if let Some(m) = s.handshake_out(&seal::handshake_header(&p)) {
+                if let Some(m) = s.handshake_out(|| seal::handshake_header(&p)) {
                     p.data = m;
                 }
             }
