@@ -719,14 +719,18 @@ impl ReplayWindow {
 
     fn mark(&mut self, ctr: u64) {
         if ctr >= self.top {
-            // Clear the words that slide out of the window.
-            let old_word = self.top / 64;
-            let new_word = ctr / 64;
-            if self.top == 0 || new_word - old_word >= Self::WORDS as u64 {
-                self.bits.iter_mut().for_each(|w| *w = 0);
-            } else {
-                for w in (old_word + 1)..=new_word {
-                    self.bits[(w as usize) % Self::WORDS] = 0;
+            // Clear the words after the highest counter's up to the new
+            // one's: they hold a lap-old bitmap. (The highest is top - 1;
+            // nothing seen yet: the bitmap is clear.)
+            if self.top > 0 {
+                let old_word = (self.top - 1) / 64;
+                let new_word = ctr / 64;
+                if new_word - old_word >= Self::WORDS as u64 {
+                    self.bits.iter_mut().for_each(|w| *w = 0);
+                } else {
+                    for w in (old_word + 1)..=new_word {
+                        self.bits[(w as usize) % Self::WORDS] = 0;
+                    }
                 }
             }
             self.top = ctr + 1;
@@ -934,6 +938,58 @@ mod tests {
     fn an_engine_without_fresh_randomness_refuses_to_seal() {
         let e = Sealer::new(Seal::psk([1; 32]), true, 1).err().unwrap();
         assert!(e.0.contains("with_entropy"), "{e}");
+    }
+
+    #[test]
+    fn a_counter_in_a_new_word_is_fresh_when_the_highest_ended_a_word() {
+        // The highest counter seen is the last of its 64-bit word, so the
+        // next one starts a word that still holds a lap-old bitmap.
+        let mut w = ReplayWindow::default();
+        let last = (ReplayWindow::WORDS as u64 + 1) * 64 - 1;
+        for c in 0..=last {
+            w.mark(c);
+        }
+        w.mark(last + 1);
+        w.mark(last + 7); // reordered: +2 .. +6 still to come
+        for c in last + 2..last + 7 {
+            assert!(w.fresh(c), "counter {c} was never seen");
+        }
+        assert!(!w.fresh(last + 1) && !w.fresh(last + 7));
+    }
+
+    #[test]
+    fn the_replay_window_agrees_with_a_set_of_everything_seen() {
+        // Oracle: fresh iff never marked and no more than the window behind
+        // the highest. Counters mostly climb, jump, and come back late.
+        for seed in 1..=20u64 {
+            let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let (mut w, mut seen) = (ReplayWindow::default(), std::collections::HashSet::new());
+            let mut top = 0u64;
+            for _ in 0..20_000 {
+                let ctr = match next() % 10 {
+                    0 => top + next() % (3 * REPLAY_WINDOW),
+                    1..=3 => top.saturating_sub(next() % (REPLAY_WINDOW + 100)),
+                    _ => top + next() % 3,
+                };
+                let expect = !seen.contains(&ctr) && (ctr >= top || top - ctr <= REPLAY_WINDOW);
+                assert_eq!(
+                    w.fresh(ctr),
+                    expect,
+                    "seed {seed}: counter {ctr}, top {top}"
+                );
+                if expect {
+                    w.mark(ctr);
+                    seen.insert(ctr);
+                    top = top.max(ctr + 1);
+                }
+            }
+        }
     }
 
     #[test]
