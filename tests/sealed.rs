@@ -313,6 +313,15 @@ fn a_sealed_seal_needs_a_pin_and_refuses_the_go_format_and_huge_packets() {
         .max_payload(100_000)
         .window(64, 64 << 20);
     assert!(big.validate().unwrap_err().to_string().contains("63 KiB"));
+    // The edge: 63 KiB is allowed (and is the default), one byte more is not.
+    let edge = |n: usize| {
+        Config::new("A", "B")
+            .seal(Seal::psk([1; 32]))
+            .max_payload(n)
+            .validate()
+    };
+    assert!(edge(63 * 1024).is_ok());
+    assert!(edge(63 * 1024 + 1).is_err());
     // A listener may take anyone with a keypair: no pin needed.
     let anyone = det(Seal::keys(keys(2)), 2);
     assert!(Connection::listen(cfg("B", "", Some(anyone)), t0, 2).is_ok());
