@@ -804,3 +804,88 @@ async fn a_stream_of_unknown_length_cut_short_leaves_no_part() {
     assert!(err.to_string().contains("the producer died"), "{err}");
     assert!(listing(&out).is_empty(), "{:?}", listing(&out));
 }
+
+/// Files whose size sits on each edge of the sender's read-ahead and the
+/// receiver's write-behind batches (1 MiB), into a directory, a writer
+/// and memory: byte-exact, and the digest is the content's (checked with
+/// an independent BLAKE2b).
+#[tokio::test(start_paused = true)]
+async fn files_at_every_read_ahead_and_write_behind_boundary_arrive_exact() {
+    const CHUNK: usize = 1 << 20;
+    let tmp = TempDir::new("boundaries");
+    let net = lossy(33);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    for len in [
+        0,
+        1,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        2 * CHUNK + 1,
+        3 * CHUNK - 1,
+    ] {
+        let src = tmp.0.join(format!("src-{len}.bin"));
+        write_pattern(&src, len, 0x3c);
+        let want = std::fs::read(&src).unwrap();
+        let digest = Blake2b512::digest(&want);
+        // Into a directory.
+        let out = tmp.0.join(format!("out-{len}"));
+        let (sent, got) =
+            tokio::join!(send_file(&mut a, &src, None), recv_file(&mut b, &out, None));
+        let (meta, saved) = got.unwrap_or_else(|e| panic!("{len} bytes into a file: {e}"));
+        assert_eq!(sent.unwrap().meta, meta);
+        assert!(
+            std::fs::read(&saved).unwrap() == want,
+            "{len} bytes into a file differ"
+        );
+        assert_eq!(meta.blake2b.as_slice(), digest.as_slice(), "{len}");
+        // Into a writer.
+        let mut written = Vec::new();
+        let (sent, got) = tokio::join!(
+            send_file(&mut a, &src, None),
+            swp::file::recv_to_writer(&mut b, &mut written, None)
+        );
+        let meta = got.unwrap_or_else(|e| panic!("{len} bytes into a writer: {e}"));
+        assert_eq!(sent.unwrap().meta, meta);
+        assert!(written == want, "{len} bytes into a writer differ");
+        // Into memory.
+        let (sent, got) = tokio::join!(send_file(&mut a, &src, None), recv_bytes(&mut b, 1 << 30));
+        let (meta, bytes) = got.unwrap_or_else(|e| panic!("{len} bytes into memory: {e}"));
+        assert_eq!(sent.unwrap().meta, meta);
+        assert!(bytes[..] == want[..], "{len} bytes into memory differ");
+    }
+}
+
+/// A resume whose verified prefix ends on each side of a read-ahead chunk
+/// sends exactly the rest, and the whole file verifies.
+#[tokio::test(start_paused = true)]
+async fn resumes_from_every_chunk_edge_send_only_the_rest() {
+    const CHUNK: usize = 1 << 20;
+    let tmp = TempDir::new("resume-edges");
+    let net = lossy(34);
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let len = 2 * CHUNK + 3;
+    let src = tmp.0.join("big.bin");
+    write_pattern(&src, len, 0x51);
+    let want = std::fs::read(&src).unwrap();
+    for have in [1, CHUNK - 1, CHUNK, CHUNK + 1, len - 1] {
+        let out = tmp.0.join(format!("out-{have}"));
+        std::fs::create_dir_all(&out).unwrap();
+        // What an interrupted transfer leaves: the part and its size.
+        std::fs::write(out.join(".big.bin.swp-part"), &want[..have]).unwrap();
+        std::fs::write(out.join(".big.bin.swp-part.meta"), format!("{len}\n")).unwrap();
+        let (sent, got) =
+            tokio::join!(send_file(&mut a, &src, None), recv_file(&mut b, &out, None));
+        let sent = sent.unwrap_or_else(|e| panic!("resume from {have}: {e}"));
+        let (_, saved) = got.unwrap();
+        assert_eq!(
+            (sent.resumed_from, sent.bytes_sent),
+            (have as u64, (len - have) as u64),
+            "resume from {have}"
+        );
+        assert!(
+            std::fs::read(&saved).unwrap() == want,
+            "resume from {have}: content differs"
+        );
+    }
+}

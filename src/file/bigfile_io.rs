@@ -2,6 +2,7 @@
 //! one [`BigFile`](super::bigfile) streamed with no other framing, and no
 //! verdict (docs/PROTOCOL.md §13.4).
 
+use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
 use super::exchange::stream_out;
 use super::part::{create_parent, part_paths, seal_part};
@@ -49,9 +50,7 @@ pub(super) async fn send_bigfile(
     session.write_all(&header).await.map_err(write)?;
     let mut hasher = Blake2b512::new();
     let what = source.describe();
-    let mut reader = source.open_at(0).await?;
-    stream_out(session, &mut reader, &what, 0, size, &mut hasher, progress).await?;
-    drop(reader);
+    stream_out(session, &mut source, 0, size, &mut hasher, progress).await?;
     // A Go receiver sends no verdict: everything acknowledged is the end.
     session.flush().await.map_err(write)?;
     if let Some(p) = progress {
@@ -143,24 +142,23 @@ pub(super) async fn recv_bigfile_to(
 ) -> Result<(FileMeta, PathBuf), FileError> {
     create_parent(target).await?;
     let (part, _) = part_paths(target);
-    let mut f = tokio::fs::File::create(&part)
+    let f = tokio::fs::File::create(&part)
         .await
         .map_err(io_err(&part))?;
+    let mut behind = WriteBehind::new(Some(f.into_std().await), Blake2b512::new());
     let size = h.data_len;
-    let mut hasher = Blake2b512::new();
     let mut got = 0u64;
     let mut chunk = first;
     loop {
         if chunk.len() as u64 > size - got {
-            drop(f);
+            let _ = behind.finish().await;
             let _ = tokio::fs::remove_file(&part).await;
             return Err(FileError::Protocol(format!(
                 "the Go sender sent more than the {size} bytes its BigFile announced"
             )));
         }
-        f.write_all(&chunk).await.map_err(io_err(&part))?;
-        hasher.update(&chunk);
         got += chunk.len() as u64;
+        behind.push(chunk).await.map_err(io_err(&part))?;
         if let Some(p) = progress {
             p.send_replace(Progress {
                 bytes_sent: got,
@@ -177,7 +175,7 @@ pub(super) async fn recv_bigfile_to(
         chunk = match session.read_chunk(CHUNK.min((size - got) as usize)).await? {
             Some(c) if !c.is_empty() => c,
             _ => {
-                drop(f);
+                let _ = behind.finish().await;
                 let _ = tokio::fs::remove_file(&part).await;
                 return Err(FileError::Protocol(format!(
                     "the Go sender ended the stream at {got} of {size} bytes; nothing was saved"
@@ -185,6 +183,7 @@ pub(super) async fn recv_bigfile_to(
             }
         };
     }
+    let (f, hasher) = behind.finish_file().await.map_err(io_err(&part))?;
     seal_part(f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
     let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
     Ok((

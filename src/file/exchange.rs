@@ -2,6 +2,7 @@
 //! sides' steps, and the one path by which every failure is told to the
 //! peer ([`fail_transfer`]).
 
+use super::behind::WriteBehind;
 use super::bigfile_io::{
     go_file_name, recv_bigfile_bytes, recv_bigfile_header, recv_bigfile_to, send_bigfile,
 };
@@ -11,7 +12,7 @@ use super::*;
 use crate::digest::Blake2b512;
 use crate::proto::WireFormat;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Control {
@@ -311,15 +312,15 @@ async fn stream_segments(
     hasher: &mut Blake2b512,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<u64, FileError> {
-    let what = source.describe();
-    let mut reader = source.open_at(start).await?;
     if let Some(size) = size {
         if size > start {
             send_control(session, &Control::Segment { len: size - start }).await?;
-            stream_out(session, &mut reader, &what, start, size, hasher, progress).await?;
+            stream_out(session, source, start, size, hasher, progress).await?;
         }
         return Ok(size);
     }
+    let what = source.describe();
+    let mut reader = source.open_at(start).await?;
     let read_err = |e| FileError::Io {
         path: PathBuf::from(&what),
         source: e,
@@ -369,43 +370,34 @@ async fn stream_segments(
     }
 }
 
-/// Streams `reader`'s bytes `[start, size)` (it is positioned at `start`)
-/// into the session as plain stream data, hashing them into `hasher` and
-/// reporting progress (bytes confirmed by the peer's acks).
+/// Streams the source's bytes `[start, size)` into the session as plain
+/// stream data, hashing them into `hasher` (a file's are read and hashed
+/// ahead, off this task) and reporting progress (bytes confirmed by the
+/// peer's acks).
 pub(super) async fn stream_out(
     session: &mut Session,
-    reader: &mut (dyn AsyncRead + Unpin + Send),
-    what: &str,
+    source: &mut Source<'_>,
     start: u64,
     size: u64,
     hasher: &mut Blake2b512,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(), FileError> {
+    let what = source.describe();
     // The file's bytes start at this stream offset (after any control
     // messages); the peer has confirmed file bytes once its ack passes it.
     let data_base = session.stats().protocol.app.bytes_written;
-    let mut buf = vec![0u8; CHUNK];
+    let first = std::mem::replace(hasher, Blake2b512::new());
+    let mut chunks = source.chunks_at(start, size - start, first).await?;
     let mut sent = start;
-    while sent < size {
-        let want = (size - sent).min(CHUNK as u64) as usize;
-        let n = reader
-            .read(&mut buf[..want])
-            .await
-            .map_err(|e| FileError::Io {
-                path: PathBuf::from(what),
-                source: e,
-            })?;
-        if n == 0 {
-            return Err(FileError::Protocol(format!(
-                "{what} shrank during the transfer (ended at {sent} of {size} bytes)"
-            )));
-        }
-        hasher.update(&buf[..n]);
+    while let Some(chunk) = chunks.next().await.map_err(|e| FileError::Io {
+        path: PathBuf::from(&what),
+        source: e,
+    })? {
         session
-            .write_all(&buf[..n])
+            .write_all(&chunk)
             .await
             .map_err(|e| FileError::Session(io_to_session(e)))?;
-        sent += n as u64;
+        sent += chunk.len() as u64;
         if progress.is_some() {
             let acked = session
                 .stats()
@@ -422,13 +414,27 @@ pub(super) async fn stream_out(
             );
         }
     }
+    *hasher = chunks.into_hasher();
+    if sent < size {
+        return Err(FileError::Protocol(format!(
+            "{what} shrank during the transfer (ended at {sent} of {size} bytes)"
+        )));
+    }
     Ok(())
 }
 
-/// Receives Segments and the End into `sink` (hashing into `hasher`),
-/// starting at `got` bytes already there; checks the size against the
-/// Offer's (`size`) and `limit`. Returns the size and the sender's digest
-/// (not yet compared: the caller does, before it presents anything).
+/// Where received bytes go: `behind` hashes them (and writes them to its
+/// file, if it has one) off this task; `writer`, if any, gets them here.
+pub(super) struct Sink<'a> {
+    pub(super) behind: WriteBehind,
+    pub(super) writer: Option<&'a mut (dyn AsyncWrite + Unpin + Send)>,
+}
+
+/// Receives Segments and the End into `sink`, starting at `got` bytes
+/// already there; checks the size against the Offer's (`size`) and
+/// `limit`. Returns the size and the sender's digest (not yet compared:
+/// the caller finishes the sink and compares, before it presents
+/// anything).
 #[allow(clippy::too_many_arguments)]
 async fn recv_segments(
     session: &Session,
@@ -436,8 +442,7 @@ async fn recv_segments(
     size: Option<u64>,
     limit: u64,
     mut got: u64,
-    hasher: &mut Blake2b512,
-    sink: &mut (dyn AsyncWrite + Unpin + Send),
+    sink: &mut Sink<'_>,
     sink_err: &(dyn Fn(std::io::Error) -> FileError + Sync),
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(u64, Vec<u8>), FileError> {
@@ -465,9 +470,11 @@ async fn recv_segments(
                             "the sender ended the stream {got} bytes into {name}"
                         )));
                     }
-                    sink.write_all(&chunk).await.map_err(sink_err)?;
-                    hasher.update(&chunk);
                     got += chunk.len() as u64;
+                    if let Some(w) = sink.writer.as_mut() {
+                        w.write_all(&chunk).await.map_err(sink_err)?;
+                    }
+                    sink.behind.push(chunk).await.map_err(sink_err)?;
                     report(progress, got, got, size, start);
                 }
             }
@@ -605,14 +612,16 @@ async fn recv_file_to(
     if matches!(found, Found::Same) {
         if start == offset {
             // The sender's first `offset` bytes, all of it, hash as ours.
-            let mut nothing = tokio::io::sink();
+            let mut nothing = Sink {
+                behind: WriteBehind::new(None, hasher.clone()),
+                writer: None,
+            };
             let (_, digest) = recv_segments(
                 session,
                 &name,
                 size,
                 offset,
                 offset,
-                &mut hasher.clone(),
                 &mut nothing,
                 &|e| FileError::Protocol(e.to_string()),
                 None,
@@ -664,28 +673,33 @@ async fn recv_file_to(
     f.seek(std::io::SeekFrom::Start(start))
         .await
         .map_err(io_err(&part))?;
+    let mut sink = Sink {
+        behind: WriteBehind::new(Some(f.into_std().await), hasher),
+        writer: None,
+    };
+    let part_err = |e| FileError::Io {
+        path: part.clone(),
+        source: e,
+    };
     let received = recv_segments(
         session,
         &name,
         size,
         u64::MAX,
         start,
-        &mut hasher,
-        &mut f,
-        &|e| FileError::Io {
-            path: part.clone(),
-            source: e,
-        },
+        &mut sink,
+        &part_err,
         progress,
     )
     .await;
-    let (got, digest) = match received {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = f.flush().await;
+    // Whatever arrived is written before anything else happens to the
+    // part: a resume offers only bytes that are really there.
+    let written = sink.behind.finish_file().await.map_err(part_err);
+    let (got, digest, f, hasher) = match (received, written) {
+        (Ok((got, digest)), Ok((f, hasher))) => (got, digest, f, hasher),
+        (Err(e), _) | (_, Err(e)) => {
             if size.is_none() {
                 // A stream of unknown size cannot be resumed: drop its part.
-                drop(f);
                 let _ = tokio::fs::remove_file(&part).await;
             }
             return Err(e);
@@ -740,19 +754,14 @@ pub(super) async fn recv_bytes_inner(
     }
     accept_fresh(session).await?;
     let mut data = Vec::with_capacity(size.unwrap_or(0) as usize);
-    let mut hasher = Blake2b512::new();
-    let (got, digest) = recv_segments(
-        session,
-        &name,
-        size,
-        max_size,
-        0,
-        &mut hasher,
-        &mut data,
-        &|e| FileError::Protocol(e.to_string()),
-        None,
-    )
-    .await?;
+    let mut sink = Sink {
+        behind: WriteBehind::new(None, Blake2b512::new()),
+        writer: Some(&mut data),
+    };
+    let mem_err = |e: std::io::Error| FileError::Protocol(e.to_string());
+    let (got, digest) =
+        recv_segments(session, &name, size, max_size, 0, &mut sink, &mem_err, None).await?;
+    let (_, hasher) = sink.behind.finish().await.map_err(mem_err)?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest.as_slice() {
         return Err(mismatch(&name, &digest, &actual));
@@ -782,10 +791,13 @@ pub(super) async fn recv_to_writer_inner(
     let (name, size, send_time_ns) = recv_offer(session).await?;
     safe_relative_path(&name)?;
     accept_fresh(session).await?;
-    let mut hasher = Blake2b512::new();
     let out_err = |e| FileError::Io {
         path: PathBuf::from("the output stream"),
         source: e,
+    };
+    let mut sink = Sink {
+        behind: WriteBehind::new(None, Blake2b512::new()),
+        writer: Some(&mut *writer),
     };
     let (got, digest) = recv_segments(
         session,
@@ -793,12 +805,12 @@ pub(super) async fn recv_to_writer_inner(
         size,
         u64::MAX,
         0,
-        &mut hasher,
-        writer,
+        &mut sink,
         &out_err,
         progress,
     )
     .await?;
+    let (_, hasher) = sink.behind.finish().await.map_err(out_err)?;
     writer.flush().await.map_err(out_err)?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest.as_slice() {

@@ -43,6 +43,7 @@
 //! in memory. Of a Go sender's `Filepath`, `recv_file` keeps the last
 //! component (Go programs usually pass full paths).
 
+mod behind;
 pub mod bigfile;
 mod bigfile_io;
 mod exchange;

@@ -2,26 +2,17 @@
 //! hashed for a resume, sealed (synced, verified, renamed) or refused, and
 //! whether an existing destination may be replaced.
 
+use super::behind::ReadAhead;
 use super::*;
 use crate::digest::Blake2b512;
 
+/// The hash of a file's first `len` bytes (fewer if it is shorter), read
+/// and hashed off the caller's task.
 pub(super) async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
-    let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-    let mut h = Blake2b512::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = len;
-    while left > 0 {
-        let n = f
-            .read(&mut buf[..(left.min(CHUNK as u64) as usize)])
-            .await
-            .map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(h)
+    let f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+    let mut chunks = ReadAhead::start(f.into_std().await, Blake2b512::new(), len);
+    while chunks.next().await.map_err(io_err(path))?.is_some() {}
+    Ok(chunks.into_hasher())
 }
 
 pub(super) async fn create_parent(target: &Path) -> Result<(), FileError> {
@@ -37,15 +28,17 @@ pub(super) async fn create_parent(target: &Path) -> Result<(), FileError> {
 /// content hashes to `digest`; otherwise deletes it and reports the
 /// mismatch. Nothing named `target` exists unless the content matched.
 pub(super) async fn seal_part(
-    f: tokio::fs::File,
+    f: std::fs::File,
     part: &Path,
     target: &Path,
     hasher: Blake2b512,
     name: &str,
     digest: &[u8],
 ) -> Result<(), FileError> {
-    f.sync_all().await.map_err(io_err(part))?;
-    drop(f);
+    tokio::task::spawn_blocking(move || f.sync_all())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+        .map_err(io_err(part))?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest {
         let _ = tokio::fs::remove_file(part).await;

@@ -1,6 +1,7 @@
 //! Where a sender's bytes come from: a file on disk, a slice in memory, or
 //! a reader of unknown length (a pipe).
 
+use super::behind::ReadAhead;
 use super::part::hash_prefix;
 use super::*;
 use crate::digest::Blake2b512;
@@ -110,11 +111,91 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// The `len` bytes from `start` as chunks, hashed into `hasher` as they
+    /// are read: a file's are read and hashed ahead, off the caller's task
+    /// ([`ReadAhead`]). A reader has no known length and no chunks.
+    pub(super) async fn chunks_at(
+        &mut self,
+        start: u64,
+        len: u64,
+        hasher: Blake2b512,
+    ) -> Result<Chunks<'_>, FileError> {
+        match self {
+            Source::File(p) => {
+                let mut f = tokio::fs::File::open(*p).await.map_err(io_err(p))?;
+                f.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(io_err(p))?;
+                let f = f.into_std().await;
+                Ok(Chunks::File(ReadAhead::start(f, hasher, len)))
+            }
+            Source::Memory(d) => {
+                let from = (start as usize).min(d.len());
+                let to = from.saturating_add(len as usize).min(d.len());
+                Ok(Chunks::Memory {
+                    rest: &d[from..to],
+                    hasher,
+                })
+            }
+            Source::Reader(_) => Err(FileError::Protocol(
+                "a stream of unknown length has no chunks by offset".into(),
+            )),
+        }
+    }
+
     pub(super) fn describe(&self) -> String {
         match self {
             Source::File(p) => p.display().to_string(),
             Source::Memory(_) => "the in-memory data".into(),
             Source::Reader(_) => "the input stream".into(),
+        }
+    }
+}
+
+/// A known-length source's bytes, chunk by chunk, hashed as they go.
+pub(super) enum Chunks<'a> {
+    File(ReadAhead),
+    Memory { rest: &'a [u8], hasher: Blake2b512 },
+}
+
+/// One chunk: read from a file, or a slice of the caller's memory.
+pub(super) enum Piece<'a> {
+    Read(Bytes),
+    Slice(&'a [u8]),
+}
+
+impl std::ops::Deref for Piece<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Piece::Read(b) => b,
+            Piece::Slice(s) => s,
+        }
+    }
+}
+
+impl<'a> Chunks<'a> {
+    /// The next chunk, `None` at the end (early if a file shrank).
+    pub(super) async fn next(&mut self) -> std::io::Result<Option<Piece<'a>>> {
+        match self {
+            Chunks::File(r) => Ok(r.next().await?.map(Piece::Read)),
+            Chunks::Memory { rest, hasher } => {
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                let (now, later) = rest.split_at(rest.len().min(CHUNK));
+                hasher.update(now);
+                *rest = later;
+                Ok(Some(Piece::Slice(now)))
+            }
+        }
+    }
+
+    /// The hash of every chunk given.
+    pub(super) fn into_hasher(self) -> Blake2b512 {
+        match self {
+            Chunks::File(r) => r.into_hasher(),
+            Chunks::Memory { hasher, .. } => hasher,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Object Store's put then get of the same file through the same server;
 //! and a 64-byte ping-pong over a session against raw request/reply.
 
-use super::{MIB, settle, transport};
+use super::{CpuClock, Figure, MIB, settle, transport};
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -37,8 +37,9 @@ pub(crate) fn make_file(size: u64) -> (PathBuf, PathBuf) {
 }
 
 /// `send_file` -> `recv_file` through the server: MiB/s from the Offer to
-/// the sender's Verdict (both ends hash; the receiver syncs and renames).
-pub(crate) async fn swp_file(url: &str, src: &Path, out: &Path) -> f64 {
+/// the sender's Verdict (both ends hash; the receiver syncs and renames),
+/// and the CPU both ends and the server spent.
+pub(crate) async fn swp_file(url: &str, server_pid: Option<u32>, src: &Path, out: &Path) -> Figure {
     settle().await;
     let _ = std::fs::remove_dir_all(out);
     let (ta, tb) = (transport(url).await, transport(url).await);
@@ -55,13 +56,39 @@ pub(crate) async fn swp_file(url: &str, src: &Path, out: &Path) -> f64 {
     let mut b = accept.await.unwrap().unwrap();
     let size = std::fs::metadata(src).unwrap().len();
     let out2 = out.to_path_buf();
+    let cpu = CpuClock::start(server_pid);
     let start = Instant::now();
     let receiver = tokio::spawn(async move { swp::file::recv_file(&mut b, &out2, None).await });
     let sent = swp::file::send_file(&mut a, src, None).await.unwrap();
     let secs = start.elapsed().as_secs_f64();
     let (meta, _) = receiver.await.unwrap().unwrap();
+    let (cpu_clients, cpu_server) = cpu.stop();
     assert_eq!(meta.blake2b, sent.meta.blake2b, "the file arrived intact");
-    size as f64 / MIB as f64 / secs
+    Figure {
+        rate: size as f64 / MIB as f64 / secs,
+        lost: 0,
+        slow: 0,
+        cpu_clients,
+        cpu_server,
+    }
+}
+
+/// BLAKE2b-512 on one core, in memory (the digest files carry, with the
+/// implementation swp uses): ms of CPU per MiB.
+pub(crate) fn hash_ms_per_mib() -> f64 {
+    let data = vec![0x5au8; 64 * MIB as usize];
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let h = blake2b_simd::Params::new()
+            .hash_length(64)
+            .to_state()
+            .update(&data)
+            .finalize();
+        std::hint::black_box(h);
+        best = best.min(t.elapsed().as_secs_f64() * 1000.0 / 64.0);
+    }
+    best
 }
 
 /// The JetStream Object Store: put the file, then get it back into a file

@@ -523,21 +523,37 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
         let (dir, src) = files::make_file(size);
         let (mut streams, mut swps, mut objs) = (vec![], vec![], vec![]);
         for _ in 0..rounds.min(3) {
-            streams.push(
-                swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy, false)
-                    .await
-                    .rate,
-            );
-            swps.push(files::swp_file(&url, &src, &dir.join("swp")).await);
+            streams.push(swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy, false).await);
+            swps.push(files::swp_file(&url, server_pid, &src, &dir.join("swp")).await);
             objs.push(files::object_store(&url, &src, &dir.join("obj")).await);
         }
         let mid = |v: Vec<f64>| middle_by(v, |&x| x);
-        let (st, sw) = (mid(streams), mid(swps));
+        let (stream, file) = (median(streams), median(swps));
+        let (st, sw) = (stream.rate, file.rate);
         println!(
             "{:<34} swp {:>10.1} MiB/s (verified both ends)   vs the stream {st:.1} MiB/s: {:.2}",
             format!("file {} MiB, send_file->recv_file", size / MIB),
             sw,
             sw / st
+        );
+        // What the file costs beyond the stream: one BLAKE2b pass per side
+        // (measured here, one core) and the disk. With both ends and the
+        // server on this machine's cores, CPU is the bound.
+        let fmib = size as f64 / MIB as f64;
+        let hash = files::hash_ms_per_mib();
+        let total = |f: &Figure| (f.cpu_clients + f.cpu_server.unwrap_or(0.0)) * 1000.0 / fmib;
+        let (ts, tf) = (total(&stream), total(&file));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let bound = cores * 1000.0 / (ts + 2.0 * hash);
+        println!(
+            "  CPU ms per MiB, all processes: stream {ts:.2}, file {tf:.2}; BLAKE2b {hash:.2} per pass (x2 = {:.2}); \
+             file - stream - 2 passes = {:.2}",
+            2.0 * hash,
+            tf - ts - 2.0 * hash
+        );
+        println!(
+            "  {cores} cores / (stream + 2 hash passes) = {bound:.1} MiB/s bound on this machine; the file reached {:.2} of it",
+            sw / bound
         );
         match objs.into_iter().collect::<Option<Vec<f64>>>() {
             Some(o) => {

@@ -1,0 +1,291 @@
+//! Disk and hashing off the network's path.
+//!
+//! One BLAKE2b-512 pass costs about as much CPU per MiB as the session
+//! itself (1.5 ms here), and a file's reads and writes wait on the disk.
+//! Done in line they stall the task that feeds or drains the session. Here
+//! they run as blocking jobs beside it. The sender's next chunk is read and
+//! hashed while the last one goes into the session ([`ReadAhead`]). The
+//! receiver's last batch is written and hashed while the next one arrives
+//! ([`WriteBehind`]).
+//!
+//! One job at a time per transfer, because a hash is sequential. Each job
+//! is at most [`CHUNK`] bytes. Jobs are short on purpose: a paused-clock
+//! test runtime holds its clock while a blocking job runs, so a job that
+//! waited on the network would stop simulated time.
+
+use super::CHUNK;
+use crate::digest::Blake2b512;
+use bytes::Bytes;
+use std::io::{self, Read, Write};
+use tokio::task::JoinHandle;
+
+/// A blocking job's result, with a panic or cancellation as an I/O error.
+async fn joined<T>(job: JoinHandle<io::Result<T>>) -> io::Result<T> {
+    job.await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}"))))
+}
+
+/// A file's bytes from where it is positioned, `len` of them, read and
+/// hashed one chunk ahead of the caller.
+pub(super) struct ReadAhead {
+    job: Option<JoinHandle<io::Result<(std::fs::File, Blake2b512, Bytes)>>>,
+    /// Bytes not yet asked of a job.
+    left: u64,
+    /// What the running job was asked for.
+    asked: u64,
+    /// The hash, once every job is done.
+    done: Option<Blake2b512>,
+}
+
+impl ReadAhead {
+    /// Starts reading the first chunk of `file` at once, hashing into
+    /// `hasher`.
+    pub(super) fn start(file: std::fs::File, hasher: Blake2b512, len: u64) -> ReadAhead {
+        let mut r = ReadAhead {
+            job: None,
+            left: len,
+            asked: 0,
+            done: None,
+        };
+        r.spawn(file, hasher);
+        r
+    }
+
+    fn spawn(&mut self, mut file: std::fs::File, mut hasher: Blake2b512) {
+        if self.left == 0 {
+            self.done = Some(hasher);
+            return;
+        }
+        let want = self.left.min(CHUNK as u64);
+        self.left -= want;
+        self.asked = want;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            // `read_to_end` reads a file straight into the spare capacity:
+            // no zeroing, one copy from the page cache.
+            let mut buf = Vec::with_capacity(want as usize);
+            (&mut file).take(want).read_to_end(&mut buf)?;
+            hasher.update(&buf);
+            Ok((file, hasher, Bytes::from(buf)))
+        }));
+    }
+
+    /// The next chunk, and the read of the one after it started; `None` at
+    /// the end. A chunk shorter than asked (the file shrank) is the last.
+    pub(super) async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        let Some(job) = self.job.take() else {
+            return Ok(None);
+        };
+        let (file, hasher, chunk) = joined(job).await?;
+        if (chunk.len() as u64) < self.asked {
+            self.left = 0;
+        }
+        self.spawn(file, hasher);
+        Ok(Some(chunk))
+    }
+
+    /// The hash of everything read (after [`next`](Self::next) said
+    /// `None`).
+    pub(super) fn into_hasher(self) -> Blake2b512 {
+        self.done.unwrap_or_else(Blake2b512::new)
+    }
+}
+
+/// What a [`WriteBehind`] job hands back: the file (if any) and the hash.
+type Written = (Option<std::fs::File>, Blake2b512);
+
+/// Chunks for a file (optional) and a hash, written and hashed by one
+/// blocking job per batch of about [`CHUNK`] bytes while the caller goes
+/// on receiving.
+pub(super) struct WriteBehind {
+    idle: Option<Written>,
+    job: Option<JoinHandle<io::Result<Written>>>,
+    batch: Vec<Bytes>,
+    batched: usize,
+}
+
+impl WriteBehind {
+    /// Writes to `file` (if any, from where it is positioned) and hashes
+    /// into `hasher`.
+    pub(super) fn new(file: Option<std::fs::File>, hasher: Blake2b512) -> WriteBehind {
+        WriteBehind {
+            idle: Some((file, hasher)),
+            job: None,
+            batch: Vec::new(),
+            batched: 0,
+        }
+    }
+
+    /// Takes `chunk`; once a batch is full, waits for the previous job (the
+    /// error of a failed write shows here) and starts the next.
+    pub(super) async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+        self.batched += chunk.len();
+        self.batch.push(chunk);
+        if self.batched >= CHUNK {
+            self.submit().await?;
+        }
+        Ok(())
+    }
+
+    async fn wait(&mut self) -> io::Result<Written> {
+        match (self.job.take(), self.idle.take()) {
+            (Some(job), _) => joined(job).await,
+            (None, Some(idle)) => Ok(idle),
+            (None, None) => Err(io::Error::other("an earlier write failed")),
+        }
+    }
+
+    async fn submit(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let (mut file, mut hasher) = self.wait().await?;
+        let batch = std::mem::take(&mut self.batch);
+        self.batched = 0;
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            for c in &batch {
+                if let Some(f) = file.as_mut() {
+                    f.write_all(c)?;
+                }
+                hasher.update(c);
+            }
+            Ok((file, hasher))
+        }));
+        Ok(())
+    }
+
+    /// Writes and hashes what is left; the file (not yet synced) and the
+    /// hash of everything pushed.
+    pub(super) async fn finish(mut self) -> io::Result<Written> {
+        self.submit().await?;
+        self.wait().await
+    }
+
+    /// [`finish`](Self::finish) for a writer made with a file.
+    pub(super) async fn finish_file(self) -> io::Result<(std::fs::File, Blake2b512)> {
+        match self.finish().await? {
+            (Some(f), h) => Ok((f, h)),
+            (None, _) => Err(io::Error::other("the writer was made without a file")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len as u64).map(crate::testkit::pattern_byte).collect()
+    }
+
+    fn temp(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("swp-behind-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Every length and offset around a chunk's edges: the chunks are the
+    /// file's bytes from the offset, and the hash continues the one given.
+    #[tokio::test]
+    async fn read_ahead_gives_exactly_the_bytes_asked_and_their_hash() {
+        let all = data(3 * CHUNK + 5);
+        let path = temp("read", &all);
+        for (start, len) in [
+            (0, 0),
+            (0, 1),
+            (0, CHUNK - 1),
+            (0, CHUNK),
+            (0, CHUNK + 1),
+            (1, 3 * CHUNK + 4),
+            (CHUNK - 1, 2),
+            (CHUNK, CHUNK),
+        ] {
+            let mut f = std::fs::File::open(&path).unwrap();
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start as u64)).unwrap();
+            let prefix = Blake2b512::new().chain_update(&all[..start]);
+            let mut r = ReadAhead::start(f, prefix, len as u64);
+            let mut got = Vec::new();
+            while let Some(c) = r.next().await.unwrap() {
+                assert!(c.len() <= CHUNK);
+                got.extend_from_slice(&c);
+            }
+            assert!(got == all[start..start + len], "{start}+{len}");
+            assert_eq!(
+                r.into_hasher().finalize(),
+                Blake2b512::digest(&all[..start + len]),
+                "{start}+{len}"
+            );
+        }
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A file shorter than asked ends early, with what it has: the caller
+    /// sees the shortfall and says the source shrank.
+    #[tokio::test]
+    async fn read_ahead_of_a_file_shorter_than_asked_ends_with_what_is_there() {
+        let all = data(CHUNK + 10);
+        let path = temp("short", &all);
+        let f = std::fs::File::open(&path).unwrap();
+        let mut r = ReadAhead::start(f, Blake2b512::new(), 4 * CHUNK as u64);
+        let mut got = 0;
+        while let Some(c) = r.next().await.unwrap() {
+            got += c.len();
+        }
+        assert_eq!(got, CHUNK + 10);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// Any chunking, with and without a file: the file holds the bytes in
+    /// order and the hash is theirs.
+    #[tokio::test]
+    async fn write_behind_writes_and_hashes_every_chunk_in_order() {
+        let all = data(3 * CHUNK + 7);
+        for step in [1usize, 4096, CHUNK - 1, CHUNK, CHUNK + 1, usize::MAX] {
+            let path = temp(&format!("write-{step}"), b"");
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut w = WriteBehind::new(Some(f), Blake2b512::new());
+            let mut hash_only = WriteBehind::new(None, Blake2b512::new());
+            // Few one-byte chunks (a million pushes would only be slow).
+            let end = if step == 1 { 5000 } else { all.len() };
+            for c in all[..end].chunks(step.min(end.max(1))) {
+                w.push(Bytes::copy_from_slice(c)).await.unwrap();
+                hash_only.push(Bytes::copy_from_slice(c)).await.unwrap();
+            }
+            let (f, h) = w.finish_file().await.unwrap();
+            drop(f);
+            assert!(std::fs::read(&path).unwrap() == all[..end], "by {step}");
+            let want = Blake2b512::digest(&all[..end]);
+            assert_eq!(h.finalize(), want, "by {step}");
+            let (none, h) = hash_only.finish().await.unwrap();
+            assert!(none.is_none());
+            assert_eq!(h.finalize(), want, "by {step}, hash only");
+            std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hash_only_writer_has_no_file_to_give() {
+        let w = WriteBehind::new(None, Blake2b512::new());
+        assert!(w.finish_file().await.is_err());
+    }
+
+    /// A write that fails (here: a file opened read-only) is an error at
+    /// the next batch or at the end, never a panic and never lost.
+    #[tokio::test]
+    async fn a_failed_write_is_reported() {
+        let path = temp("readonly", b"");
+        let f = std::fs::File::open(&path).unwrap();
+        let mut w = WriteBehind::new(Some(f), Blake2b512::new());
+        let mut failed = false;
+        for _ in 0..4 {
+            if w.push(Bytes::from(vec![1u8; CHUNK])).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        failed |= w.finish().await.is_err();
+        assert!(failed, "writing to a read-only file must fail");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+}
