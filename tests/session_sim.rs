@@ -393,3 +393,134 @@ async fn a_readers_close_after_eof_returns_at_once_when_the_writer_is_gone() {
     );
     drop(a);
 }
+
+/// A loss-free link with a fixed one-way delay and no jitter.
+fn steady(one_way: Duration) -> SimNetwork {
+    SimNetwork::new(7, LinkConfig::new().latency(one_way))
+}
+
+/// Request and answer, many times: each answer and each next request
+/// carries the acknowledgement, so no pure Ack is sent at all, and every
+/// round trip takes the link's round trip and nothing more (no ack delay,
+/// no hand-over the clock can see).
+#[tokio::test(start_paused = true)]
+async fn request_and_answer_carry_the_acks_and_take_one_round_trip() {
+    let one_way = Duration::from_millis(1);
+    let net = steady(one_way);
+    let (a, b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let echo = tokio::spawn(async move {
+        while let Ok(Some(m)) = b.recv().await {
+            if b.send(m).await.is_err() {
+                break;
+            }
+        }
+        b.stats().protocol.wire
+    });
+    let before = a.stats().protocol.wire;
+    let rounds = 200u32;
+    for i in 0..rounds {
+        let msg = Bytes::from(format!("request {i}"));
+        let t = tokio::time::Instant::now();
+        a.send(msg.clone()).await.unwrap();
+        assert_eq!(a.recv().await.unwrap().unwrap(), msg);
+        let rtt = t.elapsed();
+        assert!(
+            rtt < 2 * one_way + Duration::from_micros(100),
+            "round trip {i} took {rtt:?}"
+        );
+    }
+    let after = a.stats().protocol.wire;
+    assert_eq!(after.acks_sent - before.acks_sent, 0, "A sent pure acks");
+    assert_eq!(after.packets_sent - before.packets_sent, rounds as u64);
+    drop(a);
+    let wb = echo.await.unwrap();
+    // B's answers, plus the handshake and the close; no pure acks.
+    assert_eq!(wb.acks_sent, 0, "B sent pure acks: {wb:?}");
+}
+
+/// The acknowledgement of a packet that asked for one at once goes when
+/// the application reads it, at once; if nobody reads, within the ack delay
+/// (1 ms), never later.
+#[tokio::test(start_paused = true)]
+async fn an_ack_goes_when_the_reader_reads_or_within_the_ack_delay() {
+    let one_way = Duration::from_millis(1);
+    let rtt = 2 * one_way;
+    let net = steady(one_way);
+    let (a, b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    // A reader waiting: acknowledged in one round trip.
+    let reader = tokio::spawn(async move {
+        let m = b.recv().await.unwrap().unwrap();
+        (b, m)
+    });
+    let t = tokio::time::Instant::now();
+    a.send_and_wait(Bytes::from_static(b"read at once"))
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        took < rtt + Duration::from_micros(100),
+        "read at once: {took:?}"
+    );
+    let (b, m) = reader.await.unwrap();
+    assert_eq!(m, Bytes::from_static(b"read at once"));
+    // Nobody reading: the delayed ack, 1 ms after arrival.
+    let t = tokio::time::Instant::now();
+    a.send_and_wait(Bytes::from_static(b"not read"))
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    let delay = Duration::from_millis(1);
+    assert!(
+        took >= rtt + delay && took < rtt + delay + Duration::from_micros(100),
+        "unread: {took:?}"
+    );
+    assert_eq!(b.held().0, 1, "still unread");
+    assert_eq!(
+        b.recv().await.unwrap().unwrap(),
+        Bytes::from_static(b"not read")
+    );
+}
+
+/// The first packets after idle are handed to the transport from the
+/// application's own call; when the transport does not take them at once
+/// they go through the driver, first, and nothing is lost or reordered.
+#[tokio::test(start_paused = true)]
+async fn packets_the_transport_holds_after_idle_keep_their_order() {
+    let net = steady(Duration::from_millis(1));
+    let (a, b, hold, ta) = held_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    for round in 0..3 {
+        hold.send(true).unwrap();
+        let sent: Vec<Bytes> = (0..20)
+            .map(|i| Bytes::from(format!("round {round} message {i}")))
+            .collect();
+        for m in &sent {
+            a.send(m.clone()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // the hold
+        hold.send(false).unwrap();
+        for m in &sent {
+            let got = tokio::time::timeout(Duration::from_secs(10), b.recv())
+                .await
+                .expect("stalled after the hold")
+                .unwrap()
+                .unwrap();
+            assert_eq!(&got, m, "round {round}");
+        }
+        tokio::time::timeout(Duration::from_secs(10), a.flush_acked())
+            .await
+            .expect("never acknowledged")
+            .unwrap();
+    }
+    assert!(
+        ta.waited.load(Ordering::Relaxed) >= 3,
+        "no publish was held"
+    );
+    // Held, not lost: nothing needed repairing on a loss-free link.
+    let loss = a.stats().protocol.loss;
+    assert_eq!(loss.data_retransmits(), 0, "{loss:?}");
+    // And the close sees every packet handed over.
+    tokio::time::timeout(Duration::from_secs(10), a.close())
+        .await
+        .expect("close waited for packets never handed over")
+        .unwrap();
+}

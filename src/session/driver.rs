@@ -236,6 +236,8 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
                 }
             }
             if queue.is_empty() && sending.is_none() {
+                // What an application call could not hand over goes first.
+                queue.extend(g.outbox.drain(..).map(|tx| (tx, None)));
                 let syn_sent = g.conn.config().is_service_client()
                     && g.conn.state() == crate::proto::State::SynSent;
                 while let Some(tx) = g.conn.poll_transmit(t) {
@@ -308,7 +310,7 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
         }
         {
             let mut g = shared.lock();
-            let unsent = queue.len() + sending.is_some() as usize;
+            let unsent = queue.len() + sending.is_some() as usize + g.outbox.len();
             if g.unsent != unsent {
                 let was = g.unsent;
                 g.unsent = unsent;

@@ -348,6 +348,7 @@ impl Session {
                 driver_done: false,
                 on_close,
                 unsent: 0,
+                outbox: Default::default(),
             }),
             driver: Notify::new(),
             changed: Notify::new(),

@@ -3,9 +3,13 @@
 //! halves call.
 
 use super::*;
-use crate::proto::{CloseReason, Connection, MessageId, Recv, ResetCode, WriteError};
+use crate::proto::{
+    CloseReason, Connection, MessageId, Recv, ResetCode, State, Transmit, WriteError,
+};
 use crate::transport::{Transport, TransportError};
 use bytes::Bytes;
+use futures::FutureExt;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
@@ -26,8 +30,12 @@ pub(super) struct Inner {
     /// session lingering to re-acknowledge a Fin no longer counts.
     pub(super) on_close: Option<OnClose>,
     /// Packets the engine produced that the driver has not yet handed to
-    /// the transport.
+    /// the transport (its own queue, and [`outbox`](Self::outbox)).
     pub(super) unsent: usize,
+    /// Packets an application call took from the engine that the transport
+    /// did not take at once ([`Shared::send_now`]): the driver hands them
+    /// over first, before it asks the engine for more.
+    pub(super) outbox: VecDeque<Transmit>,
 }
 
 impl Inner {
@@ -106,6 +114,41 @@ impl Shared {
     pub(super) fn nudge(&self) {
         self.driver.notify_one();
     }
+
+    /// Hands what the engine has to send to the transport from the
+    /// caller's task, if that keeps the packets in order: the session is
+    /// open, and the driver has nothing waiting to go. The caller checked
+    /// that nothing was in flight before its write (a request, an answer):
+    /// the latency case, where a hand-over to the driver task is a thread
+    /// wake-up on the critical path. With data in flight the driver sends,
+    /// and its batching decides what a packet carries. A packet the
+    /// transport does not take at once goes to the driver, with all after
+    /// it. The caller still nudges the driver (the engine's timers moved).
+    pub(super) fn send_now(&self, g: &mut Inner) {
+        if g.unsent > 0 || g.transport_error.is_some() || g.conn.state() != State::Established {
+            return;
+        }
+        let t = now();
+        while let Some(tx) = g.conn.poll_transmit(t) {
+            if !g.outbox.is_empty() {
+                g.outbox.push_back(tx);
+                continue;
+            }
+            match self
+                .transport
+                .publish(&tx.dest, tx.payload.clone())
+                .now_or_never()
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    g.fail_on_transport(e, t);
+                    return;
+                }
+                None => g.outbox.push_back(tx),
+            }
+        }
+        g.unsent += g.outbox.len();
+    }
 }
 
 pub(super) fn now() -> Instant {
@@ -145,10 +188,18 @@ pub(super) fn stats(shared: &Shared) -> SessionStats {
 impl Shared {
     pub(super) async fn send(&self, msg: Bytes) -> Result<MessageId, SessionError> {
         let id = self
-            .wait(|g| match g.conn.send_message(msg.clone()) {
-                Ok(id) => Some(Ok(id)),
-                Err(WriteError::Blocked) => g.failure().map(Err),
-                Err(e) => Some(Err(SessionError::from(e))),
+            .wait(|g| {
+                let idle = g.conn.bytes_acked() >= g.conn.bytes_written();
+                match g.conn.send_message(msg.clone()) {
+                    Ok(id) => {
+                        if idle {
+                            self.send_now(g);
+                        }
+                        Some(Ok(id))
+                    }
+                    Err(WriteError::Blocked) => g.failure().map(Err),
+                    Err(e) => Some(Err(SessionError::from(e))),
+                }
             })
             .await?;
         self.nudge();

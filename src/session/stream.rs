@@ -42,7 +42,14 @@ pub(super) fn poll_write_impl(
         return Poll::Ready(Ok(0));
     }
     let mut g = shared.lock();
+    let idle = g.conn.bytes_acked() >= g.conn.bytes_written();
     match g.conn.write(buf) {
+        Ok(n) if n > 0 && idle => {
+            shared.send_now(&mut g);
+            drop(g);
+            shared.nudge();
+            Poll::Ready(Ok(n))
+        }
         Ok(0) => match g.failure() {
             Some(e) => Poll::Ready(Err(e.into())),
             None => {

@@ -171,6 +171,8 @@ struct Pending {
 ///     shuttle(&mut a, &mut b, now);
 /// }
 /// assert_eq!(b.recv_message().unwrap(), Recv::Data("over the wire".into()));
+/// // Acknowledged once B read it (an answer B sent now would carry the ack).
+/// shuttle(&mut a, &mut b, now);
 /// assert!(a.is_acked(msg));
 /// ```
 pub struct Connection {
@@ -192,6 +194,10 @@ pub struct Connection {
     pending: Pending,
     ack_pending: u32,
     ack_immediate: bool,
+    /// An in-order packet asked for an answer at once (`ACK_NOW`): it is
+    /// acknowledged as soon as the application reads, so that an answer
+    /// the application sends straight after can carry the ack (§5.3).
+    ack_on_read: bool,
     ack_echo: u64,
     last_heard: Instant,
     /// When we last sent a packet the peer answers (data, a KeepAlive, a
@@ -399,6 +405,7 @@ impl Connection {
             stats: Stats::default(),
             pending: Pending::default(),
             ack_pending: 0,
+            ack_on_read: false,
             ack_immediate: false,
             ack_echo: 0,
             last_heard: now,
@@ -1312,6 +1319,9 @@ impl Connection {
     }
 
     fn after_read(&mut self, _n: u64) {
+        if std::mem::take(&mut self.ack_on_read) {
+            self.ack_immediate = true;
+        }
         if self.is_established()
             && self
                 .rcv
@@ -2225,8 +2235,13 @@ impl Connection {
                 self.ack_immediate = true;
             }
         }
-        if p.flags & flags::ACK_NOW != 0 || self.ack_pending >= self.cfg.tuning.ack_frequency {
+        if self.ack_pending >= self.cfg.tuning.ack_frequency {
             self.ack_immediate = true;
+        } else if p.flags & flags::ACK_NOW != 0 {
+            // In order and readable: the ack goes when the application
+            // reads (its answer, sent at once, carries it), or within the
+            // ack delay if it does not. Anything else was acked at once.
+            self.ack_on_read = true;
         }
         if !self.ack_immediate {
             self.timers
@@ -2812,6 +2827,7 @@ impl Connection {
         p.ts_echo = self.ack_echo;
         self.ack_pending = 0;
         self.ack_immediate = false;
+        self.ack_on_read = false;
         self.timers.stop(Timer::AckDelay);
         p
     }

@@ -154,6 +154,7 @@ pub(crate) async fn swp_ping(url: &str, rounds: usize) -> (f64, f64) {
                 break;
             }
         }
+        b.stats().protocol.wire
     });
     let msg = bytes::Bytes::from(vec![1u8; 64]);
     let mut times = Vec::with_capacity(rounds);
@@ -165,7 +166,17 @@ pub(crate) async fn swp_ping(url: &str, rounds: usize) -> (f64, f64) {
         assert_eq!(back.len(), 64);
     }
     a.shutdown().await.unwrap();
-    let _ = echo.await;
+    let sa = a.stats().protocol.wire;
+    let sb = echo.await.unwrap();
+    println!(
+        "  swp ping-pong packets per round trip: A sent {:.2} (acks {:.2}, window updates {:.2}), B sent {:.2} (acks {:.2}, window updates {:.2})",
+        sa.packets_sent as f64 / rounds as f64,
+        sa.acks_sent as f64 / rounds as f64,
+        sa.window_updates_sent as f64 / rounds as f64,
+        sb.packets_sent as f64 / rounds as f64,
+        sb.acks_sent as f64 / rounds as f64,
+        sb.window_updates_sent as f64 / rounds as f64,
+    );
     percentiles(times)
 }
 
