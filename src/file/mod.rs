@@ -15,7 +15,10 @@
 //!
 //! * One read pass and one hash pass per side: the sender hashes while it
 //!   sends and carries the digest after the data; the receiver hashes while
-//!   it writes and compares before it presents anything.
+//!   it writes and compares before it presents anything. Disk and hashing
+//!   run beside the network, not in its way: the sender reads and hashes
+//!   its next 1 MiB while the last goes out, and the receiver writes and
+//!   hashes each 1 MiB while the next arrives.
 //! * The receiver writes into `.NAME.swp-part` beside the destination, with
 //!   `.NAME.swp-part.meta` recording the size it belongs to, and renames it
 //!   to `NAME` only once the size and digest match. On any error no file

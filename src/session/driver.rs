@@ -1,7 +1,9 @@
 //! The driver task: one per session. It owns the inbox subscription, feeds
 //! arriving packets and expired timers to the engine, publishes what the
 //! engine wants sent, and wakes whoever waits when the engine reports an
-//! event.
+//! event. (One exception: what an application call produces while the
+//! session is idle goes to the transport from that call, `Shared::send_now`;
+//! what the transport does not take at once comes back here, first.)
 
 use super::*;
 use crate::proto::{Config, Event, Recv};

@@ -15,6 +15,11 @@ use std::task::Waker;
 use std::time::Instant;
 use tokio::sync::Notify;
 
+/// The most packets an application call hands to the transport itself
+/// ([`Shared::send_now`]): a request or an answer, not the start of a bulk
+/// write.
+pub(super) const SEND_NOW_MAX: usize = 2;
+
 /// See [`Inner::on_close`].
 pub(crate) type OnClose = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -123,13 +128,19 @@ impl Shared {
     /// wake-up on the critical path. With data in flight the driver sends,
     /// and its batching decides what a packet carries. A packet the
     /// transport does not take at once goes to the driver, with all after
-    /// it. The caller still nudges the driver (the engine's timers moved).
+    /// it. At most [`SEND_NOW_MAX`] packets: the start of a large write is
+    /// the driver's to send, so a caller never holds the engine for long.
+    /// The caller still nudges the driver (the engine's timers moved, and
+    /// it sends the rest).
     pub(super) fn send_now(&self, g: &mut Inner) {
         if g.unsent > 0 || g.transport_error.is_some() || g.conn.state() != State::Established {
             return;
         }
         let t = now();
-        while let Some(tx) = g.conn.poll_transmit(t) {
+        for _ in 0..SEND_NOW_MAX {
+            let Some(tx) = g.conn.poll_transmit(t) else {
+                break;
+            };
             if !g.outbox.is_empty() {
                 g.outbox.push_back(tx);
                 continue;
