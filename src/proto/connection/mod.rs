@@ -2202,6 +2202,9 @@ impl Connection {
             let len = p.data.len() as u64;
             (Payload::One(p.data), len)
         };
+        // A reader with nothing left to read is likely waiting for this
+        // packet, and may answer it (a request).
+        let caught_up = !self.rcv.has_ready();
         let outcome = self.rcv.on_data(p.seq, payload, p.cumul_bytes, eom);
         if asap {
             self.events.push_back(Event::Asap);
@@ -2238,10 +2241,16 @@ impl Connection {
         if self.ack_pending >= self.cfg.tuning.ack_frequency {
             self.ack_immediate = true;
         } else if p.flags & flags::ACK_NOW != 0 {
-            // In order and readable: the ack goes when the application
-            // reads (its answer, sent at once, carries it), or within the
-            // ack delay if it does not. Anything else was acked at once.
-            self.ack_on_read = true;
+            if caught_up && outcome == DataOutcome::InOrder {
+                // The ack goes when the application reads (its answer,
+                // sent at once, carries it), or within the ack delay if it
+                // does not.
+                self.ack_on_read = true;
+            } else {
+                // A reader behind its data (a bulk stream): the sender
+                // waits for this ack to open its window.
+                self.ack_immediate = true;
+            }
         }
         if !self.ack_immediate {
             self.timers
