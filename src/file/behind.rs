@@ -116,7 +116,8 @@ impl WriteBehind {
     }
 
     /// Takes `chunk`; once a batch is full, waits for the previous job (the
-    /// error of a failed write shows here) and starts the next.
+    /// error of a failed write shows here) and starts the next. See
+    /// [`submit`](Self::submit) for a batch that is not full.
     pub(super) async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
         self.batched += chunk.len();
         self.batch.push(chunk);
@@ -134,7 +135,10 @@ impl WriteBehind {
         }
     }
 
-    async fn submit(&mut self) -> io::Result<()> {
+    /// Starts writing what is batched now, without waiting for a full
+    /// batch: for when no more data is at hand (a trickling sender), so
+    /// what arrived reaches the disk and nothing sits in memory.
+    pub(super) async fn submit(&mut self) -> io::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }

@@ -475,6 +475,10 @@ async fn recv_segments(
                         w.write_all(&chunk).await.map_err(sink_err)?;
                     }
                     sink.behind.push(chunk).await.map_err(sink_err)?;
+                    if session.held().1 == 0 {
+                        // Nothing more at hand: write what came now.
+                        sink.behind.submit().await.map_err(sink_err)?;
+                    }
                     report(progress, got, got, size, start);
                 }
             }
