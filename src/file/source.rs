@@ -99,13 +99,7 @@ impl<'a> Source<'a> {
         start: u64,
     ) -> Result<Box<dyn AsyncRead + Unpin + Send + '_>, FileError> {
         match self {
-            Source::File(p) => {
-                let mut f = tokio::fs::File::open(*p).await.map_err(io_err(p))?;
-                f.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(io_err(p))?;
-                Ok(Box::new(f))
-            }
+            Source::File(p) => Ok(Box::new(open_file_at(p, start).await?)),
             Source::Memory(d) => Ok(Box::new(&d[start as usize..])),
             Source::Reader(r) => Ok(Box::new(&mut **r)),
         }
@@ -122,11 +116,7 @@ impl<'a> Source<'a> {
     ) -> Result<Chunks<'_>, FileError> {
         match self {
             Source::File(p) => {
-                let mut f = tokio::fs::File::open(*p).await.map_err(io_err(p))?;
-                f.seek(std::io::SeekFrom::Start(start))
-                    .await
-                    .map_err(io_err(p))?;
-                let f = f.into_std().await;
+                let f = open_file_at(p, start).await?.into_std().await;
                 Ok(Chunks::File(ReadAhead::start(f, hasher, len)))
             }
             Source::Memory(d) => {
@@ -150,6 +140,15 @@ impl<'a> Source<'a> {
             Source::Reader(_) => "the input stream".into(),
         }
     }
+}
+
+/// The file at `p`, positioned at `start`.
+async fn open_file_at(p: &Path, start: u64) -> Result<tokio::fs::File, FileError> {
+    let mut f = tokio::fs::File::open(p).await.map_err(io_err(p))?;
+    f.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(io_err(p))?;
+    Ok(f)
 }
 
 /// A known-length source's bytes, chunk by chunk, hashed as they go.
