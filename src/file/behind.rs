@@ -115,13 +115,14 @@ impl WriteBehind {
         }
     }
 
-    /// Takes `chunk`; once a batch is full, waits for the previous job (the
-    /// error of a failed write shows here) and starts the next. See
-    /// [`submit`](Self::submit) for a batch that is not full.
-    pub(super) async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
+    /// Takes `chunk`; once a batch is full, or when no more data is at
+    /// hand (`more` false: a trickling sender, whose bytes should reach the
+    /// disk now rather than wait in memory), waits for the previous job (the
+    /// error of a failed write shows here) and starts the next.
+    pub(super) async fn push(&mut self, chunk: Bytes, more: bool) -> io::Result<()> {
         self.batched += chunk.len();
         self.batch.push(chunk);
-        if self.batched >= CHUNK {
+        if self.batched >= CHUNK || !more {
             self.submit().await?;
         }
         Ok(())
@@ -135,10 +136,8 @@ impl WriteBehind {
         }
     }
 
-    /// Starts writing what is batched now, without waiting for a full
-    /// batch: for when no more data is at hand (a trickling sender), so
-    /// what arrived reaches the disk and nothing sits in memory.
-    pub(super) async fn submit(&mut self) -> io::Result<()> {
+    /// Starts writing what is batched now.
+    async fn submit(&mut self) -> io::Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -253,8 +252,11 @@ mod tests {
             // Few one-byte chunks (a million pushes would only be slow).
             let end = if step == 1 { 5000 } else { all.len() };
             for c in all[..end].chunks(step.min(end.max(1))) {
-                w.push(Bytes::copy_from_slice(c)).await.unwrap();
-                hash_only.push(Bytes::copy_from_slice(c)).await.unwrap();
+                w.push(Bytes::copy_from_slice(c), true).await.unwrap();
+                hash_only
+                    .push(Bytes::copy_from_slice(c), true)
+                    .await
+                    .unwrap();
             }
             let (f, h) = w.finish_file().await.unwrap();
             drop(f);
@@ -283,7 +285,7 @@ mod tests {
         let mut w = WriteBehind::new(Some(f), Blake2b512::new());
         let mut failed = false;
         for _ in 0..4 {
-            if w.push(Bytes::from(vec![1u8; CHUNK])).await.is_err() {
+            if w.push(Bytes::from(vec![1u8; CHUNK]), true).await.is_err() {
                 failed = true;
                 break;
             }

@@ -158,11 +158,8 @@ pub(super) async fn recv_bigfile_to(
             )));
         }
         got += chunk.len() as u64;
-        behind.push(chunk).await.map_err(io_err(&part))?;
-        if session.held().1 == 0 {
-            // Nothing more at hand: write what came now.
-            behind.submit().await.map_err(io_err(&part))?;
-        }
+        let more = session.held().1 > 0;
+        behind.push(chunk, more).await.map_err(io_err(&part))?;
         if let Some(p) = progress {
             p.send_replace(Progress {
                 bytes_sent: got,

@@ -474,11 +474,8 @@ async fn recv_segments(
                     if let Some(w) = sink.writer.as_mut() {
                         w.write_all(&chunk).await.map_err(sink_err)?;
                     }
-                    sink.behind.push(chunk).await.map_err(sink_err)?;
-                    if session.held().1 == 0 {
-                        // Nothing more at hand: write what came now.
-                        sink.behind.submit().await.map_err(sink_err)?;
-                    }
+                    let more = session.held().1 > 0;
+                    sink.behind.push(chunk, more).await.map_err(sink_err)?;
                     report(progress, got, got, size, start);
                 }
             }
