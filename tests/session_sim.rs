@@ -524,3 +524,222 @@ async fn packets_the_transport_holds_after_idle_keep_their_order() {
         .expect("close waited for packets never handed over")
         .unwrap();
 }
+
+/// A SimNet transport whose inbox delivers nothing while its gate is shut:
+/// what arrives meanwhile waits in the gate, in order, and opening the gate
+/// wakes whoever polled the inbox last. It lets a test decide which task
+/// takes a packet: the one that polls right after the gate opens.
+struct Gated {
+    inner: Arc<dyn Transport>,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    state: std::sync::Mutex<GateState>,
+    arrived: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct GateState {
+    shut: bool,
+    held: std::collections::VecDeque<Bytes>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Gate {
+    fn shut(&self, shut: bool) {
+        let waker = {
+            let mut s = self.state.lock().unwrap();
+            s.shut = shut;
+            s.waker.take()
+        };
+        if let Some(w) = waker.filter(|_| !shut) {
+            w.wake();
+        }
+    }
+    /// Waits until `n` packets wait in the gate.
+    async fn holding(&self, n: usize) {
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.state.lock().unwrap().held.len() >= n {
+                return;
+            }
+            arrived.await;
+        }
+    }
+}
+
+struct GatedStream {
+    inner: Incoming,
+    gate: Arc<Gate>,
+}
+
+impl futures::Stream for GatedStream {
+    type Item = Bytes;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Bytes>> {
+        use futures::StreamExt;
+        use std::task::Poll;
+        let mut ended = false;
+        loop {
+            match self.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(b)) => {
+                    self.gate.state.lock().unwrap().held.push_back(b);
+                    self.gate.arrived.notify_waiters();
+                }
+                Poll::Ready(None) => {
+                    ended = true;
+                    break;
+                }
+                Poll::Pending => break,
+            }
+        }
+        let mut s = self.gate.state.lock().unwrap();
+        if !s.shut {
+            if let Some(b) = s.held.pop_front() {
+                return Poll::Ready(Some(b));
+            }
+            if ended {
+                return Poll::Ready(None);
+            }
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Transport for Gated {
+    fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        let inbox = inbox.to_string();
+        Box::pin(async move {
+            let inner = self.inner.subscribe(&inbox).await?;
+            let s: Incoming = Box::pin(GatedStream {
+                inner,
+                gate: self.gate.clone(),
+            });
+            Ok(s)
+        })
+    }
+    fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.inner.publish(subject, payload)
+    }
+    fn max_payload(&self) -> usize {
+        self.inner.max_payload()
+    }
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity()
+    }
+}
+
+/// An established pair whose B side hears A through a [`Gate`] (open).
+async fn gated_pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    let tb = Arc::new(Gated {
+        inner: net.transport("B", 4096),
+        gate: gate.clone(),
+    });
+    let (a, b) = tokio::join!(
+        Session::connect(net.transport("A", 4096), a),
+        Session::accept(tb, b),
+    );
+    (a.unwrap(), b.unwrap(), gate)
+}
+
+/// A reader that waits for the next request after its answer takes an
+/// arriving packet from the inbox itself, without waiting for the driver
+/// task (the latency case), and the session goes on as before: the answer
+/// carries the ack, the round trip takes the link's round trip.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_reader_takes_the_next_request_itself() {
+    let one_way = Duration::from_millis(1);
+    let net = steady(one_way);
+    let (a, b, gate) = gated_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let a = Arc::new(a);
+    for round in 0..4 {
+        gate.shut(true);
+        let msg = Bytes::from(format!("request {round}"));
+        let mut read = std::pin::pin!(b.recv());
+        assert!(futures::poll!(read.as_mut()).is_pending());
+        let (a2, m2) = (a.clone(), msg.clone());
+        let sent = tokio::spawn(async move { a2.send_and_wait(m2).await });
+        gate.holding(1).await;
+        let t = tokio::time::Instant::now();
+        // Opening wakes the driver (queued behind this task) and the
+        // reader (this task); polled before the driver runs, so only the
+        // reader itself can take the packet.
+        gate.shut(false);
+        let got = match futures::poll!(read.as_mut()) {
+            std::task::Poll::Ready(r) => r.unwrap().unwrap(),
+            // Round 0: B has no answer in flight yet, so its reader leaves
+            // the packet to the driver.
+            std::task::Poll::Pending if round == 0 => read.await.unwrap().unwrap(),
+            std::task::Poll::Pending => {
+                panic!("round {round}: the reader did not take the packet itself")
+            }
+        };
+        assert_eq!(got, msg, "round {round}");
+        b.send(got).await.unwrap(); // the answer, unacked until the next request
+        assert_eq!(a.recv().await.unwrap().unwrap(), msg, "round {round}");
+        sent.await.unwrap().unwrap(); // the answer carried the ack
+        assert!(
+            t.elapsed() <= one_way + Duration::from_micros(100),
+            "round {round}: answered {:?} after the request arrived",
+            t.elapsed()
+        );
+    }
+    let wb = b.stats().protocol.wire;
+    assert_eq!(wb.acks_sent, 0, "B sent pure acks: {wb:?}");
+}
+
+/// Acks that a waiting reader takes from the inbox open the send buffer
+/// for a writer on the other half: the driver learns there was input and
+/// wakes it at once (not at the next retransmission).
+#[tokio::test(start_paused = true)]
+async fn acks_a_waiting_reader_takes_wake_the_writer_on_the_other_half() {
+    let net = steady(Duration::from_millis(1));
+    let buffer = 16 * 1024;
+    let (mut a, b, gate) = gated_pair(
+        &net,
+        Config::new("A", "B"),
+        Config::new("B", "").max_payload(1024).send_buffer(buffer),
+    )
+    .await;
+    let (mut rb, mut wb) = b.into_split();
+    let total = buffer as usize + 1;
+    let reader_a = tokio::spawn(async move {
+        let mut got = vec![0u8; total];
+        a.read_exact(&mut got).await.unwrap();
+        (a, got)
+    });
+    gate.shut(true);
+    // More than the send buffer: the last byte waits for A's acks, which
+    // wait in B's gate.
+    let writer = tokio::spawn(async move {
+        wb.write_all(&vec![5u8; total]).await.unwrap();
+        wb
+    });
+    let mut buf = [0u8; 16];
+    let mut read = std::pin::pin!(rb.read(&mut buf));
+    assert!(futures::poll!(read.as_mut()).is_pending());
+    gate.holding(1).await;
+    gate.shut(false);
+    // The reader takes the acks itself: nothing to read, so it waits on.
+    assert!(futures::poll!(read.as_mut()).is_pending());
+    let t = tokio::time::Instant::now();
+    let _wb = tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("the writer was never woken")
+        .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(1),
+        "the writer was woken {:?} after the acks arrived",
+        t.elapsed()
+    );
+    let (_a, got) = reader_a.await.unwrap();
+    assert!(got.iter().all(|&x| x == 5));
+}

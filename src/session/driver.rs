@@ -1,18 +1,22 @@
-//! The driver task: one per session. It owns the inbox subscription, feeds
-//! arriving packets and expired timers to the engine, publishes what the
-//! engine wants sent, and wakes whoever waits when the engine reports an
-//! event. (One exception: what an application call produces while the
-//! session is idle goes to the transport from that call, `Shared::send_now`;
-//! what the transport does not take at once comes back here, first.)
+//! The driver task: one per session. It feeds arriving packets and expired
+//! timers to the engine, publishes what the engine wants sent, and wakes
+//! whoever waits when the engine reports an event. (Two exceptions, both
+//! for latency: a reader that waits for data takes arriving packets from
+//! the inbox itself, `inbox.rs`, and what an application call produces
+//! while the session is idle goes to the transport from that call,
+//! `Shared::send_now`; what the transport does not take at once comes back
+//! here, first.)
 
+use super::inbox::{Inbox, Pulled};
 use super::*;
 use crate::proto::{Config, Event, Recv};
 use crate::proto::{Str, Transmit};
-use crate::transport::{Incoming, Transport, TransportError};
+use crate::transport::{Transport, TransportError};
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// Packets handled per driver wake-up before acks are generated; batching
@@ -90,10 +94,7 @@ pub(super) async fn subscribe_within_connect_budget(
 /// transport that takes nothing for the dead-peer budget ends the session
 /// with a [`TransportError::Publish`] that says so, even while the peer is
 /// still heard from.
-pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
-    // Fused: once the subscription has ended it is not polled again (an
-    // ended stream answers at once, for ever: polling it would spin).
-    let mut incoming = Some(incoming);
+pub(super) async fn drive(shared: Arc<Shared>) {
     // Each packet with the reply inbox it names: a service client's Syn
     // asks NATS to say at once if nobody subscribes to the service subject.
     let mut queue: VecDeque<(Transmit, Option<Str>)> = VecDeque::new();
@@ -142,41 +143,31 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
                 None => futures::future::pending().await,
             }
         };
-        let next_packet = async {
-            match incoming.as_mut() {
-                Some(i) => i.next().await,
-                None => futures::future::pending().await,
+        // Packets from the inbox (see `Inbox`: a waiting reader may have
+        // taken some already; their input still needs this pass).
+        let next_packet = std::future::poll_fn(|cx| {
+            let mut g = shared.lock();
+            let g = &mut *g;
+            let t = now();
+            let by_reader = std::mem::take(&mut g.inbox.taken_by_reader);
+            match g
+                .inbox
+                .pull_for_driver(cx.waker(), &mut g.conn, t, BATCH + 1)
+            {
+                Pulled::Ended => {
+                    g.fail_on_transport(Inbox::ended_error(), t);
+                    Poll::Ready(())
+                }
+                Pulled::Packets(_) => Poll::Ready(()),
+                Pulled::Nothing if by_reader => Poll::Ready(()),
+                Pulled::Nothing => Poll::Pending,
             }
-        };
+        });
         let mut input = false;
         let mut published = None;
-        let mut ended = false;
         tokio::select! {
             biased;
-            p = next_packet => {
-                input = true;
-                let mut g = shared.lock();
-                let t = now();
-                match p {
-                    Some(b) => {
-                        g.conn.handle_packet(t, b);
-                        for _ in 0..BATCH {
-                            match incoming.as_mut().and_then(|i| i.next().now_or_never()) {
-                                Some(Some(b)) => g.conn.handle_packet(t, b),
-                                Some(None) => {
-                                    ended = true;
-                                    break;
-                                }
-                                None => break,
-                            }
-                        }
-                    }
-                    None => ended = true,
-                }
-                if ended {
-                    g.fail_on_transport(TransportError::Closed("the inbox subscription ended (the NATS connection closed or drained)".into()), t);
-                }
-            }
+            _ = next_packet => input = true,
             r = handed_over => published = Some(r),
             alive = denial => {
                 if alive {
@@ -187,9 +178,6 @@ pub(super) async fn drive(shared: Arc<Shared>, incoming: Incoming) {
             }
             _ = shared.driver.notified() => {}
             _ = sleep => {}
-        }
-        if ended {
-            incoming = None;
         }
         if let Some(r) = published {
             sending = None;

@@ -1,12 +1,16 @@
 //! The async session: a driver task around the sans-IO [`Connection`], and
 //! the application's handles to it.
 //!
-//! One task per session owns the inbox subscription. It feeds arriving
-//! packets and expired timers to the engine, publishes what the engine wants
-//! sent, and wakes whoever waits (readers, writers, `flush`, message calls)
-//! when the engine reports an event. Application calls lock the engine
-//! briefly, act, and nudge the driver. Nothing busy-polls: a blocked read or
-//! write parks until an event.
+//! One task per session, the driver, feeds arriving packets and expired
+//! timers to the engine, publishes what the engine wants sent, and wakes
+//! whoever waits (readers, writers, `flush`, message calls) when the engine
+//! reports an event. Application calls lock the engine briefly, act, and
+//! nudge the driver. Two shortcuts keep a request/answer exchange free of
+//! hand-overs between tasks: a call that finds the session idle hands its
+//! packets to the transport itself, and a reader that waits for an answer
+//! takes arriving packets from the inbox itself (the driver is woken all
+//! the same and does what follows input). Nothing busy-polls: a blocked
+//! read or write parks until an event.
 //!
 //! Dropping every handle closes the session gracefully in the background
 //! (data already written is still delivered); the driver gives up and aborts
@@ -15,6 +19,7 @@
 mod driver;
 mod error;
 mod halves;
+mod inbox;
 mod shared;
 mod stream;
 
@@ -349,15 +354,13 @@ impl Session {
                 on_close,
                 unsent: 0,
                 outbox: Default::default(),
+                inbox: inbox::Inbox::new(incoming),
             }),
             driver: Notify::new(),
             changed: Notify::new(),
             transport,
         });
-        tokio::spawn(tracing::Instrument::instrument(
-            drive(shared.clone(), incoming),
-            span,
-        ));
+        tokio::spawn(tracing::Instrument::instrument(drive(shared.clone()), span));
         // The driver waits for input before its first output; the Syn of an
         // active open is already due, so wake it at once.
         shared.nudge();

@@ -14,22 +14,27 @@ pub(super) fn poll_read_impl(
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
     let mut g = shared.lock();
-    match g.conn.read(buf.initialize_unfilled()) {
-        Ok(Recv::Data(n)) => {
-            buf.advance(n);
-            drop(g);
-            shared.nudge();
-            Poll::Ready(Ok(()))
-        }
-        Ok(Recv::Finished) => Poll::Ready(Ok(())),
-        Ok(Recv::Blocked) => match g.failure() {
-            Some(e) => Poll::Ready(Err(e.into())),
-            None => {
-                g.park(cx.waker());
-                Poll::Pending
+    loop {
+        return match g.conn.read(buf.initialize_unfilled()) {
+            Ok(Recv::Data(n)) => {
+                buf.advance(n);
+                drop(g);
+                shared.nudge();
+                Poll::Ready(Ok(()))
             }
-        },
-        Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
+            Ok(Recv::Finished) => Poll::Ready(Ok(())),
+            Ok(Recv::Blocked) => match g.failure() {
+                Some(e) => Poll::Ready(Err(e.into())),
+                // Waiting: take what arrives from the inbox here (see
+                // `Inbox`), not through a wake-up of the driver.
+                None if g.pull_for_reader(cx.waker()) => continue,
+                None => {
+                    g.park(cx.waker());
+                    Poll::Pending
+                }
+            },
+            Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
+        };
     }
 }
 
