@@ -651,3 +651,66 @@ async fn a_sealed_session_counts_and_drops_what_a_gt_subscriber_injects() {
     );
     assert_eq!(da.impossible + db.impossible, 0);
 }
+
+/// Both directions at once, each end's reader and writer in tasks of their
+/// own on two threads, with send buffers small enough that the writers wait
+/// for acks all the time. Each side has data in flight, so its reader takes
+/// packets from the inbox itself while the driver takes them too: every
+/// byte arrives once, in order, and acks that a reader took still free its
+/// writer's buffer. Then request/answer over the same halves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_directions_at_once_through_halves_lose_and_stall_nothing() {
+    let server = nats_server();
+    let (ta, tb) = (nats(&server).await, nats(&server).await);
+    let (ia, ib) = (inbox("both", "a"), inbox("both", "b"));
+    let cfg = |l: &str, r: &str| Config::new(l, r).max_payload(16 * 1024).send_buffer(MIB);
+    let (a, b) = pair(ta, tb, cfg(&ia, &ib), cfg(&ib, "")).await;
+    let total = 32 * MIB;
+    let (mut ra, mut wa) = a.into_split();
+    let (mut rb, mut wb) = b.into_split();
+    let write = |mut w: swp::WriteHalf| {
+        tokio::spawn(async move {
+            let mut src = PatternReader { pos: 0, total };
+            tokio::io::copy(&mut src, &mut w).await.unwrap();
+            w.flush().await.unwrap();
+            w
+        })
+    };
+    let read = |mut r: swp::ReadHalf| {
+        tokio::spawn(async move {
+            let mut check = PatternChecker::default();
+            let mut buf = vec![0u8; 64 * 1024];
+            while check.pos < total {
+                let n = r.read(&mut buf).await.unwrap();
+                assert!(n > 0, "end of stream after {} bytes", check.pos);
+                check.write_all(&buf[..n]).await.unwrap();
+            }
+            (r, check)
+        })
+    };
+    let (wa2, wb2, ra2, rb2) = (write(wa), write(wb), read(ra), read(rb));
+    let all = async { (wa2.await, wb2.await, ra2.await, rb2.await) };
+    let (wa2, wb2, ra2, rb2) = timeout(Duration::from_secs(120), all)
+        .await
+        .expect("a direction stalled");
+    (wa, wb) = (wa2.unwrap(), wb2.unwrap());
+    let ((r1, ca), (r2, cb)) = (ra2.unwrap(), rb2.unwrap());
+    (ra, rb) = (r1, r2);
+    for c in [&ca, &cb] {
+        assert_eq!((c.pos, c.first_bad), (total, None));
+    }
+    // Request and answer over the same halves, each round trip bounded.
+    for i in 0..500u32 {
+        let req = i.to_be_bytes();
+        timeout(Duration::from_secs(10), async {
+            wa.write_all(&req).await.unwrap();
+            let mut got = [0u8; 4];
+            rb.read_exact(&mut got).await.unwrap();
+            wb.write_all(&got).await.unwrap();
+            ra.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, req);
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round trip {i} stalled"));
+    }
+}
