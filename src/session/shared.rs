@@ -21,6 +21,12 @@ use tokio::sync::Notify;
 /// write.
 pub(super) const SEND_NOW_MAX: usize = 2;
 
+/// The most pulls from the inbox one poll of a waiting reader makes (each
+/// up to the driver's batch): an inbox that never runs dry (a flood of
+/// acks, a transport whose stream is always ready) cannot hold the reader's
+/// task; what is left is the driver's, which every arrival wakes.
+pub(super) const READER_PULLS: usize = 4;
+
 /// See [`Inner::on_close`].
 pub(crate) type OnClose = Box<dyn FnOnce(&Connection) + Send>;
 
@@ -283,13 +289,17 @@ impl Shared {
     ) -> Result<Option<Bytes>, SessionError> {
         let r = std::future::poll_fn(|cx| {
             let mut g = self.lock();
+            let mut pulls = 0;
             loop {
                 return match read(&mut g.conn) {
                     Ok(Recv::Data(b)) => Poll::Ready(Ok(Some(b))),
                     Ok(Recv::Finished) => Poll::Ready(Ok(None)),
                     Ok(Recv::Blocked) => match g.failure() {
                         Some(e) => Poll::Ready(Err(e)),
-                        None if g.pull_for_reader(cx.waker()) => continue,
+                        None if pulls < READER_PULLS && g.pull_for_reader(cx.waker()) => {
+                            pulls += 1;
+                            continue;
+                        }
                         None => {
                             g.park(cx.waker());
                             Poll::Pending

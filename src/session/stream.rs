@@ -14,6 +14,7 @@ pub(super) fn poll_read_impl(
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
     let mut g = shared.lock();
+    let mut pulls = 0;
     loop {
         return match g.conn.read(buf.initialize_unfilled()) {
             Ok(Recv::Data(n)) => {
@@ -27,7 +28,10 @@ pub(super) fn poll_read_impl(
                 Some(e) => Poll::Ready(Err(e.into())),
                 // Waiting: take what arrives from the inbox here (see
                 // `Inbox`), not through a wake-up of the driver.
-                None if g.pull_for_reader(cx.waker()) => continue,
+                None if pulls < READER_PULLS && g.pull_for_reader(cx.waker()) => {
+                    pulls += 1;
+                    continue;
+                }
                 None => {
                     g.park(cx.waker());
                     Poll::Pending
