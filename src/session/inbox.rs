@@ -30,6 +30,14 @@ use std::time::Instant;
 struct Fanout {
     driver: AtomicWaker,
     reader: AtomicWaker,
+    /// Wake the reader before the driver. The aim is that a waiting reader
+    /// runs first: tokio's multi-thread runtime runs the task woken last
+    /// next on this worker (its LIFO slot), so there the driver is woken
+    /// first (paired runs: ping-pong p50 1.13x raw against 1.18x the other
+    /// way round); a current-thread runtime runs tasks in the order woken,
+    /// so there the reader is. (Which also makes the simulated tests,
+    /// which run on one thread, take this path.)
+    reader_first: bool,
 }
 
 impl Wake for Fanout {
@@ -37,10 +45,13 @@ impl Wake for Fanout {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        // The driver first: a runtime that runs the last woken task next
-        // (tokio's LIFO slot) then runs the reader, which is waiting.
-        self.driver.wake();
-        self.reader.wake();
+        if self.reader_first {
+            self.reader.wake();
+            self.driver.wake();
+        } else {
+            self.driver.wake();
+            self.reader.wake();
+        }
     }
 }
 
@@ -69,7 +80,12 @@ pub(super) struct Inbox {
 
 impl Inbox {
     pub(super) fn new(stream: Incoming) -> Self {
-        let fanout = Arc::new(Fanout::default());
+        let current_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+        let fanout = Arc::new(Fanout {
+            reader_first: current_thread,
+            ..Fanout::default()
+        });
         Self {
             stream: Some(stream),
             waker: Waker::from(fanout.clone()),
