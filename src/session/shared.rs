@@ -279,37 +279,46 @@ impl Shared {
         self.read_with(|c| c.read_chunk(max)).await
     }
 
+    /// One poll of a read: what `read` gives, `None` at the end of the
+    /// stream, or the session's failure; while nothing is there, takes
+    /// arriving packets from the inbox itself (see [`Inbox`]) before it
+    /// parks the caller. The one loop behind `AsyncRead` and the message
+    /// calls.
+    pub(super) fn poll_read_with<T>(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        mut read: impl FnMut(&mut Connection) -> Result<Recv<T>, crate::proto::ReadError>,
+    ) -> Poll<Result<Option<T>, SessionError>> {
+        let mut g = self.lock();
+        let mut pulls = 0;
+        loop {
+            return match read(&mut g.conn) {
+                Ok(Recv::Data(v)) => Poll::Ready(Ok(Some(v))),
+                Ok(Recv::Finished) => Poll::Ready(Ok(None)),
+                Ok(Recv::Blocked) => match g.failure() {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None if pulls < READER_PULLS && g.pull_for_reader(cx.waker()) => {
+                        pulls += 1;
+                        continue;
+                    }
+                    None => {
+                        g.park(cx.waker());
+                        Poll::Pending
+                    }
+                },
+                Err(e) => Poll::Ready(Err(SessionError::from(e))),
+            };
+        }
+    }
+
     /// Waits until `read` gives something (or the stream ended, or the
-    /// session failed), taking arriving packets from the inbox itself while
-    /// it waits (see [`Inbox`]); then nudges the driver, as reading may
-    /// open the window.
+    /// session failed); then nudges the driver, as reading may open the
+    /// window.
     async fn read_with(
         &self,
         mut read: impl FnMut(&mut Connection) -> Result<Recv<Bytes>, crate::proto::ReadError>,
     ) -> Result<Option<Bytes>, SessionError> {
-        let r = std::future::poll_fn(|cx| {
-            let mut g = self.lock();
-            let mut pulls = 0;
-            loop {
-                return match read(&mut g.conn) {
-                    Ok(Recv::Data(b)) => Poll::Ready(Ok(Some(b))),
-                    Ok(Recv::Finished) => Poll::Ready(Ok(None)),
-                    Ok(Recv::Blocked) => match g.failure() {
-                        Some(e) => Poll::Ready(Err(e)),
-                        None if pulls < READER_PULLS && g.pull_for_reader(cx.waker()) => {
-                            pulls += 1;
-                            continue;
-                        }
-                        None => {
-                            g.park(cx.waker());
-                            Poll::Pending
-                        }
-                    },
-                    Err(e) => Poll::Ready(Err(SessionError::from(e))),
-                };
-            }
-        })
-        .await;
+        let r = std::future::poll_fn(|cx| self.poll_read_with(cx, &mut read)).await;
         self.nudge();
         r
     }

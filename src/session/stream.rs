@@ -2,7 +2,6 @@
 //! halves, one implementation on the shared state.
 
 use super::*;
-use crate::proto::Recv;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,32 +12,15 @@ pub(super) fn poll_read_impl(
     cx: &mut Context<'_>,
     buf: &mut ReadBuf<'_>,
 ) -> Poll<io::Result<()>> {
-    let mut g = shared.lock();
-    let mut pulls = 0;
-    loop {
-        return match g.conn.read(buf.initialize_unfilled()) {
-            Ok(Recv::Data(n)) => {
-                buf.advance(n);
-                drop(g);
-                shared.nudge();
-                Poll::Ready(Ok(()))
-            }
-            Ok(Recv::Finished) => Poll::Ready(Ok(())),
-            Ok(Recv::Blocked) => match g.failure() {
-                Some(e) => Poll::Ready(Err(e.into())),
-                // Waiting: take what arrives from the inbox here (see
-                // `Inbox`), not through a wake-up of the driver.
-                None if pulls < READER_PULLS && g.pull_for_reader(cx.waker()) => {
-                    pulls += 1;
-                    continue;
-                }
-                None => {
-                    g.park(cx.waker());
-                    Poll::Pending
-                }
-            },
-            Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
-        };
+    match shared.poll_read_with(cx, |c| c.read(buf.initialize_unfilled())) {
+        Poll::Ready(Ok(Some(n))) => {
+            buf.advance(n);
+            shared.nudge();
+            Poll::Ready(Ok(()))
+        }
+        Poll::Ready(Ok(None)) => Poll::Ready(Ok(())),
+        Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+        Poll::Pending => Poll::Pending,
     }
 }
 
