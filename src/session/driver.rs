@@ -7,7 +7,6 @@
 //! `Shared::send_now`; what the transport does not take at once comes back
 //! here, first.)
 
-use super::inbox::{Inbox, Pulled};
 use super::*;
 use crate::proto::{Config, Event, Recv};
 use crate::proto::{Str, Transmit};
@@ -146,21 +145,10 @@ pub(super) async fn drive(shared: Arc<Shared>) {
         // Packets from the inbox (see `Inbox`: a waiting reader may have
         // taken some already; their input still needs this pass).
         let next_packet = std::future::poll_fn(|cx| {
-            let mut g = shared.lock();
-            let g = &mut *g;
-            let t = now();
-            let by_reader = std::mem::take(&mut g.inbox.taken_by_reader);
-            match g
-                .inbox
-                .pull_for_driver(cx.waker(), &mut g.conn, t, BATCH + 1)
-            {
-                Pulled::Ended => {
-                    g.fail_on_transport(Inbox::ended_error(), t);
-                    Poll::Ready(())
-                }
-                Pulled::Packets(_) => Poll::Ready(()),
-                Pulled::Nothing if by_reader => Poll::Ready(()),
-                Pulled::Nothing => Poll::Pending,
+            if shared.lock().pull_for_driver(cx.waker()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
         });
         let mut input = false;

@@ -18,7 +18,7 @@
 //! input.
 
 use crate::proto::Connection;
-use crate::transport::{Incoming, TransportError};
+use crate::transport::Incoming;
 use futures::StreamExt;
 use futures::task::AtomicWaker;
 use std::sync::Arc;
@@ -148,13 +148,6 @@ impl Inbox {
         } else {
             Pulled::Packets(n)
         }
-    }
-
-    /// The error that ends the session when the subscription ended.
-    pub(super) fn ended_error() -> TransportError {
-        TransportError::Closed(
-            "the inbox subscription ended (the NATS connection closed or drained)".into(),
-        )
     }
 }
 

@@ -97,14 +97,37 @@ impl Inner {
             return false;
         }
         let t = now();
-        match self
+        let pulled = self
             .inbox
-            .pull_for_reader(reader, &mut self.conn, t, super::driver::BATCH)
-        {
+            .pull_for_reader(reader, &mut self.conn, t, super::driver::BATCH);
+        self.took(pulled, t)
+    }
+
+    /// The driver's pull (see [`Inbox`]): whether there was input, its own
+    /// or what a reader took since the driver last looked.
+    pub(super) fn pull_for_driver(&mut self, driver: &Waker) -> bool {
+        let t = now();
+        let by_reader = std::mem::take(&mut self.inbox.taken_by_reader);
+        let pulled =
+            self.inbox
+                .pull_for_driver(driver, &mut self.conn, t, super::driver::BATCH + 1);
+        self.took(pulled, t) || by_reader
+    }
+
+    /// Whether a pull found anything; an ended subscription fails the
+    /// session.
+    fn took(&mut self, pulled: Pulled, t: Instant) -> bool {
+        match pulled {
             Pulled::Nothing => false,
             Pulled::Packets(_) => true,
             Pulled::Ended => {
-                self.fail_on_transport(Inbox::ended_error(), t);
+                self.fail_on_transport(
+                    TransportError::Closed(
+                        "the inbox subscription ended (the NATS connection closed or drained)"
+                            .into(),
+                    ),
+                    t,
+                );
                 true
             }
         }
