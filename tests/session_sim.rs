@@ -543,6 +543,8 @@ struct Gate {
 #[derive(Default)]
 struct GateState {
     shut: bool,
+    /// The subscription ends (as when the NATS connection closes).
+    ended: bool,
     held: std::collections::VecDeque<Bytes>,
     waker: Option<std::task::Waker>,
 }
@@ -555,6 +557,17 @@ impl Gate {
             s.waker.take()
         };
         if let Some(w) = waker.filter(|_| !shut) {
+            w.wake();
+        }
+    }
+    /// Ends the subscription: the next poll answers end-of-stream.
+    fn end(&self) {
+        let waker = {
+            let mut s = self.state.lock().unwrap();
+            s.ended = true;
+            s.waker.take()
+        };
+        if let Some(w) = waker {
             w.wake();
         }
     }
@@ -600,6 +613,9 @@ impl futures::Stream for GatedStream {
             }
         }
         let mut s = self.gate.state.lock().unwrap();
+        if s.ended {
+            return Poll::Ready(None);
+        }
         if !s.shut {
             if let Some(b) = s.held.pop_front() {
                 return Poll::Ready(Some(b));
@@ -831,5 +847,56 @@ async fn pipelined_requests_of_every_size_under_loss_answer_exactly() {
             .await
             .unwrap_or_else(|_| panic!("seed {seed}: the echo never ended: {repro}"))
             .unwrap();
+    }
+}
+
+/// The inbox subscription ends while a reader waits (the NATS connection
+/// closed or drained): the read fails at once with a transport error that
+/// says so, whether the reader takes the end from the inbox itself (its
+/// side has data in flight) or the driver does (nothing in flight).
+#[tokio::test(start_paused = true)]
+async fn a_subscription_that_ends_under_a_waiting_reader_fails_the_read_with_why() {
+    for in_flight in [false, true] {
+        let net = steady(Duration::from_millis(1));
+        let (a, b, gate) = gated_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+        gate.shut(true);
+        if in_flight {
+            // B's message stays unacknowledged: A's ack waits in the gate.
+            b.send(Bytes::from_static(b"unacked")).await.unwrap();
+            assert_eq!(a.recv().await.unwrap().unwrap(), "unacked");
+        }
+        let mut read = std::pin::pin!(b.recv());
+        assert!(futures::poll!(read.as_mut()).is_pending());
+        gate.end();
+        let r = match futures::poll!(read.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending if !in_flight => {
+                tokio::time::timeout(Duration::from_secs(1), read)
+                    .await
+                    .expect("the read never learnt that the subscription ended")
+            }
+            std::task::Poll::Pending => panic!("the reader did not take the end itself"),
+        };
+        match r {
+            Err(SessionError::Transport(TransportError::Closed(why))) => {
+                assert!(why.contains("subscription ended"), "{why}")
+            }
+            other => panic!("in flight {in_flight}: {other:?}"),
+        }
+        // Later calls say the same, not just "aborted".
+        let w = b.send(Bytes::from_static(b"after")).await.unwrap_err();
+        assert!(
+            matches!(w, SessionError::Transport(TransportError::Closed(_))),
+            "in flight {in_flight}: {w:?}"
+        );
+        // The peer is told (a Reset) and fails too, at once.
+        let e = tokio::time::timeout(Duration::from_secs(1), a.recv())
+            .await
+            .expect("the peer never learnt why")
+            .unwrap_err();
+        assert!(
+            matches!(e, SessionError::Closed(CloseReason::Reset { .. })),
+            "in flight {in_flight}: {e:?}"
+        );
     }
 }

@@ -138,6 +138,16 @@ impl Inner {
     pub(super) fn close_done(&self) -> bool {
         self.conn.close_settled() && self.unsent == 0
     }
+    /// What a call that the engine refused returns: the engine says only
+    /// that the session closed (aborted); when the transport is why, say
+    /// that instead.
+    pub(super) fn refused(&self, e: impl Into<SessionError>) -> SessionError {
+        match (e.into(), &self.transport_error) {
+            (SessionError::Closed(_), Some(t)) => SessionError::Transport(t.clone()),
+            (e, _) => e,
+        }
+    }
+
     /// The error a blocked call should return, if the session is over.
     pub(super) fn failure(&self) -> Option<SessionError> {
         if let Some(e) = &self.transport_error {
@@ -271,7 +281,7 @@ impl Shared {
                         Some(Ok(id))
                     }
                     Err(WriteError::Blocked) => g.failure().map(Err),
-                    Err(e) => Some(Err(SessionError::from(e))),
+                    Err(e) => Some(Err(g.refused(e))),
                 }
             })
             .await?;
@@ -329,7 +339,7 @@ impl Shared {
                         Poll::Pending
                     }
                 },
-                Err(e) => Poll::Ready(Err(SessionError::from(e))),
+                Err(e) => Poll::Ready(Err(g.refused(e))),
             };
         }
     }

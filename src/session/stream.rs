@@ -53,7 +53,7 @@ pub(super) fn poll_write_impl(
             shared.nudge();
             Poll::Ready(Ok(n))
         }
-        Err(e) => Poll::Ready(Err(SessionError::from(e).into())),
+        Err(e) => Poll::Ready(Err(g.refused(e).into())),
     }
 }
 
