@@ -25,6 +25,7 @@ fn main() {
         &server.url(),
         quick,
         Some(server.pid()),
+        std::path::Path::new(env!("CARGO_BIN_EXE_swp")),
     ));
     drop(server);
     let _ = std::fs::remove_dir_all(&store);

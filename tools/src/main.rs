@@ -613,7 +613,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     (Some((s, store)), u)
                 }
             };
-            swp_tools::bench::run(&url, quick, own.as_ref().map(|(s, _)| s.pid())).await;
+            let me = std::env::current_exe().map_err(|e| {
+                format!("cannot find this program's own path for the command-line rows: {e}")
+            })?;
+            swp_tools::bench::run(&url, quick, own.as_ref().map(|(s, _)| s.pid()), &me).await;
             if let Some((s, store)) = own {
                 drop(s);
                 let _ = std::fs::remove_dir_all(store);

@@ -1,5 +1,7 @@
 //! Files and latency in the NATS benchmark: `send_file` -> `recv_file` of
-//! one file (BLAKE2b-512 verified on both ends) against the JetStream
+//! one file (BLAKE2b-512 verified on both ends), the same file through the
+//! command-line tool as separate processes (`swp send` -> `swp recv`, and
+//! `swp put` then `swp get` through `swp serve`), against the JetStream
 //! Object Store's put then get of the same file through the same server;
 //! and a 64-byte ping-pong over a session against raw request/reply.
 
@@ -218,4 +220,124 @@ pub(crate) async fn raw_ping(url: &str, rounds: usize) -> (f64, f64) {
         println!("  raw request/reply: {spurious} spurious no-responders answers (retried)");
     }
     percentiles(times)
+}
+
+/// What a user of the command-line tool runs: the `swp` binary at `swp`,
+/// as separate processes, through the server at `url`.
+pub(crate) struct Cli {
+    pub(crate) swp: PathBuf,
+    pub(crate) url: String,
+}
+
+impl Cli {
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.swp);
+        c.args(args)
+            .args(["--quiet", "--server", &self.url])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null());
+        c
+    }
+
+    fn succeeded(child: std::process::Child, what: &str) {
+        let out = child.wait_with_output().expect("waiting for swp");
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `swp recv` in one process, `swp send` of `src` in another: MiB/s
+    /// from starting the sender until both have exited (the receiver has
+    /// verified, synced and renamed the file by then).
+    pub(crate) fn send_recv(&self, src: &Path, out: &Path) -> f64 {
+        let _ = std::fs::remove_dir_all(out);
+        let inbox = format!("bench.cli.{}", std::process::id());
+        let out_s = out.to_string_lossy();
+        let recv = self
+            .command(&[
+                "recv",
+                "--timeout",
+                "60",
+                "--inbox",
+                &inbox,
+                "--out",
+                &out_s,
+            ])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting swp recv");
+        let start = Instant::now();
+        let src_s = src.to_string_lossy();
+        let send = self
+            .command(&["send", "--to", &inbox, &src_s])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting swp send");
+        Self::succeeded(send, "swp send");
+        Self::succeeded(recv, "swp recv");
+        let secs = start.elapsed().as_secs_f64();
+        let size = std::fs::metadata(src).unwrap().len();
+        assert_eq!(
+            std::fs::metadata(out.join(src.file_name().unwrap()))
+                .unwrap()
+                .len(),
+            size,
+            "swp recv saved the whole file"
+        );
+        size as f64 / MIB as f64 / secs
+    }
+
+    /// `swp put` of `src` to a `swp serve` of a fresh directory, then `swp
+    /// get` of it back into another (the Object Store row's put then get,
+    /// done with swp): MiB/s of the file over the two, end to end.
+    pub(crate) fn put_get(&self, src: &Path, work: &Path) -> f64 {
+        use std::io::BufRead;
+        let _ = std::fs::remove_dir_all(work);
+        let (served, got) = (work.join("served"), work.join("got"));
+        let subject = format!("bench.serve.{}", std::process::id());
+        let mut serve = std::process::Command::new(&self.swp)
+            .args(["serve", &subject])
+            .arg(&served)
+            .args(["--server", &self.url])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting swp serve");
+        // It says "serving ..." once its subscription is in place.
+        let mut err = std::io::BufReader::new(serve.stderr.take().unwrap());
+        let mut line = String::new();
+        err.read_line(&mut line).expect("reading swp serve");
+        assert!(line.starts_with("serving"), "swp serve said {line:?}");
+        let drain = std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let name = src.file_name().unwrap().to_string_lossy().to_string();
+        let start = Instant::now();
+        let src_s = src.to_string_lossy();
+        let put = self
+            .command(&["put", &subject, &src_s])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting swp put");
+        Self::succeeded(put, "swp put");
+        let got_s = got.to_string_lossy();
+        let get = self
+            .command(&["get", &subject, &name, "--output", &got_s])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting swp get");
+        Self::succeeded(get, "swp get");
+        let secs = start.elapsed().as_secs_f64();
+        let _ = serve.kill();
+        let _ = serve.wait();
+        let _ = drain.join();
+        let size = std::fs::metadata(src).unwrap().len();
+        assert_eq!(
+            std::fs::metadata(got.join(&name)).unwrap().len(),
+            size,
+            "swp get saved the whole file"
+        );
+        let _ = std::fs::remove_dir_all(work);
+        size as f64 / MIB as f64 / secs
+    }
 }

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swp::Session;
@@ -386,10 +387,11 @@ fn cpu_row(what: &str, units: f64, raw: &Figure, swp: &Figure) {
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// // What `swp bench` does: start a nats-server, run, print the table.
 /// let server = swp::server::NatsServer::start()?;
-/// swp_tools::bench::run(&server.url(), false, Some(server.pid())).await;
+/// let swp = std::env::current_exe()?; // this program is `swp`
+/// swp_tools::bench::run(&server.url(), false, Some(server.pid()), &swp).await;
 /// # Ok(()) }
 /// ```
-pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
+pub async fn run(url: &str, quick: bool, server_pid: Option<u32>, swp: &Path) {
     let url = url.to_string();
     let stream_total = if quick { 16 * MIB } else { 512 * MIB };
     let msgs = if quick { 10_000 } else { 300_000 };
@@ -522,9 +524,18 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
         let size = if quick { 16 * MIB } else { 512 * MIB };
         let (dir, src) = files::make_file(size);
         let (mut streams, mut swps, mut objs) = (vec![], vec![], vec![]);
+        let (mut clis, mut put_gets) = (vec![], vec![]);
+        let in_processes = |f: fn(&files::Cli, &Path, &Path) -> f64, out: &str| {
+            let (swp, url, src, out) = (swp.to_path_buf(), url.clone(), src.clone(), dir.join(out));
+            tokio::task::spawn_blocking(move || f(&files::Cli { swp, url }, &src, &out))
+        };
         for _ in 0..rounds.min(3) {
             streams.push(swp_stream(&url, server_pid, 63 * 1024, size, Reading::Copy, false).await);
             swps.push(files::swp_file(&url, server_pid, &src, &dir.join("swp")).await);
+            settle().await;
+            clis.push(in_processes(files::Cli::send_recv, "cli").await.unwrap());
+            settle().await;
+            put_gets.push(in_processes(files::Cli::put_get, "serve").await.unwrap());
             objs.push(files::object_store(&url, &src, &dir.join("obj")).await);
         }
         let mid = |v: Vec<f64>| middle_by(v, |&x| x);
@@ -555,13 +566,28 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>) {
             "  {cores} cores / (stream + 2 hash passes) = {bound:.1} MiB/s bound on this machine; the file reached {:.2} of it",
             sw / bound
         );
+        let (cli, put_get) = (mid(clis), mid(put_gets));
+        println!(
+            "{:<34} swp {cli:>10.1} MiB/s   vs the stream {:.2}; vs the bound {:.2}",
+            "  swp send -> swp recv (processes)",
+            cli / st,
+            cli / bound
+        );
+        // The file crosses twice (to the served directory and back), each
+        // time with a hash pass on both ends: half the one-way bound.
+        println!(
+            "{:<34} swp {put_get:>10.1} MiB/s   (the file crosses twice) vs half the bound {:.2}",
+            "  swp put, then swp get (swp serve)",
+            put_get / (bound / 2.0)
+        );
         match objs.into_iter().collect::<Option<Vec<f64>>>() {
             Some(o) => {
                 let o = mid(o);
                 println!(
-                    "{:<34} Object Store put+get {o:>7.1} MiB/s   swp/Object Store {:.2}",
+                    "{:<34} Object Store put+get {o:>7.1} MiB/s   swp/Object Store {:.2}; swp put+get/Object Store {:.2}",
                     "",
-                    sw / o
+                    sw / o,
+                    put_get / o
                 );
             }
             None => {
