@@ -768,8 +768,9 @@ async fn acks_a_waiting_reader_takes_wake_the_writer_on_the_other_half() {
 /// so both readers take packets from the inbox themselves (on this
 /// one-thread runtime they run before the driver) while loss makes the
 /// drivers retransmit. Every answer must equal its request, in order, each
-/// round within a bound of virtual time. `SWP_SESSION_SEEDS` runs more
-/// seeds, `SWP_SESSION_SEED` one.
+/// round within a bound of virtual time (and each seed within a bound of
+/// real time, [`common::Watchdog`], should something spin).
+/// `SWP_SESSION_SEEDS` runs more seeds, `SWP_SESSION_SEED` one.
 #[tokio::test(start_paused = true)]
 async fn pipelined_requests_of_every_size_under_loss_answer_exactly() {
     use rand::{Rng, SeedableRng};
@@ -782,10 +783,12 @@ async fn pipelined_requests_of_every_size_under_loss_answer_exactly() {
             .collect(),
     };
     let payload = 2048usize;
+    let dog = common::Watchdog::start(Duration::from_secs(120), "pipelined_requests");
     for seed in seeds {
         let repro = format!(
             "reproduce: SWP_SESSION_SEED={seed} cargo test --test session_sim pipelined_requests"
         );
+        dog.pet(format!("pipelined_requests seed {seed}: {repro}"));
         let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         let link = LinkConfig::new()
             .latency(Duration::from_micros(rng.gen_range(100..3000)))
@@ -897,6 +900,378 @@ async fn a_subscription_that_ends_under_a_waiting_reader_fails_the_read_with_why
         assert!(
             matches!(e, SessionError::Closed(CloseReason::Reset { .. })),
             "in flight {in_flight}: {e:?}"
+        );
+    }
+}
+
+/// Where a partition cuts a request/answer exchange.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cut {
+    /// As the request leaves A.
+    Request,
+    /// As the answer leaves B (the request arrived).
+    Answer,
+}
+
+/// A partition while A's reader waits for its answer (with its request in
+/// flight, so the reader takes arriving packets itself), at the edges of
+/// the promise of docs/PROTOCOL.md §8: one just under the dead-peer budget
+/// B is survived, the answer exact and the session usable after it; one
+/// just longer than B + K + A (K the keepalive interval, A <= K) ends both
+/// sides within B + 2K of the cut, each with the reason (the silence, or
+/// the peer's Reset saying so), never a hang or a bare "closed". Cut as
+/// the request leaves and as the answer leaves; a few seeds of jitter.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_reader_survives_a_partition_just_under_the_budget_and_both_learn_why_just_over()
+{
+    let tuning = swp::proto::Tuning::new();
+    let (budget, k) = (
+        tuning.dead_peer_budget().unwrap(),
+        tuning.keepalive_interval(),
+    );
+    let ms = Duration::from_millis;
+    for seed in 0..3 {
+        for cut in [Cut::Request, Cut::Answer] {
+            for (outage, survives) in [(budget - ms(100), true), (budget + 2 * k + ms(100), false)]
+            {
+                let what = format!("seed {seed}, {cut:?} cut for {outage:?}");
+                let net = SimNetwork::new(
+                    seed,
+                    LinkConfig::new()
+                        .latency(ms(1))
+                        .jitter(Duration::from_micros(500)),
+                );
+                let (a, b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+                let (ia, ib) = net.with(|n| (n.lookup("A").unwrap(), n.lookup("B").unwrap()));
+                // The fault: cut both directions now, heal after `outage`.
+                let fault = {
+                    let net = net.clone();
+                    move || {
+                        net.with(|n| n.partition(ia, ib));
+                        let net = net.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(outage).await;
+                            net.with(|n| n.heal(ia, ib));
+                        });
+                    }
+                };
+                let fault_b = fault.clone();
+                let echo = tokio::spawn(async move {
+                    let mut first = true;
+                    loop {
+                        match b.recv().await {
+                            Ok(Some(m)) => {
+                                if std::mem::take(&mut first) && cut == Cut::Answer {
+                                    fault_b();
+                                }
+                                b.send(m).await?;
+                            }
+                            Ok(None) => return Ok(tokio::time::Instant::now()),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                });
+                let request: Bytes = (0..200_000u64)
+                    .map(swp::testkit::pattern_byte)
+                    .collect::<Vec<u8>>()
+                    .into();
+                let t0 = tokio::time::Instant::now();
+                let bound = 3 * budget;
+                a.send(request.clone()).await.unwrap();
+                if cut == Cut::Request {
+                    fault();
+                }
+                let got = tokio::time::timeout(bound, a.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("{what}: A's reader waited past {bound:?}"));
+                if survives {
+                    let got = got
+                        .unwrap_or_else(|e| panic!("{what}: A failed: {e}"))
+                        .unwrap();
+                    assert!(got == request, "{what}: the answer differs");
+                    // The session is still whole: one more exchange.
+                    a.send(Bytes::from_static(b"after")).await.unwrap();
+                    let again = tokio::time::timeout(bound, a.recv()).await;
+                    assert_eq!(
+                        again.unwrap().unwrap().unwrap(),
+                        Bytes::from_static(b"after"),
+                        "{what}"
+                    );
+                    tokio::time::timeout(bound, a.close())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let ended = tokio::time::timeout(bound, echo).await.unwrap().unwrap();
+                    assert!(ended.is_ok(), "{what}: B failed: {:?}", ended.err());
+                } else {
+                    let told = |side: &str, r: Result<(), SessionError>| {
+                        let e = r
+                            .err()
+                            .unwrap_or_else(|| panic!("{what}: {side} succeeded"));
+                        assert!(
+                            matches!(
+                                e,
+                                SessionError::Closed(
+                                    CloseReason::PeerUnreachable { .. } | CloseReason::Reset { .. }
+                                )
+                            ),
+                            "{what}: {side} was told {e:?}"
+                        );
+                        e
+                    };
+                    let ea = told("A", got.map(|_| ()));
+                    let eb = tokio::time::timeout(bound, echo)
+                        .await
+                        .unwrap_or_else(|_| panic!("{what}: B never learnt"))
+                        .unwrap()
+                        .map(|_| ());
+                    let eb = told("B", eb);
+                    // B + K + A after each last heard from the other,
+                    // which is at most a few link latencies after the cut.
+                    let took = t0.elapsed();
+                    assert!(
+                        took <= budget + 2 * k + ms(50),
+                        "{what}: {took:?} before both knew ({ea}; {eb})"
+                    );
+                    println!("{what}: both knew after {took:?}: A: {ea}; B: {eb}");
+                }
+            }
+        }
+    }
+}
+
+/// Copies every packet handed to the network, for a hostile observer,
+/// except the observer's own (sent from inbox `.1`).
+struct Tap(Arc<std::sync::Mutex<Vec<Bytes>>>, swp::simnet::InboxId);
+
+impl swp::simnet::Monitor for Tap {
+    fn on_send(&mut self, env: &swp::simnet::Envelope, _: Duration) {
+        if env.from != self.1 {
+            self.0.lock().unwrap().push(env.payload.clone());
+        }
+    }
+}
+
+/// What the flood sent, by the counter that must show it.
+#[derive(Default, Debug)]
+struct Forged {
+    /// Garbage, and real packets with a flipped bit: fail to decode.
+    invalid: u64,
+    /// Real packets with a wrong destination nonce.
+    foreign: u64,
+    /// Acks of data never sent, data far beyond the window.
+    impossible: u64,
+    /// Real packets sent again (not counted anywhere in particular).
+    replays: u64,
+}
+
+/// A third party that sees every packet (as anyone allowed to subscribe to
+/// the inboxes' subjects would) floods both inboxes while both readers wait
+/// for answers and take the packets themselves: garbage, real packets with
+/// a bit flipped, real packets with a wrong nonce, acks "from the peer"
+/// with the right nonces of data never sent, data far beyond the window,
+/// and replays of old packets; in bursts of sizes around what one read
+/// takes (`READER_PULLS` x `BATCH`: 1024 packets) and far beyond. Every
+/// answer is exact and each round within a bound of virtual time; every
+/// forgery is counted as dropped (none believed), by its counter; both
+/// sides close normally. `SWP_SESSION_SEEDS` runs more seeds,
+/// `SWP_SESSION_SEED` one.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stalls_nothing() {
+    use rand::{Rng, SeedableRng};
+    use swp::proto::{Packet, codec};
+    let seeds: Vec<u64> = match std::env::var("SWP_SESSION_SEED") {
+        Ok(s) => vec![s.parse().expect("SWP_SESSION_SEED must be a number")],
+        Err(_) => (0..std::env::var("SWP_SESSION_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(6u64))
+            .collect(),
+    };
+    let dog = common::Watchdog::start(Duration::from_secs(120), "a_flood");
+    for seed in seeds {
+        let repro =
+            format!("reproduce: SWP_SESSION_SEED={seed} cargo test --test session_sim a_flood");
+        dog.pet(format!("a_flood seed {seed}: {repro}"));
+        let net = SimNetwork::new(
+            seed,
+            LinkConfig::new()
+                .latency(Duration::from_millis(1))
+                .jitter(Duration::from_micros(300)),
+        );
+        let x = net.transport("X", 16);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        net.with(|n| n.set_monitor(Box::new(Tap(seen.clone(), x.inbox()))));
+        let payload = 4096;
+        let cfg = |l: &str, r: &str| Config::new(l, r).max_payload(payload);
+        let (mut a, b) = pair(&net, cfg("A", "B"), cfg("B", "")).await;
+        let stop = Arc::new(AtomicU64::new(0));
+        let attacker = {
+            let (stop, seen) = (stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xA77AC);
+                let mut sent: [Forged; 2] = Default::default();
+                let mut old: Vec<Bytes> = Vec::new();
+                // Per target (0: A, 1: B): the real packets it receives
+                // (to copy nonces from) and the highest seq it sent.
+                let mut towards: [Option<Packet>; 2] = [None, None];
+                let mut top_seq = [0u64; 2];
+                let bursts = [1usize, 255, 256, 257, 1023, 1024, 1025, 3000];
+                while stop.load(Ordering::SeqCst) == 0 {
+                    for raw in std::mem::take(&mut *seen.lock().unwrap()) {
+                        let Ok(p) = codec::decode(&raw) else { continue };
+                        let to = match p.dest.as_str() {
+                            "A" => 0,
+                            "B" => 1,
+                            _ => continue,
+                        };
+                        if p.kind == Kind::Data {
+                            top_seq[1 - to] = top_seq[1 - to].max(p.seq);
+                        }
+                        if !p.dest_nonce.is_empty() && !p.from_nonce.is_empty() {
+                            towards[to] = Some(p);
+                        }
+                        old.push(raw);
+                    }
+                    let to = rng.gen_range(0..2usize);
+                    let name = ["A", "B"][to];
+                    let n = bursts[rng.gen_range(0..bursts.len())];
+                    for _ in 0..n {
+                        let Some(real) = towards[to].clone() else {
+                            break;
+                        };
+                        let f = &mut sent[to];
+                        let bytes = match rng.gen_range(0..6) {
+                            0 => {
+                                f.invalid += 1;
+                                let len = rng.gen_range(0..300);
+                                Bytes::from(
+                                    (0..len).map(|_| rng.r#gen::<u8>()).collect::<Vec<u8>>(),
+                                )
+                            }
+                            1 => {
+                                f.invalid += 1;
+                                let mut v = codec::encode(&real).to_vec();
+                                let i = rng.gen_range(0..v.len());
+                                v[i] ^= 1 << rng.gen_range(0..8);
+                                v.into()
+                            }
+                            2 => {
+                                f.foreign += 1;
+                                let mut p = real.clone();
+                                p.dest_nonce = format!("forged{}", rng.r#gen::<u32>()).into();
+                                codec::encode(&p)
+                            }
+                            3 => {
+                                f.impossible += 1;
+                                let mut p = Packet::new(Kind::Ack);
+                                (p.from, p.dest) = (real.from.clone(), real.dest.clone());
+                                (p.from_nonce, p.dest_nonce) =
+                                    (real.from_nonce.clone(), real.dest_nonce.clone());
+                                p.ack = top_seq[to] + 1_000_000;
+                                (p.wnd_seq, p.wnd_bytes) = (real.wnd_seq, real.wnd_bytes);
+                                codec::encode(&p)
+                            }
+                            4 => {
+                                f.impossible += 1;
+                                let mut p = real.clone();
+                                (p.kind, p.flags) = (Kind::Data, 0);
+                                p.seq = real.seq.max(real.ack) + 1_000_000;
+                                p.data = Bytes::from_static(b"not yours");
+                                codec::encode(&p)
+                            }
+                            _ => match old.get(rng.gen_range(0..old.len().max(1))) {
+                                Some(r) => {
+                                    f.replays += 1;
+                                    r.clone()
+                                }
+                                None => continue,
+                            },
+                        };
+                        x.publish(name, bytes).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_micros(rng.gen_range(100..3000))).await;
+                }
+                sent
+            })
+        };
+        let echo = tokio::spawn(async move {
+            while let Ok(Some(m)) = b.recv().await {
+                if b.send(m).await.is_err() {
+                    break;
+                }
+            }
+            b
+        });
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+        let exchange = |round: usize, k: usize, rng: &mut rand::rngs::SmallRng| {
+            let sent: Vec<Bytes> = (0..k)
+                .map(|i| {
+                    let n = [0, 1, payload - 1, payload, payload + 1, 5 * payload + 3]
+                        [rng.gen_range(0..6)];
+                    (0..n)
+                        .map(|j| (seed as usize + round * 31 + i * 7 + j) as u8)
+                        .collect::<Vec<u8>>()
+                        .into()
+                })
+                .collect();
+            let a = &a;
+            let repro = &repro;
+            async move {
+                let work = async {
+                    for m in &sent {
+                        a.send(m.clone()).await.unwrap();
+                    }
+                    for (i, m) in sent.iter().enumerate() {
+                        let got = a.recv().await.unwrap().unwrap();
+                        assert!(got == *m, "seed {seed} round {round} answer {i}: {repro}");
+                    }
+                };
+                tokio::time::timeout(Duration::from_secs(30), work)
+                    .await
+                    .unwrap_or_else(|_| panic!("seed {seed} round {round} stalled: {repro}"));
+            }
+        };
+        for round in 0..30 {
+            let k = rng.gen_range(1..=4);
+            exchange(round, k, &mut rng).await;
+        }
+        stop.store(1, Ordering::SeqCst);
+        let sent = attacker.await.unwrap();
+        // Let what is in flight land, then one more exchange: each inbox is
+        // in order, so by its answer both sides have handled every forgery.
+        while net.with(|n| n.in_flight()) > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        exchange(30, 1, &mut rng).await;
+        let total = |f: &Forged| f.invalid + f.foreign + f.impossible;
+        assert!(
+            total(&sent[0]) > 1000 && total(&sent[1]) > 1000,
+            "seed {seed}: the flood was too small to prove much: {sent:?}"
+        );
+        a.shutdown().await.unwrap();
+        let b = tokio::time::timeout(Duration::from_secs(30), echo)
+            .await
+            .unwrap_or_else(|_| panic!("seed {seed}: the echo never ended: {repro}"))
+            .unwrap();
+        for (side, s, f) in [("A", &a, &sent[0]), ("B", &b, &sent[1])] {
+            let d = s.stats().protocol.dropped;
+            let what = format!("seed {seed} {side}: sent {f:?}, dropped {d:?}: {repro}");
+            assert!(d.invalid >= f.invalid, "{what}");
+            assert!(d.foreign >= f.foreign, "{what}");
+            assert!(d.impossible + d.beyond_window >= f.impossible, "{what}");
+            assert!(d.total() >= total(f), "{what}");
+        }
+        // Both ends close normally (Fin both ways, acknowledged).
+        let (ca, cb) = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures::future::join(a.close(), b.close()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: the close never ended: {repro}"));
+        assert!(
+            ca.is_ok() && cb.is_ok(),
+            "seed {seed}: {ca:?} {cb:?}: {repro}"
         );
     }
 }

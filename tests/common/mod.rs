@@ -138,3 +138,63 @@ pub fn wait_bounded(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A bound of real time on a simulated test. Virtual time cannot bound a
+/// test whose tasks spin (a paused clock advances only while the runtime
+/// is idle), so a test that broke that way would hang instead of failing.
+/// The watchdog's thread ends the whole test process, saying what was
+/// running (e.g. the seed and how to reproduce it), if no [`pet`] comes
+/// within `limit`; dropping it stops it.
+///
+/// [`pet`]: Watchdog::pet
+#[allow(dead_code)] // not every test binary that includes common uses it
+pub struct Watchdog {
+    tx: Option<std::sync::mpsc::Sender<String>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[allow(dead_code)]
+impl Watchdog {
+    pub fn start(limit: std::time::Duration, what: impl Into<String>) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let mut what = what.into();
+        let thread = std::thread::spawn(move || {
+            loop {
+                match rx.recv_timeout(limit) {
+                    Ok(next) => what = next,
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // Straight to stderr: the harness's capture of
+                        // `eprintln!` would die with the process.
+                        let said = format!(
+                            "\n{what}: still running after {limit:?} of real time (a spin?)\n"
+                        );
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+                        std::process::exit(101);
+                    }
+                }
+            }
+        });
+        Watchdog {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Restarts the countdown for the next piece of work, described by
+    /// `what`.
+    pub fn pet(&self, what: impl Into<String>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(what.into());
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
