@@ -9,13 +9,15 @@
 //! ([`WriteBehind`]).
 //!
 //! One job at a time per transfer, because a hash is sequential. Each job
-//! is at most [`CHUNK`] bytes. A receiver's file is also written back to
-//! the disk while it arrives: every [`WRITEBACK_EVERY`] bytes a second job
-//! starts a `sync_data` of what is written so far, so the sync that makes
-//! the whole file durable at the end waits only for the tail (for a 512 MiB
-//! file here: 10 ms instead of 160 ms of an otherwise idle machine). Jobs are short on purpose: a paused-clock
+//! is at most [`CHUNK`] bytes. Jobs are short on purpose: a paused-clock
 //! test runtime holds its clock while a blocking job runs, so a job that
 //! waited on the network would stop simulated time.
+//!
+//! A receiver's file is also written back to the disk while it arrives:
+//! every [`WRITEBACK_EVERY`] bytes a second job starts a `sync_data` of
+//! what is written so far, so the sync that makes the whole file durable
+//! at the end waits only for the tail (for a 512 MiB file here: 10 ms
+//! instead of 160 ms of an otherwise idle machine).
 
 use super::CHUNK;
 use crate::digest::Blake2b512;

@@ -212,8 +212,13 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         size: u64,
     },
-    /// Measure swp against raw NATS publish/subscribe (starts a local
-    /// nats-server unless --server is given).
+    /// Measure swp, each row beside its anchor in the same run (starts a
+    /// local nats-server with JetStream unless --server is given)
+    ///
+    /// The stream and messages against raw NATS publish/subscribe, latency against
+    /// request/reply, files against the JetStream Object Store, many
+    /// sessions against one, and the engine's cost per packet against the
+    /// window (in the simulator).
     Bench {
         /// Small sizes, one round.
         #[arg(long)]

@@ -84,6 +84,46 @@ fn demo_runs_and_verifies() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("verified"));
 }
 
+/// `swp bench --quick` starts its own nats-server (with JetStream) and
+/// prints every row of the one benchmark, each beside its anchor: the
+/// stream, sealed, latency, the files (the library call, the command-line
+/// processes it runs from its own binary, the Object Store), the
+/// sessions, the messages and the engine's curve in the simulator.
+#[test]
+fn bench_quick_prints_every_row_beside_its_anchor() {
+    let child = Command::new(SWP)
+        .args(["bench", "--quick"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = common::wait_bounded(child, Duration::from_secs(600), "swp bench --quick");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "stream, 63 KiB packets (default)",
+        "vs raw with app copies",
+        "sealed stream vs plain swp",
+        "ping-pong",
+        "send_file->recv_file",
+        "bound on this machine",
+        "swp send -> swp recv (processes)",
+        "swp put, then swp get (swp serve)",
+        "Object Store put+get",
+        "100 sessions through one service",
+        "1 KiB messages",
+        "engine cost per packet vs window",
+        "vs window 256",
+    ] {
+        assert!(said.contains(row), "no {row:?} row in:\n{said}");
+    }
+    assert!(!said.contains("no Object Store row"), "{said}");
+}
+
 #[test]
 fn failures_exit_non_zero_with_a_one_line_reason() {
     let server = common::nats_server();

@@ -12,8 +12,11 @@ use swp::proto::Config;
 use swp::transport::{NatsOptions, NatsTransport, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod curve;
 mod files;
 mod sessions;
+
+pub use curve::window_curve;
 
 pub(crate) const MIB: u64 = 1 << 20;
 
@@ -402,7 +405,7 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>, swp: &Path) {
     );
     let rounds = if quick { 1 } else { 5 };
     println!("{rounds} rounds, raw and swp interleaved; medians shown");
-    // SWP_BENCH_ONLY=stream|latency|files|sessions|messages runs one part; swp-stream and
+    // SWP_BENCH_ONLY=stream|latency|files|sessions|messages|curve runs one part; swp-stream and
     // raw-stream (with app copies) run one side only, at SWP_BENCH_PACKET
     // bytes per packet (default 64 KiB), for profiling (swp-stream reads
     // with read_chunk if SWP_BENCH_READ=chunk).
@@ -650,5 +653,16 @@ pub async fn run(url: &str, quick: bool, server_pid: Option<u32>, swp: &Path) {
         row("  one message per packet", "msgs/s", &raw, &o);
         cpu_row("1000 messages", thousands, &raw, &b);
         cpu_row("1000 (one per packet)", thousands, &raw, &o);
+    }
+    if only.is_empty() || only == "curve" {
+        // CPU-bound in the simulator, off the runtime's workers.
+        let (windows, bytes): (&'static [u64], u64) = if quick {
+            (&[256, 1024], 2 * MIB)
+        } else {
+            (&[1024, 4096, 16384], 64 * MIB)
+        };
+        tokio::task::spawn_blocking(move || window_curve(windows, bytes))
+            .await
+            .expect("the engine curve");
     }
 }
