@@ -166,12 +166,14 @@ impl WriteBehind {
         if self.writeback.as_ref().is_some_and(|w| w.is_finished()) {
             self.end_writeback().await?;
         }
-        let due = self.writeback.is_none() && self.unsynced >= WRITEBACK_EVERY;
-        if let (true, Some(f)) = (due, file.as_ref()) {
-            let f = f.try_clone()?;
-            self.writeback = Some(tokio::task::spawn_blocking(move || f.sync_data()));
-            self.writebacks += 1;
-            self.unsynced = 0;
+        if self.writeback.is_none() && self.unsynced >= WRITEBACK_EVERY {
+            // Only a head start: without a second handle (no descriptor
+            // left) the closing sync does it all, as before.
+            if let Some(Ok(f)) = file.as_ref().map(std::fs::File::try_clone) {
+                self.writeback = Some(tokio::task::spawn_blocking(move || f.sync_data()));
+                self.writebacks += 1;
+                self.unsynced = 0;
+            }
         }
         let batch = std::mem::take(&mut self.batch);
         self.unsynced += self.batched as u64;
