@@ -27,6 +27,19 @@ fn lossy(seed: u64, loss: f64) -> SimNetwork {
     )
 }
 
+/// The seeds of a randomized test: `SWP_SESSION_SEED` alone, or the first
+/// `SWP_SESSION_SEEDS` (else `default`).
+fn session_seeds(default: u64) -> Vec<u64> {
+    match std::env::var("SWP_SESSION_SEED") {
+        Ok(s) => vec![s.parse().expect("SWP_SESSION_SEED must be a number")],
+        Err(_) => (0..std::env::var("SWP_SESSION_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default))
+            .collect(),
+    }
+}
+
 async fn pair(net: &SimNetwork, a: Config, b: Config) -> (Session, Session) {
     swp::testkit::session_pair(net, a, b).await.unwrap()
 }
@@ -774,14 +787,7 @@ async fn acks_a_waiting_reader_takes_wake_the_writer_on_the_other_half() {
 #[tokio::test(start_paused = true)]
 async fn pipelined_requests_of_every_size_under_loss_answer_exactly() {
     use rand::{Rng, SeedableRng};
-    let seeds: Vec<u64> = match std::env::var("SWP_SESSION_SEED") {
-        Ok(s) => vec![s.parse().expect("SWP_SESSION_SEED must be a number")],
-        Err(_) => (0..std::env::var("SWP_SESSION_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(64u64))
-            .collect(),
-    };
+    let seeds = session_seeds(64);
     let payload = 2048usize;
     let dog = common::Watchdog::start(Duration::from_secs(120), "pipelined_requests");
     for seed in seeds {
@@ -1080,14 +1086,7 @@ struct Forged {
 async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stalls_nothing() {
     use rand::{Rng, SeedableRng};
     use swp::proto::{Packet, codec};
-    let seeds: Vec<u64> = match std::env::var("SWP_SESSION_SEED") {
-        Ok(s) => vec![s.parse().expect("SWP_SESSION_SEED must be a number")],
-        Err(_) => (0..std::env::var("SWP_SESSION_SEEDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(6u64))
-            .collect(),
-    };
+    let seeds = session_seeds(6);
     let dog = common::Watchdog::start(Duration::from_secs(120), "a_flood");
     for seed in seeds {
         let repro =
