@@ -686,7 +686,10 @@ fn an_ack_the_receiver_never_sent_ends_both_sides_instead_of_a_hang() {
 }
 
 /// Data beyond the end of stream the peer announced cannot come from a
-/// correct peer: the session ends, and the peer is told.
+/// correct peer: the session ends, and the peer is told. Beyond the window
+/// too it is only dropped and counted (it cannot be the real peer's), so
+/// one forged packet cannot end a session that has seen the peer's Fin;
+/// the edge is exact (the last seq inside the window still ends it).
 #[test]
 fn data_after_the_end_of_stream_is_a_violation_told_to_both() {
     let mut p = Pair::new(
@@ -704,10 +707,19 @@ fn data_after_the_end_of_stream_is_a_violation_told_to_both() {
     late.dest = "B".into();
     late.from_nonce = p.a.local_nonce().into();
     late.dest_nonce = p.b.local_nonce().into();
-    late.seq = 1;
     late.cumul_bytes = 14;
     late.data = Bytes::from_static(b"extra");
+    // The first seq beyond B's advertised window (it expects seq 1 next,
+    // and may take `local_packets` from there): dropped, counted, the
+    // session goes on.
+    let edge = 1 + p.b.stats().window.local_packets;
+    late.seq = edge;
     let now = p.now();
+    p.b.handle_packet(now, codec::encode(&late));
+    assert_eq!(p.b.state(), State::CloseWait, "{:?}", p.b.close_reason());
+    assert_eq!(p.b.stats().dropped.beyond_window, 1);
+    // The last seq inside it: the violation.
+    late.seq = edge - 1;
     p.b.handle_packet(now, codec::encode(&late));
     assert!(matches!(
         p.b.close_reason(),

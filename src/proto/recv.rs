@@ -292,6 +292,12 @@ impl RecvState {
         self.fin.is_some() && self.ready.is_empty()
     }
 
+    /// Whether a data packet at `seq` lies beyond the window we advertised
+    /// (no correct peer sends it; see [`on_data`](Self::on_data)).
+    pub(crate) fn beyond_window(&self, seq: u64) -> bool {
+        seq >= self.adv_seq
+    }
+
     pub(crate) fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }

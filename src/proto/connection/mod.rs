@@ -2174,9 +2174,18 @@ impl Connection {
                     self.stats.dropped.unexpected += 1;
                     return;
                 }
+                // Beyond the window as well: dropped and counted, as
+                // before the Fin (a forger's shot in the dark, which the
+                // real peer never sends either way; §5.6).
+                if self.rcv.beyond_window(p.seq) {
+                    self.stats.dropped.beyond_window += 1;
+                    return;
+                }
                 // The peer's stream ended at `fin`: no correct peer sends
-                // data beyond it (§5.2). What it delivered cannot be
-                // trusted; end the session and say so to both sides.
+                // data beyond it (§5.2), and inside the window it may be
+                // the real peer's, after a forged Fin. What it delivered
+                // cannot be trusted; end the session and say so to both
+                // sides.
                 let why = format!("data seq {} after the end of stream at seq {fin}", p.seq);
                 self.finish(now, CloseReason::ProtocolViolation(why), true);
                 return;
