@@ -720,10 +720,10 @@ async fn both_directions_at_once_through_halves_lose_and_stall_nothing() {
 /// answers and take packets themselves: for each real packet it sees, a
 /// burst of copies with a bit flipped, with a wrong nonce, data with the
 /// right nonces far beyond the window, acks of data never sent, and
-/// replays. The flood may overflow the subscriptions (their drops are
-/// recovered like loss). Every answer is exact and each round bounded;
-/// what arrived of the flood is counted as dropped, never believed; both
-/// sides close normally. (Forged in-window data with the right nonces is
+/// replays; through the close too. The flood may overflow the
+/// subscriptions (their drops are recovered like loss). Every answer is
+/// exact and each round bounded; what arrived of the flood is counted as
+/// dropped, never believed; both sides close normally. (Forged in-window data with the right nonces is
 /// what a plain session cannot tell from its peer's: sealed sessions.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses_nothing() {
@@ -744,11 +744,11 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
     evil.flush().await.unwrap();
     let ours = [ia.clone(), ib.clone()];
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let attacker = {
-        let stop = stop.clone();
+        let (stop, counted) = (stop.clone(), sent.clone());
         tokio::spawn(async move {
             let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-            let mut sent = 0u64;
             let mut top_seq = std::collections::HashMap::<String, u64>::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let Ok(Some(m)) = timeout(Duration::from_millis(100), sub.next()).await else {
@@ -798,10 +798,9 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
                         _ => m.payload.clone(),
                     };
                     evil.publish(m.subject.clone(), f).await.unwrap();
-                    sent += 1;
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
             }
-            sent
         })
     };
     let (mut a, b) = pair(ta, tb, cfg(&ia, &ib), cfg(&ib, "")).await;
@@ -838,17 +837,31 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
             .await
             .unwrap_or_else(|_| panic!("round {round} stalled"));
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let injected = timeout(Duration::from_secs(30), attacker)
-        .await
-        .expect("the attacker stops")
-        .unwrap();
+    // The flood goes on through the close: Fins and FinAcks are copied,
+    // flipped and replayed too.
     a.shutdown().await.unwrap();
     let b = timeout(Duration::from_secs(30), echo)
         .await
         .expect("the echo ends")
         .unwrap();
     let (da, db) = (a.stats().protocol.dropped, b.stats().protocol.dropped);
+    let injected = sent.load(std::sync::atomic::Ordering::SeqCst);
+    let retransmits = (
+        a.stats().protocol.loss.data_retransmits(),
+        b.stats().protocol.loss.data_retransmits(),
+    );
+    let (ca, cb) = timeout(
+        Duration::from_secs(30),
+        futures::future::join(a.close(), b.close()),
+    )
+    .await
+    .expect("the close ends");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    timeout(Duration::from_secs(30), attacker)
+        .await
+        .expect("the attacker stops")
+        .unwrap();
+    assert!(ca.is_ok() && cb.is_ok(), "{ca:?} {cb:?}");
     let dropped = da.total() + db.total();
     assert!(injected > 2000, "the attacker injected only {injected}");
     for (side, d) in [("A", &da), ("B", &db)] {
@@ -863,16 +876,5 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
         dropped * 2 >= injected,
         "injected {injected}; dropped A {da:?} B {db:?}"
     );
-    println!(
-        "injected {injected}; dropped A {da:?} B {db:?}; retransmits A {} B {}",
-        a.stats().protocol.loss.data_retransmits(),
-        b.stats().protocol.loss.data_retransmits()
-    );
-    let (ca, cb) = timeout(
-        Duration::from_secs(30),
-        futures::future::join(a.close(), b.close()),
-    )
-    .await
-    .expect("the close ends");
-    assert!(ca.is_ok() && cb.is_ok(), "{ca:?} {cb:?}");
+    println!("injected {injected}; dropped A {da:?} B {db:?}; retransmits {retransmits:?}");
 }
