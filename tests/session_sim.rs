@@ -1237,9 +1237,17 @@ async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stall
         }
         stop.store(1, Ordering::SeqCst);
         let sent = attacker.await.unwrap();
-        // Let what is in flight land, then one more exchange: each inbox is
-        // in order, so by its answer both sides have handled every forgery.
+        // Let what is in flight land (the simulator has no event for it:
+        // polled each virtual ms, within a bound), then one more exchange:
+        // each inbox is in order, so by its answer both sides have handled
+        // every forgery.
+        let mut waited = 0;
         while net.with(|n| n.in_flight()) > 0 {
+            waited += 1;
+            assert!(
+                waited < 1000,
+                "seed {seed}: packets in flight for 1 s: {repro}"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         exchange(30, 1, &mut rng).await;
