@@ -727,82 +727,12 @@ async fn both_directions_at_once_through_halves_lose_and_stall_nothing() {
 /// what a plain session cannot tell from its peer's: sealed sessions.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses_nothing() {
-    use futures::StreamExt;
-    use rand::{Rng, SeedableRng};
-    use swp::proto::{Kind, Packet, codec};
     let server = nats_server();
     let (ia, ib) = (inbox("flood", "a"), inbox("flood", "b"));
     let payload = 8 * 1024;
     let cfg = |l: &str, r: &str| Config::new(l, r).max_payload(payload);
     let (ta, tb) = (nats(&server).await, nats(&server).await);
-    let evil = async_nats::ConnectOptions::new()
-        .no_echo()
-        .connect(server.url())
-        .await
-        .unwrap();
-    let mut sub = evil.subscribe(">").await.unwrap();
-    evil.flush().await.unwrap();
-    let ours = [ia.clone(), ib.clone()];
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let attacker = {
-        let (stop, counted) = (stop.clone(), sent.clone());
-        tokio::spawn(async move {
-            let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
-            let mut top_seq = std::collections::HashMap::<String, u64>::new();
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let Ok(Some(m)) = timeout(Duration::from_millis(100), sub.next()).await else {
-                    continue;
-                };
-                let Ok(real) = codec::decode(&m.payload) else {
-                    continue;
-                };
-                if !ours.iter().any(|i| i == m.subject.as_str()) || real.dest_nonce.is_empty() {
-                    continue;
-                }
-                if real.kind == Kind::Data {
-                    let top = top_seq.entry(real.from.to_string()).or_default();
-                    *top = (*top).max(real.seq);
-                }
-                let n = [1usize, 4, 16, 64][rng.gen_range(0..4)];
-                for _ in 0..n {
-                    let f = match rng.gen_range(0..5) {
-                        0 => {
-                            let mut v = m.payload.to_vec();
-                            let i = rng.gen_range(0..v.len());
-                            v[i] ^= 1 << rng.gen_range(0..8);
-                            Bytes::from(v)
-                        }
-                        1 => {
-                            let mut p = real.clone();
-                            p.dest_nonce = format!("x{}", rng.r#gen::<u32>()).into();
-                            codec::encode(&p)
-                        }
-                        2 => {
-                            let mut p = real.clone();
-                            (p.kind, p.flags) = (Kind::Data, 0);
-                            p.seq = real.seq.max(real.ack) + 1_000_000;
-                            p.data = Bytes::from_static(b"not yours");
-                            codec::encode(&p)
-                        }
-                        3 => {
-                            let mut p = Packet::new(Kind::Ack);
-                            (p.from, p.dest) = (real.from.clone(), real.dest.clone());
-                            (p.from_nonce, p.dest_nonce) =
-                                (real.from_nonce.clone(), real.dest_nonce.clone());
-                            let theirs = top_seq.get(real.dest.as_str()).copied().unwrap_or(0);
-                            p.ack = theirs + 1_000_000;
-                            (p.wnd_seq, p.wnd_bytes) = (real.wnd_seq, real.wnd_bytes);
-                            codec::encode(&p)
-                        }
-                        _ => m.payload.clone(),
-                    };
-                    evil.publish(m.subject.clone(), f).await.unwrap();
-                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                }
-            }
-        })
-    };
+    let flood = Flood::start(&server.url(), vec![ia.clone(), ib.clone()], 7).await;
     let (mut a, b) = pair(ta, tb, cfg(&ia, &ib), cfg(&ib, "")).await;
     let echo = tokio::spawn(async move {
         while let Ok(Some(m)) = b.recv().await {
@@ -845,7 +775,7 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
         .expect("the echo ends")
         .unwrap();
     let (da, db) = (a.stats().protocol.dropped, b.stats().protocol.dropped);
-    let injected = sent.load(std::sync::atomic::Ordering::SeqCst);
+    let injected = flood.sent();
     let retransmits = (
         a.stats().protocol.loss.data_retransmits(),
         b.stats().protocol.loss.data_retransmits(),
@@ -856,11 +786,7 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
     )
     .await
     .expect("the close ends");
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    timeout(Duration::from_secs(30), attacker)
-        .await
-        .expect("the attacker stops")
-        .unwrap();
+    flood.stop().await;
     assert!(ca.is_ok() && cb.is_ok(), "{ca:?} {cb:?}");
     let dropped = da.total() + db.total();
     assert!(injected > 2000, "the attacker injected only {injected}");

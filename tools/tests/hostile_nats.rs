@@ -3,8 +3,10 @@
 //! publishes acknowledgements the receiver never sent, while `swp send` and
 //! `swp recv` run as real processes. Whatever it does, both processes end
 //! within a bound: with the file byte-exact, or with an explicit error on
-//! both sides. (Authenticating packets, so that forgeries cannot even end a
-//! session, is the sealed-sessions work; here: no hang, no silent loss.)
+//! both sides; and a flood of every forgery a plain session promises not
+//! to believe leaves a transfer byte-exact. (Authenticating packets, so
+//! that forgeries cannot even end a session, is the sealed-sessions work;
+//! here: no hang, no silent loss.)
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -79,17 +81,46 @@ async fn inject(url: String, forgery: Forgery, stop: Arc<AtomicU64>) -> u64 {
     forged
 }
 
+/// `swp recv --inbox to` into `out`, then `swp send --to to` of `src`
+/// (with `send_args`), as real processes; waits for both, each within
+/// `limit_s` seconds: (send's output, recv's output).
+fn transfer(
+    url: &str,
+    to: &str,
+    send_args: &[&str],
+    src: &std::path::Path,
+    out: &std::path::Path,
+    limit_s: u64,
+) -> (std::process::Output, std::process::Output) {
+    let recv = Command::new(SWP)
+        .args(["recv", "--inbox", to, "--timeout", "30", "--server", url])
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let send = Command::new(SWP)
+        .args(["send", "--to", to, "--server", url])
+        .args(send_args)
+        .arg(src)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Duration::from_secs(limit_s);
+    let send = wait_bounded(send, limit, "swp send");
+    let recv = wait_bounded(recv, limit, "swp recv");
+    (send, recv)
+}
+
 fn run(forgery: Forgery) {
     let server = common::nats_server();
     let dir = common::TempDir::new(&format!("hostile-{forgery:?}"));
     let src = dir.0.join("data.bin");
     let data: Vec<u8> = (0..(48u64 << 20)).map(swp::testkit::pattern_byte).collect();
     std::fs::write(&src, &data).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::background_runtime();
     let stop = Arc::new(AtomicU64::new(0));
     let injector = rt.spawn(inject(server.url(), forgery, stop.clone()));
     while stop.load(Ordering::SeqCst) == 0 {
@@ -97,32 +128,8 @@ fn run(forgery: Forgery) {
     }
     let inbox = common::inbox("hostile", &format!("{forgery:?}"));
     let out = dir.0.join("out");
-    let recv = Command::new(SWP)
-        .args([
-            "recv",
-            "--inbox",
-            &inbox,
-            "--timeout",
-            "30",
-            "--server",
-            &server.url(),
-        ])
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let send = Command::new(SWP)
-        .args(["send", "--to", &inbox, "--server", &server.url()])
-        .arg(&src)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Each side's dead-peer timeout is ~11 s; a hang is anything beyond.
-    let send = wait_bounded(send, Duration::from_secs(40), "swp send");
-    let recv = wait_bounded(recv, Duration::from_secs(40), "swp recv");
+    let (send, recv) = transfer(&server.url(), &inbox, &[], &src, &out, 40);
     stop.store(2, Ordering::SeqCst);
     let forged = rt.block_on(injector).unwrap();
     assert!(forged > 0, "{forgery:?}: the injector forged nothing");
@@ -162,4 +169,48 @@ fn forged_acks_of_unreceived_data_end_in_success_or_an_error_on_both_sides() {
 #[test]
 fn acks_of_data_never_sent_are_dropped_and_the_transfer_completes() {
     run(Forgery::AckBeyond);
+}
+
+/// A whole file transfer, as the command-line tool runs it, under the
+/// flood of [`common::Flood`] (a `>` subscriber that answers every packet
+/// it sees with up to 64 forgeries of every kind a plain session promises
+/// never to believe, through the handshake, the data and the close): both
+/// processes succeed, the file is byte-exact, and neither reports a fault.
+#[test]
+fn a_file_transfer_under_a_flood_of_forgeries_completes_byte_exact() {
+    let server = common::nats_server();
+    let dir = common::TempDir::new("hostile-flood");
+    let src = dir.0.join("data.bin");
+    let data: Vec<u8> = (0..(24u64 << 20)).map(swp::testkit::pattern_byte).collect();
+    std::fs::write(&src, &data).unwrap();
+    let rt = common::background_runtime();
+    let (to, from) = (
+        common::inbox("hostile-flood", "recv"),
+        common::inbox("hostile-flood", "send"),
+    );
+    let flood = rt.block_on(common::Flood::start(
+        &server.url(),
+        vec![to.clone(), from.clone()],
+        11,
+    ));
+    let out = dir.0.join("out");
+    let (send, recv) = transfer(&server.url(), &to, &["--inbox", &from], &src, &out, 60);
+    let injected = rt.block_on(flood.stop());
+    let said = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        send.status.success() && recv.status.success(),
+        "send: {}\nrecv: {}",
+        said(&send),
+        said(&recv)
+    );
+    assert!(injected > 1000, "the flood injected only {injected}");
+    assert!(
+        std::fs::read(out.join("data.bin")).unwrap() == data,
+        "the file differs"
+    );
+    println!(
+        "{injected} forgeries; send: {} recv: {}",
+        said(&send),
+        said(&recv)
+    );
 }

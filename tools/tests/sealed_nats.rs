@@ -221,11 +221,7 @@ fn a_sealed_file_transfer_survives_a_hostile_subscriber_and_shows_it_nothing() {
     let src = dir.0.join("data.bin");
     let data: Vec<u8> = MARKER.iter().copied().cycle().take(24 << 20).collect();
     std::fs::write(&src, &data).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::background_runtime();
     let stop = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let injector = rt.spawn(attacker(server.url(), stop.clone(), seen.clone()));
