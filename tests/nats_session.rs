@@ -715,16 +715,17 @@ async fn both_directions_at_once_through_halves_lose_and_stall_nothing() {
     }
 }
 
-/// A third party on the real server that sees every packet (subscribed to
-/// `>`) floods both inboxes of a plain session while its readers wait for
-/// answers and take packets themselves: for each real packet it sees, a
-/// burst of copies with a bit flipped, with a wrong nonce, data with the
-/// right nonces far beyond the window, acks of data never sent, and
-/// replays; through the close too. The flood may overflow the
+/// A third party on the real server that sees every packet ([`Flood`]: a
+/// `>` subscriber answering each packet with up to 64 copies with a bit
+/// flipped, with a wrong nonce, data with the right nonces far beyond the
+/// window, acks of data never sent, and replays) floods both inboxes of a
+/// plain session while its readers wait for answers and take packets
+/// themselves, through the close too. The flood may overflow the
 /// subscriptions (their drops are recovered like loss). Every answer is
 /// exact and each round bounded; what arrived of the flood is counted as
-/// dropped, never believed; both sides close normally. (Forged in-window data with the right nonces is
-/// what a plain session cannot tell from its peer's: sealed sessions.)
+/// dropped, never believed; both sides close normally. (Forged in-window
+/// data with the right nonces is what a plain session cannot tell from its
+/// peer's: sealed sessions.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses_nothing() {
     let server = nats_server();
