@@ -80,6 +80,15 @@ struct GoPeer {
     read_every: Duration,
     next_read: Instant,
     fin_ack_on_halt: bool,
+    /// The byte window it advertises (Go: `WindowByteSz`).
+    window_bytes: i64,
+    /// Its NATS subscription's pending limit, in data bytes not yet
+    /// consumed (SetupRecvStream: 600,000 bytes less msgpack headers): data
+    /// beyond it is dropped as a slow consumer. `None`: unlimited.
+    pending_limit: Option<i64>,
+    slow_consumer_drops: u32,
+    /// The most data bytes seen unconsumed here at once.
+    max_unconsumed: i64,
     /// Fins that reached this peer (before any filtering).
     fins_seen: u32,
     out: Vec<Vec<u8>>,
@@ -119,6 +128,10 @@ impl GoPeer {
             read_every: Duration::from_millis(1),
             next_read: now,
             fin_ack_on_halt: seed % 2 == 0,
+            window_bytes: WB,
+            pending_limit: None,
+            slow_consumer_drops: 0,
+            max_unconsumed: 0,
             fins_seen: 0,
             out: Vec::new(),
         }
@@ -138,7 +151,7 @@ impl GoPeer {
             seq_retry: seq,
             tcp_event: event,
             avail_reader_msg_cap: W - (self.largest - self.msg_consumed),
-            avail_reader_bytes_cap: WB - (self.max_cumul - self.bytes_consumed),
+            avail_reader_bytes_cap: self.window_bytes - (self.max_cumul - self.bytes_consumed),
             data_send_tm: self.wall(now),
             ..GoPacket::default()
         }
@@ -188,6 +201,12 @@ impl GoPeer {
             return;
         }
         if p.tcp_event == 11 {
+            let unconsumed = p.cumul_bytes_transmitted - self.bytes_consumed;
+            if self.pending_limit.is_some_and(|l| unconsumed > l) {
+                self.slow_consumer_drops += 1;
+                return;
+            }
+            self.max_unconsumed = self.max_unconsumed.max(unconsumed);
             let sum = Blake2b512::digest(&p.data);
             assert!(
                 p.data.is_empty() || p.blake2b_checksum[..] == sum[..],
@@ -562,6 +581,114 @@ fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
         );
         let s = r.rust.stats();
         assert_eq!(s.dropped.invalid, 0, "{why}");
+    }
+}
+
+/// Streams `len` bytes from a Rust client in Go mode to `go`, for at most
+/// `secs` of simulated time; returns the run when Rust closed or time ran out.
+fn stream_to_go(seed: u64, loss: f64, go: GoPeer, cfg: Config, len: usize, secs: u64) -> Run {
+    let now = Instant::now();
+    let mut rust = Connection::connect(cfg, now, seed).unwrap();
+    rust.set_wall_clock(now, WALL0);
+    let mut r = Run::new(seed, loss, go, rust, now);
+    let want = data(len);
+    let (mut written, mut closed) = (0, false);
+    let end = now + Duration::from_secs(secs);
+    while r.now < end && !r.rust.is_closed() {
+        while written < want.len() {
+            match r.rust.write(&want[written..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => written += n,
+            }
+        }
+        if written == want.len() && !closed {
+            r.rust.close(r.now);
+            closed = true;
+        }
+        r.pump();
+        r.step();
+    }
+    r
+}
+
+/// go-sliding-window's SetupRecvStream advertises its ~10 MB session window
+/// but caps its subscription at 600,000 pending bytes: a Rust sender that
+/// believed the advertisement overran it, every flight lost its tail to
+/// slow-consumer drops and waited for a retransmission timeout (found live
+/// against a real Go receiver: 0.8 MiB/s, or no progress at all). Rust
+/// leaves at most `Tuning::go_peer_buffer` (512 KiB) unread there. The same
+/// peer with a larger setting does overrun, so this can fail; a Go receiver
+/// whose subscription holds its window takes more in flight when told.
+#[test]
+fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overrun() {
+    let len = 3_000_000;
+    for seed in 0..seeds() {
+        let loss = [0.0, 0.02, 0.1][seed as usize % 3];
+        let why = format!(
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
+            seed + 1
+        );
+        let helper = |seed| {
+            let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
+            go.window_bytes = 10_240_000;
+            go.pending_limit = Some(590_000);
+            go
+        };
+        let cfg = || Config::new("RS", "GO").wire_format(WireFormat::Go);
+        for packet in [63 * 1024, 512 * 1024, 1000 * 1024] {
+            let r = stream_to_go(
+                seed,
+                loss,
+                helper(seed),
+                cfg().max_payload(packet),
+                len,
+                300,
+            );
+            assert_eq!(r.go.slow_consumer_drops, 0, "{why}, packets of {packet}");
+            assert!(
+                r.go.delivered == data(len),
+                "{why}, packets of {packet}: Go read {} of {len}",
+                r.go.delivered.len()
+            );
+            assert!(
+                r.rust.close_reason().is_some_and(|c| c.is_normal()),
+                "{why}: {:?}",
+                r.rust.close_reason()
+            );
+            assert!(
+                r.go.max_unconsumed <= 512 * 1024,
+                "{why}: {} unconsumed",
+                r.go.max_unconsumed
+            );
+        }
+        // Told the peer holds more than it does, Rust overruns it.
+        let r = stream_to_go(
+            seed,
+            loss,
+            helper(seed),
+            cfg().go_peer_buffer(4 << 20),
+            len,
+            5,
+        );
+        assert!(
+            r.go.slow_consumer_drops > 0,
+            "{why}: a 4 MiB setting never overran a 590,000-byte subscription"
+        );
+        // A peer whose subscription holds its window gets what it is told.
+        let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
+        go.window_bytes = 10_240_000;
+        go.read_every = Duration::from_millis(5);
+        let r = stream_to_go(seed, loss, go, cfg().go_peer_buffer(2 << 20), len, 300);
+        assert!(
+            r.go.delivered == data(len),
+            "{why}: Go read {} of {len}",
+            r.go.delivered.len()
+        );
+        assert!(
+            r.go.max_unconsumed > 512 * 1024 && r.go.max_unconsumed <= 2 << 20,
+            "{why}: {} unconsumed with a 2 MiB setting",
+            r.go.max_unconsumed
+        );
     }
 }
 

@@ -48,6 +48,7 @@ pub struct Tuning {
     pub(crate) asap_limit: Option<usize>,
     pub(crate) wire_format: WireFormat,
     pub(crate) batch_messages: bool,
+    pub(crate) go_peer_buffer: u64,
     pub(crate) seal: Option<super::seal::Seal>,
 }
 
@@ -79,6 +80,8 @@ impl Tuning {
     /// * ack at once every 2nd packet, else after at most 1 ms.
     /// * linger 2 s after close to re-acknowledge a retransmitted Fin.
     /// * native wire format; a listener still answers a Go peer in Go's.
+    /// * at most 512 KiB unread at a Go receiver, whatever it advertises
+    ///   (see [`go_peer_buffer`](Self::go_peer_buffer)).
     /// * message batching on: messages that queue up while packets are
     ///   going out travel several to a packet (never delayed to wait for
     ///   company), which multiplies small-message throughput.
@@ -115,6 +118,7 @@ impl Tuning {
             asap_limit: None,
             wire_format: WireFormat::Native,
             batch_messages: true,
+            go_peer_buffer: super::go::link::GO_PEER_BUFFER,
             seal: None,
         }
     }
@@ -327,6 +331,36 @@ impl Tuning {
     pub fn batch_messages(mut self, on: bool) -> Self {
         self.batch_messages = on;
         self
+    }
+    /// With a Go peer: the most data left unread at its end, whatever
+    /// window it advertises (default 512 KiB; at least one byte). A Go
+    /// receiver advertises its session window (about 10 MB by default),
+    /// but the go-sliding-window helpers that set up a receiving stream
+    /// (`SetupRecvStream`, its example receiver) then cap the NATS
+    /// subscription at 600,000 pending bytes, and the client drops what
+    /// does not fit as a slow consumer. Against a Go receiver made with
+    /// `NewSession` alone (its subscription holds its window) a larger
+    /// value is faster: docs/BENCHMARKS.md has both. Not used with native
+    /// peers, whose window is their real buffer.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert_eq!(Tuning::new().go_peer_buffer_bytes(), 512 * 1024);
+    /// let cfg = Tuning::new().go_peer_buffer(8 << 20);
+    /// assert_eq!(cfg.go_peer_buffer_bytes(), 8 << 20);
+    /// ```
+    pub fn go_peer_buffer(mut self, bytes: u64) -> Self {
+        self.go_peer_buffer = bytes.max(1);
+        self
+    }
+    /// The most data left unread at a Go receiver.
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert_eq!(Tuning::new().go_peer_buffer(0).go_peer_buffer_bytes(), 1);
+    /// ```
+    pub fn go_peer_buffer_bytes(&self) -> u64 {
+        self.go_peer_buffer
     }
     /// Whether message batching is allowed.
     ///
@@ -663,11 +697,13 @@ impl Config {
         asap(limit: Option<usize>);
         wire_format(format: WireFormat);
         batch_messages(on: bool);
+        go_peer_buffer(bytes: u64);
         seal(seal: super::seal::Seal);
     }
 
     forward_getters! {
         batches_messages -> bool;
+        go_peer_buffer_bytes -> u64;
         format -> WireFormat;
         window_packets -> u64;
         window_bytes -> u64;

@@ -1512,7 +1512,10 @@ impl Connection {
         p.ack = inb.ack.filter(|a| *a >= una && *a <= nxt).unwrap_or(una);
         if let Some(b) = base {
             p.wnd_seq = b.saturating_add(inb.msg_cap);
-            p.wnd_bytes = self.snd.end_offset_before(b).saturating_add(inb.byte_cap);
+            // Whatever a Go receiver advertises, its subscription may
+            // hold less (Tuning::go_peer_buffer).
+            let cap = inb.byte_cap.min(self.cfg.tuning.go_peer_buffer);
+            p.wnd_bytes = self.snd.end_offset_before(b).saturating_add(cap);
         }
         match p.kind {
             // A Go Fin carries no seq: it ends after the highest data seen.

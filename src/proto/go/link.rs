@@ -111,6 +111,15 @@ mod ev {
 /// up to 512 KiB (go-swp-behaviour.md §6, §11).
 pub(crate) const GO_BYTE_OVERSHOOT: u64 = 512 * 1024;
 
+/// The most data we leave unconsumed at a Go receiver, whatever it
+/// advertises. A Go receiver advertises its session window (about 10 MB by
+/// default) while its NATS subscription may hold much less: the library's
+/// own helpers (`SetupRecvStream`, and its example receiver) cap the
+/// subscription's pending queue at 600,000 bytes, and beyond that the client
+/// drops messages as a slow consumer. 512 KiB of data, with each packet's
+/// few hundred bytes of msgpack, stays below that (docs/PROTOCOL.md §13.2).
+pub(crate) const GO_PEER_BUFFER: u64 = 512 * 1024;
+
 /// Bytes of a Go packet beyond its payload, as an upper bound, given the
 /// total length of its inboxes and nonces: 21 keys, 4 times, 13 ints,
 /// string/bin headers and the 64-byte checksum.
