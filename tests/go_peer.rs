@@ -528,31 +528,11 @@ fn go_client_streams_to_a_native_rust_listener() {
 fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
     for seed in 0..seeds() {
         let loss = [0.0, 0.05, 0.15][seed as usize % 3];
-        let now = Instant::now();
-        let mut go = GoPeer::new("GO", "RS", now, seed);
+        let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
         go.read_every = Duration::from_millis(3); // a slow Go application
         let cfg = Config::new("RS", "GO").wire_format(WireFormat::Go);
-        let mut rust = Connection::connect(cfg, now, seed).unwrap();
-        rust.set_wall_clock(now, WALL0);
-        let mut r = Run::new(seed, loss, go, rust, now);
         let want = data(2_000_000);
-        let mut written = 0;
-        let mut closed = false;
-        let end = now + Duration::from_secs(300);
-        while r.now < end && !r.rust.is_closed() {
-            while written < want.len() {
-                match r.rust.write(&want[written..]) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => written += n,
-                }
-            }
-            if written == want.len() && !closed {
-                r.rust.close(r.now);
-                closed = true;
-            }
-            r.pump();
-            r.step();
-        }
+        let r = stream_to_go(seed, loss, go, cfg, want.len(), 300);
         let why = format!(
             "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
             seed + 1
@@ -584,10 +564,11 @@ fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
     }
 }
 
-/// Streams `len` bytes from a Rust client in Go mode to `go`, for at most
-/// `secs` of simulated time; returns the run when Rust closed or time ran out.
+/// Streams `len` bytes from a Rust client in Go mode to `go` (from the
+/// peer's own start), for at most `secs` of simulated time; returns the run
+/// when Rust closed or time ran out.
 fn stream_to_go(seed: u64, loss: f64, go: GoPeer, cfg: Config, len: usize, secs: u64) -> Run {
-    let now = Instant::now();
+    let now = go.epoch;
     let mut rust = Connection::connect(cfg, now, seed).unwrap();
     rust.set_wall_clock(now, WALL0);
     let mut r = Run::new(seed, loss, go, rust, now);
