@@ -115,7 +115,7 @@ enum Cmd {
         /// it advertises (default 512K). go-sliding-window's
         /// SetupRecvStream caps its subscription at 600,000 bytes and drops
         /// the rest; a receiver made with NewSession alone holds its ~10 MB
-        /// window, and `16M` is faster there.
+        /// window, and `--packet-size 512K --go-buffer 16M` is faster there.
         #[arg(long, value_parser = swp_tools::size::parse, requires = "go")]
         go_buffer: Option<usize>,
         #[command(flatten)]
