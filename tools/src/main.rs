@@ -450,11 +450,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 WireFormat::Native
             };
-            let packet = packet_size.unwrap_or(63 * 1024);
             let mut cfg = Config::new(inbox, to.clone())
                 .with_tuning(nats.seal.tuning(true)?)
-                .wire_format(format)
-                .max_payload(packet);
+                .wire_format(format);
+            if let Some(p) = packet_size {
+                cfg = cfg.max_payload(p);
+            }
             if let Some(b) = go_buffer {
                 cfg = cfg.go_peer_buffer(b as u64);
             }
