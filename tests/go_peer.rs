@@ -87,6 +87,13 @@ struct GoPeer {
     /// beyond it is dropped as a slow consumer. `None`: unlimited.
     pending_limit: Option<i64>,
     slow_consumer_drops: u32,
+    /// Runs of slow-consumer drops: a drop after the data of the last run
+    /// was delivered starts a new one.
+    overrun_episodes: u32,
+    /// The highest seq dropped in the latest run.
+    episode_last: i64,
+    /// The largest data payload accepted.
+    max_packet: usize,
     /// The most data bytes seen unconsumed here at once.
     max_unconsumed: i64,
     /// Fins that reached this peer (before any filtering).
@@ -131,6 +138,9 @@ impl GoPeer {
             window_bytes: WB,
             pending_limit: None,
             slow_consumer_drops: 0,
+            overrun_episodes: 0,
+            episode_last: -1,
+            max_packet: 0,
             max_unconsumed: 0,
             fins_seen: 0,
             out: Vec::new(),
@@ -204,9 +214,14 @@ impl GoPeer {
             let unconsumed = p.cumul_bytes_transmitted - self.bytes_consumed;
             if self.pending_limit.is_some_and(|l| unconsumed > l) {
                 self.slow_consumer_drops += 1;
+                if self.overrun_episodes == 0 || self.nfe > self.episode_last {
+                    self.overrun_episodes += 1;
+                }
+                self.episode_last = self.episode_last.max(p.seq_num);
                 return;
             }
             self.max_unconsumed = self.max_unconsumed.max(unconsumed);
+            self.max_packet = self.max_packet.max(p.data.len());
             let sum = Blake2b512::digest(&p.data);
             assert!(
                 p.data.is_empty() || p.blake2b_checksum[..] == sum[..],
@@ -592,16 +607,39 @@ fn stream_to_go(seed: u64, loss: f64, go: GoPeer, cfg: Config, len: usize, secs:
     r
 }
 
-/// go-sliding-window's SetupRecvStream advertises its ~10 MB session window
-/// but caps its subscription at 600,000 pending bytes: a Rust sender that
-/// believed the advertisement overran it, every flight lost its tail to
-/// slow-consumer drops and waited for a retransmission timeout (found live
-/// against a real Go receiver: 0.8 MiB/s, or no progress at all). Rust
-/// leaves at most `Tuning::go_peer_buffer` (512 KiB) unread there. The same
-/// peer with a larger setting does overrun, so this can fail; a Go receiver
-/// whose subscription holds its window takes more in flight when told.
+/// A Go receiver as go-sliding-window's SetupRecvStream makes it: it
+/// advertises its ~10 MB session window but caps its subscription at
+/// 600,000 pending bytes (less msgpack headers here), and drops the rest
+/// as a slow consumer.
+fn helper_receiver(seed: u64) -> GoPeer {
+    let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
+    go.window_bytes = 10_240_000;
+    go.pending_limit = Some(590_000);
+    go
+}
+
+/// A Go receiver made with NewSession alone: its subscription holds the
+/// ~10 MB window it advertises.
+fn session_receiver(seed: u64) -> GoPeer {
+    let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
+    go.window_bytes = 10_240_000;
+    go.read_every = Duration::from_millis(5);
+    go
+}
+
+fn go_cfg() -> Config {
+    Config::new("RS", "GO").wire_format(WireFormat::Go)
+}
+
+/// A Rust sender that believed SetupRecvStream's advertisement overran it:
+/// every flight lost its tail to slow-consumer drops and waited for a
+/// retransmission timeout (found live against a real Go receiver:
+/// 0.8 MiB/s, or no progress at all). With `Tuning::go_peer_buffer` fixed
+/// at 512 KiB, Rust never leaves more unread there. The same peer with a
+/// larger setting does overrun, so this can fail; a Go receiver whose
+/// subscription holds its window takes more in flight when told.
 #[test]
-fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overrun() {
+fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
     let len = 3_000_000;
     for seed in 0..seeds() {
         let loss = [0.0, 0.02, 0.1][seed as usize % 3];
@@ -609,18 +647,12 @@ fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overr
             "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
             seed + 1
         );
-        let helper = |seed| {
-            let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
-            go.window_bytes = 10_240_000;
-            go.pending_limit = Some(590_000);
-            go
-        };
-        let cfg = || Config::new("RS", "GO").wire_format(WireFormat::Go);
+        let cfg = || go_cfg().go_peer_buffer(512 * 1024);
         for packet in [63 * 1024, 512 * 1024, 1000 * 1024] {
             let r = stream_to_go(
                 seed,
                 loss,
-                helper(seed),
+                helper_receiver(seed),
                 cfg().max_payload(packet),
                 len,
                 300,
@@ -641,13 +673,19 @@ fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overr
                 "{why}: {} unconsumed",
                 r.go.max_unconsumed
             );
+            let w = r.rust.stats().window;
+            assert_eq!(
+                (w.go_peer_buffer, w.go_peer_buffer_fallbacks),
+                (512 * 1024, 0),
+                "{why}"
+            );
         }
         // Told the peer holds more than it does, Rust overruns it.
         let r = stream_to_go(
             seed,
             loss,
-            helper(seed),
-            cfg().go_peer_buffer(4 << 20),
+            helper_receiver(seed),
+            go_cfg().go_peer_buffer(4 << 20),
             len,
             5,
         );
@@ -656,10 +694,14 @@ fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overr
             "{why}: a 4 MiB setting never overran a 590,000-byte subscription"
         );
         // A peer whose subscription holds its window gets what it is told.
-        let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
-        go.window_bytes = 10_240_000;
-        go.read_every = Duration::from_millis(5);
-        let r = stream_to_go(seed, loss, go, cfg().go_peer_buffer(2 << 20), len, 300);
+        let r = stream_to_go(
+            seed,
+            loss,
+            session_receiver(seed),
+            go_cfg().go_peer_buffer(2 << 20),
+            len,
+            300,
+        );
         assert!(
             r.go.delivered == data(len),
             "{why}: Go read {} of {len}",
@@ -670,6 +712,116 @@ fn a_go_receiver_whose_subscription_holds_less_than_it_advertises_is_never_overr
             "{why}: {} unconsumed with a 2 MiB setting",
             r.go.max_unconsumed
         );
+    }
+}
+
+/// By default the sender learns what a Go receiver holds (§13.2): it starts
+/// at 512 KiB and doubles after each full buffer acknowledged without a
+/// timeout. Against SetupRecvStream's small subscription the first
+/// doubling that it cannot hold overruns it in one run of drops, and the
+/// sender goes back to a size that passed for the rest of the session;
+/// packets never
+/// exceed 512 KiB (a packet larger than the subscription holds would be
+/// dropped on every retry). Against
+/// a receiver that holds its window, it grows well beyond 512 KiB.
+#[test]
+fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() {
+    for seed in 0..seeds() {
+        let loss = [0.0, 0.02, 0.1][seed as usize % 3];
+        let why = format!(
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
+            seed + 1
+        );
+        let len = 3_000_000;
+        for packet in [63 * 1024, 512 * 1024, 1000 * 1024] {
+            let cfg = go_cfg().max_payload(packet);
+            let r = stream_to_go(seed, loss, helper_receiver(seed), cfg, len, 300);
+            let why = format!("{why}, packets of {packet}");
+            assert!(
+                r.go.delivered == data(len),
+                "{why}: Go read {} of {len}",
+                r.go.delivered.len()
+            );
+            assert!(
+                r.rust.close_reason().is_some_and(|c| c.is_normal()),
+                "{why}: {:?}",
+                r.rust.close_reason()
+            );
+            assert!(
+                r.go.overrun_episodes <= 1,
+                "{why}: overrun {} times, {:?} {:?} drops {}",
+                r.go.overrun_episodes,
+                r.rust.stats().window,
+                r.rust.stats().loss,
+                r.go.slow_consumer_drops
+            );
+            assert!(
+                r.go.max_packet <= 512 * 1024,
+                "{why}: a packet of {}",
+                r.go.max_packet
+            );
+            let w = r.rust.stats().window;
+            // Network losses may also take the size back (halving, never
+            // below 512 KiB): a few times at most in 3 MB.
+            assert!(
+                w.go_peer_buffer_fallbacks <= 3,
+                "{why}: {} fallbacks",
+                w.go_peer_buffer_fallbacks
+            );
+            assert!(
+                w.go_peer_buffer >= 512 * 1024,
+                "{why}: {}",
+                w.go_peer_buffer
+            );
+            if loss == 0.0 && packet == 63 * 1024 {
+                // It did try more and learned from the loss (a second
+                // timeout in the same run of drops may halve it once more),
+                // and a few timeouts repaired the whole run, not one per
+                // hole (9 for 11 drops at seed 0 before): Go's echo of the
+                // retransmission it consumed tells RACK the rest of the run
+                // is lost. 90 seeds: at most 3.
+                assert!(
+                    w.go_peer_buffer > 512 * 1024 || w.go_peer_buffer_fallbacks >= 1,
+                    "{why}: never tried more than 512 KiB"
+                );
+                if r.go.overrun_episodes == 1 {
+                    assert!(
+                        (1..=2).contains(&w.go_peer_buffer_fallbacks),
+                        "{why}: {} fallbacks for {} drops",
+                        w.go_peer_buffer_fallbacks,
+                        r.go.slow_consumer_drops
+                    );
+                }
+                let timeouts = r.rust.stats().loss.retransmits_timeout;
+                assert!(
+                    timeouts <= 3,
+                    "{why}: {timeouts} timeouts for {} drops",
+                    r.go.slow_consumer_drops
+                );
+            }
+        }
+        let len = 12_000_000;
+        let r = stream_to_go(seed, loss, session_receiver(seed), go_cfg(), len, 300);
+        assert!(
+            r.go.delivered == data(len),
+            "{why}: Go read {} of {len}",
+            r.go.delivered.len()
+        );
+        assert!(
+            r.rust.close_reason().is_some_and(|c| c.is_normal()),
+            "{why}: {:?}",
+            r.rust.close_reason()
+        );
+        let w = r.rust.stats().window;
+        if loss == 0.0 {
+            assert!(
+                r.go.max_unconsumed > 2 << 20 && w.go_peer_buffer > 2 << 20,
+                "{why}: {} unconsumed at most, buffer {}",
+                r.go.max_unconsumed,
+                w.go_peer_buffer
+            );
+            assert_eq!(w.go_peer_buffer_fallbacks, 0, "{why}");
+        }
     }
 }
 

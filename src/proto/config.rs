@@ -49,6 +49,7 @@ pub struct Tuning {
     pub(crate) wire_format: WireFormat,
     pub(crate) batch_messages: bool,
     pub(crate) go_peer_buffer: u64,
+    pub(crate) go_peer_buffer_learns: bool,
     pub(crate) seal: Option<super::seal::Seal>,
 }
 
@@ -80,8 +81,9 @@ impl Tuning {
     /// * ack at once every 2nd packet, else after at most 1 ms.
     /// * linger 2 s after close to re-acknowledge a retransmitted Fin.
     /// * native wire format; a listener still answers a Go peer in Go's.
-    /// * at most 512 KiB unread at a Go receiver, whatever it advertises
-    ///   (see [`go_peer_buffer`](Self::go_peer_buffer)).
+    /// * at most 512 KiB unread at a Go receiver at first, whatever it
+    ///   advertises, and more as the receiver shows it holds more (see
+    ///   [`go_peer_buffer`](Self::go_peer_buffer)).
     /// * message batching on: messages that queue up while packets are
     ///   going out travel several to a packet (never delayed to wait for
     ///   company), which multiplies small-message throughput.
@@ -119,6 +121,7 @@ impl Tuning {
             wire_format: WireFormat::Native,
             batch_messages: true,
             go_peer_buffer: super::go::link::GO_PEER_BUFFER,
+            go_peer_buffer_learns: true,
             seal: None,
         }
     }
@@ -332,28 +335,41 @@ impl Tuning {
         self.batch_messages = on;
         self
     }
-    /// With a Go peer: the most data left unread at its end, whatever
-    /// window it advertises (default 512 KiB; at least one byte). A Go
-    /// receiver advertises its session window (about 10 MB by default),
-    /// but the go-sliding-window helpers that set up a receiving stream
+    /// With a Go peer: the most data left unread at its end, fixed at
+    /// `bytes` (at least one byte), whatever window it advertises.
+    ///
+    /// By default (without this call) the size is learned: it starts at
+    /// 512 KiB and doubles each time a full buffer's worth was acknowledged
+    /// without a retransmission timeout while the buffer held the sender
+    /// back; the first timeout after a doubling takes it back to the last
+    /// size that passed, for the rest of the session, and packets are never
+    /// larger than a size that passed (docs/PROTOCOL.md §13.2). Why: a Go
+    /// receiver advertises its session window (about 10 MB by default), but
+    /// the go-sliding-window helpers that set up a receiving stream
     /// (`SetupRecvStream`, its example receiver) then cap the NATS
     /// subscription at 600,000 pending bytes, and the client drops what
-    /// does not fit as a slow consumer. Against a Go receiver made with
-    /// `NewSession` alone (its subscription holds its window) a larger
-    /// value is faster: docs/BENCHMARKS.md has both. Not used with native
+    /// does not fit as a slow consumer; a receiver made with `NewSession`
+    /// alone holds its window. Learning costs the first kind one timeout
+    /// per session and gives the second its speed (docs/BENCHMARKS.md).
+    /// Fix the size when the receiver is known. Not used with native
     /// peers, whose window is their real buffer.
     ///
     /// ```
     /// use swp::proto::Tuning;
-    /// assert_eq!(Tuning::new().go_peer_buffer_bytes(), 512 * 1024);
-    /// let cfg = Tuning::new().go_peer_buffer(8 << 20);
-    /// assert_eq!(cfg.go_peer_buffer_bytes(), 8 << 20);
+    /// let learned = Tuning::new();
+    /// assert!(learned.learns_go_peer_buffer());
+    /// assert_eq!(learned.go_peer_buffer_bytes(), 512 * 1024); // where it starts
+    /// let fixed = Tuning::new().go_peer_buffer(8 << 20);
+    /// assert!(!fixed.learns_go_peer_buffer());
+    /// assert_eq!(fixed.go_peer_buffer_bytes(), 8 << 20);
     /// ```
     pub fn go_peer_buffer(mut self, bytes: u64) -> Self {
         self.go_peer_buffer = bytes.max(1);
+        self.go_peer_buffer_learns = false;
         self
     }
-    /// The most data left unread at a Go receiver.
+    /// The most data left unread at a Go receiver: fixed, or where
+    /// learning starts.
     ///
     /// ```
     /// use swp::proto::Tuning;
@@ -361,6 +377,17 @@ impl Tuning {
     /// ```
     pub fn go_peer_buffer_bytes(&self) -> u64 {
         self.go_peer_buffer
+    }
+    /// Whether the data left unread at a Go receiver is learned (the
+    /// default) rather than fixed by [`go_peer_buffer`](Self::go_peer_buffer).
+    ///
+    /// ```
+    /// use swp::proto::Tuning;
+    /// assert!(Tuning::new().learns_go_peer_buffer());
+    /// assert!(!Tuning::new().go_peer_buffer(512 * 1024).learns_go_peer_buffer());
+    /// ```
+    pub fn learns_go_peer_buffer(&self) -> bool {
+        self.go_peer_buffer_learns
     }
     /// Whether message batching is allowed.
     ///
@@ -704,6 +731,7 @@ impl Config {
     forward_getters! {
         batches_messages -> bool;
         go_peer_buffer_bytes -> u64;
+        learns_go_peer_buffer -> bool;
         format -> WireFormat;
         window_packets -> u64;
         window_bytes -> u64;

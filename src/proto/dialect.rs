@@ -5,10 +5,11 @@
 //! native one. Each method names *what* differs (docs/PROTOCOL.md §13 says
 //! why), so the native paths read without Go's quirks and every Go rule is
 //! listed here, once. The Go side's own data (its wall-clock epoch, a Fin it
-//! sends only once) lives in [`GoDialect`], so a native session cannot hold
-//! it.
+//! sends only once, what its receiver really holds) lives in
+//! [`GoDialect`], so a native session cannot hold it.
 
 use super::codec::{self, DecodeError, WireFormat};
+use super::go::buffer::PeerBuffer;
 use super::go::codec as gocodec;
 use super::go::link::{self as golink, Inbound};
 use super::packet::Packet;
@@ -24,11 +25,13 @@ pub(crate) enum Dialect {
 }
 
 /// What only a session with a Go peer keeps.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct GoDialect {
     /// Where the peer's Fin said its stream ends, while data before it is
     /// still missing: a Go Fin is sent once and carries no seq (§13.3).
     fin_at: Option<u64>,
+    /// The most data to leave unread at the peer (§13.2).
+    buffer: PeerBuffer,
 }
 
 /// A packet as it came off the wire, before the engine completes it.
@@ -40,11 +43,22 @@ pub(crate) enum Decoded {
 }
 
 impl Dialect {
+    /// The dialect of `format`; a Go peer's buffer learned from the
+    /// default start.
+    #[cfg(test)]
     pub(crate) fn new(format: WireFormat) -> Self {
         match format {
             WireFormat::Native => Dialect::Native,
-            WireFormat::Go => Dialect::Go(GoDialect::default()),
+            WireFormat::Go => Dialect::go(PeerBuffer::new(golink::GO_PEER_BUFFER, false)),
         }
+    }
+
+    /// Go's dialect, leaving at most what `buffer` says unread at the peer.
+    pub(crate) fn go(buffer: PeerBuffer) -> Self {
+        Dialect::Go(GoDialect {
+            fin_at: None,
+            buffer,
+        })
     }
 
     pub(crate) fn format(&self) -> WireFormat {
@@ -117,6 +131,23 @@ impl Dialect {
         match self {
             Dialect::Native => max_retransmits,
             Dialect::Go(_) => max_retransmits.min(3),
+        }
+    }
+
+    /// How much a Go receiver really holds (§13.2); `None` with a native
+    /// peer, whose window is its real buffer.
+    pub(crate) fn peer_buffer(&self) -> Option<&PeerBuffer> {
+        match self {
+            Dialect::Native => None,
+            Dialect::Go(g) => Some(&g.buffer),
+        }
+    }
+
+    /// The same, to tell it what happened.
+    pub(crate) fn peer_buffer_mut(&mut self) -> Option<&mut PeerBuffer> {
+        match self {
+            Dialect::Native => None,
+            Dialect::Go(g) => Some(&mut g.buffer),
         }
     }
 
@@ -195,6 +226,7 @@ mod tests {
         assert!(d.batches() && d.echoes_clock() && d.checks_claims());
         assert!(d.fin_end_is_exact() && !d.peer_halts_at_our_fin());
         assert_eq!(d.fin_retry_limit(10), 10);
+        assert!(d.peer_buffer().is_none());
     }
 
     #[test]
@@ -207,6 +239,7 @@ mod tests {
         assert!(!d.batches() && d.one_packet_per_message() && d.peer_halts_at_our_fin());
         assert_eq!(d.fin_retry_limit(10), 3);
         assert_eq!(d.fin_retry_limit(1), 1);
+        assert_eq!(d.peer_buffer().map(|b| b.cap()), Some(512 * 1024));
     }
 
     #[test]

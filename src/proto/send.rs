@@ -125,6 +125,9 @@ pub(crate) struct AckOutcome {
 
 pub(crate) struct SendState {
     max_payload: usize,
+    /// Stream data goes in packets no larger than this either (a Go
+    /// receiver's learned buffer, §13.2); chunks queued larger are cut.
+    packet_limit: usize,
     /// Pack queued small messages into batch packets (the peer accepts them).
     batching: bool,
     /// The peer checks only that one byte of window is free (a Go peer): a
@@ -171,6 +174,7 @@ impl SendState {
     pub(crate) fn new(max_payload: usize, buffer_limit: u64) -> Self {
         SendState {
             max_payload,
+            packet_limit: usize::MAX,
             batching: false,
             overshoot_ok: false,
             buffer_limit,
@@ -202,6 +206,17 @@ impl SendState {
 
     pub(crate) fn set_max_payload(&mut self, n: usize) {
         self.max_payload = n.max(1);
+    }
+
+    /// Sends stream data in packets of at most `n` bytes (at least 1),
+    /// whatever size it was queued in.
+    pub(crate) fn set_packet_limit(&mut self, n: u64) {
+        self.packet_limit = n.clamp(1, usize::MAX as u64) as usize;
+    }
+
+    /// The largest stream packet sent now.
+    pub(crate) fn full_packet(&self) -> usize {
+        self.max_payload.min(self.packet_limit)
     }
 
     /// Bytes the application may still hand over.
@@ -334,6 +349,15 @@ impl SendState {
         }
     }
 
+    /// When `seq` was last sent, if it is outstanding and was sent more
+    /// than once.
+    pub(crate) fn retransmitted_at(&self, seq: u64) -> Option<Instant> {
+        let s = self
+            .in_flight
+            .get(seq.checked_sub(self.snd_una)? as usize)?;
+        (s.retries > 0).then_some(s.sent_at)
+    }
+
     /// Records a window advertisement. Edges only grow: an older packet that
     /// arrives late cannot shrink the window a newer one opened.
     pub(crate) fn on_window(&mut self, wnd_seq: u64, wnd_bytes: u64, peer_ack: u64) {
@@ -390,7 +414,8 @@ impl SendState {
             self.seal_open();
         }
         let (front_len, piece) = self.queue.front().map(|(c, k)| (c.len(), *k))?;
-        let allowed = (byte_room as usize).min(self.max_payload);
+        let full = self.full_packet();
+        let allowed = byte_room.min(full as u64) as usize;
         let mut split = false;
         // A message piece was cut to the packet size when it was queued;
         // only the window decides whether it can go now.
@@ -415,9 +440,10 @@ impl SendState {
                 // Only part of the stream chunk fits. Sending a sliver while
                 // packets are in flight is the silly window syndrome (RFC
                 // 9293 §3.8.6.2.1): wait for the window to open by a full
-                // packet instead.
+                // packet instead. A full packet of a chunk queued larger
+                // than the packet limit goes.
                 Piece::Stream => {
-                    if allowed == 0 || (sws_avoid && !self.in_flight.is_empty()) {
+                    if allowed == 0 || (sws_avoid && allowed < full && !self.in_flight.is_empty()) {
                         return None;
                     }
                     split = true;

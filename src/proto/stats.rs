@@ -163,6 +163,12 @@ pub struct WindowStats {
     pub local_bytes: u64,
     /// Times new data could not be sent because the peer's window was full.
     pub blocked: u64,
+    /// With a Go peer: the most data left unread at it now, learned or
+    /// fixed (`Tuning::go_peer_buffer`, docs/PROTOCOL.md §13.2); 0 with a
+    /// native peer.
+    pub go_peer_buffer: u64,
+    /// With a Go peer: times a retransmission timeout made that smaller.
+    pub go_peer_buffer_fallbacks: u64,
 }
 
 /// The round-trip estimate (RFC 6298) at the moment of the snapshot.

@@ -111,11 +111,12 @@ enum Cmd {
         /// 1 KiB of header.
         #[arg(long, value_parser = swp_tools::size::parse)]
         packet_size: Option<usize>,
-        /// With --go: the most data left unread at the Go receiver, whatever
-        /// it advertises (default 512K). go-sliding-window's
-        /// SetupRecvStream caps its subscription at 600,000 bytes and drops
-        /// the rest; a receiver made with NewSession alone holds its ~10 MB
-        /// window, and `--packet-size 512K --go-buffer 16M` is faster there.
+        /// With --go: fix the most data left unread at the Go receiver,
+        /// whatever it advertises. By default it is learned: 512K at first,
+        /// doubled while the receiver keeps up, taken back at the first loss
+        /// (go-sliding-window's SetupRecvStream caps its subscription at
+        /// 600,000 bytes and drops the rest; a receiver made with NewSession
+        /// alone holds its ~10 MB window).
         #[arg(long, value_parser = swp_tools::size::parse, requires = "go")]
         go_buffer: Option<usize>,
         #[command(flatten)]

@@ -29,6 +29,7 @@ use super::codec::{DecodeError, WireFormat};
 use super::config::{Config, ConfigError};
 use super::dialect::{Decoded, Dialect};
 use super::error::{self, CloseReason, ReadError, ResetCode, WriteError};
+use super::go::buffer::PeerBuffer;
 use super::go::link::{self as golink, Inbound};
 use super::packet::{Kind, Packet, Transmit, flags};
 pub use super::phase::State;
@@ -255,6 +256,9 @@ pub struct Connection {
     peer_rtt: (u64, u64, u64),
     /// Wall clock (Unix ns) at `epoch` (Go packets carry wall-clock times).
     wall_epoch_ns: i128,
+    /// The Go ack being handled names the latest transmission of the
+    /// retransmitted packet it acknowledges: delivered then (RACK, §13.2).
+    go_echo: Option<Instant>,
     /// Keys and handshake of a sealed session (§14).
     sealer: Option<Sealer>,
     /// Refusals to send (plain Resets answering Syns this side will not
@@ -431,6 +435,7 @@ impl Connection {
             persist_backoff: 0,
             write_blocked: false,
             peer_rtt: (0, 0, 0),
+            go_echo: None,
             sealer: None,
             refusals: VecDeque::new(),
             seal_trouble: None,
@@ -504,7 +509,10 @@ impl Connection {
 
     /// Switches to go-sliding-window's format and its peer's rules.
     fn speak_go(&mut self) {
-        self.dialect = Dialect::new(WireFormat::Go);
+        let t = &self.cfg.tuning;
+        let buffer = PeerBuffer::new(t.go_peer_buffer, !t.go_peer_buffer_learns);
+        self.snd.set_packet_limit(buffer.packet_limit());
+        self.dialect = Dialect::go(buffer);
         // Each Go packet is one message.
         self.snd.set_batching(false);
         // A Go sender only checks that one byte of window is free.
@@ -958,6 +966,10 @@ impl Connection {
         s.window.peer_bytes = self.snd.peer_wnd_bytes.saturating_sub(self.snd.bytes_sent);
         s.window.local_packets = self.rcv.window_packets_free();
         s.window.local_bytes = self.rcv.window_bytes_free();
+        if let Some(b) = self.dialect.peer_buffer() {
+            s.window.go_peer_buffer = b.cap();
+            s.window.go_peer_buffer_fallbacks = b.fallbacks();
+        }
         s.app.bytes_written = self.snd.bytes_written;
         s.app.bytes_acked = self.snd.bytes_acked;
         s.app.bytes_read = self.rcv.consumed_bytes;
@@ -1510,11 +1522,35 @@ impl Connection {
             None => (una == nxt).then_some(una),
         };
         p.ack = inb.ack.filter(|a| *a >= una && *a <= nxt).unwrap_or(una);
+        // Go acks what its application consumed and has no SACK: after a
+        // run of losses, knowing that a retransmission (not a late
+        // original) was consumed lets RACK mark the rest of the run lost
+        // at once, instead of one timeout per hole. Only an exact echo of
+        // the latest transmission of the last packet acknowledged counts.
+        self.go_echo = None;
+        if let Some(ns) = inb.echo_ns.filter(|_| p.ack > una) {
+            if let Some(sent) = self.snd.retransmitted_at(p.ack - 1) {
+                let sent_us = sent.saturating_duration_since(self.epoch).as_micros() as i128;
+                if (ns - self.wall_epoch_ns).div_euclid(1000) == sent_us {
+                    self.go_echo = Some(sent);
+                    // The copy consumed was a retransmission (a timeout's
+                    // or a tail probe's): the original was lost.
+                    self.go_peer_lost();
+                }
+            }
+        }
         if let Some(b) = base {
             p.wnd_seq = b.saturating_add(inb.msg_cap);
             // Whatever a Go receiver advertises, its subscription may
-            // hold less (Tuning::go_peer_buffer).
-            let cap = inb.byte_cap.min(self.cfg.tuning.go_peer_buffer);
+            // hold less (§13.2, Tuning::go_peer_buffer).
+            let in_flight = self.snd.bytes_sent - self.snd.bytes_acked;
+            let (queued, packet) = (self.snd.has_queued(), self.snd.full_packet() as u64);
+            let buffer = self
+                .dialect
+                .peer_buffer_mut()
+                .expect("a Go packet in Go's dialect");
+            buffer.on_advertised(inb.byte_cap, in_flight, queued, packet);
+            let cap = inb.byte_cap.min(buffer.cap());
             p.wnd_bytes = self.snd.end_offset_before(b).saturating_add(cap);
         }
         match p.kind {
@@ -2081,7 +2117,8 @@ impl Connection {
         // data packet that triggered this ack; ignore impossible values.
         let echo = (p.ts_echo > 0)
             .then(|| self.epoch + Duration::from_micros(p.ts_echo))
-            .filter(|t| *t <= now);
+            .filter(|t| *t <= now)
+            .or(self.go_echo.take());
         if p.ack < self.snd.snd_una && self.dialect.checks_claims() {
             // An older acknowledgement than one already taken. Reordering
             // makes these, but a packet that echoes one we sent *after*
@@ -2118,6 +2155,14 @@ impl Connection {
             self.last_progress = now;
         }
         if out.progressed {
+            let acked = self.snd.bytes_acked;
+            if let Some(cap) = self
+                .dialect
+                .peer_buffer_mut()
+                .and_then(|b| b.on_acked(acked))
+            {
+                tracing::debug!(cap, "a Go receiver held a full buffer: offering it more");
+            }
             self.una_advanced_at = Some(now);
             self.rto_streak = 0;
             self.rtt.reset_backoff();
@@ -2156,6 +2201,17 @@ impl Connection {
         }
         if lost > 0 {
             tracing::trace!(lost, "RACK detected losses");
+            self.go_peer_lost();
+        }
+    }
+
+    /// A Go receiver lost data (a timeout, or RACK): it may hold less than
+    /// we left unread there (§13.2).
+    fn go_peer_lost(&mut self) {
+        let (una, nxt, acked) = (self.snd.snd_una, self.snd.snd_nxt, self.snd.bytes_acked);
+        let buffer = self.dialect.peer_buffer_mut();
+        if let Some(cap) = buffer.and_then(|b| b.on_loss(una, nxt, acked)) {
+            tracing::debug!(cap, "a loss at a Go receiver: leaving less unread there");
         }
     }
 
@@ -2655,6 +2711,7 @@ impl Connection {
             }
         }
         self.rtt.on_timeout();
+        self.go_peer_lost();
         let n = self.snd.on_rto();
         tracing::trace!(n, rto = ?self.rtt.rto(), "retransmission timeout");
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());

@@ -111,13 +111,14 @@ mod ev {
 /// up to 512 KiB (go-swp-behaviour.md §6, §11).
 pub(crate) const GO_BYTE_OVERSHOOT: u64 = 512 * 1024;
 
-/// The most data we leave unconsumed at a Go receiver, whatever it
-/// advertises. A Go receiver advertises its session window (about 10 MB by
-/// default) while its NATS subscription may hold much less: the library's
-/// own helpers (`SetupRecvStream`, and its example receiver) cap the
-/// subscription's pending queue at 600,000 bytes, and beyond that the client
-/// drops messages as a slow consumer. 512 KiB of data, with each packet's
-/// few hundred bytes of msgpack, stays below that (docs/PROTOCOL.md §13.2).
+/// The most data we leave unconsumed at a Go receiver at first, whatever
+/// it advertises (learned upwards from there, [`super::buffer`]). A Go
+/// receiver advertises its session window (about 10 MB by default) while
+/// its NATS subscription may hold much less: the library's own helpers
+/// (`SetupRecvStream`, and its example receiver) cap the subscription's
+/// pending queue at 600,000 bytes, and beyond that the client drops
+/// messages as a slow consumer. 512 KiB of data, with each packet's few
+/// hundred bytes of msgpack, stays below that (docs/PROTOCOL.md §13.2).
 pub(crate) const GO_PEER_BUFFER: u64 = 512 * 1024;
 
 /// Bytes of a Go packet beyond its payload, as an upper bound, given the
@@ -286,6 +287,11 @@ pub(crate) struct Inbound {
     /// `AckNum` > 0, since Go's counter starts at 0 and a 0 there may mean
     /// "nothing consumed" (go-swp-behaviour.md §14 bug 3).
     pub ack: Option<u64>,
+    /// On a DataAck that answers data: the `DataSendTm` it echoes (Unix
+    /// ns), the send time of the transmission whose consumption it
+    /// acknowledges. The Connection uses it only to learn that a
+    /// *retransmitted* packet was delivered (RACK, §13.2).
+    pub echo_ns: Option<i128>,
     /// Free messages the peer advertises beyond its ack.
     pub msg_cap: u64,
     /// Free bytes the peer advertises beyond its ack.
@@ -297,9 +303,10 @@ pub(crate) struct Inbound {
 /// match (Go drops those too).
 ///
 /// Go acks when its application *consumes* data, so an echoed time says
-/// nothing about which of our packets merely arrived; echoes are therefore
-/// not used for loss detection (`ts_echo` stays 0) and recovery relies on
-/// cumulative acks and timeouts, as Go's own sender does.
+/// nothing about which of our packets merely arrived, or that the peer
+/// hears us now: `ts_echo` stays 0. The one use made of the echo
+/// ([`Inbound::echo_ns`]) is to tell which transmission of a retransmitted
+/// packet was consumed, so that one timeout repairs a run of losses.
 pub(crate) fn inbound(g: GoPacket) -> Result<Inbound, DecodeError> {
     let kind = match g.tcp_event {
         ev::SYN => Kind::Syn,
@@ -363,9 +370,12 @@ pub(crate) fn inbound(g: GoPacket) -> Result<Inbound, DecodeError> {
         p.cumul_bytes = g.cumul_bytes_transmitted.max(0) as u64;
         p.data = g.data;
     }
+    let echo_ns = (kind == Kind::Ack && g.ack_retry >= 0 && !g.data_send_tm.is_zero())
+        .then(|| unix_ns(g.data_send_tm));
     Ok(Inbound {
         packet: p,
         ack,
+        echo_ns,
         msg_cap: g.avail_reader_msg_cap.max(0) as u64,
         byte_cap: g.avail_reader_bytes_cap.max(0) as u64,
     })
