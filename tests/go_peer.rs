@@ -607,6 +607,21 @@ fn stream_to_go(seed: u64, loss: f64, go: GoPeer, cfg: Config, len: usize, secs:
     r
 }
 
+/// The Go peer read exactly the `len` bytes streamed, and the Rust side
+/// closed normally.
+fn assert_delivered_and_closed(r: &Run, len: usize, why: &str) {
+    assert!(
+        r.go.delivered == data(len),
+        "{why}: Go read {} of {len}",
+        r.go.delivered.len()
+    );
+    assert!(
+        r.rust.close_reason().is_some_and(|c| c.is_normal()),
+        "{why}: {:?}",
+        r.rust.close_reason()
+    );
+}
+
 /// A Go receiver as go-sliding-window's SetupRecvStream makes it: it
 /// advertises its ~10 MB session window but caps its subscription at
 /// 600,000 pending bytes (less msgpack headers here), and drops the rest
@@ -658,16 +673,7 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
                 300,
             );
             assert_eq!(r.go.slow_consumer_drops, 0, "{why}, packets of {packet}");
-            assert!(
-                r.go.delivered == data(len),
-                "{why}, packets of {packet}: Go read {} of {len}",
-                r.go.delivered.len()
-            );
-            assert!(
-                r.rust.close_reason().is_some_and(|c| c.is_normal()),
-                "{why}: {:?}",
-                r.rust.close_reason()
-            );
+            assert_delivered_and_closed(&r, len, &format!("{why}, packets of {packet}"));
             assert!(
                 r.go.max_unconsumed <= 512 * 1024,
                 "{why}: {} unconsumed",
@@ -720,10 +726,9 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
 /// timeout. Against SetupRecvStream's small subscription the first
 /// doubling that it cannot hold overruns it in one run of drops, and the
 /// sender goes back to a size that passed for the rest of the session;
-/// packets never
-/// exceed 512 KiB (a packet larger than the subscription holds would be
-/// dropped on every retry). Against
-/// a receiver that holds its window, it grows well beyond 512 KiB.
+/// packets never exceed 512 KiB (a packet larger than the subscription
+/// holds would be dropped on every retry). Against a receiver that holds
+/// its window, it grows well beyond 512 KiB.
 #[test]
 fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() {
     for seed in 0..seeds() {
@@ -737,16 +742,7 @@ fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() 
             let cfg = go_cfg().max_payload(packet);
             let r = stream_to_go(seed, loss, helper_receiver(seed), cfg, len, 300);
             let why = format!("{why}, packets of {packet}");
-            assert!(
-                r.go.delivered == data(len),
-                "{why}: Go read {} of {len}",
-                r.go.delivered.len()
-            );
-            assert!(
-                r.rust.close_reason().is_some_and(|c| c.is_normal()),
-                "{why}: {:?}",
-                r.rust.close_reason()
-            );
+            assert_delivered_and_closed(&r, len, &why);
             assert!(
                 r.go.overrun_episodes <= 1,
                 "{why}: overrun {} times, {:?} {:?} drops {}",
@@ -802,16 +798,7 @@ fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() 
         }
         let len = 12_000_000;
         let r = stream_to_go(seed, loss, session_receiver(seed), go_cfg(), len, 300);
-        assert!(
-            r.go.delivered == data(len),
-            "{why}: Go read {} of {len}",
-            r.go.delivered.len()
-        );
-        assert!(
-            r.rust.close_reason().is_some_and(|c| c.is_normal()),
-            "{why}: {:?}",
-            r.rust.close_reason()
-        );
+        assert_delivered_and_closed(&r, len, &why);
         let w = r.rust.stats().window;
         if loss == 0.0 {
             assert!(
