@@ -1545,12 +1545,14 @@ impl Connection {
             // hold less (§13.2, Tuning::go_peer_buffer).
             let in_flight = self.snd.bytes_sent - self.snd.bytes_acked;
             let (queued, packet) = (self.snd.has_queued(), self.snd.full_packet() as u64);
-            let buffer = self
-                .dialect
-                .peer_buffer_mut()
-                .expect("a Go packet in Go's dialect");
-            buffer.on_advertised(inb.byte_cap, in_flight, queued, packet);
-            let cap = inb.byte_cap.min(buffer.cap());
+            let cap = match self.dialect.peer_buffer_mut() {
+                Some(buffer) => {
+                    buffer.on_advertised(inb.byte_cap, in_flight, queued, packet);
+                    buffer.cap()
+                }
+                None => self.cfg.tuning.go_peer_buffer, // not reached: Go's dialect is set above
+            };
+            let cap = inb.byte_cap.min(cap);
             p.wnd_bytes = self.snd.end_offset_before(b).saturating_add(cap);
         }
         match p.kind {
