@@ -167,7 +167,7 @@ pub struct WindowStats {
     /// fixed (`Tuning::go_peer_buffer`, docs/PROTOCOL.md §13.2); 0 with a
     /// native peer.
     pub go_peer_buffer: u64,
-    /// With a Go peer: times a retransmission timeout made that smaller.
+    /// With a Go peer: times a loss there made that smaller (§13.2).
     pub go_peer_buffer_fallbacks: u64,
 }
 
