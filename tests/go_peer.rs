@@ -721,6 +721,44 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
     }
 }
 
+/// The smallest fixed sizes (1 byte, 2 bytes, one byte short of a 63 KiB
+/// packet) still deliver everything and close normally: packets shrink to
+/// the size, and never more than that is left unread at the Go peer, with
+/// or without loss. `Tuning::go_peer_buffer(0)` means 1.
+#[test]
+fn the_smallest_fixed_go_peer_buffers_still_deliver_everything() {
+    for seed in 0..seeds() {
+        let loss = [0.0, 0.05][seed as usize % 2];
+        for (fixed, len) in [(0, 700), (1, 700), (2, 1_501), (63 * 1024 - 1, 300_000)] {
+            let why = format!(
+                "seed {seed} loss {loss} fixed {fixed} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
+                seed + 1
+            );
+            let r = stream_to_go(
+                seed,
+                loss,
+                helper_receiver(seed),
+                go_cfg().go_peer_buffer(fixed),
+                len,
+                600,
+            );
+            assert_delivered_and_closed(&r, len, &why);
+            let most = fixed.max(1) as usize;
+            assert!(
+                r.go.max_packet <= most,
+                "{why}: a packet of {}",
+                r.go.max_packet
+            );
+            assert!(
+                r.go.max_unconsumed <= most as i64,
+                "{why}: {} unconsumed",
+                r.go.max_unconsumed
+            );
+            assert_eq!(r.rust.stats().window.go_peer_buffer, most as u64, "{why}");
+        }
+    }
+}
+
 /// By default the sender learns what a Go receiver holds (§13.2): it starts
 /// at 512 KiB and doubles after each full buffer acknowledged without a
 /// timeout. Against SetupRecvStream's small subscription the first

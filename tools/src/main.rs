@@ -470,12 +470,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             // The transfer is over at the receiver's Verdict: the rate is
             // measured to it, not to the end of the close.
             let secs = shown.done().await.secs;
+            let link = link_json(&s.stats().protocol);
+            tracing::info!(%link, "send: the session's counters at the receiver's verdict");
             let r = finish(s, t.as_ref(), r).await?;
             let rate = mib_per_s(r.bytes_sent, secs);
             let json = serde_json::json!({
                 "op": "send", "name": r.meta.name, "size": r.meta.size,
                 "bytes_sent": r.bytes_sent, "resumed_from": r.resumed_from,
                 "seconds": secs, "mib_per_s": rate, "blake2b": hex(&r.meta.blake2b),
+                "link": link,
             });
             outcome(quiet, json, || {
                 format!(
@@ -973,6 +976,22 @@ async fn finish<T, E: std::fmt::Display>(
     }
     let _ = tokio::time::timeout(CLOSE_BOUND, t.flush()).await;
     r.map_err(|e| e.to_string())
+}
+
+/// What the sending session did, for `--json` and `-v`: packets, repairs,
+/// the round trip, and with a Go peer the buffer learned there
+/// (docs/PROTOCOL.md §13.2).
+fn link_json(st: &swp::proto::Stats) -> serde_json::Value {
+    serde_json::json!({
+        "data_packets": st.data.packets_sent,
+        "retransmits_timeout": st.loss.retransmits_timeout,
+        "retransmits_fast": st.loss.retransmits_fast,
+        "retransmits_probe": st.loss.retransmits_probe,
+        "srtt_us": st.rtt.srtt.as_micros() as u64,
+        "peer_window_blocked": st.window.blocked,
+        "go_peer_buffer": st.window.go_peer_buffer,
+        "go_peer_buffer_fallbacks": st.window.go_peer_buffer_fallbacks,
+    })
 }
 
 /// The file to send must be a readable regular file: said before any

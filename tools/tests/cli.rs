@@ -45,7 +45,7 @@ fn two_processes(go: bool) {
         .arg("send")
         .arg(&src)
         .args(["--to", &inbox, "--server", &server.url()])
-        .args(if go { &["--go"][..] } else { &[][..] })
+        .args(if go { &["--go", "--json"][..] } else { &[][..] })
         .output()
         .unwrap();
     assert!(
@@ -66,7 +66,31 @@ fn two_processes(go: bool) {
         "{said}"
     );
     assert_eq!(said.contains("from a go-sliding-window peer"), go, "{said}");
-    assert!(String::from_utf8_lossy(&send.stdout).contains("sent payload.bin"));
+    let sent = String::from_utf8_lossy(&send.stdout);
+    if go {
+        // --json: one object, with the session's counters; against a Go
+        // peer it says how much data it left unread there (learned from
+        // the 512 KiB floor, PROTOCOL.md §13.2).
+        let v: serde_json::Value = serde_json::from_str(sent.trim()).expect(&sent);
+        assert_eq!(
+            (v["op"].as_str(), v["name"].as_str()),
+            (Some("send"), Some("payload.bin")),
+            "{sent}"
+        );
+        let link = &v["link"];
+        let packets = link["data_packets"].as_u64().expect(&sent);
+        assert!(packets >= 5_000_000 / (63 << 10), "{sent}");
+        assert!(
+            link["go_peer_buffer"].as_u64().expect(&sent) >= 512 << 10,
+            "{sent}"
+        );
+        assert!(
+            link["go_peer_buffer_fallbacks"].as_u64().is_some(),
+            "{sent}"
+        );
+    } else {
+        assert!(sent.contains("sent payload.bin"), "{sent}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -142,6 +142,34 @@ fn the_sender_checks_its_file_before_connecting() {
     }
 }
 
+/// `--go-buffer` only means something to a Go receiver: without `--go`
+/// it is a usage error said at once (exit 2), not silently ignored; with
+/// `--go` a bad size is refused the same way.
+#[test]
+fn go_buffer_without_go_or_with_a_bad_size_is_a_usage_error() {
+    let dir = common::TempDir::new("cli-go-buffer");
+    let src = dir.0.join("x.txt");
+    std::fs::write(&src, "x").unwrap();
+    for (args, says) in [
+        (vec!["--go-buffer", "1M"], "--go"),
+        (vec!["--go", "--go-buffer", "lots"], "--go-buffer"),
+    ] {
+        let t0 = Instant::now();
+        let out = send_cmd("nats://127.0.0.1:1", "files.in", &src)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{args:?}: {:?}",
+            t0.elapsed()
+        );
+    }
+}
+
 #[test]
 fn bad_subjects_are_refused_at_once() {
     // `--to 'a b'` used to hang for over 60 s; wildcards were accepted.
