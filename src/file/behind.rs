@@ -31,10 +31,10 @@ async fn joined<T>(job: JoinHandle<io::Result<T>>) -> io::Result<T> {
         .unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}"))))
 }
 
-/// A file's bytes from where it is positioned, `len` of them, read and
-/// hashed one chunk ahead of the caller.
+/// A file's bytes from where it is positioned, `len` of them, read (and
+/// hashed, if asked) one chunk ahead of the caller.
 pub(super) struct ReadAhead {
-    job: Option<JoinHandle<io::Result<(std::fs::File, Blake2b512, Bytes)>>>,
+    job: Option<JoinHandle<io::Result<(std::fs::File, Option<Blake2b512>, Bytes)>>>,
     /// Bytes not yet asked of a job.
     left: u64,
     /// What the running job was asked for.
@@ -45,8 +45,9 @@ pub(super) struct ReadAhead {
 
 impl ReadAhead {
     /// Starts reading the first chunk of `file` at once, hashing into
-    /// `hasher`.
-    pub(super) fn start(file: std::fs::File, hasher: Blake2b512, len: u64) -> ReadAhead {
+    /// `hasher` (`None`: no hashing, for a sender whose digest is already
+    /// known).
+    pub(super) fn start(file: std::fs::File, hasher: Option<Blake2b512>, len: u64) -> ReadAhead {
         let mut r = ReadAhead {
             job: None,
             left: len,
@@ -57,9 +58,9 @@ impl ReadAhead {
         r
     }
 
-    fn spawn(&mut self, mut file: std::fs::File, mut hasher: Blake2b512) {
+    fn spawn(&mut self, mut file: std::fs::File, mut hasher: Option<Blake2b512>) {
         if self.left == 0 {
-            self.done = Some(hasher);
+            self.done = hasher;
             return;
         }
         let want = self.left.min(CHUNK as u64);
@@ -70,7 +71,9 @@ impl ReadAhead {
             // no zeroing, one copy from the page cache.
             let mut buf = Vec::with_capacity(want as usize);
             (&mut file).take(want).read_to_end(&mut buf)?;
-            hasher.update(&buf);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf);
+            }
             Ok((file, hasher, Bytes::from(buf)))
         }));
     }
@@ -90,7 +93,7 @@ impl ReadAhead {
     }
 
     /// The hash of everything read (after [`next`](Self::next) said
-    /// `None`).
+    /// `None`; an empty one if it was started without a hasher).
     pub(super) fn into_hasher(self) -> Blake2b512 {
         self.done.unwrap_or_else(Blake2b512::new)
     }
@@ -251,7 +254,7 @@ mod tests {
             let mut f = std::fs::File::open(&path).unwrap();
             std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start as u64)).unwrap();
             let prefix = Blake2b512::new().chain_update(&all[..start]);
-            let mut r = ReadAhead::start(f, prefix, len as u64);
+            let mut r = ReadAhead::start(f, Some(prefix), len as u64);
             let mut got = Vec::new();
             while let Some(c) = r.next().await.unwrap() {
                 assert!(c.len() <= CHUNK);
@@ -274,7 +277,7 @@ mod tests {
         let all = data(CHUNK + 10);
         let path = temp("short", &all);
         let f = std::fs::File::open(&path).unwrap();
-        let mut r = ReadAhead::start(f, Blake2b512::new(), 4 * CHUNK as u64);
+        let mut r = ReadAhead::start(f, Some(Blake2b512::new()), 4 * CHUNK as u64);
         let mut got = 0;
         while let Some(c) = r.next().await.unwrap() {
             got += c.len();

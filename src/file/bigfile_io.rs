@@ -33,6 +33,10 @@ pub(super) async fn send_bigfile(
             source.describe()
         )));
     }
+    // One read and one hash pass: the digest goes first (Go's form), and
+    // the file's stamp taken before it says whether the bytes streamed
+    // after it are still the ones hashed (as in the native form, docs/PROTOCOL.md §11, §13.4).
+    let stamp = source.stamp().await?;
     let digest: [u8; 64] = source.hash_prefix(size).await?.finalize();
     let send_time = SystemTime::now();
     let send_time_ns = send_time
@@ -48,9 +52,8 @@ pub(super) async fn send_bigfile(
     );
     let write = |e| FileError::Session(io_to_session(e));
     session.write_all(&header).await.map_err(write)?;
-    let mut hasher = Blake2b512::new();
     let what = source.describe();
-    stream_out(session, &mut source, 0, size, &mut hasher, progress).await?;
+    stream_out(session, &mut source, 0, size, None, progress).await?;
     // A Go receiver sends no verdict: everything acknowledged is the end.
     session.flush().await.map_err(write)?;
     if let Some(p) = progress {
@@ -63,9 +66,10 @@ pub(super) async fn send_bigfile(
             hashing: false,
         });
     }
-    if hasher.finalize() != digest {
+    if source.stamp().await? != stamp {
         return Err(FileError::Protocol(format!(
-            "{what} changed during the transfer; the Go receiver will find a checksum mismatch"
+            "{what} changed during the transfer (its length or modification time moved); \
+             the Go receiver will find a checksum mismatch and keep nothing; send it again"
         )));
     }
     Ok(SendReport {

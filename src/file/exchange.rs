@@ -315,7 +315,7 @@ async fn stream_segments(
     if let Some(size) = size {
         if size > start {
             send_control(session, &Control::Segment { len: size - start }).await?;
-            stream_out(session, source, start, size, hasher, progress).await?;
+            stream_out(session, source, start, size, Some(hasher), progress).await?;
         }
         return Ok(size);
     }
@@ -371,7 +371,7 @@ async fn stream_segments(
 }
 
 /// Streams the source's bytes `[start, size)` into the session as plain
-/// stream data, hashing them into `hasher` (a file's are read and hashed
+/// stream data, hashing them into `hasher` if given (a file's are read and hashed
 /// ahead, off this task) and reporting progress (bytes confirmed by the
 /// peer's acks).
 pub(super) async fn stream_out(
@@ -379,14 +379,16 @@ pub(super) async fn stream_out(
     source: &mut Source<'_>,
     start: u64,
     size: u64,
-    hasher: &mut Blake2b512,
+    mut hasher: Option<&mut Blake2b512>,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(), FileError> {
     let what = source.describe();
     // The file's bytes start at this stream offset (after any control
     // messages); the peer has confirmed file bytes once its ack passes it.
     let data_base = session.stats().protocol.app.bytes_written;
-    let first = std::mem::replace(hasher, Blake2b512::new());
+    let first = hasher
+        .as_deref_mut()
+        .map(|h| std::mem::replace(h, Blake2b512::new()));
     let mut chunks = source.chunks_at(start, size - start, first).await?;
     let mut sent = start;
     while let Some(chunk) = chunks.next().await.map_err(|e| FileError::Io {
@@ -414,7 +416,9 @@ pub(super) async fn stream_out(
             );
         }
     }
-    *hasher = chunks.into_hasher();
+    if let Some(h) = hasher {
+        *h = chunks.into_hasher();
+    }
     if sent < size {
         return Err(FileError::Protocol(format!(
             "{what} shrank during the transfer (ended at {sent} of {size} bytes)"

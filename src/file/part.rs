@@ -10,7 +10,7 @@ use crate::digest::Blake2b512;
 /// and hashed off the caller's task.
 pub(super) async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
     let f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-    let mut chunks = ReadAhead::start(f.into_std().await, Blake2b512::new(), len);
+    let mut chunks = ReadAhead::start(f.into_std().await, Some(Blake2b512::new()), len);
     while chunks.next().await.map_err(io_err(path))?.is_some() {}
     Ok(chunks.into_hasher())
 }

@@ -112,7 +112,7 @@ impl<'a> Source<'a> {
         &mut self,
         start: u64,
         len: u64,
-        hasher: Blake2b512,
+        hasher: Option<Blake2b512>,
     ) -> Result<Chunks<'_>, FileError> {
         match self {
             Source::File(p) => {
@@ -154,7 +154,10 @@ async fn open_file_at(p: &Path, start: u64) -> Result<tokio::fs::File, FileError
 /// A known-length source's bytes, chunk by chunk, hashed as they go.
 pub(super) enum Chunks<'a> {
     File(ReadAhead),
-    Memory { rest: &'a [u8], hasher: Blake2b512 },
+    Memory {
+        rest: &'a [u8],
+        hasher: Option<Blake2b512>,
+    },
 }
 
 /// One chunk: read from a file, or a slice of the caller's memory.
@@ -183,18 +186,20 @@ impl<'a> Chunks<'a> {
                     return Ok(None);
                 }
                 let (now, later) = rest.split_at(rest.len().min(CHUNK));
-                hasher.update(now);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(now);
+                }
                 *rest = later;
                 Ok(Some(Piece::Slice(now)))
             }
         }
     }
 
-    /// The hash of every chunk given.
+    /// The hash of every chunk given (empty if started without a hasher).
     pub(super) fn into_hasher(self) -> Blake2b512 {
         match self {
             Chunks::File(r) => r.into_hasher(),
-            Chunks::Memory { hasher, .. } => hasher,
+            Chunks::Memory { hasher, .. } => hasher.unwrap_or_else(Blake2b512::new),
         }
     }
 }
