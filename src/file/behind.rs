@@ -31,10 +31,14 @@ async fn joined<T>(job: JoinHandle<io::Result<T>>) -> io::Result<T> {
         .unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}"))))
 }
 
+/// What a [`ReadAhead`] job hands back: the file, the hash so far (if
+/// hashing) and the chunk read.
+type ReadChunk = (std::fs::File, Option<Blake2b512>, Bytes);
+
 /// A file's bytes from where it is positioned, `len` of them, read (and
 /// hashed, if asked) one chunk ahead of the caller.
 pub(super) struct ReadAhead {
-    job: Option<JoinHandle<io::Result<(std::fs::File, Option<Blake2b512>, Bytes)>>>,
+    job: Option<JoinHandle<io::Result<ReadChunk>>>,
     /// Bytes not yet asked of a job.
     left: u64,
     /// What the running job was asked for.
