@@ -11,7 +11,8 @@
 //!
 //! Both directions: a Go client streaming to a native Rust listener (which
 //! must switch to Go's format), and a Rust client in Go mode streaming to a
-//! Go listener whose application reads slowly. Seeds: `SWP_GO_PEER_SEEDS`.
+//! Go listener whose application reads slowly. Seeds: `SWP_GO_PEER_SEEDS` (how many),
+//! `SWP_GO_PEER_SEED` (one).
 
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
@@ -486,11 +487,14 @@ impl Run {
     }
 }
 
-fn seeds() -> u64 {
-    std::env::var("SWP_GO_PEER_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10)
+/// The seeds to run: `SWP_GO_PEER_SEED=n` runs seed n alone (what a
+/// failure prints), else `0..SWP_GO_PEER_SEEDS` (10 by default).
+fn seeds() -> std::ops::Range<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|s| s.parse().ok());
+    match var("SWP_GO_PEER_SEED") {
+        Some(one) => one..one + 1,
+        None => 0..var("SWP_GO_PEER_SEEDS").unwrap_or(10),
+    }
 }
 
 fn data(len: usize) -> Vec<u8> {
@@ -499,7 +503,7 @@ fn data(len: usize) -> Vec<u8> {
 
 #[test]
 fn go_client_streams_to_a_native_rust_listener() {
-    for seed in 0..seeds() {
+    for seed in seeds() {
         let loss = [0.0, 0.05, 0.15][seed as usize % 3];
         let now = Instant::now();
         let mut go = GoPeer::new("GO", "RS", now, seed);
@@ -515,8 +519,7 @@ fn go_client_streams_to_a_native_rust_listener() {
             r.step();
         }
         let why = format!(
-            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
-            seed + 1
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEED={seed} cargo test --test go_peer)"
         );
         assert_eq!(r.rust.wire_format(), WireFormat::Go, "{why}");
         assert_eq!(r.got.len(), 600_000, "{why}: state {:?}", r.rust.state());
@@ -541,7 +544,7 @@ fn go_client_streams_to_a_native_rust_listener() {
 
 #[test]
 fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
-    for seed in 0..seeds() {
+    for seed in seeds() {
         let loss = [0.0, 0.05, 0.15][seed as usize % 3];
         let mut go = GoPeer::new("GO", "RS", Instant::now(), seed);
         go.read_every = Duration::from_millis(3); // a slow Go application
@@ -549,8 +552,7 @@ fn rust_client_in_go_mode_streams_to_a_slow_go_listener() {
         let want = data(2_000_000);
         let r = stream_to_go(seed, loss, go, cfg, want.len(), 300);
         let why = format!(
-            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
-            seed + 1
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEED={seed} cargo test --test go_peer)"
         );
         assert!(
             r.go.delivered == want,
@@ -656,11 +658,10 @@ fn go_cfg() -> Config {
 #[test]
 fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
     let len = 3_000_000;
-    for seed in 0..seeds() {
+    for seed in seeds() {
         let loss = [0.0, 0.02, 0.1][seed as usize % 3];
         let why = format!(
-            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
-            seed + 1
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEED={seed} cargo test --test go_peer)"
         );
         let cfg = || go_cfg().go_peer_buffer(512 * 1024);
         for packet in [63 * 1024, 512 * 1024, 1000 * 1024] {
@@ -727,12 +728,11 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
 /// or without loss. `Tuning::go_peer_buffer(0)` means 1.
 #[test]
 fn the_smallest_fixed_go_peer_buffers_still_deliver_everything() {
-    for seed in 0..seeds() {
+    for seed in seeds() {
         let loss = [0.0, 0.05][seed as usize % 2];
         for (fixed, len) in [(0, 700), (1, 700), (2, 1_501), (63 * 1024 - 1, 300_000)] {
             let why = format!(
-                "seed {seed} loss {loss} fixed {fixed} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
-                seed + 1
+                "seed {seed} loss {loss} fixed {fixed} (rerun: SWP_GO_PEER_SEED={seed} cargo test --test go_peer)"
             );
             let r = stream_to_go(
                 seed,
@@ -769,15 +769,18 @@ fn the_smallest_fixed_go_peer_buffers_still_deliver_everything() {
 /// its window, it grows well beyond 512 KiB.
 #[test]
 fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() {
-    for seed in 0..seeds() {
+    for seed in seeds() {
         let loss = [0.0, 0.02, 0.1][seed as usize % 3];
         let why = format!(
-            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEEDS={} cargo test --test go_peer)",
-            seed + 1
+            "seed {seed} loss {loss} (rerun: SWP_GO_PEER_SEED={seed} cargo test --test go_peer)"
         );
         let len = 3_000_000;
-        for packet in [63 * 1024, 512 * 1024, 1000 * 1024] {
-            let cfg = go_cfg().max_payload(packet);
+        // 0: no packet size chosen, packets follow the buffer (an eighth).
+        for packet in [0, 63 * 1024, 512 * 1024, 1000 * 1024] {
+            let cfg = match packet {
+                0 => go_cfg(),
+                n => go_cfg().max_payload(n),
+            };
             let r = stream_to_go(seed, loss, helper_receiver(seed), cfg, len, 300);
             let why = format!("{why}, packets of {packet}");
             assert_delivered_and_closed(&r, len, &why);
@@ -813,7 +816,8 @@ fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() 
                 // and a few timeouts repaired the whole run, not one per
                 // hole (9 for 11 drops at seed 0 before): Go's echo of the
                 // retransmission it consumed tells RACK the rest of the run
-                // is lost. 90 seeds: at most 3.
+                // is lost. 1500 seeds (500 lossless): at most 5, when a
+                // size that passed once overran later and was halved.
                 assert!(
                     w.go_peer_buffer > 512 * 1024 || w.go_peer_buffer_fallbacks >= 1,
                     "{why}: never tried more than 512 KiB"
@@ -828,9 +832,12 @@ fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() 
                 }
                 let timeouts = r.rust.stats().loss.retransmits_timeout;
                 assert!(
-                    timeouts <= 3,
-                    "{why}: {timeouts} timeouts for {} drops",
-                    r.go.slow_consumer_drops
+                    timeouts <= 5,
+                    "{why}: {timeouts} timeouts for {} drops ({} overruns; {:?} {:?})",
+                    r.go.slow_consumer_drops,
+                    r.go.overrun_episodes,
+                    w,
+                    r.rust.stats().loss
                 );
             }
         }
@@ -838,7 +845,20 @@ fn a_learning_sender_overruns_a_small_subscription_once_and_fills_a_large_one() 
         let r = stream_to_go(seed, loss, session_receiver(seed), go_cfg(), len, 300);
         assert_delivered_and_closed(&r, len, &why);
         let w = r.rust.stats().window;
+        // Packets grow with the buffer (fewer packets: what a Go receiver
+        // spends its time on), never beyond the 512 KiB floor.
+        assert!(
+            r.go.max_packet <= 512 * 1024,
+            "{why}: a packet of {}",
+            r.go.max_packet
+        );
         if loss == 0.0 {
+            assert!(
+                r.go.max_packet > 128 * 1024,
+                "{why}: packets of {} at most with a buffer of {}",
+                r.go.max_packet,
+                w.go_peer_buffer
+            );
             assert!(
                 r.go.max_unconsumed > 2 << 20 && w.go_peer_buffer > 2 << 20,
                 "{why}: {} unconsumed at most, buffer {}",

@@ -50,6 +50,10 @@ pub struct Tuning {
     pub(crate) batch_messages: bool,
     pub(crate) go_peer_buffer: u64,
     pub(crate) go_peer_buffer_learns: bool,
+    /// `max_payload` was chosen by the application: with a Go peer the
+    /// packet size then stays as chosen instead of following the learned
+    /// buffer (§13.2).
+    pub(crate) max_payload_set: bool,
     pub(crate) seal: Option<super::seal::Seal>,
 }
 
@@ -122,11 +126,18 @@ impl Tuning {
             batch_messages: true,
             go_peer_buffer: super::go::link::GO_PEER_BUFFER,
             go_peer_buffer_learns: true,
+            max_payload_set: false,
             seal: None,
         }
     }
 
-    /// Largest data payload per packet, in bytes.
+    /// Largest data payload per packet, in bytes (default 63 KiB; a
+    /// session lowers it to what its server's `max_payload` carries).
+    ///
+    /// With a go-sliding-window peer a size set here is kept (at most the
+    /// peer buffer's starting size, [`Tuning::go_peer_buffer`]); left
+    /// unset, packets there follow the buffer learned at the Go receiver,
+    /// 64 KiB growing to 512 KiB (docs/PROTOCOL.md §13.2).
     ///
     /// ```
     /// use swp::proto::Tuning;
@@ -138,6 +149,7 @@ impl Tuning {
     /// ```
     pub fn max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes.max(1);
+        self.max_payload_set = true;
         self
     }
     /// Receive window: at most `packets` data packets and `bytes` payload
@@ -340,10 +352,12 @@ impl Tuning {
     ///
     /// By default (without this call) the size is learned: it starts at
     /// 512 KiB and doubles each time a full buffer's worth was acknowledged
-    /// without a retransmission timeout while the buffer held the sender
-    /// back; the first timeout after a doubling takes it back to the last
-    /// size that passed, for the rest of the session, and packets are never
-    /// larger than a size that passed (docs/PROTOCOL.md §13.2). Why: a Go
+    /// without a loss while the buffer held the sender back; the first
+    /// loss after a doubling takes it back to the last size that passed,
+    /// for the rest of the session. Packets are never larger than the
+    /// starting size and, unless [`Tuning::max_payload`] was set, follow
+    /// the buffer: an eighth of the start, or a sixteenth of the buffer
+    /// once that is more (docs/PROTOCOL.md §13.2). Why: a Go
     /// receiver advertises its session window (about 10 MB by default), but
     /// the go-sliding-window helpers that set up a receiving stream
     /// (`SetupRecvStream`, its example receiver) then cap the NATS

@@ -324,15 +324,13 @@ impl Session {
             0
         };
         let overhead = codec::max_overhead(names).max(golink::max_overhead(names)) + sealing;
-        let max_payload = cfg
-            .max_payload_bytes()
-            .min(transport.max_payload().saturating_sub(overhead).max(1024));
+        let ceiling = transport.max_payload().saturating_sub(overhead).max(1024);
         let mut conn = if active {
             Connection::connect(cfg, t, seed)?
         } else {
             Connection::listen(cfg, t, seed)?
         };
-        conn.set_max_payload(max_payload);
+        conn.set_payload_ceiling(ceiling);
         if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             conn.set_wall_clock(t, wall.as_nanos() as i128);
         }

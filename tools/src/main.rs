@@ -105,10 +105,10 @@ enum Cmd {
         #[arg(long)]
         go: bool,
         /// Payload bytes per packet: `65536`, `64K`, `512K`, `1M` (default
-        /// 63K, also with --go: with at most --go-buffer unread at a Go
-        /// receiver, 63K packets ran 1.1-1.4x faster than Go's own 512K;
-        /// docs/BENCHMARKS.md). At most the NATS server's max_payload less
-        /// 1 KiB of header.
+        /// 63K; with --go packets follow what the Go receiver was seen to
+        /// hold, 64K growing to 512K, since its cost is per packet:
+        /// docs/PROTOCOL.md §13.2). At most the NATS server's max_payload
+        /// less 1 KiB of header; with --go at most 512K, or --go-buffer.
         #[arg(long, value_parser = swp_tools::size::parse)]
         packet_size: Option<usize>,
         /// With --go: fix the most data left unread at the Go receiver,

@@ -180,6 +180,9 @@ pub struct Connection {
     cfg: Config,
     /// Where a Go peer needs other rules (the one seam, `dialect.rs`).
     dialect: Dialect,
+    /// The largest payload the transport carries (the session sets it
+    /// from the server's max_payload; unbounded otherwise).
+    payload_ceiling: usize,
     phase: Phase,
     local_inbox: Str,
     remote_inbox: Str,
@@ -388,6 +391,7 @@ impl Connection {
         );
         let mut c = Connection {
             dialect: Dialect::Native,
+            payload_ceiling: usize::MAX,
             wall_epoch_ns: 0,
             phase: Phase::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
@@ -511,8 +515,8 @@ impl Connection {
     fn speak_go(&mut self) {
         let t = &self.cfg.tuning;
         let buffer = PeerBuffer::new(t.go_peer_buffer, !t.go_peer_buffer_learns);
-        self.snd.set_packet_limit(buffer.packet_limit());
         self.dialect = Dialect::go(buffer);
+        self.fit_go_packets();
         // Each Go packet is one message.
         self.snd.set_batching(false);
         // A Go sender only checks that one byte of window is free.
@@ -1027,8 +1031,11 @@ impl Connection {
         self.wall_epoch_ns = unix_ns - now.saturating_duration_since(self.epoch).as_nanos() as i128;
     }
 
-    /// Lowers the largest payload per packet (e.g. to respect the
-    /// transport's max message size). Applies to data written afterwards.
+    /// Sets the largest payload per packet (never above what the
+    /// transport carries: a session's server's max_payload less the
+    /// header). Applies to data written afterwards. With a Go peer the
+    /// size then stays as set instead of following the peer's learned
+    /// buffer (§13.2).
     ///
     /// ```
     /// # use swp::testkit::Pair;
@@ -1043,8 +1050,44 @@ impl Connection {
     /// assert_eq!(pair.a.stats().data.packets_sent, 5); // 1000 bytes each
     /// ```
     pub fn set_max_payload(&mut self, bytes: usize) {
-        self.cfg.tuning.max_payload = bytes.max(1);
-        self.snd.set_max_payload(bytes);
+        let n = bytes.max(1).min(self.payload_ceiling);
+        self.cfg.tuning.max_payload = n;
+        self.cfg.tuning.max_payload_set = true;
+        self.snd.set_max_payload(n);
+        self.fit_go_packets();
+    }
+
+    /// The transport carries at most `bytes` of payload per packet: the
+    /// packet size is lowered to it, and never raised beyond it.
+    pub(crate) fn set_payload_ceiling(&mut self, bytes: usize) {
+        self.payload_ceiling = bytes.max(1);
+        let n = self.cfg.tuning.max_payload.min(self.payload_ceiling);
+        self.cfg.tuning.max_payload = n;
+        self.snd.set_max_payload(n);
+        self.fit_go_packets();
+    }
+
+    /// Packet sizes for a Go peer (§13.2): never above the buffer's floor;
+    /// unless the application chose a size, chunks are queued at the
+    /// floor (within the transport's and the send buffer's limits) and
+    /// sent in packets of an eighth of the learned buffer.
+    fn fit_go_packets(&mut self) {
+        let Some(b) = self.dialect.peer_buffer() else {
+            return;
+        };
+        if self.cfg.tuning.max_payload_set {
+            self.snd.set_packet_limit(b.packet_limit());
+            return;
+        }
+        let most = b
+            .packet_limit()
+            .min(self.payload_ceiling as u64)
+            .min(self.cfg.tuning.send_buffer_bytes)
+            .max(1) as usize;
+        let packet = b.auto_packet();
+        self.cfg.tuning.max_payload = most;
+        self.snd.set_max_payload(most);
+        self.snd.set_packet_limit(packet);
     }
 
     // ------------------------------------------------------------------
@@ -2164,6 +2207,7 @@ impl Connection {
                 .and_then(|b| b.on_acked(acked))
             {
                 tracing::debug!(cap, "a Go receiver held a full buffer: offering it more");
+                self.fit_go_packets();
             }
             self.una_advanced_at = Some(now);
             self.rto_streak = 0;
@@ -2214,6 +2258,7 @@ impl Connection {
         let buffer = self.dialect.peer_buffer_mut();
         if let Some(cap) = buffer.and_then(|b| b.on_loss(una, nxt, acked)) {
             tracing::debug!(cap, "a loss at a Go receiver: leaving less unread there");
+            self.fit_go_packets();
         }
     }
 

@@ -81,6 +81,17 @@ impl PeerBuffer {
         self.floor
     }
 
+    /// The packet size to send when the application chose none: an
+    /// eighth of the floor (64 KiB at 512 KiB: eight packets fill it) until
+    /// the buffer is sixteen times that, then a sixteenth of the buffer, up
+    /// to the floor (512 KiB packets from an 8 MiB buffer on). A Go
+    /// receiver's cost is per packet; the first doublings, which may still
+    /// meet a small subscription, keep the small packets that recover
+    /// from it in one run of drops.
+    pub(crate) fn auto_packet(&self) -> u64 {
+        (self.cap / 16).max(self.floor / 8).clamp(1, self.floor)
+    }
+
     /// Times a loss took the size back.
     pub(crate) fn fallbacks(&self) -> u64 {
         self.fallbacks
@@ -161,6 +172,34 @@ mod tests {
     fn limited_ack(b: &mut PeerBuffer, acked: u64) -> Option<u64> {
         b.on_advertised(u64::MAX, b.cap(), true, 63 * K);
         b.on_acked(acked)
+    }
+
+    #[test]
+    fn automatic_packets_stay_an_eighth_of_the_floor_until_the_buffer_is_large() {
+        let mut b = PeerBuffer::new(512 * K, false);
+        assert_eq!(b.auto_packet(), 64 * K);
+        let mut seen = vec![];
+        let mut acked = 0;
+        while b.cap() < 32 << 20 {
+            acked += b.cap();
+            assert!(limited_ack(&mut b, acked).is_some());
+            seen.push((b.cap() / K, b.auto_packet() / K));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1024, 64),
+                (2048, 128),
+                (4096, 256),
+                (8192, 512),
+                (16384, 512),
+                (32768, 512)
+            ]
+        );
+        // A fixed size is its own floor; the smallest are one byte.
+        assert_eq!(PeerBuffer::new(16 << 20, true).auto_packet(), 2 << 20);
+        assert_eq!(PeerBuffer::new(7, true).auto_packet(), 1);
+        assert_eq!(PeerBuffer::new(0, true).auto_packet(), 1);
     }
 
     #[test]
