@@ -78,8 +78,21 @@ fn two_processes(go: bool) {
             "{sent}"
         );
         let link = &v["link"];
+        // Packets follow that buffer: 64 KiB at first, never above 512 KiB.
         let packets = link["data_packets"].as_u64().expect(&sent);
-        assert!(packets >= 5_000_000 / (63 << 10), "{sent}");
+        let repairs = [
+            "retransmits_timeout",
+            "retransmits_fast",
+            "retransmits_probe",
+        ]
+        .iter()
+        .map(|k| link[k].as_u64().expect(&sent))
+        .sum::<u64>();
+        assert!(
+            packets >= 5_000_000u64.div_ceil(512 << 10)
+                && packets <= 5_000_000u64.div_ceil(64 << 10) + repairs,
+            "{sent}"
+        );
         assert!(
             link["go_peer_buffer"].as_u64().expect(&sent) >= 512 << 10,
             "{sent}"

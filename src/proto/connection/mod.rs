@@ -1377,11 +1377,7 @@ impl Connection {
         if std::mem::take(&mut self.ack_on_read) {
             self.ack_immediate = true;
         }
-        if self.is_established()
-            && self
-                .rcv
-                .window_update_due(self.cfg.tuning.max_payload as u64)
-        {
+        if self.is_established() && self.rcv.window_update_due(self.snd.full_packet() as u64) {
             self.ack_immediate = true;
             self.stats.wire.window_updates_sent += 1;
         }
