@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TempDir, listing};
+use common::{TempDir, listing, overwrite_last_mib};
 
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;
@@ -128,11 +128,7 @@ async fn source_changing_mid_transfer_fails_and_saves_nothing() {
     while prx.borrow().bytes_sent < 1 << 20 {
         prx.changed().await.unwrap();
     }
-    use std::io::{Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.seek(SeekFrom::Start((size - (1 << 20)) as u64)).unwrap();
-    f.write_all(&vec![0xAB; 1 << 20]).unwrap();
-    drop(f);
+    overwrite_last_mib(&src, size as u64);
     // The sender notices before it vouches for the bytes (its digest
     // follows the data), and the receiver learns why at once.
     let sent = sender.await.unwrap().unwrap_err();

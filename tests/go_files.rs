@@ -189,11 +189,7 @@ async fn a_source_changing_mid_go_transfer_fails_and_nothing_is_saved() {
     while prx.borrow().bytes_sent < 1 << 20 {
         prx.changed().await.unwrap();
     }
-    use std::io::{Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.seek(SeekFrom::Start(size - (1 << 20))).unwrap();
-    f.write_all(&vec![0xAB; 1 << 20]).unwrap();
-    drop(f);
+    overwrite_last_mib(&src, size);
     let sent = sender.await.unwrap().unwrap_err();
     assert!(
         sent.to_string().contains("changed during the transfer"),

@@ -320,3 +320,12 @@ pub fn background_runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// Rewrites the last MiB of the file at `path` (of `size` bytes) in place,
+/// as another program changing a source mid-transfer would.
+pub fn overwrite_last_mib(path: &std::path::Path, size: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(size - (1 << 20))).unwrap();
+    f.write_all(&vec![0xAB; 1 << 20]).unwrap();
+}
