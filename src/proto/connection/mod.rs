@@ -1050,18 +1050,21 @@ impl Connection {
     /// assert_eq!(pair.a.stats().data.packets_sent, 5); // 1000 bytes each
     /// ```
     pub fn set_max_payload(&mut self, bytes: usize) {
-        let n = bytes.max(1).min(self.payload_ceiling);
-        self.cfg.tuning.max_payload = n;
         self.cfg.tuning.max_payload_set = true;
-        self.snd.set_max_payload(n);
-        self.fit_go_packets();
+        self.use_max_payload(bytes);
     }
 
     /// The transport carries at most `bytes` of payload per packet: the
     /// packet size is lowered to it, and never raised beyond it.
     pub(crate) fn set_payload_ceiling(&mut self, bytes: usize) {
         self.payload_ceiling = bytes.max(1);
-        let n = self.cfg.tuning.max_payload.min(self.payload_ceiling);
+        self.use_max_payload(self.cfg.tuning.max_payload);
+    }
+
+    /// Queues data in packets of at most `bytes` (1 to the ceiling), then
+    /// lets a Go peer's rule size them (§13.2).
+    fn use_max_payload(&mut self, bytes: usize) {
+        let n = bytes.clamp(1, self.payload_ceiling);
         self.cfg.tuning.max_payload = n;
         self.snd.set_max_payload(n);
         self.fit_go_packets();
@@ -1070,7 +1073,8 @@ impl Connection {
     /// Packet sizes for a Go peer (§13.2): never above the buffer's floor;
     /// unless the application chose a size, chunks are queued at the
     /// floor (within the transport's and the send buffer's limits) and
-    /// sent in packets of an eighth of the learned buffer.
+    /// sent in packets of `PeerBuffer::auto_packet` (an eighth of the
+    /// floor, or a sixteenth of the learned buffer once that is more).
     fn fit_go_packets(&mut self) {
         let Some(b) = self.dialect.peer_buffer() else {
             return;

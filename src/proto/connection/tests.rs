@@ -421,3 +421,27 @@ fn an_abort_sends_at_most_max_resets() {
     }
     assert_eq!(sent, MAX_RESETS);
 }
+
+#[test]
+fn the_packet_size_never_exceeds_what_the_transport_carries() {
+    let mut c = established();
+    c.set_payload_ceiling(1000);
+    assert_eq!(c.config().max_payload_bytes(), 1000);
+    // Asked for more (max, max + 1), one more than the ceiling is refused;
+    // below it (max - 1, 1, 0 -> 1) the size is as asked.
+    for (ask, got) in [
+        (1000, 1000),
+        (1001, 1000),
+        (usize::MAX, 1000),
+        (999, 999),
+        (1, 1),
+        (0, 1),
+    ] {
+        c.set_max_payload(ask);
+        assert_eq!(c.config().max_payload_bytes(), got, "asked {ask}");
+    }
+    // A ceiling below the chosen size lowers it.
+    c.set_max_payload(900);
+    c.set_payload_ceiling(500);
+    assert_eq!(c.config().max_payload_bytes(), 500);
+}
