@@ -805,3 +805,130 @@ async fn a_flood_from_a_gt_subscriber_under_waiting_readers_is_dropped_and_loses
     );
     println!("injected {injected}; dropped A {da:?} B {db:?}; retransmits {retransmits:?}");
 }
+
+/// Sends SIGSTOP or SIGCONT to the server: a stopped server reads nothing.
+fn signal(server: &swp::server::NatsServer, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(server.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{sig} failed");
+}
+
+/// `Transport::flush` and `subscribe` return once the server has handled
+/// what this client sent before (a round trip), not once the bytes left the
+/// client. Before: flush only wrote the client's buffer, and a `swp recv`
+/// that exited right after it, with its sender's stream still arriving,
+/// reset its TCP connection; the server dropped the Reset it had not read
+/// yet, and the sender waited 11 s to say "peer unreachable" instead of why
+/// the receiver failed (1 run in 12 under CPU load). A stopped server
+/// handles nothing: neither call may return until it runs again. (The
+/// window watched is only a chance for the old code to show it returned;
+/// the new code cannot return in it however long it is.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_and_subscribe_return_only_once_the_server_has_handled_them() {
+    let server = nats_server();
+    let (a, b) = (nats(&server).await, nats(&server).await);
+    let mut told = b.subscribe("flush.told").await.unwrap();
+    signal(&server, "STOP");
+    let resume = scopeguard(&server);
+    a.publish("flush.told", Bytes::from_static(b"the last word"))
+        .await
+        .unwrap();
+    let (fa, sb) = (a.clone(), b.clone());
+    let flush = tokio::spawn(async move { fa.flush().await });
+    let sub = tokio::spawn(async move { sb.subscribe("flush.later").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !flush.is_finished(),
+        "flush returned while the server was stopped"
+    );
+    assert!(
+        !sub.is_finished(),
+        "subscribe returned while the server was stopped"
+    );
+    drop(resume); // SIGCONT
+    timeout(Duration::from_secs(10), flush)
+        .await
+        .expect("flush is bounded once the server runs")
+        .unwrap()
+        .expect("flush");
+    let mut later = timeout(Duration::from_secs(10), sub)
+        .await
+        .expect("subscribe is bounded once the server runs")
+        .unwrap()
+        .expect("subscribe");
+    use futures::StreamExt;
+    let got = timeout(Duration::from_secs(5), told.next()).await.unwrap();
+    assert_eq!(got.as_deref(), Some(&b"the last word"[..]));
+    // The subscription is in place: a publish after it arrives.
+    a.publish("flush.later", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let got = timeout(Duration::from_secs(5), later.next()).await.unwrap();
+    assert_eq!(got.as_deref(), Some(&b"x"[..]));
+}
+
+/// Resumes a stopped server when dropped, so a failing assertion does not
+/// leave it stopped for the tests after it.
+fn scopeguard(server: &swp::server::NatsServer) -> impl Drop + '_ {
+    struct Resume<'a>(&'a swp::server::NatsServer);
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            signal(self.0, "CONT");
+        }
+    }
+    Resume(server)
+}
+
+/// Where the round trip's probe (a request to a fresh `_INBOX` subject) is
+/// refused by the server's permissions, subscribing and flushing are not
+/// held up by it: the refusal ends the probe (not its 2 s bound), the
+/// connection stops probing, and sessions work as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_that_refuse_the_inbox_prefix_do_not_hold_up_subscribe_or_flush() {
+    let dir = TempDir::new("probe-perms");
+    for (case, deny) in [
+        ("publish", r#"publish: { deny: ["_INBOX.>"] }"#),
+        ("subscribe", r#"subscribe: { deny: ["_INBOX.>"] }"#),
+    ] {
+        let conf = dir.0.join(format!("{case}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "authorization {{ users = [ {{ user: \"u\", password: \"p\", \
+                 permissions: {{ {deny} }} }} ] }}\n"
+            ),
+        )
+        .unwrap();
+        let server =
+            swp::server::NatsServer::start_with_args(&["--config", conf.to_str().unwrap()])
+                .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+        let connect = || async {
+            let t: Arc<dyn Transport> =
+                NatsTransport::connect(NatsOptions::new(server.url()).user_password("u", "p"))
+                    .await
+                    .expect("connect");
+            t
+        };
+        let (ta, tb) = (connect().await, connect().await);
+        let t0 = std::time::Instant::now();
+        let (a, b) = pair(
+            ta.clone(),
+            tb.clone(),
+            Config::new(format!("probe.{case}.a"), format!("probe.{case}.b")),
+            Config::new(format!("probe.{case}.b"), ""),
+        )
+        .await;
+        a.send("through").await.unwrap();
+        assert_eq!(b.recv().await.unwrap().unwrap(), "through");
+        ta.flush().await.unwrap();
+        tb.flush().await.unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{case} denied: the probe waited for its bound ({:?})",
+            t0.elapsed()
+        );
+    }
+}

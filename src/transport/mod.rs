@@ -282,9 +282,10 @@ pub trait Transport: Send + Sync + 'static {
     fn max_payload(&self) -> usize;
     /// How much one subscription holds before the transport drops messages.
     fn capacity(&self) -> Capacity;
-    /// Waits until what was published has left for the network (for NATS:
-    /// the client's buffer is written to the server). A program calls it
-    /// before it exits, so the last packets of a close are not lost with
+    /// Waits until the other end of the transport has taken everything
+    /// published before (for NATS: a round trip, after which the server has
+    /// handled every earlier publish, as nats.go's `Flush`). A program calls
+    /// it before it exits, so the last packets of a close are not lost with
     /// the process. The default has nothing to flush.
     fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async { Ok(()) })

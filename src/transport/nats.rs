@@ -14,7 +14,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The default per-subscription capacity of async-nats.
 ///
@@ -29,6 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// # Ok(()) }
 /// ```
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 65_536;
+
+/// How long a round trip (`Transport::flush`, and confirming a new
+/// subscription) waits for the server's answer before this connection
+/// stops asking (a local server answers in well under a millisecond).
+const PROBE_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How to connect to NATS; named as the `nats` CLI names them.
 ///
@@ -270,6 +275,8 @@ pub struct NatsTransport {
     capacity: usize,
     counters: Arc<Counters>,
     denials: Arc<Denials>,
+    /// Round trips cannot be made on this connection: see `round_trip`.
+    no_probe: AtomicBool,
 }
 
 /// What the server refused, learnt from its `-ERR` messages (they come
@@ -360,6 +367,16 @@ impl Denials {
         if let Some(tx) = &self.changed {
             tx.send_modify(|n| *n += 1);
         }
+    }
+
+    /// The server refused publishing or subscribing to a subject below
+    /// `prefix.` (the client's inbox prefix: a round trip's probe).
+    fn refuses_below(&self, prefix: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter().any(|(_, s, _)| {
+            s.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.') || rest.is_empty())
+        })
     }
 
     fn find(&self, subject: &str) -> Option<TransportError> {
@@ -513,6 +530,7 @@ impl NatsTransport {
             capacity,
             counters,
             denials,
+            no_probe: AtomicBool::new(false),
         }))
     }
 
@@ -538,25 +556,103 @@ impl NatsTransport {
             counters: Arc::default(),
             // Events go to whoever built the client: nothing to learn here.
             denials: Arc::default(),
+            no_probe: AtomicBool::new(false),
         })
     }
 
     /// Makes sure the server has the subscription before the caller tells
-    /// anyone to send to it, then gives its stream.
+    /// anyone to send to it (a round trip: the server handles one
+    /// client's commands in order), then gives its stream.
     async fn confirmed(
         &self,
         sub: async_nats::Subscriber,
         subject: String,
     ) -> Result<Incoming, TransportError> {
-        self.client
-            .flush()
+        self.round_trip()
             .await
             .map_err(|e| TransportError::Subscribe {
                 inbox: subject.clone(),
-                reason: format!("flush after subscribe: {e}"),
+                reason: format!("after subscribing: {e}"),
                 source: Some(Cause::new(e)),
             })?;
         Ok(incoming(sub, subject, self.denials.clone()))
+    }
+
+    /// Returns once the server has handled everything this client sent
+    /// before: nats.go's `Flush` (a PING answered by a PONG). async-nats's
+    /// `flush` only writes the client's buffer to the socket, and a process
+    /// that exits right after it can lose what it wrote: closing a socket
+    /// with unread input (a peer's stream still arriving) sends a TCP reset,
+    /// the server's next write to it fails, and the server closes the
+    /// connection without reading the rest (seen: a receiver's last Reset,
+    /// so its sender waited for the dead-peer budget). async-nats has no
+    /// public PING, so this asks a fresh inbox nobody subscribes to and
+    /// takes the server's "no responders" answer as the PONG: the server
+    /// answers only after handling what came before on this connection.
+    ///
+    /// Where that probe cannot work (a server without headers, permissions
+    /// that deny publishing or subscribing below the inbox prefix, or no
+    /// answer within [`PROBE_BOUND`]), this transport stops probing and
+    /// `flush` writes the buffer only, as async-nats's does.
+    async fn round_trip(&self) -> Result<(), TransportError> {
+        use async_nats::client::RequestErrorKind;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| TransportError::Closed(format!("flush: {e}")))?;
+        if self.no_probe.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if !self.client.server_info().headers {
+            return self.stop_probing("the server has no headers, so no \"no responders\" answer");
+        }
+        let subject = self.client.new_inbox();
+        let prefix = subject.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+        let mut changed = self.denials.changed.as_ref().map(|tx| tx.subscribe());
+        let denied = async {
+            loop {
+                let alive = match changed.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => false,
+                };
+                if !alive {
+                    // Nothing more will be learnt: the probe's bound decides.
+                    std::future::pending::<()>().await;
+                }
+                if self.denials.refuses_below(&prefix) {
+                    return;
+                }
+            }
+        };
+        let probe = tokio::time::timeout(PROBE_BOUND, self.client.request(subject, Bytes::new()));
+        tokio::select! {
+            r = probe => match r {
+                // Someone subscribes to the inbox prefix and answered: a
+                // round trip all the same.
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
+                Ok(Err(e)) if e.kind() == RequestErrorKind::TimedOut => {
+                    self.stop_probing("the server did not answer a request to nobody")
+                }
+                Ok(Err(e)) => Err(TransportError::Closed(format!(
+                    "a round trip to the server failed: {e}"
+                ))),
+                Err(_) => self.stop_probing("no answer within the probe's bound"),
+            },
+            _ = denied => self.stop_probing("the server's permissions refuse the inbox prefix"),
+        }
+    }
+
+    /// Round trips fall back to writing the buffer only (see
+    /// [`round_trip`](Self::round_trip)), from now on.
+    fn stop_probing(&self, why: &str) -> Result<(), TransportError> {
+        if !self.no_probe.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                why,
+                "NATS flush: no round trip on this connection; it only writes the client's buffer"
+            );
+        }
+        Ok(())
     }
 
     /// The underlying client.
@@ -662,12 +758,7 @@ impl Transport for NatsTransport {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            self.client
-                .flush()
-                .await
-                .map_err(|e| TransportError::Closed(format!("flush: {e}")))
-        })
+        Box::pin(self.round_trip())
     }
 
     fn capacity(&self) -> Capacity {
