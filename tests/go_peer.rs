@@ -687,10 +687,13 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
                 "{why}"
             );
         }
-        // Told the peer holds more than it does, Rust overruns it.
+        // Told the peer holds more than it does, Rust overruns it (on a
+        // loss-free link: at 10% loss the window may never grow past the
+        // subscription, seen at seed 539, and the check is there to show
+        // the model can drop, not to measure loss).
         let r = stream_to_go(
             seed,
-            loss,
+            0.0,
             helper_receiver(seed),
             go_cfg().go_peer_buffer(4 << 20),
             len,
@@ -698,7 +701,7 @@ fn with_a_fixed_go_peer_buffer_a_small_subscription_is_never_overrun() {
         );
         assert!(
             r.go.slow_consumer_drops > 0,
-            "{why}: a 4 MiB setting never overran a 590,000-byte subscription"
+            "seed {seed}, loss-free: a 4 MiB setting never overran a 590,000-byte subscription"
         );
         // A peer whose subscription holds its window gets what it is told.
         let r = stream_to_go(
