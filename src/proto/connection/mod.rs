@@ -2200,11 +2200,11 @@ impl Connection {
             self.last_progress = now;
         }
         if out.progressed {
-            let acked = self.snd.bytes_acked;
+            let (acked, sent) = (self.snd.bytes_acked, self.snd.bytes_sent);
             if let Some(cap) = self
                 .dialect
                 .peer_buffer_mut()
-                .and_then(|b| b.on_acked(acked))
+                .and_then(|b| b.on_acked(acked, sent))
             {
                 tracing::debug!(cap, "a Go receiver held a full buffer: offering it more");
                 self.fit_go_packets();

@@ -12,12 +12,14 @@
 //! [`PeerBuffer`] starts at a size every Go receiver holds (the floor,
 //! `Tuning::go_peer_buffer`, 512 KiB by default) and doubles it each time
 //! a full buffer's worth of data was acknowledged without a loss while
-//! the buffer was what held the sender back. The first loss after a
+//! the buffer was what held the sender back, and then all that was in
+//! flight at that moment too (that flight was sent at this size: a drop in
+//! it is found before its acknowledgement). The first loss after a
 //! doubling takes it back to the last size that passed, and it grows no
 //! more in that session; a loss after that halves it, never below the
 //! floor. Losses found while the last one is being repaired (anything
-//! sent before it is still unacknowledged) count once. Packets are never larger than the floor: a subscription that
-//! took a large buffer in small packets may still be unable to hold one
+//! sent before it is still unacknowledged) count once. Packets are never
+//! larger than the floor: a subscription that took a large buffer in small packets may still be unable to hold one
 //! packet of that size, and such a packet would be dropped on every retry.
 //!
 //! Pure bookkeeping: the connection tells it what the peer advertised,
@@ -46,6 +48,11 @@ pub(crate) struct PeerBuffer {
     /// Stream bytes acknowledged when the cap last changed (or last met a
     /// loss): what was acknowledged since passed at this cap.
     clean_from: u64,
+    /// Stream bytes sent when a full buffer's worth was acknowledged: what
+    /// was then in flight must be acknowledged too, without a loss, before
+    /// the buffer grows (that flight was sent at this size; its fate is
+    /// the size's).
+    proving: Option<u64>,
     /// Sequence number sent next when the last counted loss was found: one
     /// loss episode covers everything sent before it.
     episode_until: Option<u64>,
@@ -65,6 +72,7 @@ impl PeerBuffer {
             settled: false,
             limited: false,
             clean_from: 0,
+            proving: None,
             episode_until: None,
             fallbacks: 0,
         }
@@ -116,15 +124,30 @@ impl PeerBuffer {
         }
     }
 
-    /// The cumulative acknowledgement reached `bytes_acked` stream bytes.
-    /// Returns the new cap when it grew.
-    pub(crate) fn on_acked(&mut self, bytes_acked: u64) -> Option<u64> {
-        if !self.learning || self.settled || !self.limited || self.cap >= MOST {
+    /// The cumulative acknowledgement reached `bytes_acked` stream bytes,
+    /// with `bytes_sent` sent. Returns the new cap when it grew.
+    pub(crate) fn on_acked(&mut self, bytes_acked: u64, bytes_sent: u64) -> Option<u64> {
+        if !self.learning || self.settled || self.cap >= MOST {
             return None;
         }
-        if bytes_acked.saturating_sub(self.clean_from) < self.cap {
-            return None;
+        match self.proving {
+            Some(until) if bytes_acked < until => return None,
+            Some(_) => {}
+            None => {
+                if !self.limited || bytes_acked.saturating_sub(self.clean_from) < self.cap {
+                    return None;
+                }
+                if bytes_sent > bytes_acked {
+                    // A full buffer passed, but data sent at this size is
+                    // still out; a drop of it is found before its ack
+                    // (seen: a late packet, then a 1 MiB probe that was
+                    // counted passed while its last packet was dropped).
+                    self.proving = Some(bytes_sent);
+                    return None;
+                }
+            }
         }
+        self.proving = None;
         self.good = self.cap;
         self.cap = self.cap.saturating_mul(2).min(MOST);
         self.clean_from = bytes_acked;
@@ -142,6 +165,7 @@ impl PeerBuffer {
         self.episode_until = Some(nxt);
         self.clean_from = bytes_acked;
         self.limited = false;
+        self.proving = None;
         if !self.learning {
             return None;
         }
@@ -171,7 +195,7 @@ mod tests {
     /// A sender held back by the cap, with `acked` bytes acknowledged.
     fn limited_ack(b: &mut PeerBuffer, acked: u64) -> Option<u64> {
         b.on_advertised(u64::MAX, b.cap(), true, 63 * K);
-        b.on_acked(acked)
+        b.on_acked(acked, acked)
     }
 
     #[test]
@@ -206,11 +230,11 @@ mod tests {
     fn grows_only_after_a_full_buffer_passed_while_it_held_the_sender_back() {
         let mut b = PeerBuffer::new(512 * K, false);
         // Not held back: a full buffer acked teaches nothing.
-        assert_eq!(b.on_acked(10 << 20), None);
+        assert_eq!(b.on_acked(10 << 20, 10 << 20), None);
         // Held back, one byte short of a full buffer since the start.
         b.on_advertised(10 << 20, 512 * K, true, 63 * K);
-        assert_eq!(b.on_acked(512 * K - 1), None);
-        assert_eq!(b.on_acked(512 * K), Some(1024 * K));
+        assert_eq!(b.on_acked(512 * K - 1, 512 * K - 1), None);
+        assert_eq!(b.on_acked(512 * K, 512 * K), Some(1024 * K));
         assert_eq!(b.cap(), 1024 * K);
         // The next doubling needs a full 1 MiB more, counted from there.
         assert_eq!(limited_ack(&mut b, 512 * K + 1024 * K - 1), None);
@@ -220,20 +244,48 @@ mod tests {
     }
 
     #[test]
+    fn the_flight_in_the_air_when_a_full_buffer_passed_must_pass_too() {
+        let mut b = PeerBuffer::new(512 * K, false);
+        b.on_advertised(10 << 20, 512 * K, true, 63 * K);
+        // A full buffer acknowledged, 100 KiB more still in flight.
+        assert_eq!(b.on_acked(512 * K, 612 * K), None);
+        assert_eq!(b.cap(), 512 * K);
+        // One byte of that flight short: still waiting (more sent since
+        // does not move the mark).
+        assert_eq!(b.on_acked(612 * K - 1, 700 * K), None);
+        assert_eq!(b.on_acked(612 * K, 700 * K), Some(1024 * K));
+        // A loss while proving cancels the growth; the count restarts.
+        let mut b = PeerBuffer::new(512 * K, false);
+        b.on_advertised(10 << 20, 512 * K, true, 63 * K);
+        assert_eq!(b.on_acked(512 * K, 600 * K), None);
+        assert_eq!(b.on_loss(8, 10, 512 * K), None); // at the floor: nothing to undo
+        assert_eq!(b.on_acked(600 * K, 600 * K), None);
+        assert_eq!(b.cap(), 512 * K);
+        // A probe at 1 MiB whose last flight met a loss goes back, settled.
+        let mut b = PeerBuffer::new(512 * K, false);
+        assert_eq!(limited_ack(&mut b, 512 * K), Some(1024 * K));
+        b.on_advertised(10 << 20, 1024 * K, true, 512 * K);
+        assert_eq!(b.on_acked(1536 * K, 2048 * K), None);
+        assert_eq!(b.on_loss(3, 5, 1536 * K), Some(512 * K));
+        assert_eq!(b.on_acked(2048 * K, 2048 * K), None);
+        assert_eq!((b.cap(), b.fallbacks()), (512 * K, 1));
+    }
+
+    #[test]
     fn the_cap_binds_only_when_a_full_packet_no_longer_fits_and_the_peer_offers_more() {
         let mut b = PeerBuffer::new(512 * K, false);
         // A full packet still fits: the application, not the cap, is slow.
         b.on_advertised(10 << 20, 512 * K - 63 * K, true, 63 * K);
-        assert_eq!(b.on_acked(1 << 30), None);
+        assert_eq!(b.on_acked(1 << 30, 1 << 30), None);
         // Nothing queued: the application is slow.
         b.on_advertised(10 << 20, 512 * K, false, 63 * K);
-        assert_eq!(b.on_acked(1 << 30), None);
+        assert_eq!(b.on_acked(1 << 30, 1 << 30), None);
         // The peer offers no more than the cap: its window binds.
         b.on_advertised(512 * K, 512 * K, true, 63 * K);
-        assert_eq!(b.on_acked(1 << 30), None);
+        assert_eq!(b.on_acked(1 << 30, 1 << 30), None);
         // One byte short of a full packet of room: the cap binds.
         b.on_advertised(512 * K + 1, 512 * K - 63 * K + 1, true, 63 * K);
-        assert_eq!(b.on_acked(1 << 30), Some(1024 * K));
+        assert_eq!(b.on_acked(1 << 30, 1 << 30), Some(1024 * K));
     }
 
     #[test]
@@ -276,7 +328,7 @@ mod tests {
         assert_eq!(b.on_loss(0, 8, 100 * K), None);
         // The bytes before the loss do not count, nor does the old
         // "held back" (it must be seen again).
-        assert_eq!(b.on_acked(512 * K + 100 * K), None);
+        assert_eq!(b.on_acked(512 * K + 100 * K, 512 * K + 100 * K), None);
         assert_eq!(limited_ack(&mut b, 612 * K - 1), None);
         assert_eq!(limited_ack(&mut b, 612 * K), Some(1024 * K));
         assert_eq!(b.fallbacks(), 0);
