@@ -930,5 +930,33 @@ async fn permissions_that_refuse_the_inbox_prefix_do_not_hold_up_subscribe_or_fl
             "{case} denied: the probe waited for its bound ({:?})",
             t0.elapsed()
         );
+        // A client built elsewhere: its errors are not learnt here, so
+        // the first round trip waits for the probe's 2 s bound, and then
+        // this connection stops probing.
+        let client = async_nats::ConnectOptions::with_user_and_password("u".into(), "p".into())
+            .connect(server.url())
+            .await
+            .expect("connect");
+        let t = NatsTransport::from_client(client, 65_536);
+        let t0 = std::time::Instant::now();
+        let _first = t.subscribe(&format!("probe.{case}.c1")).await.unwrap();
+        let first = t0.elapsed();
+        assert!(first < Duration::from_secs(5), "{case}: {first:?}");
+        let t0 = std::time::Instant::now();
+        let mut second = t.subscribe(&format!("probe.{case}.c2")).await.unwrap();
+        t.flush().await.unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "{case}: a client built elsewhere probed again ({:?})",
+            t0.elapsed()
+        );
+        t.publish(&format!("probe.{case}.c2"), Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        use futures::StreamExt;
+        let got = timeout(Duration::from_secs(5), second.next())
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), Some(&b"y"[..]));
     }
 }

@@ -591,9 +591,10 @@ impl NatsTransport {
     /// answers only after handling what came before on this connection.
     ///
     /// Where that probe cannot work (a server without headers, permissions
-    /// that deny publishing or subscribing below the inbox prefix, or no
-    /// answer within [`PROBE_BOUND`]), this transport stops probing and
-    /// `flush` writes the buffer only, as async-nats's does.
+    /// that deny publishing or subscribing below the inbox prefix), this
+    /// transport stops probing and `flush` writes the buffer only, as
+    /// async-nats's does. No answer within [`PROBE_BOUND`] ends the wait
+    /// (see `unanswered`).
     async fn round_trip(&self) -> Result<(), TransportError> {
         use async_nats::client::RequestErrorKind;
         self.client
@@ -631,16 +632,28 @@ impl NatsTransport {
                 // round trip all the same.
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
-                Ok(Err(e)) if e.kind() == RequestErrorKind::TimedOut => {
-                    self.stop_probing("the server did not answer a request to nobody")
-                }
+                Ok(Err(e)) if e.kind() == RequestErrorKind::TimedOut => self.unanswered(),
                 Ok(Err(e)) => Err(TransportError::Closed(format!(
                     "a round trip to the server failed: {e}"
                 ))),
-                Err(_) => self.stop_probing("no answer within the probe's bound"),
+                Err(_) => self.unanswered(),
             },
             _ = denied => self.stop_probing("the server's permissions refuse the inbox prefix"),
         }
+    }
+
+    /// The probe got no answer within its bound. With the server's errors
+    /// learnt here, a refusal would have ended it at once, so the server or
+    /// the connection is slow (a reconnect): go on, and probe next time. A
+    /// client built elsewhere tells us nothing, so a refusal and slowness
+    /// look alike: stop probing rather than wait each time.
+    fn unanswered(&self) -> Result<(), TransportError> {
+        if self.denials.changed.is_none() {
+            return self
+                .stop_probing("no answer within the probe's bound (a client built elsewhere)");
+        }
+        tracing::debug!(bound = ?PROBE_BOUND, "NATS flush: the server did not answer in time");
+        Ok(())
     }
 
     /// Round trips fall back to writing the buffer only (see

@@ -19,8 +19,9 @@
 //! more in that session; a loss after that halves it, never below the
 //! floor. Losses found while the last one is being repaired (anything
 //! sent before it is still unacknowledged) count once. Packets are never
-//! larger than the floor: a subscription that took a large buffer in small packets may still be unable to hold one
-//! packet of that size, and such a packet would be dropped on every retry.
+//! larger than the floor: a subscription that took a large buffer in small
+//! packets may still be unable to hold one packet of that size, and such a
+//! packet would be dropped on every retry.
 //!
 //! Pure bookkeeping: the connection tells it what the peer advertised,
 //! what is in flight, what was acknowledged and when a loss was found.
