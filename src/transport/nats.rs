@@ -536,7 +536,10 @@ impl NatsTransport {
 
     /// Wraps a client built elsewhere. Its subscription capacity must be
     /// given (async-nats does not expose it), and its slow-consumer events
-    /// are not counted (install your own event callback).
+    /// and the server's permission errors are not learnt (install your own
+    /// event callback). So where the server refuses the client's inbox
+    /// prefix, the first round trip of `flush` or `subscribe` waits 2 s for
+    /// its probe, and the transport then flushes without one.
     ///
     /// ```
     /// # #[tokio::main]
