@@ -503,6 +503,14 @@ fn data(len: usize) -> Vec<u8> {
 
 #[test]
 fn go_client_streams_to_a_native_rust_listener() {
+    // Our Fin goes out four times at most to a Go peer, which halts at it
+    // and may never answer (§13.3); all four are lost with probability
+    // 0.15^4 = 5e-4 at 15% loss (seen once in 1000 such seeds: seed 2264).
+    // Then the Go peer never halted although nothing is wrong on our side.
+    // Allowed only on a lossy link, only when no Fin reached it, and in at
+    // most 0.2% of the lossy seeds run (expected: 0.025%; none in a short
+    // run).
+    let (mut lossy, mut unheard) = (0u64, vec![]);
     for seed in seeds() {
         let loss = [0.0, 0.05, 0.15][seed as usize % 3];
         let now = Instant::now();
@@ -538,8 +546,17 @@ fn go_client_streams_to_a_native_rust_listener() {
             "{why}: {:?}",
             r.rust.close_reason()
         );
+        lossy += (loss > 0.0) as u64;
+        if r.go.state != GoState::Halted && loss > 0.0 && r.go.fins_seen == 0 {
+            unheard.push(seed);
+            continue;
+        }
         assert_eq!(r.go.state, GoState::Halted, "{why}");
     }
+    assert!(
+        unheard.len() as u64 <= lossy / 500,
+        "seeds {unheard:?}: none of our Fins reached the Go peer, in more than 0.2% of {lossy} lossy seeds"
+    );
 }
 
 #[test]
