@@ -11,8 +11,8 @@
 //!
 //! Both directions: a Go client streaming to a native Rust listener (which
 //! must switch to Go's format), and a Rust client in Go mode streaming to a
-//! Go listener whose application reads slowly. Seeds: `SWP_GO_PEER_SEEDS` (how many),
-//! `SWP_GO_PEER_SEED` (one).
+//! Go listener whose application reads slowly. Seeds: `SWP_GO_PEER_SEEDS`
+//! (how many), `SWP_GO_PEER_SEED` (one).
 
 use blake2::{Blake2b512, Digest};
 use bytes::Bytes;

@@ -832,7 +832,7 @@ async fn flush_and_subscribe_return_only_once_the_server_has_handled_them() {
     let (a, b) = (nats(&server).await, nats(&server).await);
     let mut told = b.subscribe("flush.told").await.unwrap();
     signal(&server, "STOP");
-    let resume = scopeguard(&server);
+    let resume = resume_on_drop(&server);
     a.publish("flush.told", Bytes::from_static(b"the last word"))
         .await
         .unwrap();
@@ -872,7 +872,7 @@ async fn flush_and_subscribe_return_only_once_the_server_has_handled_them() {
 
 /// Resumes a stopped server when dropped, so a failing assertion does not
 /// leave it stopped for the tests after it.
-fn scopeguard(server: &swp::server::NatsServer) -> impl Drop + '_ {
+fn resume_on_drop(server: &swp::server::NatsServer) -> impl Drop + '_ {
     struct Resume<'a>(&'a swp::server::NatsServer);
     impl Drop for Resume<'_> {
         fn drop(&mut self) {
@@ -893,18 +893,13 @@ async fn permissions_that_refuse_the_inbox_prefix_do_not_hold_up_subscribe_or_fl
         ("publish", r#"publish: { deny: ["_INBOX.>"] }"#),
         ("subscribe", r#"subscribe: { deny: ["_INBOX.>"] }"#),
     ] {
-        let conf = dir.0.join(format!("{case}.conf"));
-        std::fs::write(
-            &conf,
-            format!(
+        let server = nats_server_with_config(
+            &dir.0.join(format!("{case}.conf")),
+            &format!(
                 "authorization {{ users = [ {{ user: \"u\", password: \"p\", \
                  permissions: {{ {deny} }} }} ] }}\n"
             ),
-        )
-        .unwrap();
-        let server =
-            swp::server::NatsServer::start_with_args(&["--config", conf.to_str().unwrap()])
-                .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"));
+        );
         let connect = || async {
             let t: Arc<dyn Transport> =
                 NatsTransport::connect(NatsOptions::new(server.url()).user_password("u", "p"))

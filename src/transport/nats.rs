@@ -612,21 +612,17 @@ impl NatsTransport {
         }
         let subject = self.client.new_inbox();
         let prefix = subject.rsplit_once('.').map_or("", |(p, _)| p).to_string();
-        let mut changed = self.denials.changed.as_ref().map(|tx| tx.subscribe());
+        let mut changed = self.failures();
         let denied = async {
-            loop {
-                let alive = match changed.as_mut() {
-                    Some(rx) => rx.changed().await.is_ok(),
-                    None => false,
-                };
-                if !alive {
-                    // Nothing more will be learnt: the probe's bound decides.
-                    std::future::pending::<()>().await;
-                }
-                if self.denials.refuses_below(&prefix) {
-                    return;
+            if let Some(rx) = changed.as_mut() {
+                while rx.changed().await.is_ok() {
+                    if self.denials.refuses_below(&prefix) {
+                        return;
+                    }
                 }
             }
+            // Nothing (more) will be learnt: the probe's bound decides.
+            std::future::pending::<()>().await
         };
         let probe = tokio::time::timeout(PROBE_BOUND, self.client.request(subject, Bytes::new()));
         tokio::select! {

@@ -14,6 +14,14 @@ pub fn nats_server() -> NatsServer {
     NatsServer::start().unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"))
 }
 
+/// As [`nats_server`], with `conf` (nats-server's configuration syntax)
+/// written to `file` and passed as `--config`.
+pub fn nats_server_with_config(file: &std::path::Path, conf: &str) -> NatsServer {
+    std::fs::write(file, conf).unwrap();
+    NatsServer::start_with_args(&["--config", file.to_str().unwrap()])
+        .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"))
+}
+
 pub async fn nats(server: &NatsServer) -> Arc<NatsTransport> {
     NatsTransport::connect(NatsOptions::new(server.url()))
         .await

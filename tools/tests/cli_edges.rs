@@ -209,9 +209,8 @@ fn bad_subjects_are_refused_at_once() {
 
 /// A server whose user `u` may not publish or subscribe below `denied.`.
 fn server_with_permissions(dir: &Path) -> NatsServer {
-    let conf = dir.join("perms.conf");
-    std::fs::write(
-        &conf,
+    common::nats_server_with_config(
+        &dir.join("perms.conf"),
         r#"authorization {
   users = [
     { user: "u", password: "p", permissions: {
@@ -221,9 +220,6 @@ fn server_with_permissions(dir: &Path) -> NatsServer {
 }
 "#,
     )
-    .unwrap();
-    NatsServer::start_with_args(&["--config", conf.to_str().unwrap()])
-        .unwrap_or_else(|e| panic!("this test needs a real nats-server: {e}"))
 }
 
 #[test]
