@@ -464,7 +464,7 @@ async fn handshake(
             transport.clone(),
             cfg,
             incoming,
-            false,
+            crate::session::Open::Once,
             Some(Box::new(on_close)),
         )
         .await

@@ -955,3 +955,92 @@ async fn permissions_that_refuse_the_inbox_prefix_do_not_hold_up_subscribe_or_fl
         assert_eq!(got.as_deref(), Some(&b"y"[..]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_next_client() {
+    // A listener's handshake with a client that vanished after its Syn, or
+    // that took another listener's answer, used to end `accept` with
+    // "no answer from the peer" after the whole handshake budget, and
+    // meanwhile dropped every other client's Syn.
+    let server = nats_server();
+    let t = nats(&server).await;
+    let subject = inbox("relisten", "shared");
+    // Three SynAcks a second apart: the handshake is let go after 3 s.
+    let listen_cfg = Config::new(subject.clone(), "").connect(Duration::from_secs(1), 3);
+    let client_cfg = |who: &str| {
+        Config::new(inbox("relisten", who), subject.clone()).connect(Duration::from_millis(300), 2)
+    };
+
+    // 1. A client that sends its Syn and is never heard again.
+    let vanished = {
+        let mut c =
+            swp::proto::Connection::connect(client_cfg("vanished"), std::time::Instant::now(), 9)
+                .unwrap();
+        c.poll_transmit(std::time::Instant::now()).unwrap().payload
+    };
+    let listener = Session::listen(t.clone(), listen_cfg.clone())
+        .await
+        .unwrap();
+    let accepted = tokio::spawn(listener.accept());
+    t.publish(&subject, vanished).await.unwrap();
+    t.flush().await.unwrap();
+    // Clients of 0.6 s each, for 6 s: those in the first 3 s are not
+    // answered; one after it gets in (before: the accept failed at 3 s).
+    let mut next = None;
+    for attempt in 0..10 {
+        match Session::connect(t.clone(), client_cfg(&format!("next{attempt}"))).await {
+            Ok(s) => {
+                next = Some(s);
+                break;
+            }
+            Err(SessionError::Closed(CloseReason::ConnectTimeout { .. })) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let next = next.expect("no client got in while a vanished client's handshake was held");
+    let got = timeout(Duration::from_secs(5), accepted)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.remote_inbox(), next.local_inbox());
+    assert_eq!(got.stats().protocol.loss.handshakes_abandoned, 1);
+    drop((got, next));
+
+    // 2. Two listeners on one subject: the client keeps the first answer
+    // and tells the other at once, which then takes the next client. The
+    // listeners' budget (1 + 2 + 2 + 2 s) is far longer than the next
+    // client's (about 1 s): it gets in only if the Reset came at once.
+    let subject2 = inbox("relisten", "two");
+    let listen2 = Config::new(subject2.clone(), "").connect(Duration::from_secs(2), 4);
+    let (l1, l2) = (
+        Session::listen(t.clone(), listen2.clone()).await.unwrap(),
+        Session::listen(t.clone(), listen2).await.unwrap(),
+    );
+    let (mut a1, mut a2) = (tokio::spawn(l1.accept()), tokio::spawn(l2.accept()));
+    let to2 = |who: &str| {
+        Config::new(inbox("relisten", who), subject2.clone()).connect(Duration::from_millis(500), 2)
+    };
+    let first = Session::connect(t.clone(), to2("first")).await.unwrap();
+    let (won, lost) = tokio::select! {
+        s = &mut a1 => (s, a2),
+        s = &mut a2 => (s, a1),
+    };
+    let won = won.unwrap().unwrap();
+    assert_eq!(won.remote_inbox(), first.local_inbox());
+    let second = timeout(
+        Duration::from_secs(5),
+        Session::connect(t.clone(), to2("second")),
+    )
+    .await
+    .unwrap()
+    .expect("the listener not chosen takes the next client");
+    let other = timeout(Duration::from_secs(5), lost)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.remote_inbox(), second.local_inbox());
+    assert_eq!(other.stats().protocol.loss.handshakes_abandoned, 1);
+    assert!(first.stats().protocol.dropped.foreign >= 1);
+}

@@ -513,7 +513,7 @@ impl Tuning {
         if self.min_rto.is_zero() {
             return Err(ConfigError::new("min RTO must be positive"));
         }
-        if self.seal.is_some() && self.max_payload > 63 * 1024 {
+        if self.seal.is_some() && self.max_payload > super::seal::MAX_SEALED_PAYLOAD {
             return Err(ConfigError::new(
                 "a sealed session carries at most 63 KiB per packet (a Noise message is at most 64 KiB): lower max_payload",
             ));
@@ -703,6 +703,8 @@ impl Config {
     /// assert!(Config::new("me", "peer").validate().is_ok());
     /// let err = Config::new("", "peer").validate().unwrap_err();
     /// assert!(err.to_string().contains("local inbox is empty"));
+    /// let err = Config::new("me", "me").validate().unwrap_err();
+    /// assert!(err.to_string().contains("own inbox"));
     /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.local_inbox.is_empty() {
@@ -714,6 +716,15 @@ impl Config {
         if !self.remote_inbox.is_empty() {
             check_subject(&self.remote_inbox)
                 .map_err(|e| ConfigError(format!("destination inbox {e}")))?;
+        }
+        if self.remote_inbox == self.local_inbox {
+            // The session would hear its own packets: its Syn answered by
+            // itself, its data acknowledged by itself.
+            return Err(ConfigError(format!(
+                "the destination inbox {:?} is this session's own inbox: it would hear its own packets; \
+                 give the peer's inbox as the destination and a different subject for this side",
+                self.remote_inbox
+            )));
         }
         if self.service_client && self.tuning.wire_format == WireFormat::Go {
             return Err(ConfigError::new(

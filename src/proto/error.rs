@@ -155,6 +155,11 @@ pub enum ResetCode {
     /// at a sealed-only listener, a sealed one at a plain listener, or a
     /// sealed handshake that did not verify (wrong key or secret).
     Sealing,
+    /// The client took another listener's answer to its Syn (8): more than
+    /// one listener answered it (two listening on one subject, or a Syn
+    /// that reached two queue members). The listener that sees it was not
+    /// chosen; a listener that keeps listening waits for the next client.
+    AnsweredElsewhere,
     /// A code this version does not know.
     Other(u64),
 }
@@ -175,6 +180,7 @@ impl ResetCode {
             ResetCode::Transport => 5,
             ResetCode::Busy => 6,
             ResetCode::Sealing => 7,
+            ResetCode::AnsweredElsewhere => 8,
             ResetCode::Other(n) => n,
         }
     }
@@ -194,6 +200,7 @@ impl ResetCode {
             5 => ResetCode::Transport,
             6 => ResetCode::Busy,
             7 => ResetCode::Sealing,
+            8 => ResetCode::AnsweredElsewhere,
             n => ResetCode::Other(n),
         }
     }

@@ -49,6 +49,11 @@ pub const TAG: usize = 16;
 pub const SEALED_OVERHEAD: usize = SEALED_HEADER + TAG;
 /// Counters the replay window remembers behind the highest seen.
 pub const REPLAY_WINDOW: u64 = 4096;
+/// The largest payload per packet a sealed session carries (63 KiB): the
+/// packet, its header and the tag fit one Noise message (at most 64 KiB).
+/// [`Tuning::validate`](super::Tuning::validate) refuses a larger
+/// `max_payload` with a seal.
+pub const MAX_SEALED_PAYLOAD: usize = 63 * 1024;
 /// Bound into every handshake (the Noise prologue): a peer speaking
 /// another version fails the handshake instead of misreading it.
 const PROLOGUE: &[u8] = b"swp sealed v1";

@@ -97,6 +97,10 @@ pub struct LossStats {
     pub retransmits_probe: u64,
     /// Handshake packets (Syn/SynAck) retransmitted.
     pub handshake_retransmits: u64,
+    /// Handshakes a listener that keeps listening let go before they
+    /// completed (the client stopped answering, or reset it), listening
+    /// again ([`Connection::set_keep_listening`](crate::proto::Connection::set_keep_listening)).
+    pub handshakes_abandoned: u64,
 }
 
 impl LossStats {

@@ -55,6 +55,17 @@ use tokio::sync::Notify;
 /// ```
 pub const DROP_LINGER: Duration = Duration::from_secs(10);
 
+/// How a session opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// Sends the Syn.
+    Connect,
+    /// Takes one Syn; a handshake that fails ends it (a service's session).
+    Once,
+    /// Takes Syns until one completes its handshake ([`Listener::accept`]).
+    Listen,
+}
+
 /// A subscribed inbox waiting for one peer (from [`Session::listen`]).
 ///
 /// ```
@@ -90,6 +101,12 @@ impl Listener {
     /// Waits for a peer's handshake and returns the established session
     /// (cancel by dropping the future, or wrap it in a timeout).
     ///
+    /// A handshake that fails does not end the wait, as a TCP listener's
+    /// half-open connections do not: a client that stops answering after
+    /// its Syn, or that took another listener's answer (two listening on
+    /// one subject; logged as a warning), is let go, and the listener
+    /// waits for the next Syn (docs/PROTOCOL.md §4).
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -104,7 +121,7 @@ impl Listener {
     /// # Ok(()) }
     /// ```
     pub async fn accept(self) -> Result<Session, SessionError> {
-        Session::start_with(self.transport, self.cfg, self.incoming, false, None).await
+        Session::start_with(self.transport, self.cfg, self.incoming, Open::Listen, None).await
     }
 }
 
@@ -297,7 +314,8 @@ impl Session {
     ) -> Result<Session, SessionError> {
         cfg.validate()?;
         let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
-        Self::start_with(transport, cfg, incoming, active, None).await
+        let open = if active { Open::Connect } else { Open::Once };
+        Self::start_with(transport, cfg, incoming, open, None).await
     }
 
     /// Starts a session on an inbox already subscribed (`incoming`);
@@ -306,7 +324,7 @@ impl Session {
         transport: Arc<dyn Transport>,
         cfg: Config,
         incoming: Incoming,
-        active: bool,
+        open: Open,
         on_close: Option<shared::OnClose>,
     ) -> Result<Session, SessionError> {
         let t = now();
@@ -325,10 +343,9 @@ impl Session {
         };
         let overhead = codec::max_overhead(names).max(golink::max_overhead(names)) + sealing;
         let ceiling = transport.max_payload().saturating_sub(overhead).max(1024);
-        let mut conn = if active {
-            Connection::connect(cfg, t, seed)?
-        } else {
-            Connection::listen(cfg, t, seed)?
+        let mut conn = match open {
+            Open::Connect => Connection::connect(cfg, t, seed)?,
+            Open::Once | Open::Listen => Connection::listen(cfg, t, seed)?,
         };
         conn.set_payload_ceiling(ceiling);
         if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -336,6 +353,7 @@ impl Session {
         }
         let cap = transport.capacity();
         conn.set_transport_capacity(cap.packets, cap.bytes);
+        conn.set_keep_listening(open == Open::Listen);
         let span = tracing::info_span!(
             "swp_session",
             local = %conn.config().local_inbox(),

@@ -183,6 +183,9 @@ fn bad_subjects_are_refused_at_once() {
         (vec!["send", "--to", "ok", "--inbox", "me >"], "whitespace"),
         (vec!["recv", "--inbox", ">"], "wildcard"),
         (vec!["recv", "--inbox", "in.*"], "wildcard"),
+        // One literal subject for both ends: the sender would answer its
+        // own Syn and acknowledge its own data.
+        (vec!["send", "--to", "same", "--inbox", "same"], "own inbox"),
     ] {
         let t0 = Instant::now();
         let mut c = Command::new(SWP);
@@ -196,7 +199,9 @@ fn bad_subjects_are_refused_at_once() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = text(&out.stderr);
         assert!(
-            err.contains(says) && err.contains("not a valid subject"),
+            err.contains(says)
+                && (err.contains("not a valid subject")
+                    || err.contains("would hear its own packets")),
             "{args:?}: {err}"
         );
         assert!(
@@ -441,4 +446,88 @@ fn verbose_logs_the_sessions_states_and_end_and_default_is_quiet() {
             assert!(!re.contains("swp_session"), "quiet by default: {re}");
         }
     }
+}
+
+/// `swp recv` started, its stderr read on a thread: returns once it says
+/// it is waiting (bounded), with the lines that follow as they come.
+fn listening_recv(
+    server: &str,
+    inbox: &str,
+    out: &Path,
+) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = recv_cmd(server, inbox, out).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("swp recv said nothing within 10 s");
+    assert!(first.contains("waiting on"), "{first}");
+    (child, rx)
+}
+
+#[test]
+fn two_receivers_on_one_inbox_the_one_not_chosen_says_so_and_takes_the_next_sender() {
+    // Before: the receiver whose answer the sender did not take waited out
+    // its handshake (7.5 s) and exited with "no answer from the peer ...
+    // is anything listening on the destination inbox?"; a second sender
+    // in that time was not answered at all.
+    let server = common::nats_server();
+    let dir = common::TempDir::new("cli-two-recv");
+    let (a, b) = (dir.0.join("a.bin"), dir.0.join("b.bin"));
+    pattern_file(&a, 3 << 20);
+    pattern_file(&b, 100_000);
+    let inbox = common::inbox("two-recv", "shared");
+    let (out1, out2) = (dir.0.join("out1"), dir.0.join("out2"));
+    let mut recvs = [
+        Some(listening_recv(&server.url(), &inbox, &out1)),
+        Some(listening_recv(&server.url(), &inbox, &out2)),
+    ];
+    let outs = [&out1, &out2];
+    for (file, name) in [(&a, "a.bin"), (&b, "b.bin")] {
+        let send = send_cmd(&server.url(), &inbox, file).spawn().unwrap();
+        let (send, _) = wait_bounded(send, Duration::from_secs(20), "swp send");
+        assert!(send.status.success(), "{name}: {}", text(&send.stderr));
+        // The receiver that took it exits; the other keeps waiting.
+        let t0 = Instant::now();
+        let done = loop {
+            let exited = recvs.iter_mut().enumerate().find_map(|(i, r)| {
+                let (child, _) = r.as_mut()?;
+                child.try_wait().unwrap().map(|status| (i, status))
+            });
+            if let Some(e) = exited {
+                break e;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{name}: no swp recv exited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let (i, status) = done;
+        let (_, lines) = recvs[i].take().unwrap();
+        let said: Vec<String> = lines.try_iter().collect();
+        assert!(status.success(), "{name}: {said:?}");
+        assert_eq!(
+            std::fs::read(outs[i].join(name)).unwrap(),
+            std::fs::read(file).unwrap(),
+            "{name}"
+        );
+        if let Some((_, lines)) = recvs.iter().flatten().next() {
+            // The one not chosen heard why at once (the sender's Reset).
+            let warned = lines
+                .recv_timeout(Duration::from_secs(5))
+                .expect("the receiver not chosen said nothing");
+            assert!(warned.contains("more than one listens"), "{warned}");
+        }
+    }
+    assert!(recvs.iter().all(Option::is_none));
 }

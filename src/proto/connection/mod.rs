@@ -269,6 +269,13 @@ pub struct Connection {
     refusals: VecDeque<Packet>,
     /// What went wrong in a sealed handshake, for the error if it times out.
     seal_trouble: Option<String>,
+    /// A listener that keeps listening ([`Connection::set_keep_listening`]):
+    /// the configuration to listen again with when a passive handshake fails.
+    relisten: Option<Box<Config>>,
+    /// What seeded this session's nonce (the next listen's is drawn from it).
+    nonce_seed: u64,
+    /// The transport capacity the driver reported, for a new listen.
+    capacity: (Option<u64>, Option<u64>),
 }
 
 impl std::fmt::Debug for Connection {
@@ -442,6 +449,9 @@ impl Connection {
             go_echo: None,
             sealer: None,
             refusals: VecDeque::new(),
+            relisten: None,
+            nonce_seed,
+            capacity: (None, None),
             seal_trouble: None,
             cfg,
         };
@@ -983,6 +993,77 @@ impl Connection {
     // ------------------------------------------------------------------
     // configuration from the driver
 
+    /// Makes a listener keep listening through handshakes that fail, as a
+    /// TCP listener's half-open connections do (RFC 9293 §3.10.7.4): when
+    /// the client stops answering our SynAcks, or resets the handshake (it
+    /// took another listener's answer, or gave up), this side goes back to
+    /// Listen with a fresh nonce instead of closing, and waits for the next
+    /// Syn. [`Stats`]'s `loss.handshakes_abandoned` counts them. Off by
+    /// default (a service's per-client session ends instead); `swp`'s
+    /// [`Listener::accept`](crate::Listener::accept) turns it on. Only a
+    /// listener that has not yet heard a Syn takes it.
+    ///
+    /// ```
+    /// use swp::proto::{codec, Config, Connection, State};
+    /// let t0 = swp::testkit::epoch();
+    /// let mut b = Connection::listen(Config::new("b", ""), t0, 2).unwrap();
+    /// b.set_keep_listening(true);
+    /// // A client's Syn, then the client gives up with a Reset.
+    /// let mut a = Connection::connect(Config::new("a", "b"), t0, 1).unwrap();
+    /// b.handle_packet(t0, a.poll_transmit(t0).unwrap().payload);
+    /// a.handle_packet(t0, b.poll_transmit(t0).unwrap().payload); // the SynAck
+    /// assert_eq!(b.state(), State::SynReceived);
+    /// let nonce = b.local_nonce().to_string();
+    /// a.abort(t0);
+    /// while let Some(t) = a.poll_transmit(t0) {
+    ///     b.handle_packet(t0, t.payload);
+    /// }
+    /// assert_eq!(b.state(), State::Listen);
+    /// assert_ne!(b.local_nonce(), nonce, "a fresh nonce for the next client");
+    /// assert_eq!(b.stats().loss.handshakes_abandoned, 1);
+    /// ```
+    pub fn set_keep_listening(&mut self, on: bool) {
+        self.relisten = (on && matches!(self.phase, Phase::Listen) && !self.drained())
+            .then(|| Box::new(self.cfg.clone()));
+    }
+
+    /// A passive handshake failed and this listener keeps listening: start
+    /// over in Listen, as a fresh engine with a new nonce (everything the
+    /// half-open session learnt or buffered goes), keeping the driver's
+    /// settings and the counters. `reset`: what to tell the client.
+    fn relisten(&mut self, now: Instant, why: &str, reset: Option<(ResetCode, String)>) -> bool {
+        let Some(cfg) = self.relisten.as_deref() else {
+            return false;
+        };
+        // Mixed (splitmix64), so each listen's nonce and seal randomness
+        // differ from the last's.
+        let mut z = self.nonce_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let Ok(mut fresh) = Connection::listen(cfg.clone(), now, z ^ (z >> 31)) else {
+            return false;
+        };
+        tracing::info!(peer = %self.remote_inbox, why, "a handshake did not complete; listening again");
+        if let Some((code, message)) = reset {
+            let mut r = self.base_packet(Kind::Reset, now);
+            r.seq = code.to_wire();
+            r.data = Bytes::copy_from_slice(error::clip_message(&message).as_bytes());
+            fresh.refusals.push_back(r);
+        }
+        fresh.relisten = self.relisten.take();
+        fresh.payload_ceiling = self.payload_ceiling;
+        fresh.use_max_payload(fresh.cfg.tuning.max_payload);
+        let later = fresh.epoch.saturating_duration_since(self.epoch).as_nanos() as i128;
+        fresh.wall_epoch_ns = self.wall_epoch_ns + later;
+        fresh.set_transport_capacity(self.capacity.0, self.capacity.1);
+        fresh.stats = self.stats;
+        fresh.stats.loss.handshakes_abandoned += 1;
+        fresh.refusals.extend(self.refusals.drain(..));
+        fresh.now_hint = self.now_hint.max(now);
+        *self = fresh;
+        true
+    }
+
     /// Tells the engine how much the transport beneath can hold for this
     /// session (for NATS: the subscription's pending limits). The reserve for
     /// control packets is subtracted, and the receive window never exceeds
@@ -1002,6 +1083,7 @@ impl Connection {
     /// assert!(packets < 256);
     /// ```
     pub fn set_transport_capacity(&mut self, packets: Option<u64>, bytes: Option<u64>) {
+        self.capacity = (packets, bytes);
         if self.rcv.sent_seq > 0 {
             // The window went out in the handshake: it is a promise for the
             // whole session (the peer sizes its messages and checks our
@@ -1766,13 +1848,18 @@ impl Connection {
     /// Answers a Syn this side will not take with a plain Reset (at most a
     /// few queued), staying where it is; a service's one-Syn session ends.
     fn refuse(&mut self, now: Instant, syn: &Packet, why: &str) {
+        self.refuse_with(now, syn, ResetCode::Sealing, why);
+    }
+
+    /// [`refuse`](Self::refuse) with a code of its own.
+    fn refuse_with(&mut self, now: Instant, syn: &Packet, code: ResetCode, why: &str) {
         if self.refusals.len() < 4 {
             let mut r = Packet::new(Kind::Reset);
             r.from = self.local_inbox.clone();
             r.dest = syn.from.clone();
             r.from_nonce = self.local_nonce.clone();
             r.dest_nonce = syn.from_nonce.clone();
-            r.seq = ResetCode::Sealing.to_wire();
+            r.seq = code.to_wire();
             r.data = Bytes::copy_from_slice(why.as_bytes());
             self.refusals.push_back(r);
         }
@@ -1826,6 +1913,26 @@ impl Connection {
         if self.drained() {
             return;
         }
+        if p.kind == Kind::SynAck
+            && matches!(self.phase, Phase::Open(_) | Phase::Closed(_))
+            && p.dest == self.local_inbox
+            && p.dest_nonce == self.local_nonce
+            && !p.from_nonce.is_empty()
+            && p.from_nonce != self.remote_nonce
+            && matches!(self.dialect, Dialect::Native)
+        {
+            // A second listener answered our Syn (two on one subject, or
+            // a Syn that reached two queue members, §4.1): we kept the
+            // first; tell this one at once, so it does not wait for us.
+            self.stats.dropped.foreign += 1;
+            self.refuse_with(
+                now,
+                &p,
+                ResetCode::AnsweredElsewhere,
+                "the client took another listener's answer to its Syn: more than one listener answered it",
+            );
+            return;
+        }
         if !self.addressed_to_us(&p) {
             self.stats.dropped.foreign += 1;
             return;
@@ -1865,6 +1972,14 @@ impl Connection {
                         self.establish(now);
                         self.accept_common(now, &p);
                         self.on_peer_ack(now, &p);
+                    }
+                    Kind::Syn if p.from_nonce == self.local_nonce => {
+                        // Our own Syn came back: the destination reaches our
+                        // own inbox (a server's subject mapping, or a third
+                        // party replaying it). Answering it would make a
+                        // session with itself that acknowledges its own data.
+                        self.stats.dropped.unexpected += 1;
+                        tracing::debug!(subject = %p.dest, "dropped our own Syn: the destination reaches this session's own inbox");
                     }
                     Kind::Syn if !p.from_nonce.is_empty() => {
                         // Simultaneous open (RFC 9293 §3.5 figure 8).
@@ -1936,6 +2051,20 @@ impl Connection {
                 }
             }
             return;
+        }
+        if p.kind == Kind::Reset && matches!(self.phase, Phase::SynReceived(_)) {
+            let (code, message) = reset_reason(&p);
+            let why = format!("the client reset it ({code:?}): {message}");
+            if code == ResetCode::AnsweredElsewhere {
+                tracing::warn!(
+                    client = %p.from,
+                    inbox = %self.local_inbox,
+                    "a client took another listener's answer: more than one listens on this subject"
+                );
+            }
+            if self.relisten(now, &why, None) {
+                return;
+            }
         }
         if matches!(self.phase, Phase::SynReceived(_)) {
             // Any packet carrying our nonce proves the peer has our Syn or
@@ -2678,11 +2807,21 @@ impl Connection {
             let elapsed = now.saturating_duration_since(h.started);
             // A passive side knows the peer: tell it (its SynAck may have got
             // through while everything back was lost).
+            let unanswered = (
+                ResetCode::Unreachable,
+                format!("no answer from us to {attempts} SynAcks over {elapsed:?}"),
+            );
+            if passive
+                && self.relisten(
+                    now,
+                    "the client did not answer our SynAcks",
+                    Some(unanswered.clone()),
+                )
+            {
+                return;
+            }
             if passive {
-                self.reset_out = Some((
-                    ResetCode::Unreachable,
-                    format!("no answer from us to {attempts} SynAcks over {elapsed:?}"),
-                ));
+                self.reset_out = Some(unanswered);
             }
             let reason = match self.seal_trouble.take() {
                 Some(message) if !passive => CloseReason::SealFailed {

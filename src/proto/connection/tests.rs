@@ -145,6 +145,165 @@ fn syn_sent_ignores_a_synack_for_another_nonce() {
 }
 
 #[test]
+fn syn_sent_never_opens_a_session_with_its_own_syn() {
+    // Our Syn, sent back to our inbox as if from the peer (a third party
+    // replaying it, or a subject mapping): a simultaneous open with our own
+    // nonce would make a session that acknowledges its own data.
+    let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+    let mut echo = out(&mut a, t0()).remove(0);
+    assert_eq!(echo.kind, Kind::Syn);
+    assert_eq!(echo.from_nonce.as_str(), a.local_nonce());
+    (echo.from, echo.dest) = (echo.dest.clone(), echo.from.clone());
+    feed(&mut a, t0(), &echo);
+    assert_eq!(a.state(), State::SynSent);
+    assert_eq!(a.stats().dropped.unexpected, 1);
+    assert!(out(&mut a, t0()).is_empty(), "nothing answers it");
+    // A peer's own Syn (another nonce) is still a simultaneous open.
+    let mut syn = from_peer(&a, Kind::Syn);
+    syn.dest_nonce = Str::default();
+    feed(&mut a, t0(), &syn);
+    assert_eq!(a.state(), State::SynReceived);
+    // And a session cannot be configured to talk to its own inbox at all.
+    let same = Connection::connect(Config::new(A, A), t0(), 1).unwrap_err();
+    assert!(same.to_string().contains("own inbox"), "{same}");
+}
+
+/// Drives `c`'s timers until `done` holds or 60 virtual seconds pass;
+/// returns everything it sent and when.
+fn run_timers(
+    c: &mut Connection,
+    mut now: Instant,
+    done: impl Fn(&Connection) -> bool,
+) -> (Instant, Vec<Packet>) {
+    let mut sent = out(c, now);
+    while !done(c) && now < t0() + Duration::from_secs(60) {
+        let Some(next) = c.poll_timeout() else { break };
+        now = next.max(now);
+        c.handle_timeout(now);
+        sent.extend(out(c, now));
+    }
+    (now, sent)
+}
+
+#[test]
+fn a_listener_that_keeps_listening_lets_an_unanswered_handshake_go_and_takes_the_next_client() {
+    let cfg = Config::new(B, "").connect(ms(100), 3);
+    let mut b = Connection::listen(cfg.clone(), t0(), 2).unwrap();
+    b.set_keep_listening(true);
+    feed(&mut b, t0(), &syn_from(A)); // a client that then vanishes
+    let first = b.local_nonce().to_string();
+    let (now, sent) = run_timers(&mut b, t0(), |b| b.state() == State::Listen);
+    assert_eq!(b.state(), State::Listen, "not closed: listening again");
+    assert!(!b.is_closed() && b.close_reason().is_none());
+    assert_ne!(b.local_nonce(), first);
+    assert_eq!(b.stats().loss.handshakes_abandoned, 1);
+    assert_eq!(b.stats().loss.handshake_retransmits, 2, "counters are kept");
+    // The vanished client is told, in the old session's names.
+    let reset = sent
+        .iter()
+        .find(|p| p.kind == Kind::Reset)
+        .expect("a Reset");
+    assert_eq!(
+        (
+            reset.dest.as_str(),
+            reset.dest_nonce.as_str(),
+            reset.from_nonce.as_str()
+        ),
+        (A, PEER_NONCE, first.as_str())
+    );
+    assert_eq!(ResetCode::from_wire(reset.seq), ResetCode::Unreachable);
+    assert_eq!(sent.iter().filter(|p| p.kind == Kind::SynAck).count(), 3);
+    // A late packet of the old handshake is somebody else's now.
+    let mut late = syn_from(A);
+    late.kind = Kind::Ack;
+    late.dest_nonce = first.as_str().into();
+    feed(&mut b, now, &late);
+    assert_eq!(b.state(), State::Listen);
+    // The next client gets a session as usual.
+    let mut next = syn_from("c.inbox");
+    next.from_nonce = "next-client".into();
+    feed(&mut b, now, &next);
+    assert_eq!(b.state(), State::SynReceived);
+    let sa = out(&mut b, now);
+    assert_eq!(kinds(&sa), vec![Kind::SynAck]);
+    assert_eq!(sa[0].dest.as_str(), "c.inbox");
+    let mut estab = syn_from("c.inbox");
+    estab.kind = Kind::EstabAck;
+    estab.from_nonce = "next-client".into();
+    estab.dest_nonce = b.local_nonce().into();
+    feed(&mut b, now, &estab);
+    assert_eq!(b.state(), State::Established);
+    // Without keep-listening (a service's session) the same silence ends it.
+    let mut once = Connection::listen(cfg, t0(), 2).unwrap();
+    feed(&mut once, t0(), &syn_from(A));
+    run_timers(&mut once, t0(), |c| c.is_closed());
+    assert!(matches!(
+        once.close_reason(),
+        Some(CloseReason::ConnectTimeout { attempts: 3, .. })
+    ));
+    assert_eq!(once.stats().loss.handshakes_abandoned, 0);
+}
+
+#[test]
+fn a_client_tells_a_second_listener_at_once_and_that_listener_listens_again() {
+    // Two listeners on one subject both answer a client's Syn.
+    let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+    let mut first = Connection::listen(Config::new(B, ""), t0(), 2).unwrap();
+    let mut second = Connection::listen(Config::new(B, ""), t0(), 3).unwrap();
+    second.set_keep_listening(true);
+    let syn = a.poll_transmit(t0()).unwrap().payload;
+    first.handle_packet(t0(), syn.clone());
+    second.handle_packet(t0(), syn);
+    let (sa1, sa2) = (
+        first.poll_transmit(t0()).unwrap().payload,
+        second.poll_transmit(t0()).unwrap().payload,
+    );
+    a.handle_packet(t0(), sa1);
+    assert_eq!(a.state(), State::Established);
+    a.handle_packet(t0(), sa2);
+    assert_eq!(a.state(), State::Established, "the first answer is kept");
+    assert_eq!(a.remote_nonce(), first.local_nonce());
+    assert_eq!(a.stats().dropped.foreign, 1);
+    let told = out(&mut a, t0());
+    let reset = told
+        .iter()
+        .find(|p| p.kind == Kind::Reset)
+        .expect("a Reset");
+    assert_eq!(
+        ResetCode::from_wire(reset.seq),
+        ResetCode::AnsweredElsewhere
+    );
+    assert_eq!(reset.dest_nonce.as_str(), second.local_nonce());
+    for p in &told {
+        first.handle_packet(t0(), codec::encode(p));
+        second.handle_packet(t0(), codec::encode(p));
+    }
+    assert_eq!(first.state(), State::Established, "the Reset is not for it");
+    assert_eq!(second.state(), State::Listen);
+    assert_eq!(second.stats().loss.handshakes_abandoned, 1);
+    // A listener that takes one Syn only (a service's session) ends
+    // instead, with the reason.
+    let mut c = Connection::connect(Config::new(A, B), t0(), 5).unwrap();
+    let mut won = Connection::listen(Config::new(B, ""), t0(), 6).unwrap();
+    let mut once = Connection::listen(Config::new(B, ""), t0(), 7).unwrap();
+    let syn = c.poll_transmit(t0()).unwrap().payload;
+    won.handle_packet(t0(), syn.clone());
+    once.handle_packet(t0(), syn);
+    c.handle_packet(t0(), won.poll_transmit(t0()).unwrap().payload);
+    c.handle_packet(t0(), once.poll_transmit(t0()).unwrap().payload);
+    for p in out(&mut c, t0()) {
+        once.handle_packet(t0(), codec::encode(&p));
+    }
+    assert!(matches!(
+        once.close_reason(),
+        Some(CloseReason::Reset {
+            code: ResetCode::AnsweredElsewhere,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn syn_sent_retries_with_backoff_then_ends_with_connect_timeout() {
     let cfg = Config::new(A, B)
         .connect(ms(100), 3)
