@@ -1127,6 +1127,31 @@ fn usage_error(cli: &Cli) -> Option<String> {
                 None
             }
         }
+        Cmd::Send {
+            packet_size: Some(p),
+            nats,
+            ..
+        } => {
+            // The library says "max_payload" and "window"; here the user
+            // wrote --packet-size, so say it in those words, before connecting.
+            let window = Tuning::new().window_bytes();
+            let sealed = nats.seal.key.is_some() || nats.seal.psk_file.is_some();
+            if *p as u64 > window {
+                Some(format!(
+                    "--packet-size {}: larger than a session's window ({}); a packet is also at most \
+                     the NATS server's max_payload less 1 KiB (1 MiB by default, so 1023K)",
+                    human(*p as u64),
+                    human(window)
+                ))
+            } else if sealed && *p > seal::MAX_SEALED_PAYLOAD {
+                Some(format!(
+                    "--packet-size {}: a sealed session (--key, --psk-file) carries at most 63K per packet",
+                    human(*p as u64)
+                ))
+            } else {
+                None
+            }
+        }
         _ => None,
     }
 }

@@ -146,13 +146,34 @@ fn the_sender_checks_its_file_before_connecting() {
 /// it is a usage error said at once (exit 2), not silently ignored; with
 /// `--go` a bad size is refused the same way.
 #[test]
-fn go_buffer_without_go_or_with_a_bad_size_is_a_usage_error() {
+fn sizes_a_session_cannot_use_are_usage_errors_in_the_flags_words() {
     let dir = common::TempDir::new("cli-go-buffer");
     let src = dir.0.join("x.txt");
     std::fs::write(&src, "x").unwrap();
+    let psk = dir.0.join("psk");
     for (args, says) in [
         (vec!["--go-buffer", "1M"], "--go"),
         (vec!["--go", "--go-buffer", "lots"], "--go-buffer"),
+        // Above the window (16M): the library's words were "raise the
+        // window or lower max_payload", neither of them a flag.
+        (
+            vec!["--packet-size", "17M"],
+            "--packet-size 17.0 MiB: larger than a session's window",
+        ),
+        (
+            vec!["--packet-size", "16385K"],
+            "larger than a session's window",
+        ),
+        // Sealed: at most 63K.
+        (
+            vec![
+                "--packet-size",
+                "64513",
+                "--psk-file",
+                psk.to_str().unwrap(),
+            ],
+            "a sealed session (--key, --psk-file) carries at most 63K",
+        ),
     ] {
         let t0 = Instant::now();
         let out = send_cmd("nats://127.0.0.1:1", "files.in", &src)
@@ -166,6 +187,28 @@ fn go_buffer_without_go_or_with_a_bad_size_is_a_usage_error() {
             t0.elapsed() < Duration::from_secs(2),
             "{args:?}: {:?}",
             t0.elapsed()
+        );
+    }
+    // The largest sizes allowed pass the check: the run goes on to the
+    // (unreachable) server and fails there, not on its flags.
+    std::fs::write(&psk, "a secret of sixteen bytes or more").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    for args in [
+        vec!["--packet-size", "16M"],
+        vec!["--packet-size", "63K", "--psk-file", psk.to_str().unwrap()],
+    ] {
+        let out = send_cmd("nats://127.0.0.1:1", "files.in", &src)
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            !err.contains("--packet-size") && err.contains("127.0.0.1:1"),
+            "{args:?}: {err}"
         );
     }
 }
