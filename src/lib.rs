@@ -71,6 +71,8 @@ pub mod transport;
 pub struct ReadmeDoctests;
 
 pub use service::{Service, ServiceConfig, ServiceStats};
-pub use session::{Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf};
+pub use session::{
+    AbortHandle, Listener, ReadHalf, Session, SessionError, SessionStats, WriteHalf,
+};
 #[cfg(feature = "sim")]
 pub use simnet;

@@ -16,6 +16,7 @@
 //! (data already written is still delivered); the driver gives up and aborts
 //! after [`DROP_LINGER`]. The subscription ends with the driver.
 
+mod abort;
 mod driver;
 mod error;
 mod halves;
@@ -23,6 +24,7 @@ mod inbox;
 mod shared;
 mod stream;
 
+pub use abort::AbortHandle;
 pub use driver::SYN_RETRY_BACKOFF;
 use driver::*;
 pub use error::SessionError;
@@ -657,15 +659,15 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn wait_closed(&self) {
-        // An aborted session lingers to repeat its Reset to a peer that did
-        // not hear it (docs/PROTOCOL.md §7.3); a program about to exit need
-        // not wait for that: the first Reset has left.
-        self.shared
-            .wait(|g| {
-                let told = g.conn.is_closed() && g.conn.reset_told() && g.unsent == 0;
-                (g.driver_done || told).then_some(())
-            })
-            .await
+        wait_closed(&self.shared).await
+    }
+
+    /// A handle that aborts this session from elsewhere (a signal handler)
+    /// without keeping it open: [`AbortHandle`].
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 
     /// Splits into independently usable read and write halves.
@@ -853,4 +855,17 @@ impl Session {
     pub fn peer_public_key(&self) -> Option<crate::proto::seal::PublicKey> {
         self.shared.lock().conn.peer_public_key().copied()
     }
+}
+
+/// [`Session::wait_closed`], for the session's shared state.
+async fn wait_closed(shared: &Shared) {
+    // An aborted session lingers to repeat its Reset to a peer that did
+    // not hear it (docs/PROTOCOL.md §7.3); a program about to exit need
+    // not wait for that: the first Reset has left.
+    shared
+        .wait(|g| {
+            let told = g.conn.is_closed() && g.conn.reset_told() && g.unsent == 0;
+            (g.driver_done || told).then_some(())
+        })
+        .await
 }

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Exit status: 0 on success; 1 with a one-line reason on stderr when the
-//! work failed; 2 for a usage error (clap's).
+//! work failed; 2 for a usage error (clap's); 130 / 143 when interrupted
+//! (SIGINT, Ctrl-C / SIGTERM), after telling every peer why.
 
+mod interrupt;
 mod progress;
 
 use clap::{Args, Parser, Subcommand};
@@ -465,6 +467,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             let mut s = Session::connect(t.clone(), cfg)
                 .await
                 .map_err(|e| format!("cannot reach a receiver on {to}: {e}"))?;
+            interrupt::watch(
+                &s,
+                "swp send was interrupted ({signal}); sending the file again resumes it",
+            );
             let shown = Shown::start(format!("send {}", file.display()), quiet);
             let r = send_file(&mut s, &file, Some(shown.sender())).await;
             // The transfer is over at the receiver's Verdict: the rate is
@@ -521,6 +527,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 accept.await
             }
             .map_err(|e| e.to_string())?;
+            interrupt::watch(
+                &s,
+                "swp recv was interrupted ({signal}); what arrived is kept, and sending the file again resumes it",
+            );
             let shown = Shown::start("recv".into(), quiet);
             let opts = ReceiveOptions::new().overwrite(force);
             let r = recv_file_with(&mut s, &out, &opts, Some(shown.sender())).await;
@@ -653,9 +663,14 @@ async fn connect_service(
     subject: &str,
     nats: &NatsArgs,
 ) -> Result<Session, String> {
-    Session::connect_to(t.clone(), subject, nats.seal.tuning(true)?)
+    let s = Session::connect_to(t.clone(), subject, nats.seal.tuning(true)?)
         .await
-        .map_err(|e| format!("cannot reach the service on {subject}: {e}"))
+        .map_err(|e| format!("cannot reach the service on {subject}: {e}"))?;
+    interrupt::watch(
+        &s,
+        "the swp client was interrupted ({signal}); a put or get run again resumes it",
+    );
+    Ok(s)
 }
 
 /// `swp serve`'s options besides the subject and the directory.
@@ -704,6 +719,10 @@ async fn serve(
     let opts = Arc::new(ReceiveOptions::new().overwrite(force));
     loop {
         let s = service.accept().await.map_err(|e| e.to_string())?;
+        interrupt::watch(
+            &s,
+            "swp serve was stopped ({signal}); what arrived is kept, and a put or get run again resumes it",
+        );
         let (dir, opts) = (dir.clone(), opts.clone());
         let client = s.remote_inbox();
         tokio::spawn(async move {
@@ -1176,8 +1195,29 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(run(cli)) {
-        eprintln!("swp: {e}");
-        std::process::exit(1);
+    let interrupted = rt.block_on(async {
+        tokio::select! {
+            r = run(cli) => Err(r),
+            (signal, code) = interrupt::signalled() => {
+                let told = interrupt::tell_peers(signal).await;
+                Ok((signal, code, told))
+            }
+        }
+    });
+    match interrupted {
+        Err(Ok(())) => {}
+        Err(Err(e)) => {
+            eprintln!("swp: {e}");
+            std::process::exit(1);
+        }
+        Ok((signal, code, told)) => {
+            if told > 0 {
+                let peers = if told == 1 { "the peer" } else { "the peers" };
+                eprintln!("swp: interrupted ({signal}); {peers} told why");
+            } else {
+                eprintln!("swp: interrupted ({signal})");
+            }
+            std::process::exit(code);
+        }
     }
 }

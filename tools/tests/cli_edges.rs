@@ -574,3 +574,76 @@ fn two_receivers_on_one_inbox_the_one_not_chosen_says_so_and_takes_the_next_send
     }
     assert!(recvs.iter().all(Option::is_none));
 }
+
+fn kill(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{sig} failed");
+}
+
+#[test]
+fn an_interrupted_send_or_recv_tells_its_peer_at_once_and_exits_as_signalled() {
+    // Before: Ctrl-C or SIGTERM ended the process on the spot; its peer
+    // heard nothing and said "peer unreachable" 11 s later.
+    let server = common::nats_server();
+    let dir = common::TempDir::new("cli-interrupt");
+    // Sparse: 4 GiB that cost no disk to make, so the transfer is still
+    // running when the signal comes.
+    let src = dir.0.join("big.bin");
+    std::fs::File::create(&src)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    for (run, (stopped, sig, code, says)) in [
+        ("send", "TERM", 143, "swp send was interrupted (SIGTERM)"),
+        ("recv", "INT", 130, "swp recv was interrupted (SIGINT)"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.0.join(format!("out{run}"));
+        let inbox = common::inbox("interrupt", &format!("r{run}"));
+        let recv = recv_cmd(&server.url(), &inbox, &out).spawn().unwrap();
+        let send = send_cmd(&server.url(), &inbox, &src).spawn().unwrap();
+        // Mid-transfer: the receiver has written part of the file.
+        let part = out.join(".big.bin.swp-part");
+        let t0 = Instant::now();
+        while std::fs::metadata(&part).map_or(0, |m| m.len()) < (16 << 20) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{stopped}: no part file grew"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (target, other) = if stopped == "send" {
+            (send, recv)
+        } else {
+            (recv, send)
+        };
+        kill(&target, sig);
+        let at = Instant::now();
+        let (target, _) = wait_bounded(target, Duration::from_secs(10), stopped);
+        let (other, other_at) = wait_bounded(other, Duration::from_secs(20), "its peer");
+        assert_eq!(target.status.code(), Some(code), "{}", text(&target.stderr));
+        assert!(
+            text(&target.stderr).contains(&format!("interrupted (SIG{sig}); the peer told why")),
+            "{}",
+            text(&target.stderr)
+        );
+        let err = text(&other.stderr);
+        assert_eq!(other.status.code(), Some(1), "{err}");
+        assert!(err.contains(says), "{stopped}: {err}");
+        assert!(
+            other_at - at < Duration::from_secs(3),
+            "{stopped}: the peer learnt it {:?} after the signal: {err}",
+            other_at - at
+        );
+        assert!(
+            !out.join("big.bin").exists(),
+            "nothing incomplete is presented"
+        );
+    }
+}
