@@ -244,6 +244,10 @@ pub enum FileError {
     /// The receiver refused or failed the transfer.
     #[error("the receiver reported: {0}")]
     Rejected(String),
+    /// A file service refused the request (a name it does not serve, a
+    /// file that exists, a name it will not take): its words.
+    #[error("the service refused: {0}")]
+    Refused(String),
     /// The peer ended the session or broke the exchange.
     #[error("file transfer protocol: {0}")]
     Protocol(String),

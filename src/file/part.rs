@@ -49,14 +49,35 @@ pub(super) async fn seal_part(
         .map_err(io_err(target))
 }
 
+/// The longest file name most file systems store (NAME_MAX on Linux, in
+/// bytes).
+const NAME_MAX: usize = 255;
+
+/// `.NAME.swp-part` and `.NAME.swp-part.meta` beside `target`. For a name
+/// too long to take the 15 bytes more (over 240 bytes; a valid name up to
+/// 255 is still received under it), the part files keep a prefix of the
+/// name and 16 hex digits of its BLAKE2b-512: `.PREFIX~HASH.swp-part`, the
+/// same every time, so a resume finds them.
 pub(super) fn part_paths(target: &Path) -> (PathBuf, PathBuf) {
     let file = target
         .file_name()
         .map(|f| f.to_string_lossy().to_string())
         .unwrap_or_default();
     let dir = target.parent().unwrap_or(Path::new("."));
-    let part = dir.join(format!(".{file}.swp-part"));
-    let meta = dir.join(format!(".{file}.swp-part.meta"));
+    const META: &str = ".swp-part.meta";
+    let stem = if 1 + file.len() + META.len() <= NAME_MAX {
+        file
+    } else {
+        let hash = crate::digest::Blake2b512::digest(file.as_bytes());
+        let tag: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let mut keep = NAME_MAX - 1 - META.len() - 1 - tag.len();
+        while !file.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{}~{tag}", &file[..keep])
+    };
+    let part = dir.join(format!(".{stem}.swp-part"));
+    let meta = dir.join(format!(".{stem}{META}"));
     (part, meta)
 }
 
@@ -68,4 +89,39 @@ pub(super) async fn check_target(target: &Path, opts: &ReceiveOptions) -> Result
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_fit_the_file_system_at_every_name_length() {
+        for len in [1usize, 239, 240, 241, 254, 255] {
+            for unit in ["x", "é", "€"] {
+                let n = (len / unit.len()).max(1);
+                let name = unit.repeat(n);
+                let (part, meta) = part_paths(&Path::new("out").join(&name));
+                for p in [&part, &meta] {
+                    let f = p.file_name().unwrap().to_str().unwrap();
+                    assert!(f.len() <= NAME_MAX, "{} bytes: {f}", name.len());
+                    assert!(f.starts_with('.'));
+                }
+                assert_eq!(part.parent(), Some(Path::new("out")));
+                assert!(part.to_str().unwrap().ends_with(".swp-part"));
+                assert!(meta.to_str().unwrap().ends_with(".swp-part.meta"));
+                if name.len() <= 240 {
+                    assert_eq!(
+                        part.file_name().unwrap().to_str().unwrap(),
+                        format!(".{name}.swp-part")
+                    );
+                }
+                // The same every time (a resume finds them), and another
+                // long name gets others.
+                assert_eq!(part_paths(&Path::new("out").join(&name)).0, part);
+                let other = format!("{}y", &name[..name.len() - unit.len()]);
+                assert_ne!(part_paths(&Path::new("out").join(&other)).0, part);
+            }
+        }
+    }
 }

@@ -71,7 +71,7 @@ async fn recv_msg<T: for<'de> Deserialize<'de>>(session: &Session) -> Result<Opt
 async fn expect_ready(session: &Session) -> Result<(), FileError> {
     match recv_msg::<Reply>(session).await? {
         Some(Reply::Ready) => Ok(()),
-        Some(Reply::Refused { message }) => Err(FileError::Rejected(message)),
+        Some(Reply::Refused { message }) => Err(FileError::Refused(message)),
         Some(other) => Err(FileError::Protocol(format!("unexpected reply {other:?}"))),
         None => Err(FileError::Protocol(
             "the service closed the session before answering".into(),
@@ -153,7 +153,7 @@ pub async fn list(session: &mut Session) -> Result<Vec<Entry>, FileError> {
             .into_iter()
             .map(|(name, size)| Entry { name, size })
             .collect()),
-        Some(Reply::Refused { message }) => Err(FileError::Rejected(message)),
+        Some(Reply::Refused { message }) => Err(FileError::Refused(message)),
         other => Err(FileError::Protocol(format!("unexpected reply {other:?}"))),
     }
 }
@@ -222,6 +222,9 @@ fn servable(dir: &Path, name: &str) -> Result<PathBuf, String> {
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.is_file() => Ok(path),
         Ok(_) => Err(format!("{name:?} is not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no file {name:?} is served here (`swp ls` lists what is)"
+        )),
         Err(e) => Err(format!("{name:?}: {e}")),
     }
 }

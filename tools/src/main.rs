@@ -181,11 +181,13 @@ enum Cmd {
         #[command(flatten)]
         nats: NatsArgs,
     },
-    /// Download files from `swp serve SUBJECT`, in one session, each verified.
+    /// Download files (and directory trees) from `swp serve SUBJECT`, in
+    /// one session, each verified.
     Get {
         /// The service subject.
         subject: String,
-        /// Names as `swp ls` shows them.
+        /// Names as `swp ls` shows them; a directory's name (`tree` or
+        /// `tree/`) gets every file under it.
         #[arg(required = true)]
         names: Vec<String>,
         /// Where to save them (created if missing); `-` writes the one
@@ -788,6 +790,20 @@ async fn put(
         for p in &paths {
             expand(p, &mut files)?;
         }
+        if files.is_empty() {
+            // Only empty directories: said, not silently nothing.
+            if !quiet {
+                eprintln!(
+                    "swp: put: nothing to upload: {} holds no files (a service stores files, not directories)",
+                    paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            return Ok(());
+        }
     }
     let t = nats.connect().await?;
     let mut s = connect_service(&t, &subject, &nats).await?;
@@ -913,10 +929,34 @@ async fn get(
     }
     let opts = ReceiveOptions::new().overwrite(force);
     let (mut total, mut moved, start) = (0u64, 0u64, Instant::now());
-    for name in &names {
+    let mut queue: std::collections::VecDeque<(String, bool)> =
+        names.iter().map(|n| (n.clone(), true)).collect();
+    let mut files = 0;
+    while let Some((name, asked)) = queue.pop_front() {
+        let name = &name;
         let shown = Shown::start(format!("get {name}"), quiet);
         let r = file_service::get(&mut s, name, &out, &opts, Some(shown.sender())).await;
         let summary = shown.done().await;
+        if asked && matches!(r, Err(swp::file::FileError::Refused(_))) {
+            // Not a file it serves: a directory, as `swp put` uploads
+            // them? Then everything under it, in the listing's order.
+            let dir = format!("{}/", name.trim_end_matches('/'));
+            let under: Vec<String> = match file_service::list(&mut s).await {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|e| e.name.starts_with(&dir))
+                    .map(|e| e.name)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            if !under.is_empty() {
+                for n in under.into_iter().rev() {
+                    queue.push_front((n, false));
+                }
+                continue;
+            }
+        }
+        files += 1;
         match r {
             Ok((meta, path)) => {
                 let here = summary.last.resumed_from;
@@ -953,7 +993,7 @@ async fn get(
         }
     }
     leave(s, &t).await?;
-    total_outcome("get", names.len(), total, moved, start, quiet);
+    total_outcome("get", files, total, moved, start, quiet);
     Ok(())
 }
 

@@ -157,7 +157,10 @@ fn a_missing_file_and_a_subject_nobody_serves_fail_with_the_reason() {
     );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("nothing.bin"), "{err}");
+    assert!(
+        err.contains("the service refused: no file \"nothing.bin\" is served here"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     let started = Instant::now();
     let o = swp(&["ls", "svc.nobody"], &url);
@@ -740,4 +743,97 @@ fn a_client_over_max_sessions_is_refused_at_once_with_the_reason() {
         std::fs::read(root.0.join("served/slow.log")).unwrap(),
         b"first line\n"
     );
+}
+
+#[test]
+fn trees_go_both_ways_names_at_the_length_limit_arrive_and_empty_directories_are_said() {
+    // Before: `swp get svc tree` failed ("not a regular file") although
+    // `swp put svc tree` had uploaded it; a 255-byte name (valid) failed
+    // because its part file's name was 15 bytes longer; `swp put` of an
+    // empty directory printed nothing and exited 0.
+    let server = common::nats_server();
+    let url = server.url();
+    let root = common::TempDir::new("cli-service-trees");
+    let _svc = serve(&url, "svc.trees", &root.0.join("served"));
+    let local = root.0.join("local");
+    let long = "n".repeat(255);
+    let near = format!("{}é", "m".repeat(238)); // 240 bytes: the old form still fits
+    let files = [
+        ("tree/a.bin".to_string(), 70_000),
+        ("tree/sub/b.bin".to_string(), 1),
+        ("tree/sub/deeper/c.bin".to_string(), 0),
+        (format!("tree/{long}"), 5_000),
+        (near.clone(), 64_513),
+        ("treehouse.bin".to_string(), 10), // shares a prefix, not the directory
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        let p = local.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes(i as u64, *len)).unwrap();
+    }
+    std::fs::create_dir_all(local.join("empty/inner")).unwrap();
+    let arg = |n: &str| local.join(n).to_str().unwrap().to_string();
+    let put = swp(
+        &[
+            "put",
+            "svc.trees",
+            &arg("tree"),
+            &arg(&near),
+            &arg("treehouse.bin"),
+        ],
+        &url,
+    );
+    ok(&put, "put");
+    let listing = ok(&swp(&["ls", "svc.trees"], &url), "ls");
+    assert_eq!(listing.lines().count(), files.len(), "{listing}");
+    // A directory, with and without its slash; a long name alone.
+    let back = root.0.join("back");
+    let b = back.to_str().unwrap();
+    ok(
+        &swp(&["get", "svc.trees", "tree", &near, "-O", b], &url),
+        "get tree",
+    );
+    ok(
+        &swp(&["get", "svc.trees", "tree/", "-O", &format!("{b}2")], &url),
+        "get tree/",
+    );
+    for (name, _) in files
+        .iter()
+        .filter(|(n, _)| n.starts_with("tree/") || *n == near)
+    {
+        assert_eq!(
+            std::fs::read(back.join(name)).unwrap(),
+            std::fs::read(local.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    assert!(
+        !back.join("treehouse.bin").exists(),
+        "`tree` is not a prefix of names"
+    );
+    assert!(root.0.join("back2/tree/sub/deeper/c.bin").exists());
+    // Nothing is left behind: no part files beside what arrived.
+    fn all_names(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.file_name().to_string_lossy().into_owned());
+            if e.file_type().unwrap().is_dir() {
+                all_names(&e.path(), out);
+            }
+        }
+    }
+    let mut names = Vec::new();
+    all_names(&back, &mut names);
+    assert!(!names.iter().any(|n| n.contains(".swp-part")), "{names:?}");
+    // An empty directory: said, nothing connected to, exit 0.
+    let empty = swp(&["put", "svc.nobody.at.all", &arg("empty")], &url);
+    assert!(empty.status.success());
+    let err = String::from_utf8_lossy(&empty.stderr);
+    assert!(
+        err.contains("nothing to upload") && err.contains("holds no files"),
+        "{err}"
+    );
+    // A name that is neither a file nor a directory still fails.
+    let none = swp(&["get", "svc.trees", "tre", "-O", b], &url);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no file \"tre\""));
 }
