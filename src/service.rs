@@ -54,8 +54,9 @@ impl ServiceConfig {
         self.queue_group = Some(name.into());
         self
     }
-    /// At most `n` sessions at once (handshakes included); a client over
-    /// the limit is refused at once with [`ResetCode::Busy`].
+    /// At most `n` sessions at once (handshakes included; at least 1, or
+    /// [`Service::bind`] refuses the configuration); a client over the
+    /// limit is refused at once with [`ResetCode::Busy`].
     pub fn max_sessions(mut self, n: usize) -> Self {
         self.max_sessions = n;
         self
@@ -211,6 +212,11 @@ impl Service {
             )));
         }
         cfg.tuning.validate()?;
+        if cfg.max_sessions == 0 {
+            return Err(SessionError::Config(crate::proto::ConfigError::new(
+                "max_sessions is 0: the service could take no client; allow at least 1",
+            )));
+        }
         let incoming = match &cfg.queue_group {
             Some(g) => transport.subscribe_queue(&cfg.subject, g).await?,
             None => transport.subscribe(&cfg.subject).await?,

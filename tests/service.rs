@@ -191,6 +191,13 @@ async fn a_client_over_max_sessions_is_refused_at_once_and_a_slot_frees_when_a_s
 async fn a_client_over_max_sessions_is_refused_at_once_and_a_slot_frees_when_a_session_ends_body() {
     let server = nats_server();
     let t = connect(server.url()).await;
+    // A limit of 0 could take no client: refused when binding, not at
+    // every client.
+    let zero = Service::bind(t.clone(), ServiceConfig::new("svc.zero").max_sessions(0))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(zero.to_string().contains("max_sessions is 0"), "{zero}");
     let service = Service::bind(
         t.clone(),
         ServiceConfig::new("svc.small")

@@ -155,9 +155,10 @@ enum Cmd {
         /// group share the clients (across the nodes of a cluster).
         #[arg(long)]
         queue: Option<String>,
-        /// Sessions at once; a client over the limit is refused at once.
-        #[arg(long, default_value_t = 1024)]
-        max_sessions: usize,
+        /// Sessions at once (at least 1); a client over the limit is
+        /// refused at once.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+        max_sessions: u64,
         /// Let uploads replace existing files of the same name.
         #[arg(long)]
         force: bool,
@@ -571,7 +572,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => {
             let opts = ServeOpts {
                 queue,
-                max_sessions,
+                max_sessions: usize::try_from(max_sessions).unwrap_or(usize::MAX),
                 force,
                 name,
             };
@@ -1073,6 +1074,12 @@ fn check_source(file: &std::path::Path) -> Result<(), String> {
 /// The output directory must be usable (created if missing): said before
 /// a sender connects.
 fn check_out_dir(out: &std::path::Path) -> Result<(), String> {
+    if out.exists() && !out.is_dir() {
+        return Err(format!(
+            "cannot use {} as the output directory: it is a file, not a directory",
+            out.display()
+        ));
+    }
     std::fs::create_dir_all(out).map_err(|e| format!("cannot use --out {}: {e}", out.display()))?;
     let probe = out.join(format!(".swp-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"")

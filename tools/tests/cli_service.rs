@@ -276,6 +276,41 @@ fn exit_codes_usage_2_failure_1() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A service that could take no client (it used to start and refuse
+    // every one with "running its limit of 0 sessions").
+    let o = Command::new(SWP)
+        .args([
+            "serve",
+            "svc.x",
+            "/nonexistent/never-made",
+            "--max-sessions",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-sessions"));
+    // An output "directory" that is a file, said as such, before connecting.
+    let file = std::env::temp_dir().join(format!("swp-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, b"x").unwrap();
+    for args in [
+        vec!["get", "svc.x", "a", "-O", file.to_str().unwrap()],
+        vec!["recv", "--inbox", "x.in", "--out", file.to_str().unwrap()],
+        vec!["serve", "svc.x", file.to_str().unwrap()],
+    ] {
+        let o = Command::new(SWP)
+            .args(&args)
+            .args(["--server", "nats://127.0.0.1:1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("it is a file, not a directory"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_file(&file);
     let o = Command::new(SWP)
         .args(["ls", "svc.x", "--server", "nats://127.0.0.1:1"])
         .env_remove("NATS_CONTEXT")
