@@ -965,10 +965,12 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
     let server = nats_server();
     let t = nats(&server).await;
     let subject = inbox("relisten", "shared");
-    // Three SynAcks a second apart: the handshake is let go after 3 s.
-    let listen_cfg = Config::new(subject.clone(), "").connect(Duration::from_secs(1), 3);
+    // The listener would hold a handshake for 0.5 + 1 + 2 + 2 + 2 s; the
+    // client tries for 4 x 0.4 s: it gets in only if the silent handshake
+    // yields, which it does once silent for its first interval (0.5 s).
+    let listen_cfg = Config::new(subject.clone(), "").connect(Duration::from_secs(2), 5);
     let client_cfg = |who: &str| {
-        Config::new(inbox("relisten", who), subject.clone()).connect(Duration::from_millis(300), 2)
+        Config::new(inbox("relisten", who), subject.clone()).connect(Duration::from_millis(400), 4)
     };
 
     // 1. A client that sends its Syn and is never heard again.
@@ -984,20 +986,9 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
     let accepted = tokio::spawn(listener.accept());
     t.publish(&subject, vanished).await.unwrap();
     t.flush().await.unwrap();
-    // Clients of 0.6 s each, for 6 s: those in the first 3 s are not
-    // answered; one after it gets in (before: the accept failed at 3 s).
-    let mut next = None;
-    for attempt in 0..10 {
-        match Session::connect(t.clone(), client_cfg(&format!("next{attempt}"))).await {
-            Ok(s) => {
-                next = Some(s);
-                break;
-            }
-            Err(SessionError::Closed(CloseReason::ConnectTimeout { .. })) => continue,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    let next = next.expect("no client got in while a vanished client's handshake was held");
+    let next = Session::connect(t.clone(), client_cfg("next"))
+        .await
+        .expect("no client got in while a vanished client's handshake was held");
     let got = timeout(Duration::from_secs(5), accepted)
         .await
         .unwrap()
@@ -1009,10 +1000,17 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
 
     // 2. Two listeners on one subject: the client keeps the first answer
     // and tells the other at once, which then takes the next client. The
-    // listeners' budget (1 + 2 + 2 + 2 s) is far longer than the next
-    // client's (about 1 s): it gets in only if the Reset came at once.
+    // listeners' SynAcks wait 2 s each (so a silent handshake yields only
+    // after 2 s), far longer than the next client's budget (about 1 s): it
+    // gets in only if the Reset came at once.
     let subject2 = inbox("relisten", "two");
-    let listen2 = Config::new(subject2.clone(), "").connect(Duration::from_secs(2), 4);
+    let listen2 = Config::new(subject2.clone(), "")
+        .connect(Duration::from_secs(2), 4)
+        .rto(
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        );
     let (l1, l2) = (
         Session::listen(t.clone(), listen2.clone()).await.unwrap(),
         Session::listen(t.clone(), listen2).await.unwrap(),

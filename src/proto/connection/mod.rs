@@ -998,7 +998,8 @@ impl Connection {
     /// the client stops answering our SynAcks, or resets the handshake (it
     /// took another listener's answer, or gave up), this side goes back to
     /// Listen with a fresh nonce instead of closing, and waits for the next
-    /// Syn. [`Stats`]'s `loss.handshakes_abandoned` counts them. Off by
+    /// Syn; and another client's Syn takes it from a client silent for a
+    /// whole handshake interval (docs/PROTOCOL.md §4). [`Stats`]'s `loss.handshakes_abandoned` counts them. Off by
     /// default (a service's per-client session ends instead); `swp`'s
     /// [`Listener::accept`](crate::Listener::accept) turns it on. Only a
     /// listener that has not yet heard a Syn takes it.
@@ -1698,6 +1699,24 @@ impl Connection {
         Some(p)
     }
 
+    /// Whether `p` is another client's Syn that may take this listener from
+    /// the half-open handshake it holds (§4): a listener that keeps
+    /// listening, plain and native, whose client has not been heard for a
+    /// whole handshake interval, and a Syn its listen would accept.
+    fn stale_for(&self, now: Instant, p: &Packet) -> bool {
+        let (Phase::SynReceived(h), Some(cfg)) = (&self.phase, self.relisten.as_deref()) else {
+            return false;
+        };
+        p.kind == Kind::Syn
+            && p.dest == self.local_inbox
+            && !p.from_nonce.is_empty()
+            && p.from_nonce != self.remote_nonce
+            && (cfg.remote_inbox.is_empty() || p.from == cfg.remote_inbox.as_str())
+            && self.sealer.is_none()
+            && matches!(self.dialect, Dialect::Native)
+            && now.saturating_duration_since(self.last_heard) >= h.interval
+    }
+
     /// Whether `p` is for this session by its inboxes (§3).
     fn addressed_to_us(&self, p: &Packet) -> bool {
         // A service client's handshake is answered from the session's
@@ -1931,6 +1950,22 @@ impl Connection {
                 ResetCode::AnsweredElsewhere,
                 "the client took another listener's answer to its Syn: more than one listener answered it",
             );
+            return;
+        }
+        if self.stale_for(now, &p) {
+            // Another client's Syn while the one we answered has been silent
+            // for a whole handshake interval: it is gone (or was never
+            // there: a stray or forged Syn). Let it go and take this one,
+            // rather than hold the listener for the rest of the budget.
+            let silent = now.saturating_duration_since(self.last_heard);
+            let told = format!("no answer from us for {silent:?} while another client connected");
+            if self.relisten(
+                now,
+                "another client's Syn came while this one was silent",
+                Some((ResetCode::Unreachable, told)),
+            ) {
+                self.on_packet_inner(now, p);
+            }
             return;
         }
         if !self.addressed_to_us(&p) {

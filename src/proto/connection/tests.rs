@@ -245,6 +245,85 @@ fn a_listener_that_keeps_listening_lets_an_unanswered_handshake_go_and_takes_the
 }
 
 #[test]
+fn a_half_open_handshake_silent_for_an_interval_yields_to_the_next_clients_syn() {
+    // A stray or forged Syn (or a client that died after it) used to hold a
+    // point-to-point listener for the whole handshake budget, dropping
+    // every real client's Syn meanwhile.
+    let mut b = Connection::listen(Config::new(B, ""), t0(), 2).unwrap();
+    b.set_keep_listening(true);
+    feed(&mut b, t0(), &syn_from(A)); // never heard again
+    let held = b.local_nonce().to_string();
+    out(&mut b, t0());
+    let interval = ms(500); // the first SynAck's wait: the initial RTO
+    let syn_of = |from: &str, nonce: &str| {
+        let mut p = syn_from(from);
+        p.from_nonce = nonce.into();
+        p
+    };
+    // Within the interval the handshake holds: the newcomer is dropped.
+    feed(
+        &mut b,
+        t0() + interval - ms(1),
+        &syn_of("c.inbox", "client-c"),
+    );
+    assert_eq!(
+        (b.state(), b.local_nonce()),
+        (State::SynReceived, held.as_str())
+    );
+    assert_eq!(b.remote_inbox(), A);
+    assert!(out(&mut b, t0() + interval - ms(1)).is_empty());
+    // A Syn retransmitted by the client held proves it is there: the
+    // interval runs again from it.
+    let at = t0() + ms(400);
+    feed(&mut b, at, &syn_from(A));
+    out(&mut b, at);
+    feed(
+        &mut b,
+        at + interval - ms(1),
+        &syn_of("c.inbox", "client-c"),
+    );
+    assert_eq!(b.remote_inbox(), A);
+    // Silent for a whole interval: the newcomer takes the listener, and the
+    // silent client is told (in the old session's names).
+    let now = at + interval;
+    feed(&mut b, now, &syn_of("c.inbox", "client-c"));
+    assert_eq!(b.state(), State::SynReceived);
+    assert_eq!(b.remote_inbox(), "c.inbox");
+    assert_ne!(b.local_nonce(), held);
+    assert_eq!(b.stats().loss.handshakes_abandoned, 1);
+    let sent = out(&mut b, now);
+    let reset = sent
+        .iter()
+        .find(|p| p.kind == Kind::Reset)
+        .expect("a Reset");
+    assert_eq!(
+        (reset.dest.as_str(), reset.dest_nonce.as_str()),
+        (A, PEER_NONCE)
+    );
+    assert_eq!(reset.from_nonce.as_str(), held);
+    let sa = sent
+        .iter()
+        .find(|p| p.kind == Kind::SynAck)
+        .expect("a SynAck");
+    assert_eq!(
+        (sa.dest.as_str(), sa.dest_nonce.as_str()),
+        ("c.inbox", "client-c")
+    );
+    // Not for a listener that takes one Syn (a service's session), nor for
+    // one bound to a peer inbox the newcomer is not.
+    let mut once = Connection::listen(Config::new(B, ""), t0(), 3).unwrap();
+    feed(&mut once, t0(), &syn_from(A));
+    feed(&mut once, t0() + ms(900), &syn_of("c.inbox", "client-c"));
+    assert_eq!(once.remote_inbox(), A);
+    let mut bound = Connection::listen(Config::new(B, A), t0(), 4).unwrap();
+    bound.set_keep_listening(true);
+    feed(&mut bound, t0(), &syn_from(A));
+    feed(&mut bound, t0() + ms(900), &syn_of("c.inbox", "client-c"));
+    assert_eq!(bound.remote_inbox(), A);
+    assert_eq!(bound.stats().loss.handshakes_abandoned, 0);
+}
+
+#[test]
 fn a_client_tells_a_second_listener_at_once_and_that_listener_listens_again() {
     // Two listeners on one subject both answer a client's Syn.
     let mut a = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
