@@ -1042,3 +1042,70 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
     assert_eq!(other.stats().protocol.loss.handshakes_abandoned, 1);
     assert!(first.stats().protocol.dropped.foreign >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_server_max_payload_sizes_every_packet_under_it_or_is_refused_at_once() {
+    // Before: the packet size was floored at 1 KiB whatever the server
+    // allowed, and a server with max_payload 512 failed the session in the
+    // middle of its first transfer ("max payload size exceeded").
+    let dir = TempDir::new("small-max-payload");
+    for (limit, works) in [(1500usize, true), (512, false)] {
+        let server = nats_server_with_config(
+            &dir.0.join(format!("mp{limit}.conf")),
+            &format!("max_payload: {limit}\n"),
+        );
+        let (ta, tb) = (nats(&server).await, nats(&server).await);
+        assert_eq!(ta.max_payload(), limit);
+        let (ia, ib) = (inbox("small-mp", "a"), inbox("small-mp", "b"));
+        if !works {
+            let listener = Session::listen(tb, Config::new(&ib, "")).await.unwrap();
+            let accepted = tokio::spawn(listener.accept());
+            let err = timeout(
+                Duration::from_secs(5),
+                Session::connect(ta, Config::new(&ia, &ib)),
+            )
+            .await
+            .unwrap()
+            .unwrap_err();
+            assert!(matches!(err, SessionError::Config(_)), "{err:?}");
+            assert!(err.to_string().contains("raise max_payload"), "{err}");
+            let err = timeout(Duration::from_secs(5), accepted)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("at most {limit} bytes")),
+                "{err}"
+            );
+            continue;
+        }
+        let (a, b) = pair(ta, tb, Config::new(&ia, &ib), Config::new(&ib, "")).await;
+        // Both ways at once, so data packets carry acknowledgements too.
+        let total = 2 * MIB;
+        let (ra, wa) = a.into_split();
+        let (rb, wb) = b.into_split();
+        let send = |mut w: swp::WriteHalf| async move {
+            tokio::io::copy(&mut PatternReader { pos: 0, total }, &mut w)
+                .await
+                .unwrap();
+            w.shutdown().await.unwrap();
+        };
+        let check = |mut r: swp::ReadHalf| async move {
+            let mut c = PatternChecker::default();
+            let n = tokio::io::copy(&mut r, &mut c).await.unwrap();
+            (n, c.first_bad)
+        };
+        let (_, _, got_b, got_a) = timeout(
+            Duration::from_secs(60),
+            futures::future::join4(send(wa), send(wb), check(rb), check(ra)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (got_a, got_b),
+            ((total, None), (total, None)),
+            "max_payload {limit}"
+        );
+    }
+}

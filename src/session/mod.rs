@@ -57,6 +57,10 @@ use tokio::sync::Notify;
 /// ```
 pub const DROP_LINGER: Duration = Duration::from_secs(10);
 
+/// The least payload per packet a session accepts from its transport's
+/// limit (after the largest header): below it, it refuses to start.
+const MIN_PAYLOAD_CEILING: usize = 64;
+
 /// How a session opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Open {
@@ -344,7 +348,19 @@ impl Session {
             0
         };
         let overhead = codec::max_overhead(names).max(golink::max_overhead(names)) + sealing;
-        let ceiling = transport.max_payload().saturating_sub(overhead).max(1024);
+        // Every packet, at its largest header, fits the transport's limit:
+        // a server whose max_payload leaves (almost) no room for data is
+        // refused here, not by a failed publish in the middle of a transfer.
+        let max_payload = transport.max_payload();
+        let ceiling = max_payload.saturating_sub(overhead);
+        if ceiling < MIN_PAYLOAD_CEILING {
+            return Err(SessionError::Config(crate::proto::ConfigError(format!(
+                "the transport carries at most {max_payload} bytes per message (the NATS server's \
+                 max_payload), and a swp packet's header takes up to {overhead}: raise max_payload \
+                 to at least {} (nats-server's `max_payload` setting; 1 MiB by default)",
+                overhead + 1024
+            ))));
+        }
         let mut conn = match open {
             Open::Connect => Connection::connect(cfg, t, seed)?,
             Open::Once | Open::Listen => Connection::listen(cfg, t, seed)?,

@@ -758,7 +758,12 @@ impl Transport for NatsTransport {
     }
 
     fn max_payload(&self) -> usize {
-        self.client.server_info().max_payload.max(1024)
+        // The server's own limit, even a small one: the session sizes its
+        // packets under it (0: not told; NATS's default).
+        match self.client.server_info().max_payload {
+            0 => 1 << 20,
+            n => n,
+        }
     }
 
     fn denied(&self, subject: &str) -> Option<TransportError> {
