@@ -341,7 +341,10 @@ impl Session {
         if let Some(seal) = cfg.tuning.seal.take() {
             cfg.tuning.seal = Some(seal.with_entropy(crate::keys::fresh_entropy()));
         }
-        let names = cfg.local_inbox().len() * 2 + cfg.remote_inbox().len() * 2 + 128;
+        // A listener does not know its peer's inbox yet: count 64 bytes for
+        // it (NATS's `_INBOX.` names are 29, swp's own 25).
+        let remote = cfg.remote_inbox().len().max(64);
+        let names = cfg.local_inbox().len() * 2 + remote * 2 + 128;
         let sealing = if cfg.tuning().sealing().is_some() {
             crate::proto::seal::SEALED_OVERHEAD
         } else {
