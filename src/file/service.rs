@@ -26,8 +26,44 @@ enum Reply {
     Ready,
     /// Refused, and why (the session stays usable).
     Refused { message: String },
-    /// The listing: (relative path, size), sorted.
+    /// The listing: (relative path, size), sorted; the last (or only)
+    /// message of it.
     Listing { entries: Vec<(String, u64)> },
+    /// A part of a listing too large for one message; `Listing` follows
+    /// with the rest.
+    ListingPart { entries: Vec<(String, u64)> },
+}
+
+/// A listing part's size bound (encoded, about): well under any session's
+/// largest message, so a directory of any size can be listed.
+const LISTING_PART_BYTES: usize = 1 << 20;
+
+/// Sends a listing in messages the session carries: `ListingPart`s, then
+/// the final `Listing` (one `Listing` alone when it fits one part).
+async fn send_listing(session: &Session, entries: Vec<(String, u64)>) -> Result<(), FileError> {
+    let most = session.max_message_size().unwrap_or(u64::MAX) / 2;
+    let budget = LISTING_PART_BYTES
+        .min(usize::try_from(most).unwrap_or(usize::MAX))
+        .max(64 << 10);
+    let mut part = Vec::new();
+    let mut size = 0;
+    for e in entries {
+        // An entry: array and string headers, the name, a u64.
+        let n = e.0.len() + 16;
+        if !part.is_empty() && size + n > budget {
+            send_msg(
+                session,
+                &Reply::ListingPart {
+                    entries: std::mem::take(&mut part),
+                },
+            )
+            .await?;
+            size = 0;
+        }
+        size += n;
+        part.push(e);
+    }
+    send_msg(session, &Reply::Listing { entries: part }).await
 }
 
 /// One file of a served directory's listing.
@@ -148,14 +184,29 @@ pub async fn get(
 /// The served directory's files, sorted by name.
 pub async fn list(session: &mut Session) -> Result<Vec<Entry>, FileError> {
     send_msg(session, &Request::List).await?;
-    match recv_msg::<Reply>(session).await? {
-        Some(Reply::Listing { entries }) => Ok(entries
-            .into_iter()
-            .map(|(name, size)| Entry { name, size })
-            .collect()),
-        Some(Reply::Refused { message }) => Err(FileError::Refused(message)),
-        other => Err(FileError::Protocol(format!("unexpected reply {other:?}"))),
+    let mut all = Vec::new();
+    loop {
+        match recv_msg::<Reply>(session).await? {
+            Some(Reply::ListingPart { entries }) => all.extend(entries),
+            Some(Reply::Listing { entries }) => {
+                all.extend(entries);
+                break;
+            }
+            Some(Reply::Refused { message }) => return Err(FileError::Refused(message)),
+            Some(other) => {
+                return Err(FileError::Protocol(format!("unexpected reply {other:?}")));
+            }
+            None => {
+                return Err(FileError::Protocol(
+                    "the service closed the session before answering".into(),
+                ));
+            }
+        }
     }
+    Ok(all
+        .into_iter()
+        .map(|(name, size)| Entry { name, size })
+        .collect())
 }
 
 /// Tells the server this client is finished, and closes the session.
@@ -175,39 +226,58 @@ pub async fn serve(
     opts: &ReceiveOptions,
 ) -> Result<ServedReport, FileError> {
     let mut report = ServedReport::default();
+    match serve_requests(&mut session, dir, opts, &mut report).await {
+        Ok(()) => {
+            session.close().await?;
+            Ok(report)
+        }
+        Err(e) => {
+            // Tell the client why, if the failure has not already ended the
+            // session (a failed transfer resets it with its own reason).
+            session.abort_with(format!("the file service failed: {e}"));
+            let _ = tokio::time::timeout(Duration::from_secs(5), session.wait_closed()).await;
+            Err(e)
+        }
+    }
+}
+
+async fn serve_requests(
+    session: &mut Session,
+    dir: &Path,
+    opts: &ReceiveOptions,
+    report: &mut ServedReport,
+) -> Result<(), FileError> {
     loop {
-        let Some(req) = recv_msg::<Request>(&session).await? else {
-            break; // the client closed its direction
+        let Some(req) = recv_msg::<Request>(session).await? else {
+            return Ok(()); // the client closed its direction
         };
         match req {
             Request::Put => {
-                send_msg(&session, &Reply::Ready).await?;
-                recv_file_with(&mut session, dir, opts, None).await?;
+                send_msg(session, &Reply::Ready).await?;
+                recv_file_with(session, dir, opts, None).await?;
                 report.puts += 1;
             }
             Request::Get { name } => match servable(dir, &name) {
                 Ok(path) => {
-                    send_msg(&session, &Reply::Ready).await?;
-                    send_file_as(&mut session, &path, &name, None).await?;
+                    send_msg(session, &Reply::Ready).await?;
+                    send_file_as(session, &path, &name, None).await?;
                     report.gets += 1;
                 }
                 Err(message) => {
                     report.refused += 1;
-                    send_msg(&session, &Reply::Refused { message }).await?;
+                    send_msg(session, &Reply::Refused { message }).await?;
                 }
             },
             Request::List => {
                 let mut entries = Vec::new();
                 walk(dir, dir, &mut entries);
                 entries.sort();
-                send_msg(&session, &Reply::Listing { entries }).await?;
+                send_listing(session, entries).await?;
                 report.lists += 1;
             }
-            Request::Done => break,
+            Request::Done => return Ok(()),
         }
     }
-    session.close().await?;
-    Ok(report)
 }
 
 /// The path of `name` in `dir` if it is a regular file there (never outside
@@ -271,6 +341,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_listing_larger_than_one_message_comes_in_parts_whole_and_sorted() {
+        // Before: a directory whose listing exceeded the largest message
+        // (700,000 files against the default 16 MiB window) failed `ls`
+        // with "unexpected reply None". Here the window is 256 KiB, so a
+        // part holds at most 128 KiB; listings just under a part, just
+        // over, and many parts over arrive whole.
+        let root = tmp("parts");
+        let served = root.join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        let net = SimNetwork::new(5, LinkConfig::new().loss(0.01));
+        let small = |l: &str, r: &str| Config::new(l, r).max_payload(4096).window(64, 256 << 10);
+        let (mut c, s) = crate::testkit::session_pair(&net, small("c", "s"), small("s", ""))
+            .await
+            .unwrap();
+        assert_eq!(c.max_message_size(), Some(256 << 10));
+        let server = {
+            let served = served.clone();
+            tokio::spawn(async move { serve(s, &served, &ReceiveOptions::default()).await })
+        };
+        // 100-byte names: an entry counts 116 bytes; 1129 of them fit a
+        // part of 128 KiB (131,072 / 116 = 1129.9), 1130 take two.
+        let mut made = 0;
+        for want in [1usize, 1129, 1130, 1131, 6000] {
+            while made < want {
+                let name = format!("{made:0100}");
+                std::fs::File::create(served.join(&name)).unwrap();
+                made += 1;
+            }
+            let got = list(&mut c).await.unwrap();
+            assert_eq!(got.len(), want);
+            assert!(got.windows(2).all(|w| w[0].name < w[1].name), "sorted");
+            assert_eq!(got[want - 1].name, format!("{:0100}", want - 1));
+        }
+        done(c).await.unwrap();
+        assert_eq!(server.await.unwrap().unwrap().lists, 5);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_request_the_service_cannot_read_ends_the_session_saying_why() {
+        // Before: the service dropped the session (a clean close) and the
+        // client saw only the end of the stream.
+        let root = tmp("garbage");
+        let net = SimNetwork::new(6, LinkConfig::new());
+        let (c, s) =
+            crate::testkit::session_pair(&net, Config::new("c", "s"), Config::new("s", ""))
+                .await
+                .unwrap();
+        let server = tokio::spawn(async move { serve(s, &root, &ReceiveOptions::default()).await });
+        c.send(&b"\xc1 not msgpack"[..]).await.unwrap();
+        let err = c.recv().await.unwrap_err().to_string();
+        assert!(
+            err.contains("the file service failed") && err.contains("undecodable"),
+            "{err}"
+        );
+        assert!(server.await.unwrap().is_err());
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -827,6 +827,27 @@ impl Session {
         self.shared.lock().conn.held()
     }
 
+    /// The largest message [`send`](Self::send) accepts: it must fit the
+    /// peer's whole receive window (and our send buffer); a larger one is
+    /// refused with [`WriteError::TooLarge`](crate::proto::WriteError::TooLarge).
+    /// `None` before the handshake told it (not for an established session).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// let most = a.max_message_size().unwrap();
+    /// assert!(a.send(vec![0u8; most as usize + 1]).await.is_err());
+    /// a.send(vec![0u8; most as usize]).await?;
+    /// assert_eq!(b.recv().await?.unwrap().len() as u64, most);
+    /// # Ok(()) }
+    /// ```
+    pub fn max_message_size(&self) -> Option<u64> {
+        self.shared.lock().conn.max_message_size()
+    }
+
     /// Largest payload per packet in use (the configured maximum, lowered
     /// to fit the transport's maximum message size).
     ///
