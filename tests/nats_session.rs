@@ -1109,3 +1109,63 @@ async fn a_small_server_max_payload_sizes_every_packet_under_it_or_is_refused_at
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_dying_under_either_end_mid_transfer_loses_nothing() {
+    // Core NATS loses what is in flight when a client fails over to
+    // another node of its cluster; a session must not. One end is on node
+    // 0, the other on node 1; node 0 is killed once 16 MiB of 64 have been
+    // read, and its client fails over to node 1, which it learnt from the
+    // cluster (given one seed URL, as clients usually are).
+    for dies in ["sender", "receiver"] {
+        let mut nodes = swp::server::NatsServer::start_cluster(2).unwrap();
+        let (on0, on1) = (nats(&nodes[0]).await, nats(&nodes[1]).await);
+        let (ta, tb) = if dies == "sender" {
+            (on0.clone(), on1)
+        } else {
+            (on1, on0.clone())
+        };
+        let (ia, ib) = (inbox("failover", "a"), inbox("failover", "b"));
+        let (mut a, mut b) = pair(ta, tb, Config::new(&ia, &ib), Config::new(&ib, "")).await;
+        let total = 64 * MIB;
+        let writer = tokio::spawn(async move {
+            let n = tokio::io::copy(&mut PatternReader { pos: 0, total }, &mut a).await?;
+            a.shutdown().await?;
+            Ok::<_, std::io::Error>((n, a.stats()))
+        });
+        let mut check = PatternChecker::default();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut alive = true;
+        let read = timeout(Duration::from_secs(120), async {
+            loop {
+                let n = b.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(());
+                }
+                check.write_all(&buf[..n]).await?;
+                if alive && check.pos >= 16 * MIB {
+                    drop(nodes.remove(0)); // killed
+                    alive = false;
+                }
+            }
+        })
+        .await
+        .expect("the transfer ends within 120 s");
+        read.unwrap();
+        let (sent, sa) = writer.await.unwrap().unwrap();
+        assert_eq!((sent, check.pos), (total, total), "{dies}");
+        assert_eq!(check.first_bad, None, "{dies}: corrupt byte");
+        assert_eq!(sa.protocol.app.bytes_acked, total, "{dies}");
+        eprintln!(
+            "{dies}'s node killed: {} data retransmits, {:?}",
+            sa.protocol.loss.data_retransmits(),
+            on0.counters()
+        );
+        assert!(!alive, "{dies}: node 0 was killed mid-transfer");
+        assert!(
+            on0.counters().reconnects >= 1,
+            "{dies}: the client on node 0 failed over: {:?}",
+            on0.counters()
+        );
+    }
+}
