@@ -999,8 +999,9 @@ impl Connection {
     /// took another listener's answer, or gave up), this side goes back to
     /// Listen with a fresh nonce instead of closing, and waits for the next
     /// Syn; and another client's Syn takes it from a client silent for a
-    /// whole handshake interval (docs/PROTOCOL.md §4). [`Stats`]'s `loss.handshakes_abandoned` counts them. Off by
-    /// default (a service's per-client session ends instead); `swp`'s
+    /// whole handshake interval (docs/PROTOCOL.md §4). [`Stats`]'s
+    /// `loss.handshakes_abandoned` counts them. Off by default (a service's
+    /// per-client session ends instead); `swp`'s
     /// [`Listener::accept`](crate::Listener::accept) turns it on. Only a
     /// listener that has not yet heard a Syn takes it.
     ///
