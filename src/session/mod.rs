@@ -222,7 +222,7 @@ impl Session {
         transport: Arc<dyn Transport>,
         cfg: Config,
     ) -> Result<Session, SessionError> {
-        Self::start(transport, cfg, true).await
+        Self::start_connect(transport, cfg).await
     }
 
     /// Connects to a [`Service`](crate::Service) on `service_subject`: the
@@ -252,7 +252,7 @@ impl Session {
             crate::transport::TransportError::Unsupported("create private inboxes"),
         ))?;
         let cfg = Config::to_service(inbox, service_subject).with_tuning(tuning);
-        Self::start(transport, cfg, true).await
+        Self::start_connect(transport, cfg).await
     }
 
     /// Passive open: subscribes to `cfg`'s local inbox and waits for a peer's
@@ -313,15 +313,14 @@ impl Session {
         })
     }
 
-    async fn start(
+    /// An active open on `cfg`'s local inbox, subscribed here.
+    async fn start_connect(
         transport: Arc<dyn Transport>,
         cfg: Config,
-        active: bool,
     ) -> Result<Session, SessionError> {
         cfg.validate()?;
         let incoming = subscribe_within_connect_budget(transport.as_ref(), &cfg).await?;
-        let open = if active { Open::Connect } else { Open::Once };
-        Self::start_with(transport, cfg, incoming, open, None).await
+        Self::start_with(transport, cfg, incoming, Open::Connect, None).await
     }
 
     /// Starts a session on an inbox already subscribed (`incoming`);

@@ -1053,10 +1053,10 @@ impl Connection {
             fresh.refusals.push_back(r);
         }
         fresh.relisten = self.relisten.take();
-        fresh.payload_ceiling = self.payload_ceiling;
-        fresh.use_max_payload(fresh.cfg.tuning.max_payload);
-        let later = fresh.epoch.saturating_duration_since(self.epoch).as_nanos() as i128;
-        fresh.wall_epoch_ns = self.wall_epoch_ns + later;
+        // The driver's settings, through the setters it used.
+        fresh.set_payload_ceiling(self.payload_ceiling);
+        let since = now.saturating_duration_since(self.epoch).as_nanos() as i128;
+        fresh.set_wall_clock(now, self.wall_epoch_ns + since);
         fresh.set_transport_capacity(self.capacity.0, self.capacity.1);
         fresh.stats = self.stats;
         fresh.stats.loss.handshakes_abandoned += 1;
