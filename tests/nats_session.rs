@@ -1047,16 +1047,26 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
 async fn a_small_server_max_payload_sizes_every_packet_under_it_or_is_refused_at_once() {
     // Before: the packet size was floored at 1 KiB whatever the server
     // allowed, and a server with max_payload 512 failed the session in the
-    // middle of its first transfer ("max payload size exceeded").
+    // middle of its first transfer ("max payload size exceeded"). A
+    // listener counts 64 bytes for the inbox of a client it has not heard
+    // yet; a client with a 1500-byte inbox made every packet the listener
+    // sent ~2900 bytes larger than it had counted, and the first of them
+    // failed to publish: the listener resizes once it learns the inbox.
     let dir = TempDir::new("small-max-payload");
-    for (limit, works) in [(1500usize, true), (512, false)] {
+    for (limit, works, long_inbox) in [(1500usize, true, 0), (512, false, 0), (8192, true, 1500)] {
         let server = nats_server_with_config(
             &dir.0.join(format!("mp{limit}.conf")),
             &format!("max_payload: {limit}\n"),
         );
         let (ta, tb) = (nats(&server).await, nats(&server).await);
         assert_eq!(ta.max_payload(), limit);
-        let (ia, ib) = (inbox("small-mp", "a"), inbox("small-mp", "b"));
+        let (mut ia, ib) = (inbox("small-mp", "a"), inbox("small-mp", "b"));
+        if long_inbox > 0 {
+            ia.push('.');
+            while ia.len() < long_inbox {
+                ia.push('x');
+            }
+        }
         if !works {
             let listener = Session::listen(tb, Config::new(&ib, "")).await.unwrap();
             let accepted = tokio::spawn(listener.accept());
@@ -1105,7 +1115,8 @@ async fn a_small_server_max_payload_sizes_every_packet_under_it_or_is_refused_at
         assert_eq!(
             (got_a, got_b),
             ((total, None), (total, None)),
-            "max_payload {limit}"
+            "max_payload {limit}, client inbox {} bytes",
+            ia.len()
         );
     }
 }

@@ -31,9 +31,7 @@ pub use error::SessionError;
 pub use halves::{ReadHalf, WriteHalf};
 use shared::*;
 
-use crate::proto::{
-    CloseReason, Config, Connection, MessageId, State, Stats, codec, go::link as golink,
-};
+use crate::proto::{CloseReason, Config, Connection, MessageId, State, Stats};
 use crate::transport::{Incoming, Transport, TransportCounters};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
@@ -340,22 +338,17 @@ impl Session {
         if let Some(seal) = cfg.tuning.seal.take() {
             cfg.tuning.seal = Some(seal.with_entropy(crate::keys::fresh_entropy()));
         }
-        // A listener does not know its peer's inbox yet: count 64 bytes for
-        // it (NATS's `_INBOX.` names are 29, swp's own 25).
-        let remote = cfg.remote_inbox().len().max(64);
-        let names = cfg.local_inbox().len() * 2 + remote * 2 + 128;
-        let sealing = if cfg.tuning().sealing().is_some() {
-            crate::proto::seal::SEALED_OVERHEAD
-        } else {
-            0
+        let mut conn = match open {
+            Open::Connect => Connection::connect(cfg, t, seed)?,
+            Open::Once | Open::Listen => Connection::listen(cfg, t, seed)?,
         };
-        let overhead = codec::max_overhead(names).max(golink::max_overhead(names)) + sealing;
         // Every packet, at its largest header, fits the transport's limit:
         // a server whose max_payload leaves (almost) no room for data is
         // refused here, not by a failed publish in the middle of a transfer.
         let max_payload = transport.max_payload();
-        let ceiling = max_payload.saturating_sub(overhead);
-        if ceiling < MIN_PAYLOAD_CEILING {
+        conn.set_transport_max_payload(max_payload);
+        if conn.payload_ceiling() < MIN_PAYLOAD_CEILING {
+            let overhead = conn.largest_header();
             return Err(SessionError::Config(crate::proto::ConfigError(format!(
                 "the transport carries at most {max_payload} bytes per message (the NATS server's \
                  max_payload), and a swp packet's header takes up to {overhead}: raise max_payload \
@@ -363,11 +356,6 @@ impl Session {
                 overhead + 1024
             ))));
         }
-        let mut conn = match open {
-            Open::Connect => Connection::connect(cfg, t, seed)?,
-            Open::Once | Open::Listen => Connection::listen(cfg, t, seed)?,
-        };
-        conn.set_payload_ceiling(ceiling);
         if let Ok(wall) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             conn.set_wall_clock(t, wall.as_nanos() as i128);
         }

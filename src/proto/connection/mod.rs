@@ -183,6 +183,10 @@ pub struct Connection {
     /// The largest payload the transport carries (the session sets it
     /// from the server's max_payload; unbounded otherwise).
     payload_ceiling: usize,
+    /// The transport's largest message (the server's max_payload), from
+    /// which `payload_ceiling` is recomputed when the peer's inbox is
+    /// learnt; `None` while the driver has not said.
+    transport_max_payload: Option<usize>,
     phase: Phase,
     local_inbox: Str,
     remote_inbox: Str,
@@ -399,6 +403,7 @@ impl Connection {
         let mut c = Connection {
             dialect: Dialect::Native,
             payload_ceiling: usize::MAX,
+            transport_max_payload: None,
             wall_epoch_ns: 0,
             phase: Phase::Listen,
             local_inbox: Str::from(&cfg.local_inbox),
@@ -1054,7 +1059,10 @@ impl Connection {
         }
         fresh.relisten = self.relisten.take();
         // The driver's settings, through the setters it used.
-        fresh.set_payload_ceiling(self.payload_ceiling);
+        match self.transport_max_payload {
+            Some(most) => fresh.set_transport_max_payload(most),
+            None => fresh.set_payload_ceiling(self.payload_ceiling),
+        }
         let since = now.saturating_duration_since(self.epoch).as_nanos() as i128;
         fresh.set_wall_clock(now, self.wall_epoch_ns + since);
         fresh.set_transport_capacity(self.capacity.0, self.capacity.1);
@@ -1136,6 +1144,54 @@ impl Connection {
     pub fn set_max_payload(&mut self, bytes: usize) {
         self.cfg.tuning.max_payload_set = true;
         self.use_max_payload(bytes);
+    }
+
+    /// The transport carries messages of at most `max_payload` bytes (the
+    /// NATS server's max_payload): packets are sized so that the largest
+    /// header this session can send fits beside their data, and resized
+    /// when the peer's inbox is learnt (a listener counts 64 bytes for it
+    /// until then). See [`Connection::largest_header`].
+    pub(crate) fn set_transport_max_payload(&mut self, max_payload: usize) {
+        self.transport_max_payload = Some(max_payload);
+        self.set_payload_ceiling(max_payload.saturating_sub(self.largest_header()));
+    }
+
+    /// The most bytes any packet of this session can take beside its data:
+    /// the native or Go header at its largest (every SACK range, every
+    /// field at its widest), both inboxes and nonces, and the seal. A peer
+    /// inbox not known yet is counted as 64 bytes (NATS's `_INBOX.` names
+    /// are 29, swp's own 25).
+    pub(crate) fn largest_header(&self) -> usize {
+        let remote = self.remote_inbox.len().max(64);
+        let names = self.local_inbox.len() * 2 + remote * 2 + 128;
+        let sealing = if self.cfg.tuning().sealing().is_some() {
+            seal::SEALED_OVERHEAD
+        } else {
+            0
+        };
+        codec::max_overhead(names).max(golink::max_overhead(names)) + sealing
+    }
+
+    /// The largest payload a packet carries under the transport's limit.
+    pub(crate) fn payload_ceiling(&self) -> usize {
+        self.payload_ceiling
+    }
+
+    /// The peer's inbox is now `inbox`: a longer one than was counted
+    /// shrinks the packets so that every one still fits the transport.
+    fn learn_remote_inbox(&mut self, inbox: Str) {
+        self.remote_inbox = inbox;
+        if let Some(most) = self.transport_max_payload {
+            let ceiling = most.saturating_sub(self.largest_header());
+            if ceiling < self.payload_ceiling {
+                tracing::debug!(
+                    peer = %self.remote_inbox,
+                    ceiling,
+                    "the peer's inbox is long: packets shrink to fit the transport"
+                );
+                self.set_payload_ceiling(ceiling);
+            }
+        }
     }
 
     /// The transport carries at most `bytes` of payload per packet: the
@@ -1976,7 +2032,7 @@ impl Connection {
         match self.phase {
             Phase::Listen => {
                 if p.kind == Kind::Syn && !p.from_nonce.is_empty() {
-                    self.remote_inbox = p.from.clone();
+                    self.learn_remote_inbox(p.from.clone());
                     self.remote_nonce = p.from_nonce.clone();
                     let h = self.new_handshake(now);
                     self.phase = Phase::SynReceived(h);
@@ -2002,7 +2058,7 @@ impl Connection {
                         if p.from != self.remote_inbox {
                             // A service answered from its private inbox.
                             tracing::debug!(service = %self.remote_inbox, inbox = %p.from, "the service moved the session to a private inbox");
-                            self.remote_inbox = p.from.clone();
+                            self.learn_remote_inbox(p.from.clone());
                         }
                         self.pending.estab = true;
                         self.establish(now);
