@@ -199,7 +199,17 @@ async fn next_control(s: &Session) -> Control {
 
 #[tokio::test(start_paused = true)]
 async fn hostile_names_are_refused() {
-    for name in ["/etc/passwd", "../../x", "a/../../x", "", "./.."] {
+    // Each says what is wrong with the name, not only the rule.
+    for (name, why) in [
+        ("/etc/passwd", "it is absolute"),
+        ("../../x", "`..` would leave"),
+        ("a/../../x", "`..` would leave"),
+        ("", "a file needs a name"),
+        ("./..", "`..` would leave"),
+        (".", "it names a directory"),
+        ("./.", "it names a directory"),
+        ("a\0b", "NUL byte"),
+    ] {
         let tmp = TempDir::new("hostile");
         let out = tmp.0.join("out");
         let net = lossy(3);
@@ -207,6 +217,7 @@ async fn hostile_names_are_refused() {
         offer(&a, name, Some(4)).await;
         let err = recv_file(&mut b, &out, None).await.unwrap_err();
         assert!(matches!(err, FileError::HostileName(_)), "{name:?}: {err}");
+        assert!(err.to_string().contains(why), "{name:?}: {err}");
         // The sender is told why.
         let verdict = next_control(&a).await;
         assert!(

@@ -219,7 +219,11 @@ pub enum FileError {
     #[error("session failed: {0}")]
     Session(#[from] SessionError),
     /// The peer's name for the file is not a safe relative path.
-    #[error("refusing file name {0:?}: only relative paths without `..` are accepted")]
+    #[error(
+        "refusing file name {name:?}: {why} (only relative paths without `..` are accepted)",
+        name = .0,
+        why = hostile_reason(.0)
+    )]
     HostileName(String),
     /// The received content does not match the sender's digest.
     #[error(
@@ -316,23 +320,46 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 /// assert!(safe_relative_path("a/../../x").is_err());
 /// ```
 pub fn safe_relative_path(name: &str) -> Result<PathBuf, FileError> {
-    let bad = || FileError::HostileName(name.to_string());
-    if name.is_empty() || name.contains('\0') {
-        return Err(bad());
+    relative_path(name).ok_or_else(|| FileError::HostileName(name.to_string()))
+}
+
+/// What is wrong with `name` as a file name (for [`FileError::HostileName`]).
+fn hostile_reason(name: &str) -> &'static str {
+    if name.is_empty() {
+        return "a file needs a name";
     }
-    let p = Path::new(name);
+    if name.contains('\0') {
+        return "it holds a NUL byte";
+    }
+    for c in Path::new(name).components() {
+        match c {
+            Component::ParentDir => return "`..` would leave the receiving directory",
+            Component::RootDir | Component::Prefix(_) => {
+                return "it is absolute, and would leave the receiving directory";
+            }
+            _ => {}
+        }
+    }
+    if relative_path(name).is_none() {
+        "it names a directory, not a file"
+    } else {
+        "it is not a safe name"
+    }
+}
+
+fn relative_path(name: &str) -> Option<PathBuf> {
+    if name.is_empty() || name.contains('\0') {
+        return None;
+    }
     let mut out = PathBuf::new();
-    for c in p.components() {
+    for c in Path::new(name).components() {
         match c {
             Component::Normal(x) => out.push(x),
             Component::CurDir => {}
-            _ => return Err(bad()),
+            _ => return None,
         }
     }
-    if out.as_os_str().is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
+    (!out.as_os_str().is_empty()).then_some(out)
 }
 
 /// Sends the file at `path` (its file name is what the receiver sees) over

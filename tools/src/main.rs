@@ -1177,12 +1177,21 @@ fn usage_error(cli: &Cli) -> Option<String> {
                 )
             } else if dashes == 0 && name.is_some() {
                 Some("--name is for stdin (`swp put SUBJECT - --name NAME`); files keep their own names".into())
+            } else if let Some(Err(e)) = name.as_deref().map(swp::file::safe_relative_path) {
+                Some(format!("--name: {e}"))
             } else {
                 None
             }
         }
-        Cmd::Get { names, out, .. } if out.as_os_str() == "-" => {
-            if names.len() != 1 {
+        Cmd::Get { names, out, .. } => {
+            if let Some(e) = names
+                .iter()
+                .find_map(|n| swp::file::safe_relative_path(n).err())
+            {
+                Some(e.to_string())
+            } else if out.as_os_str() != "-" {
+                None
+            } else if names.len() != 1 {
                 Some(format!(
                     "-O - writes one file to stdout; {} names were given",
                     names.len()

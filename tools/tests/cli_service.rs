@@ -290,6 +290,29 @@ fn exit_codes_usage_2_failure_1() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--max-sessions"));
+    // Names no service takes, said with what is wrong, before connecting
+    // (the server given does not exist: a connection attempt would exit 1).
+    for (args, why) in [
+        (
+            vec!["put", "svc.x", "-", "--name", ""],
+            "a file needs a name",
+        ),
+        (
+            vec!["put", "svc.x", "-", "--name", "../up"],
+            "`..` would leave",
+        ),
+        (vec!["get", "svc.x", "ok", "/etc/passwd"], "it is absolute"),
+        (vec!["get", "svc.x", ""], "a file needs a name"),
+    ] {
+        let o = Command::new(SWP)
+            .args(&args)
+            .args(["--server", "nats://127.0.0.1:1"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
     // An output "directory" that is a file, said as such, before connecting.
     let file = std::env::temp_dir().join(format!("swp-not-a-dir-{}", std::process::id()));
     std::fs::write(&file, b"x").unwrap();
