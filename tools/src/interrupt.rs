@@ -24,8 +24,21 @@ pub fn watch(s: &Session, why: impl Into<String>) {
     list.push((s.abort_handle(), why.into()));
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name and the exit code.
-pub async fn signalled() -> (&'static str, i32) {
+/// An interrupt, with the sessions already aborted for it.
+pub struct Interrupted {
+    /// The signal's name ("SIGINT", "SIGTERM").
+    pub signal: &'static str,
+    /// The exit code a shell expects of a process ended by it.
+    pub code: i32,
+    told: Vec<AbortHandle>,
+}
+
+/// Waits for SIGINT or SIGTERM, then aborts every watched session with its
+/// reason before it returns. The order matters: the caller then drops the
+/// work it interrupts, and a dropped session closes gracefully, so its Fin
+/// must find the session already reset (a receiver of a stream of unknown
+/// length would otherwise take the Fin for the end and never see why).
+pub async fn interrupted() -> Interrupted {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
@@ -34,33 +47,34 @@ pub async fn signalled() -> (&'static str, i32) {
         // Without handlers the default action (exit) stays: wait forever.
         return std::future::pending().await;
     };
-    tokio::select! {
+    let (signal, code) = tokio::select! {
         _ = int.recv() => ("SIGINT", 130),
         _ = term.recv() => ("SIGTERM", 143),
-    }
+    };
+    let list: Vec<_> = std::mem::take(&mut *SESSIONS.lock().unwrap_or_else(|e| e.into_inner()));
+    let told = list
+        .into_iter()
+        .filter(|(h, why)| h.abort_with(why.replace("{signal}", signal)))
+        .map(|(h, _)| h)
+        .collect();
+    Interrupted { signal, code, told }
 }
 
-/// Aborts every watched session with its reason and waits (bounded) for
-/// the Resets to reach the server. Returns how many peers were told.
-pub async fn tell_peers(signal: &str) -> usize {
-    let list: Vec<_> = std::mem::take(&mut *SESSIONS.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut told = Vec::new();
-    for (h, why) in list {
-        if h.abort_with(why.replace("{signal}", signal)) {
-            told.push(h);
-        }
+impl Interrupted {
+    /// Waits (bounded) for the Resets to reach the server; returns how many
+    /// peers were told.
+    pub async fn tell_peers(&self) -> usize {
+        let _ = tokio::time::timeout(TELL_BOUND, async {
+            for h in &self.told {
+                h.wait_closed().await;
+            }
+            // Every session of one swp process runs on its one NATS
+            // connection: one round trip covers all their Resets.
+            if let Some(h) = self.told.first() {
+                let _ = h.flush().await;
+            }
+        })
+        .await;
+        self.told.len()
     }
-    let n = told.len();
-    let _ = tokio::time::timeout(TELL_BOUND, async {
-        for h in &told {
-            h.wait_closed().await;
-        }
-        // Every session of one swp process runs on its one NATS
-        // connection: one round trip covers all their Resets.
-        if let Some(h) = told.first() {
-            let _ = h.flush().await;
-        }
-    })
-    .await;
-    n
 }

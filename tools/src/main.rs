@@ -613,7 +613,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Ls { subject, nats } => {
             let t = nats.connect().await?;
-            let mut s = connect_service(&t, &subject, &nats).await?;
+            let mut s =
+                connect_service(&t, &subject, &nats, "swp ls was interrupted ({signal})").await?;
             let r = file_service::list(&mut s).await;
             let _ = leave(s, &t).await;
             let entries = r.map_err(|e| e.to_string())?;
@@ -661,18 +662,18 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
+/// Connects to the file service on `subject`; an interrupt tells it
+/// `interrupted` (with `{signal}` in it).
 async fn connect_service(
     t: &Arc<NatsTransport>,
     subject: &str,
     nats: &NatsArgs,
+    interrupted: &'static str,
 ) -> Result<Session, String> {
     let s = Session::connect_to(t.clone(), subject, nats.seal.tuning(true)?)
         .await
         .map_err(|e| format!("cannot reach the service on {subject}: {e}"))?;
-    interrupt::watch(
-        &s,
-        "the swp client was interrupted ({signal}); a put or get run again resumes it",
-    );
+    interrupt::watch(&s, interrupted);
     Ok(s)
 }
 
@@ -807,7 +808,12 @@ async fn put(
         }
     }
     let t = nats.connect().await?;
-    let mut s = connect_service(&t, &subject, &nats).await?;
+    let interrupted = if stdin {
+        "swp put was interrupted ({signal}); a put from stdin does not resume: run it again"
+    } else {
+        "swp put was interrupted ({signal}); running the put again resumes it"
+    };
+    let mut s = connect_service(&t, &subject, &nats, interrupted).await?;
     if let Some(name) = name.filter(|_| stdin) {
         let shown = Shown::start(format!("put {name}"), quiet);
         let mut input = tokio::io::stdin();
@@ -907,7 +913,12 @@ async fn get(
         check_out_dir(&out)?;
     }
     let t = nats.connect().await?;
-    let mut s = connect_service(&t, &subject, &nats).await?;
+    let interrupted = if stdout {
+        "swp get was interrupted ({signal}); a get to stdout does not resume: run it again"
+    } else {
+        "swp get was interrupted ({signal}); running the get again resumes it"
+    };
+    let mut s = connect_service(&t, &subject, &nats, interrupted).await?;
     if stdout {
         // The file is the only thing on stdout; what a person reads goes
         // to stderr.
@@ -1254,9 +1265,9 @@ fn main() {
     let interrupted = rt.block_on(async {
         tokio::select! {
             r = run(cli) => Err(r),
-            (signal, code) = interrupt::signalled() => {
-                let told = interrupt::tell_peers(signal).await;
-                Ok((signal, code, told))
+            i = interrupt::interrupted() => {
+                let told = i.tell_peers().await;
+                Ok((i.signal, i.code, told))
             }
         }
     });

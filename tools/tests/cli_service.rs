@@ -31,7 +31,12 @@ fn serve(url: &str, subject: &str, dir: &std::path::Path) -> Serve {
 }
 
 /// Runs a prepared `swp serve` command; returns once it says it serves.
-fn spawn_serve(mut cmd: Command) -> Serve {
+fn spawn_serve(cmd: Command) -> Serve {
+    spawn_serve_logged(cmd).0
+}
+
+/// As [`spawn_serve`], with the lines it logs after "serving".
+fn spawn_serve_logged(mut cmd: Command) -> (Serve, std::sync::mpsc::Receiver<String>) {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -42,13 +47,14 @@ fn spawn_serve(mut cmd: Command) -> Serve {
     err.read_line(&mut line).unwrap();
     assert!(line.starts_with("serving"), "swp serve said {line:?}");
     // Keep draining its log so it never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sink = String::new();
-        while err.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
+        let mut line = String::new();
+        while err.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            let _ = tx.send(std::mem::take(&mut line));
         }
     });
-    Serve(child)
+    (Serve(child), rx)
 }
 
 fn swp(args: &[&str], url: &str) -> Output {
@@ -894,4 +900,67 @@ fn trees_go_both_ways_names_at_the_length_limit_arrive_and_empty_directories_are
     let none = swp(&["get", "svc.trees", "tre", "-O", b], &url);
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no file \"tre\""));
+}
+
+#[test]
+fn an_interrupted_put_from_stdin_tells_the_service_why() {
+    // Before: the interrupted client dropped its session before it aborted
+    // it; the drop closed gracefully, and a put whose stdin was idle sent
+    // its Fin at once, ahead of the Reset. The service took the Fin for the
+    // end of a stream of unknown length and said "the peer closed the
+    // session mid-transfer", never why.
+    let server = common::nats_server();
+    let root = common::TempDir::new("cli-put-stdin-interrupt");
+    let dir = root.0.join("served");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = Command::new(SWP);
+    cmd.args(["serve", "svc.stdin.int"])
+        .arg(&dir)
+        .args(["--server", &server.url()]);
+    let (_serve, log) = spawn_serve_logged(cmd);
+    for (sig, code) in [("TERM", 143), ("INT", 130)] {
+        let mut put = Command::new(SWP)
+            .args(["put", "-q", "svc.stdin.int", "-", "--name", "z.bin"])
+            .args(["--server", &server.url()])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // 1 MiB, then stdin stays open and idle: nothing is left to send.
+        let mut stdin = put.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, &bytes(7, 1 << 20)).unwrap();
+        let part = dir.join(".z.bin.swp-part");
+        let t0 = Instant::now();
+        while std::fs::metadata(&part).map_or(0, |m| m.len()) < 1 << 20 {
+            assert!(t0.elapsed() < Duration::from_secs(20), "no part file grew");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(put.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let out = put.wait_with_output().unwrap();
+        drop(stdin);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let said = log
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the service logged nothing about the interrupted put");
+        assert!(
+            said.contains(&format!(
+                "swp put was interrupted (SIG{sig}); a put from stdin does not resume"
+            )),
+            "{said}"
+        );
+        assert!(
+            !dir.join("z.bin").exists(),
+            "nothing incomplete is presented"
+        );
+    }
 }
