@@ -870,6 +870,43 @@ async fn flush_and_subscribe_return_only_once_the_server_has_handled_them() {
     assert_eq!(got.as_deref(), Some(&b"x"[..]));
 }
 
+/// Before: a round trip was a request to a fresh inbox, answered by the
+/// server's "no responders". A third party subscribed to `>` (as `nats sub
+/// '>'` is, watching the traffic) took that answer away, and every round
+/// trip waited its whole 2 s bound: every subscribe, so every session's
+/// start, and every flush. Now a round trip is our own message coming
+/// back, which a watcher cannot take away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_subscribed_to_everything_does_not_slow_round_trips() {
+    let server = nats_server();
+    let watcher = async_nats::connect(server.url()).await.unwrap();
+    let _all = watcher.subscribe(">").await.unwrap();
+    let _inboxes = watcher.subscribe("_INBOX.>").await.unwrap();
+    watcher.flush().await.unwrap();
+    let (ta, tb) = (nats(&server).await, nats(&server).await);
+    // Ten flushes: 20 s at the old bound; a round trip each, here well
+    // under a millisecond.
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        ta.flush().await.unwrap();
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "ten flushes took {:?}: round trips wait for an answer the watcher took",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let (ia, ib) = (inbox("watched", "a"), inbox("watched", "b"));
+    let (a, b) = pair(ta, tb, Config::new(&ia, &ib), Config::new(&ib, "")).await;
+    a.send_and_wait("seen by the watcher too").await.unwrap();
+    assert_eq!(b.recv().await.unwrap().unwrap(), "seen by the watcher too");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a session's start and one message took {:?}",
+        t.elapsed()
+    );
+}
+
 /// Resumes a stopped server when dropped, so a failing assertion does not
 /// leave it stopped for the tests after it.
 fn resume_on_drop(server: &swp::server::NatsServer) -> impl Drop + '_ {

@@ -589,26 +589,25 @@ impl NatsTransport {
     /// the server's next write to it fails, and the server closes the
     /// connection without reading the rest (seen: a receiver's last Reset,
     /// so its sender waited for the dead-peer budget). async-nats has no
-    /// public PING, so this asks a fresh inbox nobody subscribes to and
-    /// takes the server's "no responders" answer as the PONG: the server
-    /// answers only after handling what came before on this connection.
+    /// public PING, so this subscribes to a fresh inbox, publishes an empty
+    /// message to it and waits for that message to come back: the server
+    /// delivers it only after handling what came before on this connection.
+    /// (It used to take the "no responders" answer to a request as the
+    /// PONG; anyone subscribed to `>` or `_INBOX.>`, as `nats sub '>'` is
+    /// when someone watches the traffic, silenced that answer, and every
+    /// round trip, so every session's start, waited the whole bound.)
     ///
-    /// Where that probe cannot work (a server without headers, permissions
-    /// that deny publishing or subscribing below the inbox prefix), this
-    /// transport stops probing and `flush` writes the buffer only, as
-    /// async-nats's does. No answer within [`PROBE_BOUND`] ends the wait
-    /// (see `unanswered`).
+    /// Where that probe cannot work (permissions that deny publishing or
+    /// subscribing below the inbox prefix), this transport stops probing
+    /// and `flush` writes the buffer only, as async-nats's does. No answer
+    /// within [`PROBE_BOUND`] ends the wait (see `unanswered`).
     async fn round_trip(&self) -> Result<(), TransportError> {
-        use async_nats::client::RequestErrorKind;
         self.client
             .flush()
             .await
             .map_err(|e| TransportError::Closed(format!("flush: {e}")))?;
         if self.no_probe.load(Ordering::Relaxed) {
             return Ok(());
-        }
-        if !self.client.server_info().headers {
-            return self.stop_probing("the server has no headers, so no \"no responders\" answer");
         }
         let subject = self.client.new_inbox();
         let prefix = subject.rsplit_once('.').map_or("", |(p, _)| p).to_string();
@@ -624,17 +623,31 @@ impl NatsTransport {
             // Nothing (more) will be learnt: the probe's bound decides.
             std::future::pending::<()>().await
         };
-        let probe = tokio::time::timeout(PROBE_BOUND, self.client.request(subject, Bytes::new()));
+        let echo = async {
+            let failed = |e: &dyn std::fmt::Display| {
+                TransportError::Closed(format!("a round trip to the server failed: {e}"))
+            };
+            let mut sub = self
+                .client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| failed(&e))?;
+            self.client
+                .publish(subject, Bytes::new())
+                .await
+                .map_err(|e| failed(&e))?;
+            self.client.flush().await.map_err(|e| failed(&e))?;
+            // Dropping `sub` afterwards unsubscribes.
+            Ok::<_, TransportError>(sub.next().await.is_some())
+        };
         tokio::select! {
-            r = probe => match r {
-                // Someone subscribes to the inbox prefix and answered: a
-                // round trip all the same.
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
-                Ok(Err(e)) if e.kind() == RequestErrorKind::TimedOut => self.unanswered(),
-                Ok(Err(e)) => Err(TransportError::Closed(format!(
-                    "a round trip to the server failed: {e}"
-                ))),
+            r = tokio::time::timeout(PROBE_BOUND, echo) => match r {
+                Ok(Ok(true)) => Ok(()),
+                // The client closed the subscription: it is closing.
+                Ok(Ok(false)) => Err(TransportError::Closed(
+                    "the connection closed during a round trip".into(),
+                )),
+                Ok(Err(e)) => Err(e),
                 Err(_) => self.unanswered(),
             },
             _ = denied => self.stop_probing("the server's permissions refuse the inbox prefix"),
