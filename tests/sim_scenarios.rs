@@ -577,8 +577,10 @@ fn termination_rule_limits_timeouts_within_a_window() {
 
 #[test]
 fn window_is_tied_to_transport_capacity_and_inbox_never_overflows() {
-    // Inbox (subscription) capacity 100, reserve 64 by default: at most 36
-    // data packets may be outstanding even though the window is 1024.
+    // Inbox (subscription) capacity 100, reserve 64 by default: the 36
+    // places left are shared between the peer's data and the acks of our
+    // own flight, so at most 18 data packets may be outstanding even though
+    // the window is 1024.
     let mut p = Pair::with_capacity(
         20,
         link(1),
@@ -587,7 +589,7 @@ fn window_is_tied_to_transport_capacity_and_inbox_never_overflows() {
         100,
     );
     connected(&mut p);
-    assert_eq!(p.b.receive_capacity().0, 36);
+    assert_eq!(p.b.receive_capacity().0, 18);
     p.pause_receive(Side::B, true); // B's driver is starved
     p.a.write(&vec![7u8; 1 << 20]).unwrap();
     p.run_until(Duration::from_secs(2), |_| false);
@@ -604,6 +606,65 @@ fn window_is_tied_to_transport_capacity_and_inbox_never_overflows() {
     }));
     assert_eq!(p.net.stats(ib).overflowed, 0);
     assert_eq!(p.window_violations(), 0);
+}
+
+#[test]
+fn both_ways_at_once_an_inbox_holds_the_peers_data_and_the_acks_of_our_flight() {
+    // Before: a 1024-message inbox gave a window of 960 (all but the
+    // reserve of 64), and our own flight of up to 960 packets was not
+    // bounded by our inbox at all. Both ways at once, an end whose driver
+    // is starved then finds the peer's data (up to its window) and the
+    // acks of its own flight in its inbox: more than 1024, and the
+    // subscription overflowed (NATS "slow consumer") on a loss-free link.
+    // Now the window and the flight share what the reserve leaves, half
+    // each.
+    for (starved, seed) in [(Side::A, 30), (Side::B, 31)] {
+        // Paced, so that acks go out as the packets come in (every second
+        // packet), not one for a burst.
+        let mut p = Pair::with_capacity(
+            seed,
+            link(1).bandwidth(Some(8 << 20)),
+            cfg("A", "B").max_payload(1024),
+            cfg("B", "").max_payload(1024),
+            1024,
+        );
+        connected(&mut p);
+        assert_eq!(p.a.receive_capacity().0, 480);
+        let total = 8usize << 20;
+        p.a.write(&vec![1u8; total]).unwrap();
+        p.b.write(&vec![2u8; total]).unwrap();
+        let (mut to_a, mut to_b) = (0, 0);
+        let mut read = |p: &mut Pair| {
+            while let Ok(Recv::Data(c)) = p.a.read_chunk(usize::MAX) {
+                to_a += c.len();
+            }
+            while let Ok(Recv::Data(c)) = p.b.read_chunk(usize::MAX) {
+                to_b += c.len();
+            }
+            to_a == total && to_b == total
+        };
+        // Both flights fill while both read; then one driver stops taking
+        // packets in while the other keeps sending and acknowledging.
+        p.run_until(ms(300), &mut read);
+        p.pause_receive(starved, true);
+        p.run_until(ms(500), &mut read);
+        let inbox = p.inbox(starved);
+        assert!(p.net.pending(inbox) <= 1024, "{starved:?}");
+        p.pause_receive(starved, false);
+        assert!(
+            p.run_until(Duration::from_secs(120), &mut read),
+            "{starved:?}: not everything arrived"
+        );
+        for side in [Side::A, Side::B] {
+            let ib = p.inbox(side);
+            assert_eq!(
+                p.net.stats(ib).overflowed,
+                0,
+                "{side:?}'s inbox, {starved:?} starved"
+            );
+        }
+        assert_eq!(p.window_violations(), 0);
+    }
 }
 
 #[test]

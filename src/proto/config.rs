@@ -179,7 +179,10 @@ impl Tuning {
         self.send_buffer_bytes = bytes.max(1);
         self
     }
-    /// Transport capacity kept free for control packets.
+    /// Transport capacity kept free for control packets (keepalives,
+    /// window updates, probes); what is left of a transport's capacity is
+    /// shared between the peer's data and the acks of our flight
+    /// (docs/PROTOCOL.md §6).
     ///
     /// ```
     /// use swp::proto::Tuning;

@@ -153,6 +153,10 @@ pub(crate) struct SendState {
     retx: BTreeMap<u64, LossKind>,
     pub(crate) peer_wnd_seq: u64,
     pub(crate) peer_wnd_bytes: u64,
+    /// The most packets in flight: the room our own inbox keeps for the
+    /// acknowledgements they bring back (§5.1; unbounded without a
+    /// transport capacity).
+    flight_limit: u64,
     /// Largest window the peer ever offered relative to its consumption
     /// (its capacity), learnt from the first advertisement.
     pub(crate) peer_capacity: Option<(u64, u64)>,
@@ -190,6 +194,7 @@ impl SendState {
             retx: BTreeMap::new(),
             peer_wnd_seq: 0,
             peer_wnd_bytes: 0,
+            flight_limit: u64::MAX,
             peer_capacity: None,
             rack: None,
             tx_count: 0,
@@ -405,8 +410,17 @@ impl SendState {
         self.next_new(now, sws_avoid)
     }
 
+    /// At most `packets` in flight (at least one).
+    pub(crate) fn set_flight_limit(&mut self, packets: u64) {
+        self.flight_limit = packets.max(1);
+    }
+
+    fn flight_full(&self) -> bool {
+        self.in_flight.len() as u64 >= self.flight_limit
+    }
+
     fn next_new(&mut self, now: Instant, sws_avoid: bool) -> Option<Outgoing> {
-        if self.snd_nxt >= self.peer_wnd_seq {
+        if self.snd_nxt >= self.peer_wnd_seq || self.flight_full() {
             return None;
         }
         let byte_room = self.peer_wnd_bytes.saturating_sub(self.bytes_sent);
@@ -486,7 +500,8 @@ impl SendState {
         self.tx_count += 1;
         let last_of_burst = !self.has_queued()
             || self.snd_nxt >= self.peer_wnd_seq
-            || self.bytes_sent >= self.peer_wnd_bytes;
+            || self.bytes_sent >= self.peer_wnd_bytes
+            || self.flight_full();
         Some(Outgoing {
             seq,
             data,

@@ -5,8 +5,9 @@
 //! (default 65,536, one value per client); when it is full, messages are
 //! dropped and only a `SlowConsumer` event says so; there is no byte limit;
 //! the server's `max_payload` (default 1 MiB) bounds a message. swp's window
-//! never lets a sender put more into a subscription than that capacity minus
-//! a reserve for control packets (docs/PROTOCOL.md §6).
+//! and flight limit never let the peer's data and the acks of our own flight
+//! put more into a subscription than that capacity minus a reserve for
+//! control packets (docs/PROTOCOL.md §6).
 
 use super::{Capacity, Cause, Incoming, Transport, TransportCounters, TransportError};
 use bytes::Bytes;

@@ -1101,9 +1101,29 @@ impl Connection {
             tracing::debug!("transport capacity changed after the handshake; ignored");
             return;
         }
-        let p = packets.map(|p| p.saturating_sub(self.cfg.tuning.reserve_packets).max(1));
+        // The inbox holds the peer's data (our window), the acknowledgements
+        // of what we have in flight, and control packets (the reserve): a
+        // small inbox is shared between the first two, half each, so that
+        // neither direction can overrun it (§6).
+        let p = packets.map(|t| {
+            let usable = t.saturating_sub(self.cfg.tuning.reserve_packets);
+            (usable / 2).max(1)
+        });
         let b = bytes.map(|b| b.saturating_sub(self.cfg.tuning.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
+        if let Some(t) = packets {
+            let window = self.rcv.capacity().0;
+            let usable = t.saturating_sub(self.cfg.tuning.reserve_packets);
+            let flight = if usable > window {
+                usable - window
+            } else {
+                // Smaller than the reserve: one place is kept for a
+                // window update or a probe's answer (an inbox this small
+                // cannot hold all control traffic; losses are repaired).
+                t.saturating_sub(window + 1)
+            };
+            self.snd.set_flight_limit(flight);
+        }
     }
 
     /// Tells the engine the wall clock: `unix_ns` nanoseconds since the Unix

@@ -683,3 +683,34 @@ fn the_packet_size_never_exceeds_what_the_transport_carries() {
     c.set_payload_ceiling(500);
     assert_eq!(c.config().max_payload_bytes(), 500);
 }
+
+#[test]
+fn a_small_inbox_bounds_our_flight_as_well_as_our_window() {
+    // The acks our flight brings back land in our own inbox beside the
+    // peer's data: with an inbox of 100 and the reserve of 64, the 36
+    // places left are split, 18 for the peer's data (our window) and 18
+    // packets in flight, whatever window the peer offers (64 here).
+    let mut a = Connection::connect(Config::new(A, B).max_payload(100), t0(), 1).unwrap();
+    a.set_transport_capacity(Some(100), None);
+    assert_eq!(a.receive_capacity().0, 18);
+    let syn = out(&mut a, t0());
+    assert_eq!(syn[0].wnd_seq, 18, "the window promised in the Syn");
+    let mut synack = from_peer(&a, Kind::SynAck);
+    synack.ts_echo = syn[0].ts;
+    feed(&mut a, t0(), &synack);
+    assert_eq!(a.state(), State::Established);
+    out(&mut a, t0());
+    assert_eq!(a.write(&[7u8; 100 * 100]).unwrap(), 100 * 100);
+    let data = |ps: &[Packet]| ps.iter().filter(|p| p.kind == Kind::Data).count();
+    let first = out(&mut a, t0());
+    assert_eq!(data(&first), 18, "the flight stops at 18 of the peer's 64");
+    // Five acknowledged: five more go, never more than 18 in flight.
+    let mut ack = from_peer(&a, Kind::Ack);
+    ack.ack = first.iter().find(|p| p.kind == Kind::Data).unwrap().seq + 5;
+    feed(&mut a, t0() + ms(1), &ack);
+    assert_eq!(data(&out(&mut a, t0() + ms(1))), 5);
+    // An inbox smaller than the reserve still lets one packet go.
+    let mut tiny = Connection::connect(Config::new(A, B), t0(), 2).unwrap();
+    tiny.set_transport_capacity(Some(2), None);
+    assert_eq!(tiny.receive_capacity().0, 1);
+}
