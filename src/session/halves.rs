@@ -73,6 +73,26 @@ impl ReadHalf {
         stats(&self.shared)
     }
 
+    /// As [`Session::close_reason`]: why the session closed, once it has.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::CloseReason;
+    /// let (rd, _wr) = b.into_split();
+    /// assert_eq!(rd.close_reason(), None);
+    /// a.abort_with("done here");
+    /// assert_eq!(rd.recv().await.ok(), None); // the Reset arrived
+    /// assert!(matches!(rd.close_reason(), Some(CloseReason::Reset { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().conn.close_reason().cloned()
+    }
+
     /// As [`Session::read_chunk`].
     ///
     /// ```
@@ -169,6 +189,25 @@ impl WriteHalf {
     /// ```
     pub fn stats(&self) -> SessionStats {
         stats(&self.shared)
+    }
+
+    /// As [`Session::close_reason`]: why the session closed, once it has.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use swp::{proto::Config, simnet::LinkConfig, transport::SimNetwork};
+    /// # let net = SimNetwork::new(1, LinkConfig::new());
+    /// # let (a, b) = swp::testkit::session_pair(&net, Config::new("a", "b"), Config::new("b", "")).await?;
+    /// use swp::proto::CloseReason;
+    /// let (_rd, wr) = a.into_split();
+    /// wr.abort_with("changed my mind");
+    /// assert_eq!(wr.close_reason(), Some(CloseReason::Aborted));
+    /// # drop(b);
+    /// # Ok(()) }
+    /// ```
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.lock().conn.close_reason().cloned()
     }
 
     /// As [`Session::send`]: queues one message, boundaries preserved.
