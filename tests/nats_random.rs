@@ -461,14 +461,22 @@ async fn run(case: &Case, servers: &[NatsServer; 2]) -> Result<(), String> {
                 let mut next = 0;
                 while next < want.len() {
                     let k = rng.gen_range(1..=8).min(want.len() - next);
-                    for (i, m) in want[next..next + k].iter().enumerate() {
-                        wa.send(m.clone())
-                            .await
-                            .map_err(|e| format!("request {}: {e}", next + i))?;
-                    }
-                    recv_exact(&ra, &want[next..next + k], case, 16 + next as u64)
-                        .await
-                        .map_err(|e| format!("answers from {next}: {e}"))?;
+                    // Answers are read while requests are still going
+                    // out: a client that only reads once it has sent them
+                    // all deadlocks once they and their answers outgrow
+                    // the buffers between (as over TCP).
+                    let send = async {
+                        for (i, m) in want[next..next + k].iter().enumerate() {
+                            wa.send(m.clone())
+                                .await
+                                .map_err(|e| format!("request {}: {e}", next + i))?;
+                        }
+                        Ok::<_, String>(())
+                    };
+                    let answers = recv_exact(&ra, &want[next..next + k], case, 16 + next as u64);
+                    let (sent, got) = tokio::join!(send, answers);
+                    sent?;
+                    got.map_err(|e| format!("answers from {next}: {e}"))?;
                     next += k;
                 }
                 wa.shutdown()
