@@ -273,6 +273,20 @@ fn a_nats_cli_context_supplies_the_server_and_credentials() {
 }
 
 /// Usage errors exit with 2 (clap's convention), failures with 1.
+/// Runs `swp ARGS` against a server that does not exist (a connection
+/// attempt fails, exit 1); returns its exit code and stderr.
+fn offline(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new(SWP)
+        .args(args)
+        .args(["--server", "nats://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn exit_codes_usage_2_failure_1() {
     let o = Command::new(SWP).args(["put"]).output().unwrap();
@@ -310,13 +324,8 @@ fn exit_codes_usage_2_failure_1() {
         (vec!["get", "svc.x", "ok", "/etc/passwd"], "it is absolute"),
         (vec!["get", "svc.x", ""], "a file needs a name"),
     ] {
-        let o = Command::new(SWP)
-            .args(&args)
-            .args(["--server", "nats://127.0.0.1:1"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        let (code, err) = offline(&args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         assert!(err.contains(why), "{args:?}: {err}");
     }
     // An output "directory" that is a file, said as such, before connecting.
@@ -327,13 +336,8 @@ fn exit_codes_usage_2_failure_1() {
         vec!["recv", "--inbox", "x.in", "--out", file.to_str().unwrap()],
         vec!["serve", "svc.x", file.to_str().unwrap()],
     ] {
-        let o = Command::new(SWP)
-            .args(&args)
-            .args(["--server", "nats://127.0.0.1:1"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        let (code, err) = offline(&args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(
             err.contains("it is a file, not a directory"),
             "{args:?}: {err}"

@@ -1076,8 +1076,10 @@ impl Connection {
 
     /// Tells the engine how much the transport beneath can hold for this
     /// session (for NATS: the subscription's pending limits). The reserve for
-    /// control packets is subtracted, and the receive window never exceeds
-    /// what is left. `None`: no limit of that kind.
+    /// control packets is subtracted; of the packets left, the receive
+    /// window takes at most half (the peer's data) and the flight limit the
+    /// rest (the acks of our own flight), so that together they never
+    /// overrun it (docs/PROTOCOL.md §6). `None`: no limit of that kind.
     ///
     /// Call it before the first packet goes out: the window the handshake
     /// carries is a promise for the whole session (docs/PROTOCOL.md §6), so
@@ -1105,15 +1107,12 @@ impl Connection {
         // of what we have in flight, and control packets (the reserve): a
         // small inbox is shared between the first two, half each, so that
         // neither direction can overrun it (§6).
-        let p = packets.map(|t| {
-            let usable = t.saturating_sub(self.cfg.tuning.reserve_packets);
-            (usable / 2).max(1)
-        });
+        let usable = packets.map(|t| t.saturating_sub(self.cfg.tuning.reserve_packets));
+        let p = usable.map(|u| (u / 2).max(1));
         let b = bytes.map(|b| b.saturating_sub(self.cfg.tuning.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
-        if let Some(t) = packets {
+        if let (Some(t), Some(usable)) = (packets, usable) {
             let window = self.rcv.capacity().0;
-            let usable = t.saturating_sub(self.cfg.tuning.reserve_packets);
             let flight = if usable > window {
                 usable - window
             } else {
