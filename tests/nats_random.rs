@@ -277,6 +277,28 @@ async fn write_all(w: &mut WriteHalf, case: &Case, total: u64, salt: u64) -> Res
     w.shutdown().await.map_err(|e| format!("shutdown: {e}"))
 }
 
+/// Writes `total` bytes on `w` and shuts it down while `r` reads them to
+/// the end, each byte checked; `salts` draw the write and read sizes.
+async fn carry(
+    w: &mut WriteHalf,
+    r: &mut ReadHalf,
+    case: &Case,
+    total: u64,
+    salts: (u64, u64),
+    what: &str,
+) -> Result<(), String> {
+    let (wrote, read) = tokio::join!(
+        write_all(w, case, total, salts.0),
+        read_all(r, case, salts.1)
+    );
+    wrote.map_err(|e| format!("{what}: {e}"))?;
+    let n = read.map_err(|e| format!("{what}: {e}"))?;
+    if n != total {
+        return Err(format!("{what}: {n} of {total} stream bytes arrived"));
+    }
+    Ok(())
+}
+
 /// Receives `want` messages and then the end, each exact.
 async fn recv_exact(s: &ReadHalf, want: &[Bytes], case: &Case, salt: u64) -> Result<(), String> {
     let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ salt);
@@ -351,58 +373,22 @@ async fn run(case: &Case, servers: &[NatsServer; 2]) -> Result<(), String> {
     let total = case.stream_bytes;
     match case.api {
         Api::Stream => {
-            let (w, r) = tokio::join!(
-                write_all(&mut wa, case, total, 1),
-                read_all(&mut rb, case, 2)
-            );
-            w?;
-            let n = r?;
-            if n != total {
-                return Err(format!("{n} of {total} stream bytes arrived"));
-            }
-            wb.shutdown()
-                .await
-                .map_err(|e| format!("B shutdown: {e}"))?;
-            let n = read_all(&mut ra, case, 3).await?;
-            if n != 0 {
-                return Err(format!("{n} stream bytes arrived at A, none were sent"));
-            }
+            carry(&mut wa, &mut rb, case, total, (1, 2), "A to B").await?;
+            carry(&mut wb, &mut ra, case, 0, (3, 3), "B to A (nothing)").await?;
         }
         Api::HalfClose => {
-            let (w, r) = tokio::join!(
-                write_all(&mut wa, case, total, 3),
-                read_all(&mut rb, case, 4)
-            );
-            w?;
-            let n = r?;
-            if n != total {
-                return Err(format!("{n} of {total} stream bytes arrived"));
-            }
+            carry(&mut wa, &mut rb, case, total, (3, 4), "A to B").await?;
             // Only after the end of A's stream does B answer.
             let back = total / 2 + 1;
-            let (w, r) = tokio::join!(
-                write_all(&mut wb, case, back, 5),
-                read_all(&mut ra, case, 6)
-            );
-            w?;
-            let n = r?;
-            if n != back {
-                return Err(format!("{n} of {back} answer bytes arrived"));
-            }
+            carry(&mut wb, &mut ra, case, back, (5, 6), "B's answer").await?;
         }
         Api::BothWays => {
-            let (w1, w2, r1, r2) = tokio::join!(
-                write_all(&mut wa, case, total, 7),
-                write_all(&mut wb, case, total, 8),
-                read_all(&mut rb, case, 9),
-                read_all(&mut ra, case, 10)
+            let (ab, ba) = tokio::join!(
+                carry(&mut wa, &mut rb, case, total, (7, 9), "A to B"),
+                carry(&mut wb, &mut ra, case, total, (8, 10), "B to A")
             );
-            w1?;
-            w2?;
-            let (n1, n2) = (r1?, r2?);
-            if (n1, n2) != (total, total) {
-                return Err(format!("{n1} and {n2} of {total} stream bytes arrived"));
-            }
+            ab?;
+            ba?;
         }
         Api::Messages => {
             let want: Vec<Bytes> = sizes_a

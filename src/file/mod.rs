@@ -320,46 +320,37 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
 /// assert!(safe_relative_path("a/../../x").is_err());
 /// ```
 pub fn safe_relative_path(name: &str) -> Result<PathBuf, FileError> {
-    relative_path(name).ok_or_else(|| FileError::HostileName(name.to_string()))
+    relative_path(name).map_err(|_| FileError::HostileName(name.to_string()))
 }
 
 /// What is wrong with `name` as a file name (for [`FileError::HostileName`]).
 fn hostile_reason(name: &str) -> &'static str {
-    if name.is_empty() {
-        return "a file needs a name";
-    }
-    if name.contains('\0') {
-        return "it holds a NUL byte";
-    }
-    for c in Path::new(name).components() {
-        match c {
-            Component::ParentDir => return "`..` would leave the receiving directory",
-            Component::RootDir | Component::Prefix(_) => {
-                return "it is absolute, and would leave the receiving directory";
-            }
-            _ => {}
-        }
-    }
-    if relative_path(name).is_none() {
-        "it names a directory, not a file"
-    } else {
-        "it is not a safe name"
-    }
+    relative_path(name).err().unwrap_or("it is not a safe name")
 }
 
-fn relative_path(name: &str) -> Option<PathBuf> {
-    if name.is_empty() || name.contains('\0') {
-        return None;
+/// The relative path `name` denotes, or what is wrong with it.
+fn relative_path(name: &str) -> Result<PathBuf, &'static str> {
+    if name.is_empty() {
+        return Err("a file needs a name");
+    }
+    if name.contains('\0') {
+        return Err("it holds a NUL byte");
     }
     let mut out = PathBuf::new();
     for c in Path::new(name).components() {
         match c {
             Component::Normal(x) => out.push(x),
             Component::CurDir => {}
-            _ => return None,
+            Component::ParentDir => return Err("`..` would leave the receiving directory"),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("it is absolute, and would leave the receiving directory");
+            }
         }
     }
-    (!out.as_os_str().is_empty()).then_some(out)
+    if out.as_os_str().is_empty() {
+        return Err("it names a directory, not a file");
+    }
+    Ok(out)
 }
 
 /// Sends the file at `path` (its file name is what the receiver sees) over
