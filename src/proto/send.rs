@@ -156,7 +156,7 @@ pub(crate) struct SendState {
     /// The most packets in flight: the room our own inbox keeps for the
     /// acknowledgements they bring back (§5.1; unbounded without a
     /// transport capacity).
-    flight_limit: u64,
+    pub(crate) flight_limit: u64,
     /// Largest window the peer ever offered relative to its consumption
     /// (its capacity), learnt from the first advertisement.
     pub(crate) peer_capacity: Option<(u64, u64)>,

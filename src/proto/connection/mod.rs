@@ -1111,17 +1111,11 @@ impl Connection {
         let p = usable.map(|u| (u / 2).max(1));
         let b = bytes.map(|b| b.saturating_sub(self.cfg.tuning.reserve_bytes).max(1));
         self.rcv.set_transport_capacity(p, b);
-        if let (Some(t), Some(usable)) = (packets, usable) {
-            let window = self.rcv.capacity().0;
-            let flight = if usable > window {
-                usable - window
-            } else {
-                // Smaller than the reserve: one place is kept for a
-                // window update or a probe's answer (an inbox this small
-                // cannot hold all control traffic; losses are repaired).
-                t.saturating_sub(window + 1)
-            };
-            self.snd.set_flight_limit(flight);
+        if let Some(usable) = usable {
+            // What the window leaves; an inbox no larger than the reserve
+            // (and the window) allows one packet in flight.
+            self.snd
+                .set_flight_limit(usable.saturating_sub(self.rcv.capacity().0));
         }
     }
 

@@ -714,3 +714,33 @@ fn a_small_inbox_bounds_our_flight_as_well_as_our_window() {
     tiny.set_transport_capacity(Some(2), None);
     assert_eq!(tiny.receive_capacity().0, 1);
 }
+
+#[test]
+fn the_window_and_the_flight_limit_grow_with_the_inbox_and_fit_it_beside_the_reserve() {
+    // At every inbox size around the reserve (64) and beyond: neither the
+    // window nor the flight limit shrinks as the inbox grows, each is at
+    // least one packet, and from reserve + 2 up the peer's data, the acks
+    // of our flight and the reserve fit the inbox together.
+    let mut last = (0, 0);
+    for t in [1u64, 2, 3, 63, 64, 65, 66, 67, 100, 128, 129, 1024, 65_536] {
+        let mut c = Connection::connect(Config::new(A, B), t0(), 1).unwrap();
+        c.set_transport_capacity(Some(t), None);
+        let (window, flight) = (c.receive_capacity().0, c.snd.flight_limit);
+        assert!(window >= 1 && flight >= 1, "inbox {t}");
+        assert!(
+            window >= last.0 && flight >= last.1,
+            "inbox {t}: {window}/{flight} after {last:?}"
+        );
+        if t >= 66 {
+            assert!(
+                window + flight + 64 <= t,
+                "inbox {t}: {window} + {flight} + 64"
+            );
+        }
+        last = (window, flight);
+    }
+    assert_eq!(
+        last.0, 1024,
+        "the default subscription keeps the default window"
+    );
+}
