@@ -193,6 +193,63 @@ async fn dropping_a_session_still_delivers_what_was_written() {
     assert_eq!(got, vec![9u8; 300_000]);
 }
 
+/// A dropped session's bytes that cannot be delivered: it aborts after
+/// DROP_LINGER and its driver then ends. (Its drop deadline, left armed
+/// once closed, made the driver loop without rest through the linger:
+/// real CPU for 2 s over NATS, and a clock that never moved again here.)
+#[tokio::test(start_paused = true)]
+async fn a_dropped_session_that_cannot_deliver_gives_up_after_the_drop_linger_and_rests() {
+    let _dog = common::Watchdog::start(Duration::from_secs(60), "the dropped session's driver");
+    let net = lossy(15, 0.0);
+    let (mut a, b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let (ia, ib) = (
+        net.with(|n| n.lookup("A").unwrap()),
+        net.with(|n| n.lookup("B").unwrap()),
+    );
+    net.with(|n| n.partition(ia, ib));
+    a.write_all(&[7u8; 10_000]).await.unwrap();
+    let handle = a.abort_handle();
+    drop(a);
+    tokio::time::sleep(swp::session::DROP_LINGER + Duration::from_secs(5)).await;
+    assert!(!handle.is_live(), "the driver ended after its linger");
+    drop(b);
+}
+
+/// Dropping a session while the peer's bytes are unread or still coming
+/// resets it: the peer must not take our acks for delivery.
+#[tokio::test(start_paused = true)]
+async fn dropping_a_session_with_the_peers_bytes_unread_tells_the_peer_at_once() {
+    let net = lossy(16, 0.05);
+    let (a, mut b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let writer = tokio::spawn(async move {
+        let mut a = a;
+        let r = async {
+            for _ in 0..64 {
+                a.write_all(&[1u8; 64 << 10]).await?;
+            }
+            a.flush_acked().await.map_err(std::io::Error::other)
+        }
+        .await;
+        (r, tokio::time::Instant::now())
+    });
+    let mut first = [0u8; 1000];
+    b.read_exact(&mut first).await.unwrap();
+    let dropped = tokio::time::Instant::now();
+    drop(b);
+    let (r, ended) = writer.await.unwrap();
+    let err = r.expect_err("the writer must learn its bytes were not read");
+    assert!(
+        err.to_string()
+            .contains("dropped its session without reading"),
+        "{err}"
+    );
+    assert!(
+        ended - dropped < Duration::from_secs(2),
+        "told at once: {:?}",
+        ended - dropped
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn abort_resets_the_peer() {
     let net = lossy(13, 0.0);

@@ -64,6 +64,15 @@ impl AbortHandle {
         }
     }
 
+    /// Payload bytes the application wrote and read, while the session is
+    /// there.
+    pub(crate) fn app_bytes(&self) -> Option<(u64, u64)> {
+        self.live().map(|shared| {
+            let app = shared.lock().conn.stats().app;
+            (app.bytes_written, app.bytes_read)
+        })
+    }
+
     /// As [`Session::wait_closed`](super::Session::wait_closed); returns at
     /// once if the session is gone.
     pub async fn wait_closed(&self) {

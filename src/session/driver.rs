@@ -113,7 +113,13 @@ pub(super) async fn drive(shared: Arc<Shared>) {
     loop {
         let deadline = {
             let g = shared.lock();
-            let orphan = g.orphaned_at.map(|t| t + DROP_LINGER);
+            // Once closed, the drop's deadline has done its work: a past
+            // deadline left in would make every pass of this loop a busy
+            // one while the closed session lingers.
+            let orphan = g
+                .orphaned_at
+                .filter(|_| !g.conn.is_closed())
+                .map(|t| t + DROP_LINGER);
             let stall = sending
                 .as_ref()
                 .zip(stall_budget)
@@ -207,10 +213,28 @@ pub(super) async fn drive(shared: Arc<Shared>) {
                 queue.clear();
             }
             if let Some(at) = g.orphaned_at {
-                // Nobody will read: discard, so the peer can finish.
-                while let Ok(Recv::Data(_)) = g.conn.read_chunk(usize::MAX) {}
-                if t >= at + DROP_LINGER && !g.conn.is_closed() {
-                    g.conn.abort(t);
+                // Nobody will read again: what was left unread, or arrives
+                // now, is discarded, and the peer must not take our acks of
+                // it for delivery. As a TCP that is closed with data unread
+                // or receives data after its close resets the connection
+                // (RFC 1122 §4.2.2.13), we reset, once our own data is
+                // acknowledged (what we wrote before the drop is still
+                // delivered), so the peer learns at once, not a budget
+                // later, that its bytes were lost.
+                while let Ok(Recv::Data(d)) = g.conn.read_chunk(usize::MAX) {
+                    g.discarded += d.len() as u64;
+                }
+                if !g.conn.is_closed() {
+                    if g.discarded > 0 && g.conn.bytes_acked() >= g.conn.bytes_written() {
+                        let reason = format!(
+                            "the peer's program dropped its session without reading {} bytes \
+                             of what you sent: they were not delivered",
+                            g.discarded
+                        );
+                        g.conn.abort_with(t, &reason);
+                    } else if t >= at + DROP_LINGER {
+                        g.conn.abort(t);
+                    }
                 }
             }
             if queue.is_empty() && sending.is_none() {

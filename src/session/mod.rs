@@ -14,7 +14,11 @@
 //!
 //! Dropping every handle closes the session gracefully in the background
 //! (data already written is still delivered); the driver gives up and aborts
-//! after [`DROP_LINGER`]. The subscription ends with the driver.
+//! after [`DROP_LINGER`]. Nobody reads any more: bytes of the peer's left
+//! unread or arriving later are discarded, and the session then resets
+//! (once its own data is acknowledged), so the peer learns they were not
+//! delivered instead of taking the acks for delivery. The subscription
+//! ends with the driver.
 
 mod abort;
 mod driver;
@@ -374,6 +378,7 @@ impl Session {
                 transport_error: None,
                 shutdown_requested: false,
                 orphaned_at: None,
+                discarded: 0,
                 driver_done: false,
                 on_close,
                 unsent: 0,

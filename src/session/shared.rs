@@ -36,6 +36,8 @@ pub(super) struct Inner {
     pub(super) transport_error: Option<TransportError>,
     pub(super) shutdown_requested: bool,
     pub(super) orphaned_at: Option<Instant>,
+    /// Bytes an orphaned session received that nobody will read.
+    pub(super) discarded: u64,
     pub(super) driver_done: bool,
     /// What a service does when the session is closed (gives its slot back,
     /// counts its bytes): called once, with the engine, as it closes; a
