@@ -28,9 +28,12 @@ pub(crate) enum Timer {
     Fin,
     /// After close: keep answering the peer's Fin for a while.
     Linger,
+    /// After an abort: send the Reset again, in case the first was lost
+    /// and the peer has nothing to send that would ask for it.
+    ResetRepeat,
 }
 
-pub(crate) const TIMER_COUNT: usize = 10;
+pub(crate) const TIMER_COUNT: usize = 11;
 pub(crate) const ALL: [Timer; TIMER_COUNT] = [
     Timer::Handshake,
     Timer::Retransmit,
@@ -42,6 +45,7 @@ pub(crate) const ALL: [Timer; TIMER_COUNT] = [
     Timer::Idle,
     Timer::Fin,
     Timer::Linger,
+    Timer::ResetRepeat,
 ];
 
 #[derive(Debug, Clone, Default)]

@@ -51,6 +51,12 @@ use std::time::{Duration, Instant};
 /// time, while it lingers).
 const MAX_RESETS: u32 = 8;
 
+/// How many of those an aborting side sends unasked, one answer time
+/// apart while it lingers: a peer that has nothing to send (a receiver
+/// waiting for data, keepalives further apart than the linger) would never
+/// ask again, and one lost Reset would cost it its whole dead-peer budget.
+const UNASKED_RESETS: u32 = 3;
+
 /// Something the application (or driver) should know about.
 ///
 /// ```
@@ -2814,6 +2820,11 @@ impl Connection {
                     }
                 }
                 Timer::Linger => self.set_drained(),
+                Timer::ResetRepeat => {
+                    if self.is_closed() && !self.closed_normally() {
+                        self.pending.reset = true;
+                    }
+                }
             }
         }
     }
@@ -3269,6 +3280,10 @@ impl Connection {
             self.pending.reset = false;
             self.resets_sent += 1;
             self.last_reset = Some(now);
+            if self.resets_sent < UNASKED_RESETS && self.timers.is_armed(Timer::Linger) {
+                self.timers
+                    .set(Timer::ResetRepeat, now + self.answer_time());
+            }
             if self.pending.finack.is_none()
                 && self.is_closed()
                 && !self.closed_normally()

@@ -635,6 +635,41 @@ fn an_abort_repeats_its_reset_to_a_peer_that_talks_on_then_goes_quiet() {
 }
 
 #[test]
+fn an_abort_repeats_its_reset_unasked_to_a_silent_peer_until_the_linger_ends() {
+    // A peer with nothing to send (a receiver waiting for data) never asks
+    // again: one lost Reset must not cost it its dead-peer budget.
+    let mut a = established();
+    a.abort_with(t0(), "disk full");
+    let mut sent = vec![(t0(), out(&mut a, t0()))];
+    let mut t = t0();
+    while let Some(next) = a.poll_timeout() {
+        assert!(next >= t, "timers go forward");
+        t = next;
+        a.handle_timeout(t);
+        let got = out(&mut a, t);
+        if !got.is_empty() {
+            sent.push((t, got));
+        }
+        if a.is_drained() {
+            break;
+        }
+    }
+    assert!(a.is_drained(), "the linger ends it");
+    assert!(t <= t0() + a.cfg.tuning.close_linger, "within the linger");
+    assert_eq!(sent.len() as u32, UNASKED_RESETS, "{sent:?}");
+    for (i, (at, pkts)) in sent.iter().enumerate() {
+        assert_eq!(kinds(pkts), vec![Kind::Reset]);
+        assert_eq!(&pkts[0].data[..], b"disk full");
+        if i > 0 {
+            assert!(
+                *at - sent[i - 1].0 >= a.answer_time(),
+                "one answer time apart"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_abort_sends_at_most_max_resets() {
     // A long linger and a peer that never stops: the count caps the Resets.
     let mut a = Connection::connect(
