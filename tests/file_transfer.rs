@@ -896,3 +896,104 @@ async fn resumes_from_every_chunk_edge_send_only_the_rest() {
         );
     }
 }
+
+/// A receive that times out before any Offer leaves the session usable; one
+/// dropped mid-transfer resets the session, so the sender fails at once
+/// with the reason, not after its buffered data or a budget.
+#[tokio::test(start_paused = true)]
+async fn a_transfer_dropped_half_way_tells_the_peer_and_one_not_begun_changes_nothing() {
+    let tmp = TempDir::new("cancel");
+    let src = tmp.0.join("c.bin");
+    write_pattern(&src, 4 << 20, 5);
+    let out = tmp.0.join("out");
+    let net = lossy(40);
+    let (mut a, mut b) = sim_pair(
+        &net,
+        Config::new("A", "B").max_payload(1024).window(16, 16 << 10),
+        Config::new("B", "").max_payload(1024).window(16, 16 << 10),
+    )
+    .await;
+    // Not begun: nothing sent, nothing changed.
+    let waited = tokio::time::timeout(Duration::from_secs(1), recv_file(&mut b, &out, None)).await;
+    assert!(waited.is_err(), "no Offer came");
+    assert!(b.close_reason().is_none(), "the session is as it was");
+    // Half-way: the receiver's transfer is dropped once 1 MiB is written.
+    let (ptx, mut prx) = watch::channel(Progress::default());
+    let sender = tokio::spawn(async move {
+        let r = send_file(&mut a, &src, None).await;
+        (r, tokio::time::Instant::now(), a)
+    });
+    let half = async {
+        while prx.borrow_and_update().bytes_sent < 1 << 20 {
+            prx.changed().await.unwrap();
+        }
+    };
+    tokio::select! {
+        r = recv_file(&mut b, &out, Some(&ptx)) => panic!("a 4 MiB file at 16 KiB a window came early: {r:?}"),
+        () = half => {}
+    }
+    let dropped = tokio::time::Instant::now();
+    let (r, ended, _a) = tokio::time::timeout(Duration::from_secs(30), sender)
+        .await
+        .expect("the sender was not told within 30 s")
+        .unwrap();
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("the receiver stopped mid-transfer"), "{err}");
+    assert!(
+        ended - dropped < Duration::from_secs(2),
+        "{:?}",
+        ended - dropped
+    );
+    assert!(!out.join("c.bin").exists());
+    drop(b);
+}
+
+/// Windows too small for the exchange's control messages are refused
+/// before any data, saying how much they need; one just big enough works.
+#[tokio::test(start_paused = true)]
+async fn a_window_too_small_for_the_control_messages_is_refused_before_any_data() {
+    let tmp = TempDir::new("small-window");
+    let src = tmp.0.join("s.bin");
+    write_pattern(&src, 10_000, 6);
+    let out = tmp.0.join("out");
+    let tiny = |c: Config| c.max_payload(64).window(1, 64).send_buffer(64);
+    let net = lossy(41);
+    let (mut a, mut b) = sim_pair(&net, tiny(Config::new("A", "B")), Config::new("B", "")).await;
+    let err = send_file(&mut a, &src, None).await.unwrap_err();
+    assert!(
+        matches!(err, FileError::WindowTooSmall { most: 64, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("raise the window"), "{err}");
+    assert_eq!(a.stats().protocol.app.bytes_written, 0, "nothing was sent");
+    // The receiver finds its own Accept too large for the sender's window.
+    let (mut a2, mut b2) =
+        sim_pair(&net, Config::new("A2", "B2"), tiny(Config::new("B2", ""))).await;
+    let s2 = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a2, &s2, None).await });
+    let got = recv_file(&mut b2, &out, None).await.unwrap_err();
+    assert!(
+        matches!(got, FileError::WindowTooSmall { most: 64, .. }),
+        "{got}"
+    );
+    let told = sender.await.unwrap().unwrap_err().to_string();
+    assert!(told.contains("a file transfer needs"), "{told}");
+    // 128 bytes carry every control message of a short name.
+    let fits = |c: Config| c.max_payload(64).window(2, 128).send_buffer(128);
+    let (mut a3, mut b3) = sim_pair(
+        &net,
+        fits(Config::new("A3", "B3")),
+        fits(Config::new("B3", "")),
+    )
+    .await;
+    let (sent, got) = tokio::join!(
+        send_file(&mut a3, &src, None),
+        recv_file(&mut b3, &out, None)
+    );
+    sent.unwrap();
+    assert_eq!(
+        std::fs::read(got.unwrap().1).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    drop((a, b));
+}

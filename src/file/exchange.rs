@@ -80,6 +80,63 @@ pub(super) async fn fail_transfer(session: &Session, side: &str, err: &FileError
     session.abort_with(format!("the {side} failed: {err}"));
 }
 
+/// Tells the peer when one side's transfer is dropped half-way (a caller's
+/// timeout, a `select!` that took another branch, a task aborted): the
+/// session is reset with the reason, so the peer fails at once instead of
+/// after waiting for bytes that will never come (or, for a dropped
+/// sender, after its buffered data drained). A transfer that has not begun
+/// (a receiver still waiting for the Offer, a sender that sent nothing)
+/// leaves the session as it is, for the caller to use.
+pub(super) struct CancelGuard {
+    session: crate::session::AbortHandle,
+    side: &'static str,
+    /// Bytes the application had written (sender) or read (receiver)
+    /// when the transfer started.
+    base: u64,
+    done: bool,
+}
+
+impl CancelGuard {
+    pub(super) fn new(session: &Session, side: &'static str) -> CancelGuard {
+        let app = session.stats().protocol.app;
+        CancelGuard {
+            session: session.abort_handle(),
+            side,
+            base: if side == "sender" {
+                app.bytes_written
+            } else {
+                app.bytes_read
+            },
+            done: false,
+        }
+    }
+
+    /// The transfer ended (either way) and its end was told as usual.
+    pub(super) fn done<T>(mut self, r: T) -> T {
+        self.done = true;
+        r
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Some((written, read)) = self.session.app_bytes() else {
+            return;
+        };
+        let now = if self.side == "sender" { written } else { read };
+        if now > self.base {
+            self.session.abort_with(format!(
+                "the {} stopped mid-transfer: its program cancelled the transfer; nothing \
+                 incomplete is kept as complete (send it again)",
+                self.side
+            ));
+        }
+    }
+}
+
 /// The result of one side of a transfer, after telling the peer about a
 /// failure ([`fail_transfer`]).
 pub(super) async fn told<T>(
@@ -105,6 +162,35 @@ pub(super) async fn accept_verdict(session: &Session) -> Result<(), FileError> {
     .await?;
     session.flush_acked().await?;
     Ok(())
+}
+
+/// Fails before anything is sent if the session cannot deliver the
+/// largest of `controls` (a session's windows can be smaller than one
+/// control message: a 64-byte window, one 64-byte packet).
+pub(super) fn check_fits(s: &Session, controls: &[&Control]) -> Result<(), FileError> {
+    let needed = controls
+        .iter()
+        .map(|c| rmp_serde::to_vec(c).map_or(0, |b| b.len() as u64))
+        .max()
+        .unwrap_or(0);
+    match s.max_message_size() {
+        Some(most) if most < needed => Err(FileError::WindowTooSmall { needed, most }),
+        _ => Ok(()),
+    }
+}
+
+/// The largest Accept (or End) there is: a 64-bit offset and a digest.
+fn largest_digest_controls() -> [Control; 2] {
+    [
+        Control::Accept {
+            offset: u64::MAX,
+            prefix_blake2b: vec![0; 64],
+        },
+        Control::End {
+            size: u64::MAX,
+            blake2b: vec![0; 64],
+        },
+    ]
 }
 
 pub(super) async fn send_control(s: &Session, c: &Control) -> Result<(), FileError> {
@@ -136,6 +222,10 @@ pub(super) async fn recv_control(
 
 /// The Offer that starts every transfer: (name, size if known, send time).
 pub(super) async fn recv_offer(session: &Session) -> Result<(String, Option<u64>, u64), FileError> {
+    // Our Accept must reach the sender: say so now rather than after the
+    // Offer (the failure resets the session, so the sender learns it).
+    let [accept, _] = largest_digest_controls();
+    check_fits(session, &[&accept])?;
     match recv_control(session, "Offer", OFFER_TIMEOUT).await? {
         Control::Offer {
             name,
@@ -160,11 +250,13 @@ pub(super) async fn send_source(
     // A failure before anything was sent (a bad name, an unreadable
     // source) leaves the session as it was, for the caller to use or end.
     let before = session.stats().protocol.app.bytes_written;
+    let guard = CancelGuard::new(session, "sender");
     let r = send_source_inner(session, source, name, progress).await;
     if session.stats().protocol.app.bytes_written == before {
-        return r;
+        return guard.done(r);
     }
-    told(session, "sender", r).await
+    let r = told(session, "sender", r).await;
+    guard.done(r)
 }
 
 async fn send_source_inner(
@@ -185,15 +277,16 @@ async fn send_source_inner(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos() as u64;
-    send_control(
-        session,
-        &Control::Offer {
-            name: name.to_string(),
-            size,
-            send_time_ns,
-        },
-    )
-    .await?;
+    let offer = Control::Offer {
+        name: name.to_string(),
+        size,
+        send_time_ns,
+    };
+    // Not the End after the whole file: every control message must fit
+    // before the first is sent.
+    let [_, end] = largest_digest_controls();
+    check_fits(session, &[&end, &offer])?;
+    send_control(session, &offer).await?;
     let (offset, prefix) = match recv_control(session, "Accept", HASH_TIMEOUT).await? {
         Control::Accept {
             offset,
@@ -332,8 +425,15 @@ async fn stream_segments(
         let (mut n, mut eof) = (0, false);
         while n < buf.len() {
             let wait = if n == 0 { IDLE_HEARTBEAT } else { GATHER };
-            // `read` is cancel-safe: a timed-out read loses nothing.
-            match tokio::time::timeout(wait, reader.read(&mut buf[n..])).await {
+            // `read` is cancel-safe: a timed-out read loses nothing. While
+            // the input is idle the receiver may fail, reset or go: it has
+            // nothing to say before our End but that, so whatever it says
+            // ends the transfer now, not at our next read or heartbeat.
+            let read = tokio::select! {
+                r = tokio::time::timeout(wait, reader.read(&mut buf[n..])) => r,
+                said = session.recv() => return Err(said_mid_transfer(said)),
+            };
+            match read {
                 Err(_) => break,
                 Ok(Ok(0)) => {
                     eof = true;
@@ -367,6 +467,20 @@ async fn stream_segments(
         if eof {
             return Ok(total);
         }
+    }
+}
+
+/// What the receiver said while the sender was still sending: before the
+/// End it speaks only to fail (a Verdict, then a Reset) or goes away.
+fn said_mid_transfer(said: Result<Option<Bytes>, SessionError>) -> FileError {
+    match said {
+        Err(e) => FileError::Session(e),
+        Ok(None) => FileError::Protocol("the receiver closed the session mid-transfer".into()),
+        Ok(Some(m)) => match rmp_serde::from_slice(&m) {
+            Ok(Control::Verdict { message, .. }) => FileError::Rejected(message),
+            Ok(other) => FileError::Protocol(format!("the receiver sent {other:?} before the End")),
+            Err(e) => FileError::Protocol(format!("malformed control message: {e}")),
+        },
     }
 }
 

@@ -255,6 +255,21 @@ pub enum FileError {
     /// The peer ended the session or broke the exchange.
     #[error("file transfer protocol: {0}")]
     Protocol(String),
+    /// The session's windows cannot carry the exchange's control messages
+    /// (the largest holds the name or a 64-byte digest): nothing was sent.
+    #[error(
+        "this session delivers messages of at most {most} bytes, and a file transfer needs {needed} \
+         (its control messages carry the file's name and 64-byte BLAKE2b-512 digests): raise the \
+         window (bytes, and packets x max_payload) and the send buffer to at least {needed} bytes \
+         on both sides"
+    )]
+    WindowTooSmall {
+        /// The largest control message this transfer sends.
+        needed: u64,
+        /// The largest message the session delivers
+        /// ([`Session::max_message_size`](crate::Session::max_message_size)).
+        most: u64,
+    },
 }
 
 /// How long a peer may take to send a control message that no disk work
@@ -481,8 +496,9 @@ pub async fn recv_to_writer(
     writer: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<FileMeta, FileError> {
+    let guard = exchange::CancelGuard::new(session, "receiver");
     let r = recv_to_writer_inner(session, writer, progress).await;
-    told(session, "receiver", r).await
+    guard.done(told(session, "receiver", r).await)
 }
 
 fn io_to_session(e: std::io::Error) -> SessionError {
@@ -608,8 +624,9 @@ pub async fn recv_file_with(
     opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
+    let guard = exchange::CancelGuard::new(session, "receiver");
     let r = recv_into(session, Dest::Dir(dir.as_ref()), opts, progress).await;
-    told(session, "receiver", r).await
+    guard.done(told(session, "receiver", r).await)
 }
 
 /// Receives one file over an established session and saves it at exactly
@@ -675,8 +692,9 @@ pub async fn recv_file_as_with(
     opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
+    let guard = exchange::CancelGuard::new(session, "receiver");
     let r = recv_into(session, Dest::Exactly(path.as_ref()), opts, progress).await;
-    told(session, "receiver", r).await
+    guard.done(told(session, "receiver", r).await)
 }
 
 /// Sends `data` as a file named `name` (go-swp's `SendFile(path, data, time)`).
@@ -734,6 +752,7 @@ pub async fn recv_bytes(
     session: &mut Session,
     max_size: u64,
 ) -> Result<(FileMeta, Bytes), FileError> {
+    let guard = exchange::CancelGuard::new(session, "receiver");
     let r = recv_bytes_inner(session, max_size).await;
-    told(session, "receiver", r).await
+    guard.done(told(session, "receiver", r).await)
 }
