@@ -958,7 +958,7 @@ async fn a_window_too_small_for_the_control_messages_is_refused_before_any_data(
     let out = tmp.0.join("out");
     let tiny = |c: Config| c.max_payload(64).window(1, 64).send_buffer(64);
     let net = lossy(41);
-    let (mut a, mut b) = sim_pair(&net, tiny(Config::new("A", "B")), Config::new("B", "")).await;
+    let (mut a, b) = sim_pair(&net, tiny(Config::new("A", "B")), Config::new("B", "")).await;
     let err = send_file(&mut a, &src, None).await.unwrap_err();
     assert!(
         matches!(err, FileError::WindowTooSmall { most: 64, .. }),
