@@ -98,17 +98,27 @@ pub(super) struct CancelGuard {
 
 impl CancelGuard {
     pub(super) fn new(session: &Session, side: &'static str) -> CancelGuard {
-        let app = session.stats().protocol.app;
-        CancelGuard {
+        let mut guard = CancelGuard {
             session: session.abort_handle(),
             side,
-            base: if side == "sender" {
-                app.bytes_written
-            } else {
-                app.bytes_read
-            },
+            base: 0,
             done: false,
-        }
+        };
+        let (written, read) = guard.session.app_bytes().unwrap_or_default();
+        guard.base = guard.moved(written, read);
+        guard
+    }
+
+    /// Whether the exchange has begun: bytes were written (sender) or read
+    /// (receiver) since the guard was made.
+    pub(super) fn begun(&self) -> bool {
+        self.session
+            .app_bytes()
+            .is_some_and(|(written, read)| self.moved(written, read) > self.base)
+    }
+
+    fn moved(&self, written: u64, read: u64) -> u64 {
+        if self.side == "sender" { written } else { read }
     }
 
     /// The transfer ended (either way) and its end was told as usual.
@@ -120,14 +130,7 @@ impl CancelGuard {
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        let Some((written, read)) = self.session.app_bytes() else {
-            return;
-        };
-        let now = if self.side == "sender" { written } else { read };
-        if now > self.base {
+        if !self.done && self.begun() {
             self.session.abort_with(format!(
                 "the {} stopped mid-transfer: its program cancelled the transfer; nothing \
                  incomplete is kept as complete (send it again)",
@@ -249,10 +252,9 @@ pub(super) async fn send_source(
 ) -> Result<SendReport, FileError> {
     // A failure before anything was sent (a bad name, an unreadable
     // source) leaves the session as it was, for the caller to use or end.
-    let before = session.stats().protocol.app.bytes_written;
     let guard = CancelGuard::new(session, "sender");
     let r = send_source_inner(session, source, name, progress).await;
-    if session.stats().protocol.app.bytes_written == before {
+    if !guard.begun() {
         return guard.done(r);
     }
     let r = told(session, "sender", r).await;
@@ -429,9 +431,17 @@ async fn stream_segments(
             // the input is idle the receiver may fail, reset or go: it has
             // nothing to say before our End but that, so whatever it says
             // ends the transfer now, not at our next read or heartbeat.
-            let read = tokio::select! {
-                r = tokio::time::timeout(wait, reader.read(&mut buf[n..])) => r,
-                said = session.recv() => return Err(said_mid_transfer(said)),
+            // Only while the input is idle (reads first; gathering waits
+            // at most GATHER), so a busy pipe does not poll the session
+            // on every read.
+            let read = if n == 0 {
+                tokio::select! {
+                    biased;
+                    r = tokio::time::timeout(wait, reader.read(&mut buf[n..])) => r,
+                    said = session.recv() => return Err(said_mid_transfer(said)),
+                }
+            } else {
+                tokio::time::timeout(wait, reader.read(&mut buf[n..])).await
             };
             match read {
                 Err(_) => break,
