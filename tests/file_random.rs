@@ -1038,8 +1038,8 @@ fn check(
             _ => TOLD_BOUND,
         };
         let late = |t: Instant| t.saturating_duration_since(first_at) > bound;
-        // What each side may be told: the other side's failures (a side
-        // that aborts knows why; its error says only that it aborted).
+        // What each side may be told: the other side's failures, and a
+        // side that aborts is told its own reason.
         let (mut to_sender, mut to_receiver) = (vec![], vec![]);
         if writer_fails {
             to_sender.push("the test's disk is full");
@@ -1048,11 +1048,11 @@ fn check(
         match case.fault {
             Fault::AbortReceiver { .. } if fault_at.is_some() => {
                 to_sender.push(RECEIVER_REASON);
-                to_receiver.push("aborted locally");
+                to_receiver.push(RECEIVER_REASON);
             }
             Fault::AbortSender { .. } if fault_at.is_some() => {
                 to_receiver.push(SENDER_REASON);
-                to_sender.push("aborted locally");
+                to_sender.push(SENDER_REASON);
             }
             _ => {}
         }

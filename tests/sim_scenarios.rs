@@ -495,7 +495,8 @@ fn abort_resets_the_peer() {
     let mut p = pair(16, link(1));
     connected(&mut p);
     p.a.abort(p.now());
-    assert_eq!(p.a.close_reason(), Some(&CloseReason::Aborted));
+    let reason = String::new();
+    assert_eq!(p.a.close_reason(), Some(&CloseReason::Aborted { reason }));
     assert!(p.run_until(ms(100), |p| p.b.is_closed()));
     assert_eq!(
         p.b.close_reason(),

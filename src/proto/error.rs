@@ -17,7 +17,8 @@ use std::time::Duration;
 /// let now = p.now();
 /// p.a.abort_with(now, "disk full"); // a Reset with the reason goes to the peer
 /// assert!(p.run_until(Duration::from_secs(1), |p| p.b.is_closed()));
-/// assert_eq!(p.a.close_reason(), Some(&CloseReason::Aborted));
+/// // the aborting side keeps its own reason too
+/// assert_eq!(p.a.close_reason().unwrap().to_string(), "session aborted locally: disk full");
 /// let CloseReason::Reset { code, message } = p.b.close_reason().unwrap() else { panic!() };
 /// assert_eq!((*code, message.as_str()), (ResetCode::Application, "disk full"));
 /// assert_eq!(p.b.close_reason().unwrap().to_string(), "the peer reset the session: disk full");
@@ -28,9 +29,14 @@ pub enum CloseReason {
     /// Both sides sent a Fin and had it acknowledged.
     #[error("session closed normally")]
     Normal,
-    /// This side aborted the session (`abort`, `abort_with`).
-    #[error("session aborted locally")]
-    Aborted,
+    /// This side aborted the session (`abort`, `abort_with`); `reason` is
+    /// the one it gave the peer ("" for a plain `abort()`), so every call
+    /// on this side that fails because of the abort says why too.
+    #[error("{}", aborted_text(.reason))]
+    Aborted {
+        /// What `abort_with` was given (at most [`MAX_RESET_MESSAGE`] bytes).
+        reason: String,
+    },
     /// The peer ended the session with a Reset; `message` says why, in the
     /// peer's words ("" when it gave none, e.g. a plain `abort()`).
     #[error("{}", reset_text(.message))]
@@ -108,6 +114,14 @@ pub enum CloseReason {
     /// forged or broken packets. The session cannot be trusted any more.
     #[error("protocol violation by the peer: {0}")]
     ProtocolViolation(String),
+}
+
+fn aborted_text(reason: &str) -> String {
+    if reason.is_empty() {
+        "session aborted locally".to_string()
+    } else {
+        format!("session aborted locally: {reason}")
+    }
 }
 
 fn reset_text(message: &str) -> String {
@@ -212,7 +226,7 @@ impl CloseReason {
     /// ```
     /// use swp::proto::CloseReason;
     /// assert!(CloseReason::Normal.is_normal());
-    /// assert!(!CloseReason::Aborted.is_normal());
+    /// assert!(!CloseReason::Aborted { reason: String::new() }.is_normal());
     /// ```
     pub fn is_normal(&self) -> bool {
         matches!(self, CloseReason::Normal)
@@ -241,7 +255,10 @@ impl CloseReason {
             | CloseReason::Reset { .. }
             | CloseReason::ConnectTimeout { .. }
             | CloseReason::SealFailed { .. } => return None,
-            CloseReason::Aborted => (ResetCode::Abort, String::new()),
+            CloseReason::Aborted { reason } if reason.is_empty() => {
+                (ResetCode::Abort, String::new())
+            }
+            CloseReason::Aborted { reason } => (ResetCode::Application, reason.clone()),
             CloseReason::PeerUnreachable { silent_for, budget } => (
                 ResetCode::Unreachable,
                 format!(
@@ -332,7 +349,10 @@ pub enum WriteError {
 /// use swp::proto::{CloseReason, ReadError};
 /// let now = p.now();
 /// p.a.abort(now);
-/// assert_eq!(p.a.read(&mut [0u8; 8]), Err(ReadError::Closed(CloseReason::Aborted)));
+/// assert_eq!(
+///     p.a.read(&mut [0u8; 8]),
+///     Err(ReadError::Closed(CloseReason::Aborted { reason: String::new() }))
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -57,7 +57,7 @@ impl From<ReadError> for SessionError {
 fn close_kind(r: &CloseReason) -> io::ErrorKind {
     match r {
         CloseReason::Normal => io::ErrorKind::BrokenPipe,
-        CloseReason::Aborted => io::ErrorKind::ConnectionAborted,
+        CloseReason::Aborted { .. } => io::ErrorKind::ConnectionAborted,
         CloseReason::Reset { .. } => io::ErrorKind::ConnectionReset,
         CloseReason::ConnectTimeout { .. } => io::ErrorKind::TimedOut,
         CloseReason::PeerUnreachable { .. }

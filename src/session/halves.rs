@@ -202,7 +202,8 @@ impl WriteHalf {
     /// use swp::proto::CloseReason;
     /// let (_rd, wr) = a.into_split();
     /// wr.abort_with("changed my mind");
-    /// assert_eq!(wr.close_reason(), Some(CloseReason::Aborted));
+    /// let reason = "changed my mind".to_string();
+    /// assert_eq!(wr.close_reason(), Some(CloseReason::Aborted { reason }));
     /// # drop(b);
     /// # Ok(()) }
     /// ```

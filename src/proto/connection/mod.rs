@@ -633,7 +633,7 @@ impl Connection {
     /// assert_eq!(pair.b.close_reason(), None);
     /// pair.a.abort(pair.now());
     /// assert!(pair.run_until(Duration::from_secs(5), |p| p.b.is_closed()));
-    /// assert_eq!(pair.a.close_reason(), Some(&CloseReason::Aborted));
+    /// assert_eq!(pair.a.close_reason(), Some(&CloseReason::Aborted { reason: String::new() }));
     /// assert!(matches!(pair.b.close_reason(), Some(CloseReason::Reset { .. })));
     /// ```
     pub fn close_reason(&self) -> Option<&CloseReason> {
@@ -1569,7 +1569,13 @@ impl Connection {
     pub fn close(&mut self, now: Instant) {
         match &mut self.phase {
             Phase::Closed(_) => {}
-            Phase::Listen => self.finish(now, CloseReason::Aborted, false),
+            Phase::Listen => self.finish(
+                now,
+                CloseReason::Aborted {
+                    reason: String::new(),
+                },
+                false,
+            ),
             Phase::SynSent(h) | Phase::SynReceived(h) => h.close_requested = true,
             Phase::Open(o) => {
                 if *o == Ours::Writing {
@@ -1598,7 +1604,8 @@ impl Connection {
     pub fn abort(&mut self, now: Instant) {
         if !self.is_closed() {
             let tell = !self.remote_nonce.is_empty();
-            self.finish(now, CloseReason::Aborted, tell);
+            let reason = String::new();
+            self.finish(now, CloseReason::Aborted { reason }, tell);
         }
     }
 
@@ -1646,9 +1653,9 @@ impl Connection {
     pub fn abort_because(&mut self, now: Instant, code: ResetCode, reason: &str) {
         if !self.is_closed() {
             let msg = error::clip_message(reason).to_string();
-            self.reset_out = Some((code, msg));
+            self.reset_out = Some((code, msg.clone()));
             let tell = !self.remote_nonce.is_empty();
-            self.finish(now, CloseReason::Aborted, tell);
+            self.finish(now, CloseReason::Aborted { reason: msg }, tell);
         }
     }
 
