@@ -215,6 +215,84 @@ async fn a_dropped_session_that_cannot_deliver_gives_up_after_the_drop_linger_an
     drop(b);
 }
 
+/// A dropped session keeps its close through an outage shorter than the
+/// dead-peer budget (PROTOCOL.md §8's promise holds for a dropped session
+/// too): with its Fin's retries backed off past the outage, giving up at
+/// DROP_LINGER (10 s, as before) reset the peer just after the path healed.
+/// Both directions, and towards the peer only (our acks come back, the
+/// Fin does not get there).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_session_survives_an_outage_shorter_than_the_budget() {
+    let _dog = common::Watchdog::start(Duration::from_secs(60), "the dropped session's outage");
+    for (seed, one_way) in [(21, false), (22, true)] {
+        let net = lossy(seed, 0.0);
+        let cfg = |l: &str, r: &str| Config::new(l, r).keepalive(Duration::from_secs(1), 10);
+        let (mut a, mut b) = pair(&net, cfg("A", "B"), cfg("B", "")).await;
+        let (ia, ib) = (
+            net.with(|n| n.lookup("A").unwrap()),
+            net.with(|n| n.lookup("B").unwrap()),
+        );
+        a.write_all(&[5u8; 50_000]).await.unwrap();
+        let mut first = [0u8; 1000];
+        b.read_exact(&mut first).await.unwrap();
+        net.with(|n| {
+            if one_way {
+                n.set_black_hole(ib, true)
+            } else {
+                n.partition(ia, ib)
+            }
+        });
+        drop(a); // its last bytes and its Fin go into the outage
+        // 9.9 s of the 10 s budget, then the path heals.
+        tokio::time::sleep(Duration::from_millis(9900)).await;
+        net.with(|n| {
+            if one_way {
+                n.set_black_hole(ib, false)
+            } else {
+                n.heal(ia, ib)
+            }
+        });
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(30), b.read_to_end(&mut rest)).await;
+        let r = r.expect("the reader ends within 30 s of the heal");
+        assert!(r.is_ok(), "seed {seed}, one way {one_way}: {r:?}");
+        assert_eq!(
+            rest.len(),
+            49_000,
+            "seed {seed}: every byte arrives, then the end"
+        );
+        let closed = b.close().await;
+        assert!(closed.is_ok(), "seed {seed}: b's close: {closed:?}");
+    }
+}
+
+/// A dropped session whose peer never closes gives up after its linger and
+/// tells the peer why (it used to send a Reset without a word: "session
+/// reset by the peer").
+#[tokio::test(start_paused = true)]
+async fn a_dropped_session_whose_peer_never_closes_says_why_it_gave_up() {
+    let net = lossy(23, 0.0);
+    let (a, mut b) = pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    a.send("bye").await.unwrap();
+    drop(a);
+    let mut got = Vec::new();
+    b.read_to_end(&mut got).await.unwrap(); // the Fin came: end of stream
+    let read_at = tokio::time::Instant::now();
+    // b keeps its side open; the dropped side gives up after its linger.
+    b.wait_closed().await;
+    let waited = tokio::time::Instant::now() - read_at;
+    assert!(
+        waited <= swp::session::DROP_LINGER + Duration::from_secs(2),
+        "the dropped side gave up {waited:?} after its Fin"
+    );
+    let e = b.send("too late").await.unwrap_err().to_string();
+    assert!(
+        e.contains("the peer's program dropped its session and gave up closing it after")
+            && e.contains("you did not close your side"),
+        "{e}"
+    );
+}
+
 /// Dropping a session while the peer's bytes are unread or still coming
 /// resets it: the peer must not take our acks for delivery.
 #[tokio::test(start_paused = true)]

@@ -119,7 +119,7 @@ pub(super) async fn drive(shared: Arc<Shared>) {
             let orphan = g
                 .orphaned_at
                 .filter(|_| !g.conn.is_closed())
-                .map(|t| t + DROP_LINGER);
+                .map(|t| t + drop_linger(&g.conn));
             let stall = sending
                 .as_ref()
                 .zip(stall_budget)
@@ -232,8 +232,9 @@ pub(super) async fn drive(shared: Arc<Shared>) {
                             g.discarded
                         );
                         g.conn.abort_with(t, &reason);
-                    } else if t >= at + DROP_LINGER {
-                        g.conn.abort(t);
+                    } else if t >= at + drop_linger(&g.conn) {
+                        let reason = gave_up_closing(&g.conn, t - at);
+                        g.conn.abort_with(t, &reason);
                     }
                 }
             }
@@ -389,6 +390,33 @@ pub(super) struct Handover<'a> {
 /// inbox or the peer's (NATS permissions), or that a connecting service
 /// client's Syn reached nobody as many times as [`SYN_RETRY_BACKOFF`]
 /// allows.
+/// How long a dropped session goes on delivering before it gives up:
+/// [`DROP_LINGER`], or its dead-peer timeout if that is longer, so that an
+/// outage shorter than the budget never ends a dropped session's close
+/// either (docs/PROTOCOL.md §8).
+fn drop_linger(conn: &crate::proto::Connection) -> Duration {
+    conn.dead_peer_timeout()
+        .map_or(DROP_LINGER, |d| d.max(DROP_LINGER))
+}
+
+/// What a dropped session that gives up tells its peer (in the peer's
+/// words: "you" is the peer).
+fn gave_up_closing(conn: &crate::proto::Connection, waited: Duration) -> String {
+    use crate::proto::State;
+    let unacked = conn.bytes_written().saturating_sub(conn.bytes_acked());
+    let missing = match conn.state() {
+        State::FinWait2 => "you did not close your side".to_string(),
+        _ if unacked > 0 => format!("{unacked} bytes of what it wrote were never acknowledged"),
+        State::SynSent | State::SynReceived => "the handshake never completed".to_string(),
+        _ => "its close was never acknowledged".to_string(),
+    };
+    let waited = Duration::from_millis(waited.as_millis() as u64);
+    format!(
+        "the peer's program dropped its session and gave up closing it after {waited:?}: \
+         {missing}"
+    )
+}
+
 pub(super) fn check_transport_denials(shared: &Shared, retry: &mut SynRetry) {
     let mut g = shared.lock();
     if g.conn.is_closed() {

@@ -14,7 +14,8 @@
 //!
 //! Dropping every handle closes the session gracefully in the background
 //! (data already written is still delivered); the driver gives up and aborts
-//! after [`DROP_LINGER`]. Nobody reads any more: bytes of the peer's left
+//! after [`DROP_LINGER`] (or the dead-peer timeout, if longer), telling the
+//! peer why. Nobody reads any more: bytes of the peer's left
 //! unread or arriving later are discarded, and the session then resets
 //! (once its own data is acknowledged), so the peer learns they were not
 //! delivered instead of taking the acks for delivery. The subscription
@@ -43,7 +44,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long a session whose handles were all dropped keeps delivering what
-/// was written before it gives up and aborts.
+/// was written before it gives up and aborts, at least: a session whose
+/// dead-peer timeout is longer lingers for that (an outage shorter than the
+/// budget ends no close, docs/PROTOCOL.md §8). Its Reset tells the peer
+/// what was missing ("you did not close your side", ...).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
