@@ -997,3 +997,58 @@ async fn a_window_too_small_for_the_control_messages_is_refused_before_any_data(
     );
     drop((a, b));
 }
+
+/// A receiver that has the whole file, verified and in place, says so even
+/// when the sender's acknowledgement of its Verdict never arrives (the
+/// sender's program exits as it hears, an outage begins): it waits for the
+/// acknowledgement within its dead-peer budget, then succeeds. It used to
+/// fail ("peer unreachable") with the complete file on disk while the
+/// sender reported success.
+#[tokio::test(start_paused = true)]
+async fn a_receiver_with_the_whole_file_succeeds_though_its_verdict_is_not_confirmed() {
+    let tmp = TempDir::new("unconfirmed");
+    let out = tmp.0.join("out");
+    let net = SimNetwork::new(40, LinkConfig::new().latency(Duration::from_millis(2)));
+    let cfg = |l: &str, r: &str| Config::new(l, r).keepalive(Duration::from_secs(1), 10);
+    let (a, mut b) = sim_pair(&net, cfg("A", "B"), cfg("B", "")).await;
+    let out2 = out.clone();
+    let receiver = tokio::spawn(async move {
+        let r = recv_file(&mut b, &out2, None).await;
+        (r, tokio::time::Instant::now())
+    });
+    offer(&a, "f.bin", Some(5)).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: 5 }).await;
+    use tokio::io::AsyncWriteExt;
+    let mut a = a;
+    a.write_all(b"hello").await.unwrap();
+    let five = Blake2b512::digest(b"hello").to_vec();
+    control(
+        &a,
+        Control::End {
+            size: 5,
+            blake2b: five,
+        },
+    )
+    .await;
+    let verdict = next_control(&a).await;
+    assert!(
+        matches!(verdict, Control::Verdict { ok: true, .. }),
+        "{verdict:?}"
+    );
+    // The sender heard; from now on nothing it sends reaches the receiver.
+    let heard = tokio::time::Instant::now();
+    let ib = net.with(|n| n.lookup("B").unwrap());
+    net.with(|n| n.set_black_hole(ib, true));
+    let (r, ended) = receiver.await.unwrap();
+    let (meta, path) = r.expect("the receiver has the whole file and says so");
+    assert_eq!((meta.size, path.clone()), (5, out.join("f.bin")));
+    assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+    assert!(
+        ended - heard <= Duration::from_secs(15),
+        "the wait for the acknowledgement is bounded by the budget: {:?}",
+        ended - heard
+    );
+    drop(a);
+}

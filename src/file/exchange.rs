@@ -153,18 +153,24 @@ pub(super) async fn told<T>(
     r
 }
 
-/// Tells the sender the file is accepted, and waits until it has heard.
-pub(super) async fn accept_verdict(session: &Session) -> Result<(), FileError> {
-    send_control(
-        session,
-        &Control::Verdict {
-            ok: true,
-            message: String::new(),
-        },
-    )
-    .await?;
-    session.flush_acked().await?;
-    Ok(())
+/// Tells the sender the file is accepted, and waits until it has heard
+/// (within the session's own budget). Called once the file is complete,
+/// verified and in place: that the sender's acknowledgement went missing
+/// (an outage, a sender that exited at once) does not make it less so, so
+/// it is no failure of the receive. A sender that did not hear fails by
+/// itself and, sent again, finds the file already there.
+pub(super) async fn accept_verdict(session: &Session) {
+    let verdict = Control::Verdict {
+        ok: true,
+        message: String::new(),
+    };
+    let told = match send_control(session, &verdict).await {
+        Ok(()) => session.flush_acked().await.map_err(FileError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = told {
+        tracing::warn!(error = %e, "the file is complete; the sender did not confirm it heard so");
+    }
 }
 
 /// Fails before anything is sent if the session cannot deliver the
@@ -763,7 +769,7 @@ async fn recv_file_to(
                 )));
             }
             report(progress, offset, offset, size, offset);
-            accept_verdict(session).await?;
+            accept_verdict(session).await;
             return Ok((
                 file_meta(name, offset, &digest, send_time_ns),
                 target.to_path_buf(),
@@ -841,7 +847,7 @@ async fn recv_file_to(
         return Err(err);
     }
     let _ = tokio::fs::remove_file(&meta_path).await;
-    accept_verdict(session).await?;
+    accept_verdict(session).await;
     Ok((
         file_meta(name, got, &digest, send_time_ns),
         target.to_path_buf(),
@@ -895,7 +901,7 @@ pub(super) async fn recv_bytes_inner(
     if actual.as_slice() != digest.as_slice() {
         return Err(mismatch(&name, &digest, &actual));
     }
-    accept_verdict(session).await?;
+    accept_verdict(session).await;
     Ok((
         file_meta(name, got, &digest, send_time_ns),
         Bytes::from(data),
@@ -950,6 +956,6 @@ pub(super) async fn recv_to_writer_inner(
             hex16(&actual)
         )));
     }
-    accept_verdict(session).await?;
+    accept_verdict(session).await;
     Ok(file_meta(name, got, &digest, send_time_ns))
 }
