@@ -17,8 +17,12 @@
 //!   size but other bytes, of another size, or a directory;
 //! * a fault once the sender has handed `at` bytes to its session: a
 //!   partition, either side aborting its session with a reason, either
-//!   side's task dropped (a program that gives up), then, for files, a
-//!   second attempt on a fresh network into the same directory.
+//!   side's task dropped (a program that gives up), either side's transfer
+//!   future cancelled with its session kept, then, for files, a second
+//!   attempt on a fresh network into the same directory; or, on loss-free
+//!   links, an outage (both directions, or towards one side) of 30-99% of
+//!   the smaller dead-peer budget that heals, after which the transfer
+//!   must succeed as if nothing had happened (PROTOCOL.md §8's promise).
 //!
 //! The oracle derives what must happen from the directory as it is before
 //! each attempt (a model of the resume rule: a part is offered when its
@@ -145,6 +149,21 @@ enum Fault {
     CancelSender {
         at: u64,
     },
+    /// A partition (both directions, or only towards one side) that heals
+    /// after `lasts`, shorter than the smaller dead-peer budget, on a
+    /// loss-free link: by §8's promise nothing may fail.
+    Outage {
+        at: u64,
+        lasts: Duration,
+        towards: Towards,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Towards {
+    Both,
+    Sender,
+    Receiver,
 }
 
 impl Fault {
@@ -157,8 +176,15 @@ impl Fault {
             | Fault::DropReceiver { at }
             | Fault::DropSender { at }
             | Fault::CancelReceiver { at }
-            | Fault::CancelSender { at } => Some(at),
+            | Fault::CancelSender { at }
+            | Fault::Outage { at, .. } => Some(at),
         }
+    }
+
+    /// Whether the fault makes the attempt fail (an outage shorter than
+    /// the budget must not).
+    fn fails(&self) -> bool {
+        !matches!(self, Fault::None | Fault::Outage { .. })
     }
 }
 
@@ -333,6 +359,18 @@ impl Case {
                 4 => Fault::DropSender { at },
                 5 => Fault::CancelReceiver { at },
                 _ => Fault::CancelSender { at },
+            }
+        } else if !lossy && size > 0 && rng.gen_bool(0.15) {
+            // §8 promises it on loss-free paths only.
+            let budget = |c: &SideCfg| c.keepalive.0 * c.keepalive.1;
+            let shorter = budget(&a).min(budget(&b));
+            Fault::Outage {
+                at: rng.gen_range(0..size),
+                lasts: shorter.mul_f64(pick(&mut rng, &[0.3, 0.7, 0.95, 0.99])),
+                towards: pick(
+                    &mut rng,
+                    &[Towards::Both, Towards::Sender, Towards::Receiver],
+                ),
             }
         } else {
             Fault::None
@@ -783,6 +821,26 @@ async fn attempt(
                 Fault::CancelSender { .. } => {
                     let _ = cancel_a.send(());
                 }
+                Fault::Outage { lasts, towards, .. } => {
+                    let (ia, ib) = (
+                        net.with(|x| x.lookup(&a_in).unwrap()),
+                        net.with(|x| x.lookup(&b_in).unwrap()),
+                    );
+                    let cut = move |x: &mut swp::simnet::SimNet, on: bool| match (towards, on) {
+                        (Towards::Both, true) => x.partition(ia, ib),
+                        (Towards::Both, false) => x.heal(ia, ib),
+                        (Towards::Sender, on) => x.set_black_hole(ia, on),
+                        (Towards::Receiver, on) => x.set_black_hole(ib, on),
+                    };
+                    net.with(|x| cut(x, true));
+                    // The outage's length is the fault itself, in virtual
+                    // time: it heals on its own while both sides go on.
+                    let net = net.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(lasts).await;
+                        net.with(|x| cut(x, false));
+                    });
+                }
                 Fault::None => unreachable!(),
             }
         }
@@ -902,7 +960,7 @@ fn check(
         }
         return Ok(false);
     }
-    let struck = att.struck.is_some() && case.fault != Fault::None;
+    let struck = att.struck.is_some() && case.fault.fails();
     let writer_fails = att.writer_failed.is_some();
     if !struck && !writer_fails {
         let (sent, _) = att.sent.as_ref().ok_or("the sender is missing")?;
@@ -1025,17 +1083,28 @@ fn check(
         // The first failure (the fault, the writer's) starts the clock;
         // a side that ends with an error names one of the failures that
         // happened.
-        let fault_at = att.struck.filter(|_| case.fault != Fault::None);
+        let fault_at = att.struck.filter(|_| case.fault.fails());
         let first_at = [fault_at, att.writer_failed]
             .into_iter()
             .flatten()
             .min()
             .unwrap();
-        let bound = match case.fault {
-            Fault::Partition { .. } if fault_at.is_some() => {
-                case.budget() * 2 + Duration::from_secs(30)
+        // A partition keeps any story from the other side; so does an
+        // outage the writer failed in (or just before: the failing side's
+        // Resets go out within its 2 s linger, all of them into the
+        // outage): the other side then ends by its dead-peer rule.
+        let outage_hid_it = match (case.fault, att.struck, att.writer_failed) {
+            (Fault::Outage { lasts, .. }, Some(s), Some(w)) => {
+                w + Duration::from_secs(2) >= s && w <= s + lasts
             }
-            _ => TOLD_BOUND,
+            _ => false,
+        };
+        let partitioned =
+            (matches!(case.fault, Fault::Partition { .. }) && fault_at.is_some()) || outage_hid_it;
+        let bound = if partitioned {
+            case.budget() * 2 + Duration::from_secs(30)
+        } else {
+            TOLD_BOUND
         };
         let late = |t: Instant| t.saturating_duration_since(first_at) > bound;
         // What each side may be told: the other side's failures, and a
@@ -1056,9 +1125,6 @@ fn check(
             }
             _ => {}
         }
-        // A partition may keep the first failure's story from the other
-        // side: it then ends by its dead-peer rule, which is the truth.
-        let partitioned = matches!(case.fault, Fault::Partition { .. }) && fault_at.is_some();
         let refusal = match expect {
             Expect::Exists => Some("already exists"),
             Expect::OverLimit => Some("allowed in memory"),
@@ -1173,9 +1239,26 @@ async fn run_case(case: &Case) -> Result<(), String> {
         .await
         .map_err(|_| format!("attempt {n} did not end within {ATTEMPT_BOUND:?} of virtual time"))?;
         let straggler = n > 0 && matches!(case.fault, Fault::DropReceiver { .. });
-        let ok = check(case, &dir, &src, &expect, &att, &before, straggler)
-            .map_err(|e| format!("attempt {n}: {e} (expected {expect:?})"))?;
-        let again = att.struck.is_some() && case.fault != Fault::None && !ok;
+        let ok = check(case, &dir, &src, &expect, &att, &before, straggler).map_err(|e| {
+            // Both sides' ends, in virtual time since the attempt began.
+            let end = |r: Option<(String, Instant)>| match r {
+                Some((r, t)) => format!("{r} at {:?}", t - att.start),
+                None => "gone".into(),
+            };
+            let says = |r: Result<(), &FileError>| match r {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("'{e}'"),
+            };
+            let sender = att.sent.as_ref().map(|(r, t)| (says(r.as_ref().map(|_| ())), *t));
+            let receiver = att.got.as_ref().map(|(r, t)| (says(r.as_ref().map(|_| ())), *t));
+            let struck = att.struck.map(|t| t - att.start);
+            format!(
+                "attempt {n}: {e} (expected {expect:?}; sender {}, receiver {}, fault struck at {struck:?})",
+                end(sender),
+                end(receiver)
+            )
+        })?;
+        let again = att.struck.is_some() && case.fault.fails() && !ok;
         if !again || !matches!(case.mode, Mode::File) {
             return Ok(());
         }
