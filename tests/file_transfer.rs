@@ -1052,3 +1052,40 @@ async fn a_receiver_with_the_whole_file_succeeds_though_its_verdict_is_not_confi
     );
     drop(a);
 }
+
+/// A receiver blocked writing to a slow output (a consumer at the other end
+/// of a pipe that does not read) still hears at once that the sender
+/// failed, in the sender's words. It used to learn only when the write
+/// returned: never, for a consumer that had stopped.
+#[tokio::test(start_paused = true)]
+async fn a_receiver_blocked_on_its_output_hears_the_sender_fail_at_once() {
+    let net = SimNetwork::new(42, LinkConfig::new().latency(Duration::from_millis(2)));
+    let (a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    // A pipe of 1 KiB whose reading end is kept but never read.
+    let (mut out, _consumer) = tokio::io::duplex(1024);
+    let receiver = tokio::spawn(async move {
+        let r = swp::file::recv_to_writer(&mut b, &mut out, None).await;
+        (r, tokio::time::Instant::now())
+    });
+    offer(&a, "f.bin", None).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: 100_000 }).await;
+    use tokio::io::AsyncWriteExt;
+    let mut a = a;
+    a.write_all(&[3u8; 100_000]).await.unwrap();
+    a.flush_acked().await.unwrap(); // all there; the receiver is stuck writing
+    let failed = tokio::time::Instant::now();
+    a.abort_with("the sender's disk went away");
+    let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver returns")
+        .unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("the sender's disk went away"), "{e}");
+    assert!(
+        ended - failed <= Duration::from_secs(1),
+        "the receiver heard {:?} after the sender failed",
+        ended - failed
+    );
+}

@@ -606,7 +606,16 @@ async fn recv_segments(
                     }
                     got += chunk.len() as u64;
                     if let Some(w) = sink.writer.as_mut() {
-                        w.write_all(&chunk).await.map_err(sink_err)?;
+                        // A writer that blocks (a slow consumer on the
+                        // other end of a pipe) must not keep the sender's
+                        // failure from us: the output is incomplete
+                        // either way. The write goes first; the watch
+                        // costs nothing while writes complete at once.
+                        tokio::select! {
+                            biased;
+                            r = w.write_all(&chunk) => r.map_err(sink_err)?,
+                            e = session.failed() => return Err(e.into()),
+                        }
                     }
                     let more = session.held().1 > 0;
                     sink.behind.push(chunk, more).await.map_err(sink_err)?;

@@ -677,6 +677,14 @@ impl Session {
         wait_closed(&self.shared).await
     }
 
+    /// Resolves once the session has failed (a Reset, a dead peer, its
+    /// transport), with the error a blocked call would return; never
+    /// after a normal close. For a caller blocked on something else (a
+    /// slow output) that must still hear at once that the peer failed.
+    pub(crate) async fn failed(&self) -> SessionError {
+        self.shared.wait(|g| g.failure()).await
+    }
+
     /// A handle that aborts this session from elsewhere (a signal handler)
     /// without keeping it open: [`AbortHandle`].
     pub fn abort_handle(&self) -> AbortHandle {
