@@ -52,6 +52,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use swp::file::{self, FileError, Progress, ReceiveOptions, SendReport};
@@ -648,6 +649,52 @@ struct Attempt {
     writer_failed: Option<Instant>,
     /// The largest message the sender, and the receiver, can send.
     most: (u64, u64),
+    /// Resets towards the sender and towards the receiver: sent, and
+    /// delivered (a side none of whose Resets arrived could not be told).
+    resets: Arc<Mutex<Resets>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Resets {
+    to_sender: (u32, u32),
+    to_receiver: (u32, u32),
+}
+
+/// Counts the Resets the network carries each way, sent and delivered.
+struct ResetTap {
+    sender: swp::simnet::InboxId,
+    counts: Arc<Mutex<Resets>>,
+}
+
+impl ResetTap {
+    fn count(&mut self, env: &swp::simnet::Envelope, delivered: bool) {
+        let Ok(p) = swp::proto::codec::decode(&env.payload) else {
+            return;
+        };
+        if p.kind != swp::proto::Kind::Reset {
+            return;
+        }
+        let mut c = self.counts.lock().unwrap();
+        let way = if env.to == self.sender {
+            &mut c.to_sender
+        } else {
+            &mut c.to_receiver
+        };
+        if delivered {
+            way.1 += 1;
+        } else {
+            way.0 += 1;
+        }
+    }
+}
+
+impl swp::simnet::Monitor for ResetTap {
+    fn on_send(&mut self, env: &swp::simnet::Envelope, _: Duration) {
+        self.count(env, false);
+    }
+    fn on_deliver(&mut self, env: &swp::simnet::Envelope, _: Duration) {
+        self.count(env, true);
+    }
 }
 
 const RECEIVER_REASON: &str = "the test's receiver gives up";
@@ -672,6 +719,12 @@ async fn attempt(
     .await
     .unwrap_or_else(|e| panic!("sessions over SimNet start: {e}"));
     let (a_abort, b_abort) = (a.abort_handle(), b.abort_handle());
+    let resets = Arc::new(Mutex::new(Resets::default()));
+    let tap = ResetTap {
+        sender: net.with(|x| x.lookup(&a_in).unwrap()),
+        counts: resets.clone(),
+    };
+    net.with(|x| x.set_monitor(Box::new(tap)));
     // What each side can deliver: its send buffer, the peer's window in
     // bytes and in packets of its own size.
     let most = |own: &SideCfg, peer: &SideCfg| {
@@ -870,6 +923,7 @@ async fn attempt(
         struck,
         writer_failed,
         most,
+        resets,
     }
 }
 
@@ -1067,7 +1121,9 @@ fn check(
                     .as_ref()
                     .err()
                     .ok_or("the sender succeeded although the receiver failed")?;
-                if !se.to_string().contains("the receiver reported") {
+                // In the receiver's words: by its failure Verdict, or by
+                // its Reset when an outage swallowed the Verdict.
+                if !se.to_string().contains(&e.to_string()) {
                     return Err(format!("the sender was not told why: {se} (receiver: {e})"));
                 }
                 if !target.is_dir() {
@@ -1089,24 +1145,20 @@ fn check(
             .flatten()
             .min()
             .unwrap();
-        // A partition keeps any story from the other side; so does an
-        // outage the writer failed in (or just before: the failing side's
-        // Resets go out within its 2 s linger, all of them into the
-        // outage): the other side then ends by its dead-peer rule.
-        let outage_hid_it = match (case.fault, att.struck, att.writer_failed) {
-            (Fault::Outage { lasts, .. }, Some(s), Some(w)) => {
-                w + Duration::from_secs(2) >= s && w <= s + lasts
-            }
-            _ => false,
+        // A partition keeps any story from the other side. So does a lossy
+        // link or an outage that swallowed every Reset the failing side
+        // sent (it sent at least one: a side that says nothing is a
+        // defect): the side then ends by its dead-peer rule, which is the
+        // truth as it sees it.
+        let partition = matches!(case.fault, Fault::Partition { .. }) && fault_at.is_some();
+        let seen = *att.resets.lock().unwrap();
+        let unheard = |(sent, delivered): (u32, u32)| partition || (sent > 0 && delivered == 0);
+        let (sender_unheard, receiver_unheard) =
+            (unheard(seen.to_sender), unheard(seen.to_receiver));
+        let long = case.budget() * 2 + Duration::from_secs(30);
+        let late = |t: Instant, unheard: bool| {
+            t.saturating_duration_since(first_at) > if unheard { long } else { TOLD_BOUND }
         };
-        let partitioned =
-            (matches!(case.fault, Fault::Partition { .. }) && fault_at.is_some()) || outage_hid_it;
-        let bound = if partitioned {
-            case.budget() * 2 + Duration::from_secs(30)
-        } else {
-            TOLD_BOUND
-        };
-        let late = |t: Instant| t.saturating_duration_since(first_at) > bound;
         // What each side may be told: the other side's failures, and a
         // side that aborts is told its own reason.
         let (mut to_sender, mut to_receiver) = (vec![], vec![]);
@@ -1130,11 +1182,11 @@ fn check(
             Expect::OverLimit => Some("allowed in memory"),
             _ => None,
         };
-        let told = |e: &FileError, reasons: &[&str]| {
+        let told = |e: &FileError, reasons: &[&str], unheard: bool| {
             reasons.is_empty()
                 || reasons.iter().any(|r| e.to_string().contains(r))
                 || refusal.is_some_and(|r| e.to_string().contains(r))
-                || (partitioned && e.to_string().contains("peer unreachable"))
+                || (unheard && e.to_string().contains("peer unreachable"))
         };
         let whole = || target.is_file() && std::fs::read(&target).unwrap() == src;
         if let Some((r, t)) = &att.sent {
@@ -1152,14 +1204,16 @@ fn check(
                     return Err("the sender succeeded though the writer failed".into());
                 }
                 Ok(_) => {}
-                Err(e) if late(*t) => {
+                Err(e) if late(*t, sender_unheard) => {
                     return Err(format!(
-                        "the sender learnt it {:?} after the first failure: {e}",
+                        "the sender learnt it {:?} after the first failure ({seen:?}): {e}",
                         t.saturating_duration_since(first_at)
                     ));
                 }
-                Err(e) if !told(e, &to_sender) => {
-                    return Err(format!("the sender was not told why ({to_sender:?}): {e}"));
+                Err(e) if !told(e, &to_sender, sender_unheard) => {
+                    return Err(format!(
+                        "the sender was not told why ({to_sender:?}, {seen:?}): {e}"
+                    ));
                 }
                 Err(_) => {}
             }
@@ -1170,15 +1224,15 @@ fn check(
                     return Err("the receiver succeeded but the file is not whole".into());
                 }
                 Ok(_) => {}
-                Err(e) if late(*t) => {
+                Err(e) if late(*t, receiver_unheard) => {
                     return Err(format!(
-                        "the receiver learnt it {:?} after the first failure: {e}",
+                        "the receiver learnt it {:?} after the first failure ({seen:?}): {e}",
                         t.saturating_duration_since(first_at)
                     ));
                 }
-                Err(e) if !told(e, &to_receiver) => {
+                Err(e) if !told(e, &to_receiver, receiver_unheard) => {
                     return Err(format!(
-                        "the receiver was not told why ({to_receiver:?}): {e}"
+                        "the receiver was not told why ({to_receiver:?}, {seen:?}): {e}"
                     ));
                 }
                 Err(_) => {}

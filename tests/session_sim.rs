@@ -194,7 +194,7 @@ async fn dropping_a_session_still_delivers_what_was_written() {
 }
 
 /// A dropped session's bytes that cannot be delivered: it aborts after
-/// DROP_LINGER and its driver then ends. (Its drop deadline, left armed
+/// its drop linger and its driver then ends. (Its drop deadline, left armed
 /// once closed, made the driver loop without rest through the linger:
 /// real CPU for 2 s over NATS, and a clock that never moved again here.)
 #[tokio::test(start_paused = true)]
@@ -210,7 +210,11 @@ async fn a_dropped_session_that_cannot_deliver_gives_up_after_the_drop_linger_an
     a.write_all(&[7u8; 10_000]).await.unwrap();
     let handle = a.abort_handle();
     drop(a);
-    tokio::time::sleep(swp::session::DROP_LINGER + Duration::from_secs(5)).await;
+    // It gives up after DROP_LINGER or its dead-peer timeout (10 s budget
+    // + 1 s interval + an answer time, at most 1 s), whichever is longer,
+    // then lingers as long again to repeat its Reset: 24 s at most.
+    let most = swp::session::DROP_LINGER.max(Duration::from_secs(12)) * 2;
+    tokio::time::sleep(most).await;
     assert!(!handle.is_live(), "the driver ended after its linger");
     drop(b);
 }
@@ -263,6 +267,50 @@ async fn a_dropped_session_survives_an_outage_shorter_than_the_budget() {
         );
         let closed = b.close().await;
         assert!(closed.is_ok(), "seed {seed}: b's close: {closed:?}");
+    }
+}
+
+/// A side that aborts during an outage shorter than the budget still tells
+/// its peer why once the path heals: its linger lasts its dead-peer timeout
+/// and it answers the peer's packets with the Reset, once per keepalive
+/// interval after the first few (towards the peer only, the peer's packets
+/// reach it all along; it used to stop at 8 Resets, or after 2 s, and the
+/// peer ended "peer unreachable" a budget later).
+#[tokio::test(start_paused = true)]
+async fn an_abort_during_an_outage_shorter_than_the_budget_is_heard_when_it_heals() {
+    let _dog = common::Watchdog::start(Duration::from_secs(60), "the abort in an outage");
+    for (seed, one_way) in [(24, false), (25, true)] {
+        let net = lossy(seed, 0.0);
+        let cfg = |l: &str, r: &str| Config::new(l, r).keepalive(Duration::from_secs(1), 10);
+        let (mut a, b) = pair(&net, cfg("A", "B"), cfg("B", "")).await;
+        let (ia, ib) = (
+            net.with(|n| n.lookup("A").unwrap()),
+            net.with(|n| n.lookup("B").unwrap()),
+        );
+        let cut = |on: bool| {
+            net.with(|n| match (one_way, on) {
+                (true, on) => n.set_black_hole(ia, on),
+                (false, true) => n.partition(ia, ib),
+                (false, false) => n.heal(ia, ib),
+            })
+        };
+        cut(true);
+        b.abort_with("the far side's disk failed");
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        cut(false);
+        let healed = tokio::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let e = a.read(&mut buf).await.unwrap_err().to_string();
+        let after = tokio::time::Instant::now() - healed;
+        assert!(
+            e.contains("the far side's disk failed"),
+            "seed {seed}, one way {one_way}: {e}"
+        );
+        assert!(
+            after <= Duration::from_secs(3),
+            "seed {seed}, one way {one_way}: told {after:?} after the heal"
+        );
+        drop(b);
     }
 }
 

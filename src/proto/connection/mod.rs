@@ -46,9 +46,10 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How many Resets an aborting side sends at most: the first, then one
-/// for each packet of a peer that did not hear it (at most one per answer
-/// time, while it lingers).
+/// How many Resets an aborting side sends at the answer-time pace: the
+/// first, then one for each packet of a peer that did not hear it (at most
+/// one per answer time). After these, one per keepalive interval for the
+/// rest of its linger, so the count stays bounded by the linger.
 const MAX_RESETS: u32 = 8;
 
 /// How many of those an aborting side sends unasked, one answer time
@@ -614,7 +615,9 @@ impl Connection {
     /// pair.a.abort(pair.now());
     /// // The Reset still has to go out: closed, not yet drained.
     /// assert!(pair.a.is_closed() && !pair.a.is_drained());
-    /// assert!(pair.run_until(Duration::from_secs(5), |p| p.a.is_drained()));
+    /// // It lingers to repeat the Reset for its dead-peer timeout (§7.3).
+    /// let linger = pair.a.dead_peer_timeout().unwrap();
+    /// assert!(pair.run_until(linger + Duration::from_secs(1), |p| p.a.is_drained()));
     /// ```
     pub fn is_drained(&self) -> bool {
         self.drained()
@@ -2147,12 +2150,21 @@ impl Connection {
         }
         if self.is_closed() && !self.closed_normally() {
             // We ended it and said so, yet the peer talks on: our Reset was
-            // lost. Say it again (at most once per answer time, a bounded
-            // number of times), as TCP answers a segment for a closed port.
+            // lost. Say it again, as TCP answers a segment for a closed
+            // port: at most once per answer time for the first
+            // MAX_RESETS, then once per keepalive interval for the rest
+            // of the linger (a one-way outage: the peer's packets reach
+            // us all along, our answers do not, and it must still hear
+            // once the path heals).
+            let pace = if self.resets_sent < MAX_RESETS {
+                self.answer_time()
+            } else {
+                self.cfg.tuning.keepalive_interval.max(self.answer_time())
+            };
             let again = self
                 .last_reset
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.answer_time());
-            if p.kind != Kind::Reset && again && self.resets_sent < MAX_RESETS {
+                .is_some_and(|t| now.saturating_duration_since(t) >= pace);
+            if p.kind != Kind::Reset && again {
                 self.pending.reset = true;
             }
             return;
@@ -2714,9 +2726,15 @@ impl Connection {
         };
         if normal || send_reset {
             // Normal: re-acknowledge a retransmitted Fin. Told: repeat the
-            // Reset to a peer that goes on talking (it did not hear it).
-            self.timers
-                .set(Timer::Linger, now + self.cfg.tuning.close_linger);
+            // Reset to a peer that goes on talking (it did not hear it),
+            // for as long as an outage may last that ends no session
+            // (§8): a peer cut off when we failed still hears why once
+            // the path heals, not "unreachable" a budget later.
+            let linger = match (send_reset, self.dead_peer_timeout()) {
+                (true, Some(d)) => d.max(self.cfg.tuning.close_linger),
+                _ => self.cfg.tuning.close_linger,
+            };
+            self.timers.set(Timer::Linger, now + linger);
         } else if self.pending.finack.is_none() {
             self.set_drained();
         }

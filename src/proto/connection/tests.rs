@@ -626,12 +626,24 @@ fn an_abort_repeats_its_reset_to_a_peer_that_talks_on_then_goes_quiet() {
     p.from_nonce = "someone-else".into();
     feed(&mut a, t + ms(5000), &p);
     assert!(out(&mut a, t + ms(5000)).is_empty());
+    // A peer cut off by an outage shorter than the budget speaks again
+    // just before the dead-peer timeout: it still hears why.
+    let linger = a.dead_peer_timeout().unwrap();
+    assert!(linger > a.cfg.tuning.close_linger);
+    let late = t0() + linger - ms(1);
+    a.handle_timeout(late);
+    assert!(!a.is_drained(), "it lingers for the dead-peer timeout");
+    let p = from_peer(&a, Kind::KeepAlive);
+    feed(&mut a, late, &p);
+    let told = out(&mut a, late);
+    assert_eq!(kinds(&told), vec![Kind::Reset]);
+    assert_eq!(&told[0].data[..], b"disk full");
     // The linger ends it: drained, silent for good.
-    a.handle_timeout(t0() + a.cfg.tuning.close_linger);
+    a.handle_timeout(t0() + linger);
     assert!(a.is_drained());
     let p = from_peer(&a, Kind::KeepAlive);
-    feed(&mut a, t + ms(10_000), &p);
-    assert!(out(&mut a, t + ms(10_000)).is_empty());
+    feed(&mut a, t0() + linger + ms(10_000), &p);
+    assert!(out(&mut a, t0() + linger + ms(10_000)).is_empty());
 }
 
 #[test]
@@ -655,8 +667,17 @@ fn an_abort_repeats_its_reset_unasked_to_a_silent_peer_until_the_linger_ends() {
         }
     }
     assert!(a.is_drained(), "the linger ends it");
-    assert!(t <= t0() + a.cfg.tuning.close_linger, "within the linger");
+    let linger = a
+        .dead_peer_timeout()
+        .unwrap()
+        .max(a.cfg.tuning.close_linger);
+    assert_eq!(t, t0() + linger, "at the end of the linger");
     assert_eq!(sent.len() as u32, UNASKED_RESETS, "{sent:?}");
+    assert!(
+        sent.last().unwrap().0 <= t0() + a.cfg.tuning.close_linger,
+        "the unasked ones within the first {:?}",
+        a.cfg.tuning.close_linger
+    );
     for (i, (at, pkts)) in sent.iter().enumerate() {
         assert_eq!(kinds(pkts), vec![Kind::Reset]);
         assert_eq!(&pkts[0].data[..], b"disk full");
@@ -670,8 +691,9 @@ fn an_abort_repeats_its_reset_unasked_to_a_silent_peer_until_the_linger_ends() {
 }
 
 #[test]
-fn an_abort_sends_at_most_max_resets() {
-    // A long linger and a peer that never stops: the count caps the Resets.
+fn an_abort_sends_max_resets_then_one_per_keepalive_interval() {
+    // A long linger and a peer that never stops: after MAX_RESETS at the
+    // answer-time pace, one per keepalive interval.
     let mut a = Connection::connect(
         Config::new(A, B).close_linger(Duration::from_secs(60)),
         t0(),
@@ -684,15 +706,42 @@ fn an_abort_sends_at_most_max_resets() {
     feed(&mut a, t0(), &synack);
     let _ = out(&mut a, t0());
     a.abort_with(t0(), "bye");
-    let mut sent = out(&mut a, t0()).len() as u32;
+    let mut at = vec![t0(); out(&mut a, t0()).len()];
+    let (pace, k) = (a.answer_time(), a.cfg.tuning.keepalive_interval);
     let mut t = t0();
-    for _ in 0..100 {
-        t += a.answer_time();
+    // A peer that sends every 10 ms for 50 s (its packets reach us, our
+    // answers do not reach it).
+    while t < t0() + Duration::from_secs(50) {
+        t += ms(10);
         let p = from_peer(&a, Kind::KeepAlive);
         feed(&mut a, t, &p);
-        sent += out(&mut a, t).len() as u32;
+        for r in out(&mut a, t) {
+            assert_eq!(r.kind, Kind::Reset);
+            at.push(t);
+        }
     }
-    assert_eq!(sent, MAX_RESETS);
+    assert!(at.len() as u32 > MAX_RESETS, "{} Resets", at.len());
+    for (i, w) in at.windows(2).enumerate() {
+        let least = if i + 1 < MAX_RESETS as usize { pace } else { k };
+        assert!(
+            w[1] - w[0] >= least,
+            "Reset {} came {:?} after the one before",
+            i + 1,
+            w[1] - w[0]
+        );
+    }
+    // One per keepalive interval after the first MAX_RESETS: bounded by
+    // the linger, and the peer still hears within an interval.
+    let rest = (at.len() as u32 - MAX_RESETS) as u128;
+    let span = (*at.last().unwrap() - at[MAX_RESETS as usize - 1]).as_millis();
+    assert!(
+        rest <= span / k.as_millis() + 1,
+        "{rest} Resets in {span} ms"
+    );
+    assert!(
+        rest + 2 >= span / k.as_millis(),
+        "{rest} Resets in {span} ms"
+    );
 }
 
 #[test]
