@@ -1465,3 +1465,121 @@ async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stall
         );
     }
 }
+
+/// A transport that reports a small `max_payload` and counts what was
+/// published above it (SimNet itself carries anything).
+struct Limited {
+    inner: Arc<dyn Transport>,
+    max: usize,
+    over: AtomicU64,
+    largest: AtomicU64,
+}
+
+impl Transport for Limited {
+    fn subscribe(&self, inbox: &str) -> BoxFuture<'_, Result<Incoming, TransportError>> {
+        self.inner.subscribe(inbox)
+    }
+    fn publish(&self, subject: &str, payload: Bytes) -> BoxFuture<'_, Result<(), TransportError>> {
+        if payload.len() > self.max {
+            self.over.fetch_add(1, Ordering::Relaxed);
+        }
+        self.largest
+            .fetch_max(payload.len() as u64, Ordering::Relaxed);
+        self.inner.publish(subject, payload)
+    }
+    fn max_payload(&self) -> usize {
+        self.max
+    }
+    fn capacity(&self) -> Capacity {
+        self.inner.capacity()
+    }
+}
+
+/// The least packet ceiling a session accepts, at its edge: a transport
+/// whose max_payload leaves 63 bytes beside the largest header is refused
+/// at once, saying what to raise; one that leaves exactly 64 carries a
+/// stream and messages of every size around that ceiling exactly, and no
+/// packet it publishes exceeds its max_payload.
+#[tokio::test(start_paused = true)]
+async fn a_packet_ceiling_of_exactly_64_bytes_works_and_63_is_refused() {
+    let limited = |net: &SimNetwork, max: usize| {
+        Arc::new(Limited {
+            inner: net.transport("A", 4096),
+            max,
+            over: AtomicU64::new(0),
+            largest: AtomicU64::new(0),
+        })
+    };
+    // The largest header, as the refusal reports it.
+    let net = lossy(26, 0.0);
+    let err = Session::connect(limited(&net, 100), Config::new("A", "B"))
+        .await
+        .unwrap_err()
+        .to_string();
+    let header: usize = err
+        .split("header takes up to ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no header size in: {err}"));
+    let net = lossy(27, 0.0);
+    let err = Session::connect(limited(&net, header + 63), Config::new("A", "B"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Config(_)), "{err:?}");
+    assert!(err.to_string().contains("raise max_payload"), "{err}");
+
+    let net = lossy(28, 0.01);
+    let ta = limited(&net, header + 64);
+    let listener = Session::listen(net.transport("B", 4096), Config::new("B", ""))
+        .await
+        .unwrap();
+    // Bounded: a refused connect must not leave the accept waiting.
+    let (a, b) = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures::future::join(
+            Session::connect(ta.clone(), Config::new("A", "B")),
+            listener.accept(),
+        ),
+    )
+    .await
+    .expect("connected within 30 s");
+    let a = a.expect("a ceiling of exactly 64 is taken");
+    let b = b.unwrap();
+    assert_eq!(a.max_payload(), 64, "the ceiling is exactly 64");
+    let sizes = [0usize, 1, 63, 64, 65, 127, 128, 129, 1000];
+    let echo = tokio::spawn(async move {
+        while let Ok(Some(m)) = b.recv().await {
+            if b.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    for (i, &n) in sizes.iter().enumerate() {
+        let m: Bytes = (0..n)
+            .map(|j| (i * 7 + j) as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        a.send(m.clone()).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), a.recv())
+            .await
+            .expect("an answer within 30 s")
+            .unwrap()
+            .unwrap();
+        assert!(got == m, "message of {n} bytes");
+    }
+    drop(a);
+    echo.await.unwrap();
+    assert_eq!(
+        ta.over.load(Ordering::Relaxed),
+        0,
+        "nothing above max_payload"
+    );
+    // Full packets went out: 64 bytes of data and a header (the largest
+    // header is a worst case, every SACK range at its widest).
+    let largest = ta.largest.load(Ordering::Relaxed) as usize;
+    assert!(
+        largest > 64 && largest <= header + 64,
+        "largest packet {largest}"
+    );
+}
