@@ -658,6 +658,8 @@ struct Attempt {
 struct Resets {
     to_sender: (u32, u32),
     to_receiver: (u32, u32),
+    /// Why the others were lost (both ways): loss, partition, overflow.
+    lost: (u32, u32, u32),
 }
 
 /// Counts the Resets the network carries each way, sent and delivered.
@@ -667,11 +669,12 @@ struct ResetTap {
 }
 
 impl ResetTap {
+    fn is_reset(env: &swp::simnet::Envelope) -> bool {
+        swp::proto::codec::decode(&env.payload).is_ok_and(|p| p.kind == swp::proto::Kind::Reset)
+    }
+
     fn count(&mut self, env: &swp::simnet::Envelope, delivered: bool) {
-        let Ok(p) = swp::proto::codec::decode(&env.payload) else {
-            return;
-        };
-        if p.kind != swp::proto::Kind::Reset {
+        if !Self::is_reset(env) {
             return;
         }
         let mut c = self.counts.lock().unwrap();
@@ -694,6 +697,18 @@ impl swp::simnet::Monitor for ResetTap {
     }
     fn on_deliver(&mut self, env: &swp::simnet::Envelope, _: Duration) {
         self.count(env, true);
+    }
+    fn on_drop(&mut self, env: &swp::simnet::Envelope, why: swp::simnet::DropReason, _: Duration) {
+        use swp::simnet::DropReason;
+        if !Self::is_reset(env) {
+            return;
+        }
+        let mut c = self.counts.lock().unwrap();
+        match why {
+            DropReason::Loss => c.lost.0 += 1,
+            DropReason::Partition => c.lost.1 += 1,
+            _ => c.lost.2 += 1,
+        }
     }
 }
 
