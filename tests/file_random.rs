@@ -950,7 +950,8 @@ fn digest(d: &[u8]) -> [u8; 64] {
 
 /// Checks one attempt against the model; returns whether it succeeded.
 ///
-/// `straggler`: the last attempt's receiver was dropped mid-write; its last
+/// `straggler`: the last attempt's receiver was dropped (or its future
+/// cancelled) mid-write; its last
 /// write job (a blocking task, not cancelled by the drop) may still add the
 /// source's next bytes to the part after the model looked, so the resume may
 /// start later than the model says, never earlier.
@@ -1192,9 +1193,12 @@ fn check(
             }
             _ => {}
         }
+        // What the receiver finds by itself may come first, and is the
+        // truth too.
         let refusal = match expect {
             Expect::Exists => Some("already exists"),
             Expect::OverLimit => Some("allowed in memory"),
+            Expect::NotReplaceable => Some("Is a directory"),
             _ => None,
         };
         let told = |e: &FileError, reasons: &[&str], unheard: bool| {
@@ -1307,7 +1311,11 @@ async fn run_case(case: &Case) -> Result<(), String> {
         )
         .await
         .map_err(|_| format!("attempt {n} did not end within {ATTEMPT_BOUND:?} of virtual time"))?;
-        let straggler = n > 0 && matches!(case.fault, Fault::DropReceiver { .. });
+        let straggler = n > 0
+            && matches!(
+                case.fault,
+                Fault::DropReceiver { .. } | Fault::CancelReceiver { .. }
+            );
         let ok = check(case, &dir, &src, &expect, &att, &before, straggler).map_err(|e| {
             // Both sides' ends, in virtual time since the attempt began.
             let end = |r: Option<(String, Instant)>| match r {

@@ -272,10 +272,10 @@ async fn a_dropped_session_survives_an_outage_shorter_than_the_budget() {
 
 /// A side that aborts during an outage shorter than the budget still tells
 /// its peer why once the path heals: its linger lasts its dead-peer timeout
-/// and it answers the peer's packets with the Reset, once per keepalive
-/// interval after the first few (towards the peer only, the peer's packets
-/// reach it all along; it used to stop at 8 Resets, or after 2 s, and the
-/// peer ended "peer unreachable" a budget later).
+/// and it answers the peer's packets with the Reset at most once per answer
+/// time all along (towards the peer only, the peer's packets reach it all
+/// along; it used to stop at 8 Resets, or after 2 s, and the peer ended
+/// "peer unreachable" a budget later).
 #[tokio::test(start_paused = true)]
 async fn an_abort_during_an_outage_shorter_than_the_budget_is_heard_when_it_heals() {
     let _dog = common::Watchdog::start(Duration::from_secs(60), "the abort in an outage");

@@ -46,13 +46,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How many Resets an aborting side sends at the answer-time pace: the
-/// first, then one for each packet of a peer that did not hear it (at most
-/// one per answer time). After these, one per keepalive interval for the
-/// rest of its linger, so the count stays bounded by the linger.
-const MAX_RESETS: u32 = 8;
-
-/// How many of those an aborting side sends unasked, one answer time
+/// How many Resets an aborting side sends unasked, one answer time
 /// apart while it lingers: a peer that has nothing to send (a receiver
 /// waiting for data, keepalives further apart than the linger) would never
 /// ask again, and one lost Reset would cost it its whole dead-peer budget.
@@ -2151,19 +2145,15 @@ impl Connection {
         if self.is_closed() && !self.closed_normally() {
             // We ended it and said so, yet the peer talks on: our Reset was
             // lost. Say it again, as TCP answers a segment for a closed
-            // port: at most once per answer time for the first
-            // MAX_RESETS, then once per keepalive interval for the rest
-            // of the linger (a one-way outage: the peer's packets reach
-            // us all along, our answers do not, and it must still hear
-            // once the path heals).
-            let pace = if self.resets_sent < MAX_RESETS {
-                self.answer_time()
-            } else {
-                self.cfg.tuning.keepalive_interval.max(self.answer_time())
-            };
+            // port, at most once per answer time, for as long as we
+            // linger (which bounds the count). Not fewer: in a one-way
+            // outage the peer's packets reach us all along and our
+            // answers do not; the first packet after the path heals must
+            // be answered, and the peer may have little of its budget
+            // left by then.
             let again = self
                 .last_reset
-                .is_some_and(|t| now.saturating_duration_since(t) >= pace);
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.answer_time());
             if p.kind != Kind::Reset && again {
                 self.pending.reset = true;
             }
