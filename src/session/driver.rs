@@ -385,11 +385,6 @@ pub(super) struct Handover<'a> {
     dest: Str,
 }
 
-/// The transport refused a packet: the session cannot go on.
-/// Ends the session if the transport learnt that the server refuses our
-/// inbox or the peer's (NATS permissions), or that a connecting service
-/// client's Syn reached nobody as many times as [`SYN_RETRY_BACKOFF`]
-/// allows.
 /// How long a dropped session goes on delivering before it gives up:
 /// [`DROP_LINGER`], or its dead-peer timeout if that is longer, so that an
 /// outage shorter than the budget never ends a dropped session's close
@@ -417,6 +412,10 @@ fn gave_up_closing(conn: &crate::proto::Connection, waited: Duration) -> String 
     )
 }
 
+/// Ends the session if the transport learnt that the server refuses our
+/// inbox or the peer's (NATS permissions), or that a connecting service
+/// client's Syn reached nobody as many times as [`SYN_RETRY_BACKOFF`]
+/// allows.
 pub(super) fn check_transport_denials(shared: &Shared, retry: &mut SynRetry) {
     let mut g = shared.lock();
     if g.conn.is_closed() {
@@ -449,6 +448,7 @@ pub(super) fn check_transport_denials(shared: &Shared, retry: &mut SynRetry) {
     }
 }
 
+/// The transport refused a packet: the session cannot go on.
 pub(super) fn publish_failed(shared: &Shared, e: TransportError) {
     shared.lock().fail_on_transport(e, now());
 }
