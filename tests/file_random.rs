@@ -662,10 +662,12 @@ struct Resets {
     lost: (u32, u32, u32),
 }
 
-/// Counts the Resets the network carries each way, sent and delivered.
+/// Counts the Resets the network carries each way, sent and delivered
+/// intact (a corrupted copy cannot be believed, so it tells nobody).
 struct ResetTap {
     sender: swp::simnet::InboxId,
     counts: Arc<Mutex<Resets>>,
+    sent: Vec<Bytes>,
 }
 
 impl ResetTap {
@@ -676,6 +678,11 @@ impl ResetTap {
     fn count(&mut self, env: &swp::simnet::Envelope, delivered: bool) {
         if !Self::is_reset(env) {
             return;
+        }
+        if !delivered {
+            self.sent.push(env.payload.clone());
+        } else if !self.sent.contains(&env.payload) {
+            return; // corrupted on the way
         }
         let mut c = self.counts.lock().unwrap();
         let way = if env.to == self.sender {
@@ -738,6 +745,7 @@ async fn attempt(
     let tap = ResetTap {
         sender: net.with(|x| x.lookup(&a_in).unwrap()),
         counts: resets.clone(),
+        sent: Vec::new(),
     };
     net.with(|x| x.set_monitor(Box::new(tap)));
     // What each side can deliver: its send buffer, the peer's window in
