@@ -1215,6 +1215,26 @@ fn check(
                 || refusal.is_some_and(|r| e.to_string().contains(r))
                 || (unheard && e.to_string().contains("peer unreachable"))
         };
+        // A side that failed learnt it in time and was told why.
+        let failed_well = |who: &str,
+                           e: &FileError,
+                           t: Instant,
+                           reasons: &[&str],
+                           unheard: bool|
+         -> Result<(), String> {
+            if late(t, unheard) {
+                return Err(format!(
+                    "the {who} learnt it {:?} after the first failure ({seen:?}): {e}",
+                    t.saturating_duration_since(first_at)
+                ));
+            }
+            if !told(e, reasons, unheard) {
+                return Err(format!(
+                    "the {who} was not told why ({reasons:?}, {seen:?}): {e}"
+                ));
+            }
+            Ok(())
+        };
         let whole = || target.is_file() && std::fs::read(&target).unwrap() == src;
         if let Some((r, t)) = &att.sent {
             match r {
@@ -1231,18 +1251,7 @@ fn check(
                     return Err("the sender succeeded though the writer failed".into());
                 }
                 Ok(_) => {}
-                Err(e) if late(*t, sender_unheard) => {
-                    return Err(format!(
-                        "the sender learnt it {:?} after the first failure ({seen:?}): {e}",
-                        t.saturating_duration_since(first_at)
-                    ));
-                }
-                Err(e) if !told(e, &to_sender, sender_unheard) => {
-                    return Err(format!(
-                        "the sender was not told why ({to_sender:?}, {seen:?}): {e}"
-                    ));
-                }
-                Err(_) => {}
+                Err(e) => failed_well("sender", e, *t, &to_sender, sender_unheard)?,
             }
         }
         if let Some((r, t)) = &att.got {
@@ -1251,18 +1260,7 @@ fn check(
                     return Err("the receiver succeeded but the file is not whole".into());
                 }
                 Ok(_) => {}
-                Err(e) if late(*t, receiver_unheard) => {
-                    return Err(format!(
-                        "the receiver learnt it {:?} after the first failure ({seen:?}): {e}",
-                        t.saturating_duration_since(first_at)
-                    ));
-                }
-                Err(e) if !told(e, &to_receiver, receiver_unheard) => {
-                    return Err(format!(
-                        "the receiver was not told why ({to_receiver:?}, {seen:?}): {e}"
-                    ));
-                }
-                Err(_) => {}
+                Err(e) => failed_well("receiver", e, *t, &to_receiver, receiver_unheard)?,
             }
         }
         // Nothing false on disk: the destination is the source or what was

@@ -221,12 +221,17 @@ pub(super) async fn recv_control(
         ))
     })??;
     match m {
-        Some(m) => rmp_serde::from_slice(&m)
-            .map_err(|e| FileError::Protocol(format!("malformed control message: {e}"))),
+        Some(m) => parse_control(&m),
         None => Err(FileError::Protocol(
             "the peer closed the session mid-transfer".into(),
         )),
     }
+}
+
+/// One control message, as the peer sent it.
+fn parse_control(m: &[u8]) -> Result<Control, FileError> {
+    rmp_serde::from_slice(m)
+        .map_err(|e| FileError::Protocol(format!("malformed control message: {e}")))
 }
 
 /// The Offer that starts every transfer: (name, size if known, send time).
@@ -492,10 +497,10 @@ fn said_mid_transfer(said: Result<Option<Bytes>, SessionError>) -> FileError {
     match said {
         Err(e) => FileError::Session(e),
         Ok(None) => FileError::Protocol("the receiver closed the session mid-transfer".into()),
-        Ok(Some(m)) => match rmp_serde::from_slice(&m) {
+        Ok(Some(m)) => match parse_control(&m) {
             Ok(Control::Verdict { message, .. }) => FileError::Rejected(message),
             Ok(other) => FileError::Protocol(format!("the receiver sent {other:?} before the End")),
-            Err(e) => FileError::Protocol(format!("malformed control message: {e}")),
+            Err(e) => e,
         },
     }
 }
