@@ -265,7 +265,8 @@ impl Service {
     /// JSON) and metadata (`swp.subject`, `swp.version`), and `nats micro
     /// stats NAME` shows the counters of [`stats`](Self::stats) as the
     /// endpoint's `data`. The service subject itself is not a micro
-    /// endpoint: it carries Syns, not requests. Keep the returned value;
+    /// endpoint: it carries Syns, not requests. Discoverable once this
+    /// returns (the subscriptions are flushed). Keep the returned value;
     /// dropping it stops answering.
     ///
     /// `name` must be a micro service name (letters, digits, `-`, `_`).
@@ -306,6 +307,13 @@ impl Service {
             .endpoint(format!("{}.info", self.subject))
             .await
             .map_err(|e| fail("add the info endpoint", &e))?;
+        // Discoverable once this returns: the server has the micro
+        // subscriptions (a program that says "serving" next must not have
+        // `nats micro info` answered "no responders").
+        client
+            .flush()
+            .await
+            .map_err(|e| fail("flush the NATS service API's subscriptions", &e))?;
         let answer = tokio::spawn(async move {
             while let Some(req) = endpoint.next().await {
                 let body = Bytes::from(stats().to_string());
