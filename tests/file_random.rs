@@ -40,8 +40,10 @@
 //! virtual time.
 //!
 //! `SWP_FILE_CASES=N` runs N cases (default 1000, about 10 s), `SWP_FILE_FIRST=S` starts
-//! at seed S, `SWP_FILE_CASE=S` runs seed S alone. A failure prints its seed
-//! and the whole case.
+//! at seed S, `SWP_FILE_CASE=S` runs seed S alone (and prints its traffic's
+//! fingerprints). A failure prints its seed and the whole case. A second
+//! test runs the first `SWP_FILE_REPLAYS` seeds (default 100) twice each and
+//! demands the same traffic, packet for packet: a seed replays its run.
 
 mod common;
 
@@ -660,10 +662,14 @@ struct Resets {
     to_receiver: (u32, u32),
     /// Why the others were lost (both ways): loss, partition, overflow.
     lost: (u32, u32, u32),
+    /// A fingerprint of every message sent: when, which way, its kind and
+    /// size (nonces are random; the schedule must not be).
+    trace: u64,
 }
 
 /// Counts the Resets the network carries each way, sent and delivered
-/// intact (a corrupted copy cannot be believed, so it tells nobody).
+/// intact (a corrupted copy cannot be believed, so it tells nobody), and
+/// fingerprints all the traffic.
 struct ResetTap {
     sender: swp::simnet::InboxId,
     counts: Arc<Mutex<Resets>>,
@@ -699,7 +705,19 @@ impl ResetTap {
 }
 
 impl swp::simnet::Monitor for ResetTap {
-    fn on_send(&mut self, env: &swp::simnet::Envelope, _: Duration) {
+    fn on_send(&mut self, env: &swp::simnet::Envelope, now: Duration) {
+        {
+            use std::hash::{Hash, Hasher};
+            let mut c = self.counts.lock().unwrap();
+            let mut h = std::hash::DefaultHasher::new();
+            c.trace.hash(&mut h);
+            (now, env.to == self.sender, env.payload.len()).hash(&mut h);
+            swp::proto::codec::decode(&env.payload)
+                .map(|p| p.kind as u8)
+                .ok()
+                .hash(&mut h);
+            c.trace = h.finish();
+        }
         self.count(env, false);
     }
     fn on_deliver(&mut self, env: &swp::simnet::Envelope, _: Duration) {
@@ -1289,8 +1307,10 @@ fn check(
     }
 }
 
-async fn run_case(case: &Case) -> Result<(), String> {
-    let tmp = TempDir::new(&format!("file-random-{}", case.seed));
+/// Runs a case's attempts; the fingerprint of each one's traffic.
+/// Its files live in a directory of their own, named after `tag`.
+async fn run_case(case: &Case, tag: &str) -> Result<Vec<u64>, String> {
+    let tmp = TempDir::new(&format!("{tag}-{}", case.seed));
     let src = case.source();
     let src_path = tmp.0.join("source.bin");
     std::fs::write(&src_path, &src).unwrap();
@@ -1299,6 +1319,7 @@ async fn run_case(case: &Case) -> Result<(), String> {
     prepare(case, &dir, &src);
     let size_known = !matches!(case.mode, Mode::Pipe { .. });
     let mut fault = case.fault;
+    let mut traces = Vec::new();
     for n in 0..2 {
         let before = Snapshot {
             files: files_under(&dir),
@@ -1341,17 +1362,23 @@ async fn run_case(case: &Case) -> Result<(), String> {
                 end(receiver)
             )
         })?;
+        traces.push(att.resets.lock().unwrap().trace);
         let again = att.struck.is_some() && case.fault.fails() && !ok;
         if !again || !matches!(case.mode, Mode::File) {
-            return Ok(());
+            return Ok(traces);
         }
         fault = Fault::None;
     }
-    Ok(())
+    Ok(traces)
 }
 
 /// Runs one seed; a failure says what broke, with the seed and the case.
-fn run(seed: u64) -> Result<(), String> {
+/// A success gives the fingerprints of its attempts' traffic.
+fn run(seed: u64) -> Result<Vec<u64>, String> {
+    run_tagged(seed, "file-random")
+}
+
+fn run_tagged(seed: u64, tag: &str) -> Result<Vec<u64>, String> {
     let case = Case::draw(seed);
     if std::env::var("SWP_FILE_SHOW").is_ok() {
         eprintln!("{case:#?}");
@@ -1361,7 +1388,7 @@ fn run(seed: u64) -> Result<(), String> {
         .start_paused(true)
         .build()
         .unwrap();
-    rt.block_on(run_case(&case)).map_err(|e| {
+    rt.block_on(run_case(&case, tag)).map_err(|e| {
         format!("seed {seed} failed: {e}\nSWP_FILE_CASE={seed} reproduces it\n{case:#?}")
     })
 }
@@ -1369,8 +1396,9 @@ fn run(seed: u64) -> Result<(), String> {
 #[test]
 fn file_transfers_across_the_parameter_space_keep_every_promise() {
     if let Ok(s) = std::env::var("SWP_FILE_CASE") {
-        if let Err(e) = run(s.parse().expect("SWP_FILE_CASE is a seed")) {
-            panic!("{e}");
+        match run(s.parse().expect("SWP_FILE_CASE is a seed")) {
+            Ok(traces) => eprintln!("traffic fingerprints: {traces:016x?}"),
+            Err(e) => panic!("{e}"),
         }
         return;
     }
@@ -1393,4 +1421,41 @@ fn file_transfers_across_the_parameter_space_keep_every_promise() {
             failed[0]
         );
     }
+}
+
+/// A seed replays its run: the same packets, each way, at the same virtual
+/// instants, every time (so a failing seed reproduces its failure). The
+/// file layer's disk and hashing jobs are what threatens it: on blocking
+/// threads their finishing moments reorder the tasks of one instant (a
+/// quarter of these attempts then differed between two runs).
+#[test]
+fn a_seed_replays_its_run_packet_for_packet() {
+    let n: u64 = std::env::var("SWP_FILE_REPLAYS")
+        .ok()
+        .map(|v| v.parse().expect("SWP_FILE_REPLAYS is a number"))
+        .unwrap_or(100);
+    let mut differ = Vec::new();
+    for seed in 0..n {
+        // A seed that fails the same way twice is the other test's to
+        // report; failing once is a difference.
+        let replay = || run_tagged(seed, "file-replay");
+        let (first, again) = (replay(), replay());
+        if first != again {
+            let head = |r: &Result<Vec<u64>, String>| match r {
+                Ok(t) => format!("{t:016x?}"),
+                Err(e) => e.lines().next().unwrap_or_default().to_string(),
+            };
+            differ.push(format!(
+                "seed {seed}: {} then {}",
+                head(&first),
+                head(&again)
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "{} of {n} seeds ran differently the second time:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
 }

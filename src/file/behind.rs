@@ -20,16 +20,10 @@
 //! instead of 160 ms of an otherwise idle machine).
 
 use super::CHUNK;
+use super::jobs::{Job, Jobs};
 use crate::digest::Blake2b512;
 use bytes::Bytes;
 use std::io::{self, Read, Write};
-use tokio::task::JoinHandle;
-
-/// A blocking job's result, with a panic or cancellation as an I/O error.
-async fn joined<T>(job: JoinHandle<io::Result<T>>) -> io::Result<T> {
-    job.await
-        .unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}"))))
-}
 
 /// What a [`ReadAhead`] job hands back: the file, the hash so far (if
 /// hashing) and the chunk read.
@@ -38,7 +32,8 @@ type ReadChunk = (std::fs::File, Option<Blake2b512>, Bytes);
 /// A file's bytes from where it is positioned, `len` of them, read (and
 /// hashed, if asked) one chunk ahead of the caller.
 pub(super) struct ReadAhead {
-    job: Option<JoinHandle<io::Result<ReadChunk>>>,
+    jobs: Jobs,
+    job: Option<Job<ReadChunk>>,
     /// Bytes not yet asked of a job.
     left: u64,
     /// What the running job was asked for.
@@ -50,9 +45,15 @@ pub(super) struct ReadAhead {
 impl ReadAhead {
     /// Starts reading the first chunk of `file` at once, hashing into
     /// `hasher` (`None`: no hashing, for a sender whose digest is already
-    /// known).
-    pub(super) fn start(file: std::fs::File, hasher: Option<Blake2b512>, len: u64) -> ReadAhead {
+    /// known), with `jobs`.
+    pub(super) fn start(
+        jobs: Jobs,
+        file: std::fs::File,
+        hasher: Option<Blake2b512>,
+        len: u64,
+    ) -> ReadAhead {
         let mut r = ReadAhead {
+            jobs,
             job: None,
             left: len,
             asked: 0,
@@ -70,7 +71,7 @@ impl ReadAhead {
         let want = self.left.min(CHUNK as u64);
         self.left -= want;
         self.asked = want;
-        self.job = Some(tokio::task::spawn_blocking(move || {
+        self.job = Some(self.jobs.spawn(move || {
             // `read_to_end` reads a file straight into the spare capacity:
             // no zeroing, one copy from the page cache.
             let mut buf = Vec::with_capacity(want as usize);
@@ -88,7 +89,7 @@ impl ReadAhead {
         let Some(job) = self.job.take() else {
             return Ok(None);
         };
-        let (file, hasher, chunk) = joined(job).await?;
+        let (file, hasher, chunk) = job.join().await?;
         if (chunk.len() as u64) < self.asked {
             self.left = 0;
         }
@@ -114,8 +115,9 @@ pub(super) const WRITEBACK_EVERY: u64 = 32 << 20;
 /// blocking job per batch of about [`CHUNK`] bytes while the caller goes
 /// on receiving.
 pub(super) struct WriteBehind {
+    jobs: Jobs,
     idle: Option<Written>,
-    job: Option<JoinHandle<io::Result<Written>>>,
+    job: Option<Job<Written>>,
     batch: Vec<Bytes>,
     batched: usize,
     /// Bytes handed to write jobs since the last writeback started.
@@ -123,16 +125,17 @@ pub(super) struct WriteBehind {
     /// A `sync_data` of what was written before it started, running
     /// beside the writes. Its error is this writer's error: the same open
     /// file reports a failed writeback only once, so it must not be lost.
-    writeback: Option<JoinHandle<io::Result<()>>>,
+    writeback: Option<Job<()>>,
     /// Writebacks started (for tests).
     writebacks: u32,
 }
 
 impl WriteBehind {
     /// Writes to `file` (if any, from where it is positioned) and hashes
-    /// into `hasher`.
-    pub(super) fn new(file: Option<std::fs::File>, hasher: Blake2b512) -> WriteBehind {
+    /// into `hasher`, with `jobs`.
+    pub(super) fn new(jobs: Jobs, file: Option<std::fs::File>, hasher: Blake2b512) -> WriteBehind {
         WriteBehind {
+            jobs,
             idle: Some((file, hasher)),
             job: None,
             batch: Vec::new(),
@@ -158,7 +161,7 @@ impl WriteBehind {
 
     async fn wait(&mut self) -> io::Result<Written> {
         match (self.job.take(), self.idle.take()) {
-            (Some(job), _) => joined(job).await,
+            (Some(job), _) => job.join().await,
             (None, Some(idle)) => Ok(idle),
             (None, None) => Err(io::Error::other("an earlier write failed")),
         }
@@ -177,7 +180,7 @@ impl WriteBehind {
             // Only a head start: without a second handle (no descriptor
             // left) the closing sync does it all, as before.
             if let Some(Ok(f)) = file.as_ref().map(std::fs::File::try_clone) {
-                self.writeback = Some(tokio::task::spawn_blocking(move || f.sync_data()));
+                self.writeback = Some(self.jobs.spawn(move || f.sync_data()));
                 self.writebacks += 1;
                 self.unsynced = 0;
             }
@@ -185,7 +188,7 @@ impl WriteBehind {
         let batch = std::mem::take(&mut self.batch);
         self.unsynced += self.batched as u64;
         self.batched = 0;
-        self.job = Some(tokio::task::spawn_blocking(move || {
+        self.job = Some(self.jobs.spawn(move || {
             for c in &batch {
                 if let Some(f) = file.as_mut() {
                     f.write_all(c)?;
@@ -209,7 +212,7 @@ impl WriteBehind {
     /// Waits for the running writeback, if any, and reports its error.
     async fn end_writeback(&mut self) -> io::Result<()> {
         match self.writeback.take() {
-            Some(w) => joined(w).await,
+            Some(w) => w.join().await,
             None => Ok(()),
         }
     }
@@ -245,30 +248,33 @@ mod tests {
     async fn read_ahead_gives_exactly_the_bytes_asked_and_their_hash() {
         let all = data(3 * CHUNK + 5);
         let path = temp("read", &all);
-        for (start, len) in [
-            (0, 0),
-            (0, 1),
-            (0, CHUNK - 1),
-            (0, CHUNK),
-            (0, CHUNK + 1),
-            (1, 3 * CHUNK + 4),
-            (CHUNK - 1, 2),
-            (CHUNK, CHUNK),
-        ] {
+        for (jobs, (start, len)) in [Jobs::THREADS, Jobs::INLINE].into_iter().flat_map(|j| {
+            [
+                (0, 0),
+                (0, 1),
+                (0, CHUNK - 1),
+                (0, CHUNK),
+                (0, CHUNK + 1),
+                (1, 3 * CHUNK + 4),
+                (CHUNK - 1, 2),
+                (CHUNK, CHUNK),
+            ]
+            .map(|c| (j, c))
+        }) {
             let mut f = std::fs::File::open(&path).unwrap();
             std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start as u64)).unwrap();
             let prefix = Blake2b512::new().chain_update(&all[..start]);
-            let mut r = ReadAhead::start(f, Some(prefix), len as u64);
+            let mut r = ReadAhead::start(jobs, f, Some(prefix), len as u64);
             let mut got = Vec::new();
             while let Some(c) = r.next().await.unwrap() {
                 assert!(c.len() <= CHUNK);
                 got.extend_from_slice(&c);
             }
-            assert!(got == all[start..start + len], "{start}+{len}");
+            assert!(got == all[start..start + len], "{start}+{len} {jobs:?}");
             assert_eq!(
                 r.into_hasher().finalize(),
                 Blake2b512::digest(&all[..start + len]),
-                "{start}+{len}"
+                "{start}+{len} {jobs:?}"
             );
         }
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
@@ -281,7 +287,7 @@ mod tests {
         let all = data(CHUNK + 10);
         let path = temp("short", &all);
         let f = std::fs::File::open(&path).unwrap();
-        let mut r = ReadAhead::start(f, Some(Blake2b512::new()), 4 * CHUNK as u64);
+        let mut r = ReadAhead::start(Jobs::THREADS, f, Some(Blake2b512::new()), 4 * CHUNK as u64);
         let mut got = 0;
         while let Some(c) = r.next().await.unwrap() {
             got += c.len();
@@ -295,11 +301,15 @@ mod tests {
     #[tokio::test]
     async fn write_behind_writes_and_hashes_every_chunk_in_order() {
         let all = data(3 * CHUNK + 7);
-        for step in [1usize, 4096, CHUNK - 1, CHUNK, CHUNK + 1, usize::MAX] {
+        let steps = [1usize, 4096, CHUNK - 1, CHUNK, CHUNK + 1, usize::MAX];
+        for (jobs, step) in [Jobs::THREADS, Jobs::INLINE]
+            .into_iter()
+            .flat_map(|j| steps.map(|s| (j, s)))
+        {
             let path = temp(&format!("write-{step}"), b"");
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            let mut w = WriteBehind::new(Some(f), Blake2b512::new());
-            let mut hash_only = WriteBehind::new(None, Blake2b512::new());
+            let mut w = WriteBehind::new(jobs, Some(f), Blake2b512::new());
+            let mut hash_only = WriteBehind::new(jobs, None, Blake2b512::new());
             // Few one-byte chunks (a million pushes would only be slow).
             let end = if step == 1 { 5000 } else { all.len() };
             for c in all[..end].chunks(step.min(end.max(1))) {
@@ -311,12 +321,15 @@ mod tests {
             }
             let (f, h) = w.finish_file().await.unwrap();
             drop(f);
-            assert!(std::fs::read(&path).unwrap() == all[..end], "by {step}");
+            assert!(
+                std::fs::read(&path).unwrap() == all[..end],
+                "by {step} {jobs:?}"
+            );
             let want = Blake2b512::digest(&all[..end]);
-            assert_eq!(h.finalize(), want, "by {step}");
+            assert_eq!(h.finalize(), want, "by {step} {jobs:?}");
             let (none, h) = hash_only.finish().await.unwrap();
             assert!(none.is_none());
-            assert_eq!(h.finalize(), want, "by {step}, hash only");
+            assert_eq!(h.finalize(), want, "by {step} {jobs:?}, hash only");
             std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
         }
     }
@@ -332,8 +345,8 @@ mod tests {
         for (len, at_least) in [(every, 0), (every + CHUNK + 1, 1), (all.len(), 1)] {
             let path = temp(&format!("writeback-{len}"), b"");
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            let mut w = WriteBehind::new(Some(f), Blake2b512::new());
-            let mut hash_only = WriteBehind::new(None, Blake2b512::new());
+            let mut w = WriteBehind::new(Jobs::THREADS, Some(f), Blake2b512::new());
+            let mut hash_only = WriteBehind::new(Jobs::THREADS, None, Blake2b512::new());
             for c in all[..len].chunks(CHUNK) {
                 w.push(Bytes::copy_from_slice(c), true).await.unwrap();
                 hash_only
@@ -358,7 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_only_writer_has_no_file_to_give() {
-        let w = WriteBehind::new(None, Blake2b512::new());
+        let w = WriteBehind::new(Jobs::THREADS, None, Blake2b512::new());
         assert!(w.finish_file().await.is_err());
     }
 
@@ -366,18 +379,20 @@ mod tests {
     /// the next batch or at the end, never a panic and never lost.
     #[tokio::test]
     async fn a_failed_write_is_reported() {
-        let path = temp("readonly", b"");
-        let f = std::fs::File::open(&path).unwrap();
-        let mut w = WriteBehind::new(Some(f), Blake2b512::new());
-        let mut failed = false;
-        for _ in 0..4 {
-            if w.push(Bytes::from(vec![1u8; CHUNK]), true).await.is_err() {
-                failed = true;
-                break;
+        for jobs in [Jobs::THREADS, Jobs::INLINE] {
+            let path = temp("readonly", b"");
+            let f = std::fs::File::open(&path).unwrap();
+            let mut w = WriteBehind::new(jobs, Some(f), Blake2b512::new());
+            let mut failed = false;
+            for _ in 0..4 {
+                if w.push(Bytes::from(vec![1u8; CHUNK]), true).await.is_err() {
+                    failed = true;
+                    break;
+                }
             }
+            failed |= w.finish().await.is_err();
+            assert!(failed, "writing to a read-only file must fail ({jobs:?})");
+            std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
         }
-        failed |= w.finish().await.is_err();
-        assert!(failed, "writing to a read-only file must fail");
-        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

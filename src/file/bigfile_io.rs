@@ -5,6 +5,7 @@
 use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
 use super::exchange::stream_out;
+use super::jobs::Jobs;
 use super::part::{create_parent, part_paths, seal_part};
 use super::source::Source;
 use super::*;
@@ -20,7 +21,8 @@ pub(super) async fn send_bigfile(
     name: &str,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
-    let Some(size) = source.size().await? else {
+    let jobs = Jobs::of(session);
+    let Some(size) = source.size(jobs).await? else {
         return Err(FileError::Protocol(
             "a go-sliding-window peer needs the size and digest before the data; \
              a stream of unknown length cannot be sent to it (send a file)"
@@ -36,8 +38,8 @@ pub(super) async fn send_bigfile(
     // One read and one hash pass: the digest goes first (Go's form), and
     // the file's stamp taken before it says whether the bytes streamed
     // after it are still the ones hashed (as in the native form, docs/PROTOCOL.md §11, §13.4).
-    let stamp = source.stamp().await?;
-    let digest: [u8; 64] = source.hash_prefix(size).await?.finalize();
+    let stamp = source.stamp(jobs).await?;
+    let digest: [u8; 64] = source.hash_prefix(jobs, size).await?.finalize();
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -66,7 +68,7 @@ pub(super) async fn send_bigfile(
             hashing: false,
         });
     }
-    if source.stamp().await? != stamp {
+    if source.stamp(jobs).await? != stamp {
         return Err(FileError::Protocol(format!(
             "{what} changed during the transfer (its length or modification time moved); \
              the Go receiver will find a checksum mismatch and keep nothing; send it again"
@@ -144,19 +146,21 @@ pub(super) async fn recv_bigfile_to(
     first: Bytes,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    create_parent(target).await?;
+    let jobs = Jobs::of(session);
+    create_parent(jobs, target).await?;
     let (part, _) = part_paths(target);
-    let f = tokio::fs::File::create(&part)
+    let f = jobs
+        .on(&part, |p| std::fs::File::create(p))
         .await
         .map_err(io_err(&part))?;
-    let mut behind = WriteBehind::new(Some(f.into_std().await), Blake2b512::new());
+    let mut behind = WriteBehind::new(jobs, Some(f), Blake2b512::new());
     let size = h.data_len;
     let mut got = 0u64;
     let mut chunk = first;
     loop {
         if chunk.len() as u64 > size - got {
             let _ = behind.finish().await;
-            let _ = tokio::fs::remove_file(&part).await;
+            let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;
             return Err(FileError::Protocol(format!(
                 "the Go sender sent more than the {size} bytes its BigFile announced"
             )));
@@ -181,7 +185,7 @@ pub(super) async fn recv_bigfile_to(
             Some(c) if !c.is_empty() => c,
             _ => {
                 let _ = behind.finish().await;
-                let _ = tokio::fs::remove_file(&part).await;
+                let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;
                 return Err(FileError::Protocol(format!(
                     "the Go sender ended the stream at {got} of {size} bytes; nothing was saved"
                 )));
@@ -189,7 +193,7 @@ pub(super) async fn recv_bigfile_to(
         };
     }
     let (f, hasher) = behind.finish_file().await.map_err(io_err(&part))?;
-    seal_part(f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
+    seal_part(jobs, f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
     let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
     Ok((
         file_meta(h.filepath, size, &h.blake2b, send_time_ns),

@@ -6,13 +6,14 @@ use super::behind::WriteBehind;
 use super::bigfile_io::{
     go_file_name, recv_bigfile_bytes, recv_bigfile_header, recv_bigfile_to, send_bigfile,
 };
+use super::jobs::Jobs;
 use super::part::{check_target, create_parent, hash_prefix, part_paths, seal_part};
 use super::source::Source;
 use super::*;
 use crate::digest::Blake2b512;
 use crate::proto::WireFormat;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) enum Control {
@@ -279,12 +280,13 @@ async fn send_source_inner(
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<SendReport, FileError> {
     safe_relative_path(name)?;
-    source.check().await?;
+    let jobs = Jobs::of(session);
+    source.check(jobs).await?;
     if session.wire_format() == WireFormat::Go {
         return send_bigfile(session, source, name, progress).await;
     }
-    let size = source.size().await?;
-    let stamp = source.stamp().await?;
+    let size = source.size(jobs).await?;
+    let stamp = source.stamp(jobs).await?;
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -319,7 +321,7 @@ async fn send_source_inner(
     if let Some(size) = size {
         if offset > 0 && offset <= size {
             report_hashing(progress, Some(size));
-            let h = source.hash_prefix(offset).await?;
+            let h = source.hash_prefix(jobs, offset).await?;
             if h.clone().finalize().as_slice() == prefix.as_slice() {
                 start = offset;
                 hasher = h;
@@ -328,7 +330,7 @@ async fn send_source_inner(
     }
     send_control(session, &Control::Start { offset: start }).await?;
     let size = stream_segments(session, &mut source, start, size, &mut hasher, progress).await?;
-    if source.stamp().await? != stamp {
+    if source.stamp(jobs).await? != stamp {
         return Err(FileError::Protocol(format!(
             "{} changed during the transfer (its length or modification time moved); \
              the receiver keeps nothing as complete; send it again",
@@ -426,7 +428,7 @@ async fn stream_segments(
         return Ok(size);
     }
     let what = source.describe();
-    let mut reader = source.open_at(start).await?;
+    let mut reader = source.open_at(Jobs::of(session), start).await?;
     let read_err = |e| FileError::Io {
         path: PathBuf::from(&what),
         source: e,
@@ -524,7 +526,9 @@ pub(super) async fn stream_out(
     let first = hasher
         .as_deref_mut()
         .map(|h| std::mem::replace(h, Blake2b512::new()));
-    let mut chunks = source.chunks_at(start, size - start, first).await?;
+    let mut chunks = source
+        .chunks_at(Jobs::of(session), start, size - start, first)
+        .await?;
     let mut sent = start;
     while let Some(chunk) = chunks.next().await.map_err(|e| FileError::Io {
         path: PathBuf::from(&what),
@@ -676,7 +680,7 @@ pub(super) async fn recv_into(
             Dest::Dir(dir) => dir.join(go_file_name(&h.filepath)?),
             Dest::Exactly(p) => p.to_path_buf(),
         };
-        check_target(&target, opts).await?;
+        check_target(Jobs::of(session), &target, opts).await?;
         return recv_bigfile_to(session, &target, h, first, progress).await;
     }
     let (name, size, send_time) = recv_offer(session).await?;
@@ -706,7 +710,8 @@ async fn recv_file_to(
     send_time_ns: u64,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    create_parent(target).await?;
+    let jobs = Jobs::of(session);
+    create_parent(jobs, target).await?;
     let (part, meta_path) = part_paths(target);
     let meta_line = size.map(|s| format!("{s}\n"));
     // An existing file of the offered size may be this very file: offer
@@ -715,10 +720,10 @@ async fn recv_file_to(
     let mut found = Found::Nothing;
     let mut hasher = Blake2b512::new();
     let mut offset = 0;
-    match tokio::fs::symlink_metadata(target).await {
+    match jobs.on(target, |p| std::fs::symlink_metadata(p)).await {
         Ok(m) if m.is_file() && Some(m.len()) == size => {
             report_hashing(progress, size);
-            hasher = hash_prefix(target, m.len()).await?;
+            hasher = hash_prefix(jobs, target, m.len()).await?;
             (found, offset) = (Found::Same, m.len());
         }
         Ok(_) if !opts.overwrite => {
@@ -731,12 +736,15 @@ async fn recv_file_to(
     // A part of a transfer of the same size can be resumed (the sender
     // verifies its content against its own first bytes).
     if matches!(found, Found::Nothing) && meta_line.is_some() {
-        let recorded = tokio::fs::read_to_string(&meta_path).await.ok();
+        let recorded = jobs
+            .on(&meta_path, |p| std::fs::read_to_string(p))
+            .await
+            .ok();
         if recorded == meta_line {
-            if let Ok(m) = tokio::fs::metadata(&part).await {
+            if let Ok(m) = jobs.on(&part, |p| std::fs::metadata(p)).await {
                 if Some(m.len()) <= size {
                     report_hashing(progress, size);
-                    hasher = hash_prefix(&part, m.len()).await?;
+                    hasher = hash_prefix(jobs, &part, m.len()).await?;
                     (found, offset) = (Found::Part, m.len());
                 }
             }
@@ -762,7 +770,7 @@ async fn recv_file_to(
         if start == offset {
             // The sender's first `offset` bytes, all of it, hash as ours.
             let mut nothing = Sink {
-                behind: WriteBehind::new(None, hasher.clone()),
+                behind: WriteBehind::new(jobs, None, hasher.clone()),
                 writer: None,
             };
             let (_, digest) = recv_segments(
@@ -803,27 +811,31 @@ async fn recv_file_to(
     if start == 0 {
         hasher = Blake2b512::new();
     }
-    match &meta_line {
-        Some(line) => tokio::fs::write(&meta_path, line)
+    match meta_line {
+        Some(line) => jobs
+            .on(&meta_path, move |p| std::fs::write(p, line))
             .await
             .map_err(io_err(&meta_path))?,
         None => {
-            let _ = tokio::fs::remove_file(&meta_path).await;
+            let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
         }
     }
-    let mut f = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(&part)
-        .await
-        .map_err(io_err(&part))?;
-    f.set_len(start).await.map_err(io_err(&part))?;
-    f.seek(std::io::SeekFrom::Start(start))
+    let f = jobs
+        .on(&part, move |p| {
+            use std::io::Seek;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(p)?;
+            f.set_len(start)?;
+            f.seek(std::io::SeekFrom::Start(start))?;
+            Ok(f)
+        })
         .await
         .map_err(io_err(&part))?;
     let mut sink = Sink {
-        behind: WriteBehind::new(Some(f.into_std().await), hasher),
+        behind: WriteBehind::new(jobs, Some(f), hasher),
         writer: None,
     };
     let part_err = |e| FileError::Io {
@@ -849,18 +861,18 @@ async fn recv_file_to(
         (Err(e), _) | (_, Err(e)) => {
             if size.is_none() {
                 // A stream of unknown size cannot be resumed: drop its part.
-                let _ = tokio::fs::remove_file(&part).await;
+                let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;
             }
             return Err(e);
         }
     };
-    if let Err(err) = seal_part(f, &part, target, hasher, &name, &digest).await {
+    if let Err(err) = seal_part(jobs, f, &part, target, hasher, &name, &digest).await {
         if matches!(err, FileError::DigestMismatch { .. }) {
-            let _ = tokio::fs::remove_file(&meta_path).await;
+            let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
         }
         return Err(err);
     }
-    let _ = tokio::fs::remove_file(&meta_path).await;
+    let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
     accept_verdict(session).await;
     Ok((
         file_meta(name, got, &digest, send_time_ns),
@@ -904,7 +916,7 @@ pub(super) async fn recv_bytes_inner(
     accept_fresh(session).await?;
     let mut data = Vec::with_capacity(size.unwrap_or(0) as usize);
     let mut sink = Sink {
-        behind: WriteBehind::new(None, Blake2b512::new()),
+        behind: WriteBehind::new(Jobs::of(session), None, Blake2b512::new()),
         writer: Some(&mut data),
     };
     let mem_err = |e: std::io::Error| FileError::Protocol(e.to_string());
@@ -945,7 +957,7 @@ pub(super) async fn recv_to_writer_inner(
         source: e,
     };
     let mut sink = Sink {
-        behind: WriteBehind::new(None, Blake2b512::new()),
+        behind: WriteBehind::new(Jobs::of(session), None, Blake2b512::new()),
         writer: Some(&mut *writer),
     };
     let (got, digest) = recv_segments(

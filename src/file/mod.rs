@@ -50,6 +50,7 @@ mod behind;
 pub mod bigfile;
 mod bigfile_io;
 mod exchange;
+mod jobs;
 mod part;
 pub mod service;
 mod source;

@@ -3,21 +3,29 @@
 //! whether an existing destination may be replaced.
 
 use super::behind::ReadAhead;
+use super::jobs::Jobs;
 use super::*;
 use crate::digest::Blake2b512;
 
 /// The hash of a file's first `len` bytes (fewer if it is shorter), read
 /// and hashed off the caller's task.
-pub(super) async fn hash_prefix(path: &Path, len: u64) -> Result<Blake2b512, FileError> {
-    let f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
-    let mut chunks = ReadAhead::start(f.into_std().await, Some(Blake2b512::new()), len);
+pub(super) async fn hash_prefix(
+    jobs: Jobs,
+    path: &Path,
+    len: u64,
+) -> Result<Blake2b512, FileError> {
+    let f = jobs
+        .on(path, |p| std::fs::File::open(p))
+        .await
+        .map_err(io_err(path))?;
+    let mut chunks = ReadAhead::start(jobs, f, Some(Blake2b512::new()), len);
     while chunks.next().await.map_err(io_err(path))?.is_some() {}
     Ok(chunks.into_hasher())
 }
 
-pub(super) async fn create_parent(target: &Path) -> Result<(), FileError> {
+pub(super) async fn create_parent(jobs: Jobs, target: &Path) -> Result<(), FileError> {
     if let Some(parent) = target.parent() {
-        tokio::fs::create_dir_all(parent)
+        jobs.on(parent, |p| std::fs::create_dir_all(p))
             .await
             .map_err(io_err(parent))?;
     }
@@ -28,6 +36,7 @@ pub(super) async fn create_parent(target: &Path) -> Result<(), FileError> {
 /// content hashes to `digest`; otherwise deletes it and reports the
 /// mismatch. Nothing named `target` exists unless the content matched.
 pub(super) async fn seal_part(
+    jobs: Jobs,
     f: std::fs::File,
     part: &Path,
     target: &Path,
@@ -35,16 +44,14 @@ pub(super) async fn seal_part(
     name: &str,
     digest: &[u8],
 ) -> Result<(), FileError> {
-    tokio::task::spawn_blocking(move || f.sync_all())
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
-        .map_err(io_err(part))?;
+    jobs.run(move || f.sync_all()).await.map_err(io_err(part))?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest {
-        let _ = tokio::fs::remove_file(part).await;
+        let _ = jobs.on(part, |p| std::fs::remove_file(p)).await;
         return Err(mismatch(name, digest, &actual));
     }
-    tokio::fs::rename(part, target)
+    let to = target.to_path_buf();
+    jobs.on(part, move |p| std::fs::rename(p, to))
         .await
         .map_err(io_err(target))
 }
@@ -82,8 +89,17 @@ pub(super) fn part_paths(target: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// An existing destination is replaced only when asked to.
-pub(super) async fn check_target(target: &Path, opts: &ReceiveOptions) -> Result<(), FileError> {
-    if !opts.overwrite && tokio::fs::symlink_metadata(target).await.is_ok() {
+pub(super) async fn check_target(
+    jobs: Jobs,
+    target: &Path,
+    opts: &ReceiveOptions,
+) -> Result<(), FileError> {
+    if !opts.overwrite
+        && jobs
+            .on(target, |p| std::fs::symlink_metadata(p))
+            .await
+            .is_ok()
+    {
         return Err(FileError::Exists {
             path: target.to_path_buf(),
         });

@@ -2,10 +2,12 @@
 //! a reader of unknown length (a pipe).
 
 use super::behind::ReadAhead;
+use super::jobs::{InlineRead, Jobs};
 use super::part::hash_prefix;
 use super::*;
 use crate::digest::Blake2b512;
-use tokio::io::{AsyncRead, AsyncSeekExt};
+use std::io::{Seek, SeekFrom};
+use tokio::io::AsyncRead;
 
 /// Where the sender's bytes come from.
 pub(super) enum Source<'a> {
@@ -28,22 +30,20 @@ pub(super) struct Stamp {
 
 impl<'a> Source<'a> {
     /// The size, if known before reading (not for a reader).
-    pub(super) async fn size(&mut self) -> Result<Option<u64>, FileError> {
+    pub(super) async fn size(&mut self, jobs: Jobs) -> Result<Option<u64>, FileError> {
         match self {
-            Source::File(p) => Ok(Some(
-                tokio::fs::metadata(*p).await.map_err(io_err(p))?.len(),
-            )),
+            Source::File(p) => Ok(Some(metadata(jobs, p).await?.len())),
             Source::Memory(d) => Ok(Some(d.len() as u64)),
             Source::Reader(_) => Ok(None),
         }
     }
 
     /// A file's length and modification time (None for other sources).
-    pub(super) async fn stamp(&mut self) -> Result<Option<Stamp>, FileError> {
+    pub(super) async fn stamp(&mut self, jobs: Jobs) -> Result<Option<Stamp>, FileError> {
         let Source::File(p) = *self else {
             return Ok(None);
         };
-        let m = tokio::fs::metadata(p).await.map_err(io_err(p))?;
+        let m = metadata(jobs, p).await?;
         #[cfg(unix)]
         let changed = {
             use std::os::unix::fs::MetadataExt;
@@ -60,11 +60,11 @@ impl<'a> Source<'a> {
 
     /// A file source must be a readable regular file: checked before
     /// anything is offered, so the error names the real cause.
-    pub(super) async fn check(&mut self) -> Result<(), FileError> {
+    pub(super) async fn check(&mut self, jobs: Jobs) -> Result<(), FileError> {
         let Source::File(p) = *self else {
             return Ok(());
         };
-        let m = tokio::fs::metadata(p).await.map_err(io_err(p))?;
+        let m = metadata(jobs, p).await?;
         if !m.is_file() {
             let what = if m.is_dir() {
                 "a directory"
@@ -79,15 +79,21 @@ impl<'a> Source<'a> {
                 ),
             });
         }
-        tokio::fs::File::open(p).await.map_err(io_err(p))?;
+        jobs.on(p, |p| std::fs::File::open(p))
+            .await
+            .map_err(io_err(p))?;
         Ok(())
     }
 
     /// The hash of the first `len` bytes (a reader has no prefix to offer:
     /// it is never resumed, so this is only asked of files and memory).
-    pub(super) async fn hash_prefix(&mut self, len: u64) -> Result<Blake2b512, FileError> {
+    pub(super) async fn hash_prefix(
+        &mut self,
+        jobs: Jobs,
+        len: u64,
+    ) -> Result<Blake2b512, FileError> {
         match self {
-            Source::File(p) => hash_prefix(p, len).await,
+            Source::File(p) => hash_prefix(jobs, p, len).await,
             Source::Memory(d) => Ok(Blake2b512::new().chain_update(&d[..len as usize])),
             Source::Reader(_) => Ok(Blake2b512::new()),
         }
@@ -96,10 +102,18 @@ impl<'a> Source<'a> {
     /// Reads from `start` on (a reader: from where it is; `start` is 0).
     pub(super) async fn open_at(
         &mut self,
+        jobs: Jobs,
         start: u64,
     ) -> Result<Box<dyn AsyncRead + Unpin + Send + '_>, FileError> {
         match self {
-            Source::File(p) => Ok(Box::new(open_file_at(p, start).await?)),
+            Source::File(p) => {
+                let f = open_file_at(jobs, p, start).await?;
+                if jobs == Jobs::THREADS {
+                    Ok(Box::new(tokio::fs::File::from_std(f)))
+                } else {
+                    Ok(Box::new(InlineRead(f)))
+                }
+            }
             Source::Memory(d) => Ok(Box::new(&d[start as usize..])),
             Source::Reader(r) => Ok(Box::new(&mut **r)),
         }
@@ -110,14 +124,15 @@ impl<'a> Source<'a> {
     /// ([`ReadAhead`]). A reader has no known length and no chunks.
     pub(super) async fn chunks_at(
         &mut self,
+        jobs: Jobs,
         start: u64,
         len: u64,
         hasher: Option<Blake2b512>,
     ) -> Result<Chunks<'_>, FileError> {
         match self {
             Source::File(p) => {
-                let f = open_file_at(p, start).await?.into_std().await;
-                Ok(Chunks::File(ReadAhead::start(f, hasher, len)))
+                let f = open_file_at(jobs, p, start).await?;
+                Ok(Chunks::File(ReadAhead::start(jobs, f, hasher, len)))
             }
             Source::Memory(d) => {
                 let from = (start as usize).min(d.len());
@@ -143,12 +158,20 @@ impl<'a> Source<'a> {
 }
 
 /// The file at `p`, positioned at `start`.
-async fn open_file_at(p: &Path, start: u64) -> Result<tokio::fs::File, FileError> {
-    let mut f = tokio::fs::File::open(p).await.map_err(io_err(p))?;
-    f.seek(std::io::SeekFrom::Start(start))
+async fn open_file_at(jobs: Jobs, p: &Path, start: u64) -> Result<std::fs::File, FileError> {
+    jobs.on(p, move |p| {
+        let mut f = std::fs::File::open(p)?;
+        f.seek(SeekFrom::Start(start))?;
+        Ok(f)
+    })
+    .await
+    .map_err(io_err(p))
+}
+
+async fn metadata(jobs: Jobs, p: &Path) -> Result<std::fs::Metadata, FileError> {
+    jobs.on(p, |p| std::fs::metadata(p))
         .await
-        .map_err(io_err(p))?;
-    Ok(f)
+        .map_err(io_err(p))
 }
 
 /// A known-length source's bytes, chunk by chunk, hashed as they go.

@@ -339,7 +339,8 @@ impl Session {
         on_close: Option<shared::OnClose>,
     ) -> Result<Session, SessionError> {
         let t = now();
-        let seed: u64 = rand::random();
+        let replay = transport.replay_seed();
+        let seed: u64 = replay.unwrap_or_else(rand::random);
         // Every sealed session gets fresh handshake randomness of its own,
         // whatever the caller's Seal held (a Tuning may serve many).
         let mut cfg = cfg;
@@ -392,6 +393,7 @@ impl Session {
             driver: Notify::new(),
             changed: Notify::new(),
             transport,
+            replayed: replay.is_some(),
         });
         tokio::spawn(tracing::Instrument::instrument(drive(shared.clone()), span));
         // The driver waits for input before its first output; the Syn of an
@@ -683,6 +685,13 @@ impl Session {
     /// slow output) that must still hear at once that the peer failed.
     pub(crate) async fn failed(&self) -> SessionError {
         self.shared.wait(|g| g.failure()).await
+    }
+
+    /// Whether this session runs over a simulation that replays from a
+    /// seed ([`Transport::replay_seed`]): the file layer then runs its
+    /// blocking jobs in line.
+    pub(crate) fn replayed(&self) -> bool {
+        self.shared.replayed
     }
 
     /// A handle that aborts this session from elsewhere (a signal handler)

@@ -169,6 +169,8 @@ pub(super) struct Shared {
     /// Wakes async waiters (the driver saw events).
     pub(super) changed: Notify,
     pub(super) transport: Arc<dyn Transport>,
+    /// The transport replays a simulation from a seed.
+    pub(super) replayed: bool,
 }
 
 impl Shared {

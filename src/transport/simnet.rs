@@ -34,6 +34,8 @@ struct State {
     epoch: Instant,
     wakers: BTreeMap<InboxId, Waker>,
     unroutable: u64,
+    /// Replay seeds handed out so far.
+    replays: u64,
 }
 
 impl State {
@@ -106,6 +108,7 @@ impl SimNetwork {
             epoch: Instant::now(),
             wakers: BTreeMap::new(),
             unroutable: 0,
+            replays: 0,
         }));
         let wake = Arc::new(Notify::new());
         tokio::spawn(pump(Arc::downgrade(&state), wake.clone()));
@@ -309,6 +312,20 @@ impl Transport for SimTransport {
 
     fn max_payload(&self) -> usize {
         1 << 20
+    }
+
+    /// The network's seed mixed with how many were handed out before
+    /// (splitmix64): the sessions' nonces replay with the network.
+    fn replay_seed(&self) -> Option<u64> {
+        let mut st = self.net.lock();
+        st.replays += 1;
+        let mut z = st
+            .net
+            .seed()
+            .wrapping_add(st.replays.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Some(z ^ (z >> 31))
     }
 
     fn capacity(&self) -> Capacity {
