@@ -22,7 +22,12 @@
 //!   attempt on a fresh network into the same directory; or, on loss-free
 //!   links, an outage (both directions, or towards one side) of 30-99% of
 //!   the smaller dead-peer budget that heals, after which the transfer
-//!   must succeed as if nothing had happened (PROTOCOL.md §8's promise).
+//!   must succeed as if nothing had happened (PROTOCOL.md §8's promise);
+//!   or a hostile third party that sees every packet and floods both
+//!   inboxes from the start with forgeries (`common::forge`), after which
+//!   the transfer must succeed as if nothing had happened and each side
+//!   must have counted every forgery that reached it as dropped, by its
+//!   counter.
 //!
 //! The oracle derives what must happen from the directory as it is before
 //! each attempt (a model of the resume rule: a part is offered when its
@@ -160,6 +165,14 @@ enum Fault {
         lasts: Duration,
         towards: Towards,
     },
+    /// A third party that sees every packet floods both inboxes from the
+    /// start with forgeries (`common::forge`: garbage, bit flips, wrong
+    /// nonces, impossible acks and data, replays), in bursts of up to
+    /// `burst` every 1-5 ms: nothing may fail, and each side must count
+    /// what reached it as dropped, by its counter.
+    Forger {
+        burst: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,7 +185,7 @@ enum Towards {
 impl Fault {
     fn at(&self) -> Option<u64> {
         match *self {
-            Fault::None => None,
+            Fault::None | Fault::Forger { .. } => None,
             Fault::Partition { at }
             | Fault::AbortReceiver { at }
             | Fault::AbortSender { at }
@@ -187,7 +200,10 @@ impl Fault {
     /// Whether the fault makes the attempt fail (an outage shorter than
     /// the budget must not).
     fn fails(&self) -> bool {
-        !matches!(self, Fault::None | Fault::Outage { .. })
+        !matches!(
+            self,
+            Fault::None | Fault::Outage { .. } | Fault::Forger { .. }
+        )
     }
 }
 
@@ -374,6 +390,10 @@ impl Case {
                     &mut rng,
                     &[Towards::Both, Towards::Sender, Towards::Receiver],
                 ),
+            }
+        } else if rng.gen_bool(0.15) {
+            Fault::Forger {
+                burst: pick(&mut rng, &[1, 4, 16, 64]),
             }
         } else {
             Fault::None
@@ -654,6 +674,55 @@ struct Attempt {
     /// Resets towards the sender and towards the receiver: sent, and
     /// delivered (a side none of whose Resets arrived could not be told).
     resets: Arc<Mutex<Resets>>,
+    /// What a hostile third party did, if there was one.
+    forgeries: Option<Forgeries>,
+}
+
+/// A hostile third party's work and what the sides made of it.
+struct Forgeries {
+    /// What it forged, as it says.
+    sent: common::forge::Forged,
+    /// Its forgeries that reached a side: where, when, what they are.
+    landed: Vec<(swp::simnet::InboxId, Instant, Landed)>,
+    /// Each side's inbox, and when its transfer ended with what it had
+    /// dropped by then.
+    sides: [(
+        swp::simnet::InboxId,
+        Option<(Instant, swp::proto::DropStats)>,
+    ); 2],
+}
+
+impl Forgeries {
+    /// Every forgery that reached a side before its transfer ended was
+    /// dropped, by the counter that must show it (a replay is a duplicate,
+    /// counted nowhere in particular).
+    fn check(&self) -> Result<(), String> {
+        for (side, (inbox, end)) in ["sender", "receiver"].iter().zip(&self.sides) {
+            let Some((end, d)) = end else { continue };
+            let count = |k: Landed| {
+                self.landed
+                    .iter()
+                    .filter(|(to, t, kind)| to == inbox && t < end && *kind == k)
+                    .count() as u64
+            };
+            let (invalid, foreign, impossible) = (
+                count(Landed::Invalid),
+                count(Landed::Foreign),
+                count(Landed::Impossible),
+            );
+            if d.invalid < invalid
+                || d.foreign < foreign
+                || d.impossible + d.beyond_window < impossible
+            {
+                return Err(format!(
+                    "the {side} was sent {invalid} invalid, {foreign} foreign and {impossible} \
+                     impossible forgeries but dropped only {d:?} (forger: {:?})",
+                    self.sent
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -674,6 +743,39 @@ struct ResetTap {
     sender: swp::simnet::InboxId,
     counts: Arc<Mutex<Resets>>,
     sent: Vec<Bytes>,
+    /// A hostile third party's inbox, and where it gets its copies of
+    /// everything else sent.
+    attacker: Option<(swp::simnet::InboxId, Arc<Mutex<Vec<Bytes>>>)>,
+    /// Its forgeries that reached a side: where, when, and which counter
+    /// must show them.
+    landed: Arc<Mutex<Vec<(swp::simnet::InboxId, Instant, Landed)>>>,
+    /// Every real packet sent (with an attacker: its replays are these).
+    real: std::collections::HashSet<Bytes>,
+}
+
+/// What a forgery that reached a side is, by its own bytes (not by what
+/// the forger says it made).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    Invalid,
+    Foreign,
+    Impossible,
+    /// A copy of a real packet: a duplicate, counted nowhere in particular.
+    Replay,
+}
+
+impl Landed {
+    fn of(payload: &Bytes, real: &std::collections::HashSet<Bytes>) -> Landed {
+        if real.contains(payload) {
+            return Landed::Replay;
+        }
+        match swp::proto::codec::decode(payload) {
+            Err(_) => Landed::Invalid,
+            Ok(p) if p.dest_nonce.starts_with("forged") => Landed::Foreign,
+            // Real nonces, content no correct peer sends.
+            Ok(_) => Landed::Impossible,
+        }
+    }
 }
 
 impl ResetTap {
@@ -718,14 +820,33 @@ impl swp::simnet::Monitor for ResetTap {
                 .hash(&mut h);
             c.trace = h.finish();
         }
+        match &self.attacker {
+            Some((x, _)) if env.from == *x => return,
+            Some((_, copies)) => {
+                copies.lock().unwrap().push(env.payload.clone());
+                self.real.insert(env.payload.clone());
+            }
+            None => {}
+        }
         self.count(env, false);
     }
     fn on_deliver(&mut self, env: &swp::simnet::Envelope, _: Duration) {
+        if let Some((x, _)) = &self.attacker {
+            if env.from == *x {
+                let kind = Landed::of(&env.payload, &self.real);
+                self.landed
+                    .lock()
+                    .unwrap()
+                    .push((env.to, Instant::now(), kind));
+                return;
+            }
+        }
         self.count(env, true);
     }
     fn on_drop(&mut self, env: &swp::simnet::Envelope, why: swp::simnet::DropReason, _: Duration) {
         use swp::simnet::DropReason;
-        if !Self::is_reset(env) {
+        let forged = self.attacker.as_ref().is_some_and(|(x, _)| env.from == *x);
+        if forged || !Self::is_reset(env) {
             return;
         }
         let mut c = self.counts.lock().unwrap();
@@ -760,12 +881,48 @@ async fn attempt(
     .unwrap_or_else(|e| panic!("sessions over SimNet start: {e}"));
     let (a_abort, b_abort) = (a.abort_handle(), b.abort_handle());
     let resets = Arc::new(Mutex::new(Resets::default()));
+    let (ia, ib) = (
+        net.with(|x| x.lookup(&a_in).unwrap()),
+        net.with(|x| x.lookup(&b_in).unwrap()),
+    );
+    // A hostile third party, from the start, if the case has one.
+    let landed = Arc::new(Mutex::new(Vec::new()));
+    let copies = Arc::new(Mutex::new(Vec::new()));
+    let evil = match fault {
+        Fault::Forger { burst } => Some((net.transport(&format!("X{n}"), 1024), burst)),
+        _ => None,
+    };
     let tap = ResetTap {
-        sender: net.with(|x| x.lookup(&a_in).unwrap()),
+        sender: ia,
         counts: resets.clone(),
         sent: Vec::new(),
+        attacker: evil.as_ref().map(|(x, _)| (x.inbox(), copies.clone())),
+        landed: landed.clone(),
+        real: Default::default(),
     };
     net.with(|x| x.set_monitor(Box::new(tap)));
+    let halt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = evil.map(|(x, burst)| {
+        let (halt, names) = (halt.clone(), [a_in.clone(), b_in.clone()]);
+        let seed = case.seed ^ (n << 32) ^ 0xF0_96E5;
+        tokio::spawn(async move {
+            use swp::transport::Transport;
+            let mut forger = common::forge::Forger::new(seed);
+            while !halt.load(std::sync::atomic::Ordering::SeqCst) {
+                for raw in std::mem::take(&mut *copies.lock().unwrap()) {
+                    forger.saw(&raw);
+                }
+                let to = &names[forger.rng().gen_range(0..2usize)];
+                for _ in 0..forger.rng().gen_range(1..=burst) {
+                    let Some(f) = forger.forge(to) else { break };
+                    let _ = x.publish(to, f).await;
+                }
+                let pause = forger.rng().gen_range(1000..5000);
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+            forger.total()
+        })
+    });
     // What each side can deliver: its send buffer, the peer's window in
     // bytes and in packets of its own size.
     let most = |own: &SideCfg, peer: &SideCfg| {
@@ -841,8 +998,9 @@ async fn attempt(
         };
         // A side that ended drops its session, as a program does; a
         // cancelled one keeps it open, as a caller that goes on would.
+        let dropped = a.stats().protocol.dropped;
         let keep = r.is_none().then_some(a);
-        (r, Instant::now(), keep)
+        (r, Instant::now(), keep, dropped)
     });
     let opts = ReceiveOptions::new().overwrite(case.overwrite);
     let dir2 = dir.to_path_buf();
@@ -874,8 +1032,9 @@ async fn attempt(
         };
         // A side that ended drops its session, as a program does; a
         // cancelled one keeps it open, as a caller that goes on would.
+        let dropped = b.stats().protocol.dropped;
         let keep = r.is_none().then_some(b);
-        (r, Instant::now(), keep)
+        (r, Instant::now(), keep, dropped)
     });
     // The fault, once the sender has handed `at` bytes to its session.
     let mut struck = None;
@@ -894,13 +1053,7 @@ async fn attempt(
         if reached.await {
             struck = Some(Instant::now());
             match fault {
-                Fault::Partition { .. } => {
-                    let (ia, ib) = (
-                        net.with(|x| x.lookup(&a_in).unwrap()),
-                        net.with(|x| x.lookup(&b_in).unwrap()),
-                    );
-                    net.with(|x| x.partition(ia, ib));
-                }
+                Fault::Partition { .. } => net.with(|x| x.partition(ia, ib)),
                 Fault::AbortReceiver { .. } => {
                     b_abort.abort_with(RECEIVER_REASON);
                 }
@@ -916,10 +1069,6 @@ async fn attempt(
                     let _ = cancel_a.send(());
                 }
                 Fault::Outage { lasts, towards, .. } => {
-                    let (ia, ib) = (
-                        net.with(|x| x.lookup(&a_in).unwrap()),
-                        net.with(|x| x.lookup(&b_in).unwrap()),
-                    );
                     let cut = move |x: &mut swp::simnet::SimNet, on: bool| match (towards, on) {
                         (Towards::Both, true) => x.partition(ia, ib),
                         (Towards::Both, false) => x.heal(ia, ib),
@@ -935,27 +1084,38 @@ async fn attempt(
                         net.with(|x| cut(x, false));
                     });
                 }
-                Fault::None => unreachable!(),
+                Fault::None | Fault::Forger { .. } => unreachable!(),
             }
         }
     }
     // Both sessions live until both sides are done (a cancelled side's
     // session stays open, as a caller's would).
-    let (sent, a) = match sender {
+    let (sent, a, a_dropped) = match sender {
         Some(s) => {
-            let (r, t, a) = s.await.unwrap();
-            (r.map(|r| (r, t)), a)
+            let (r, t, a, d) = s.await.unwrap();
+            (r.map(|r| (r, t)), a, Some((t, d)))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
-    let (got, b) = match receiver {
+    let (got, b, b_dropped) = match receiver {
         Some(s) => {
-            let (r, t, b) = s.await.unwrap();
-            (r.map(|r| (r, t)), b)
+            let (r, t, b, d) = s.await.unwrap();
+            (r.map(|r| (r, t)), b, Some((t, d)))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     drop((a, b));
+    let forgeries = match attacker {
+        Some(task) => {
+            halt.store(true, std::sync::atomic::Ordering::SeqCst);
+            Some(Forgeries {
+                sent: task.await.unwrap(),
+                landed: std::mem::take(&mut *landed.lock().unwrap()),
+                sides: [(ia, a_dropped), (ib, b_dropped)],
+            })
+        }
+        None => None,
+    };
     let writer_failed = wrx.await.unwrap_or(None);
     Attempt {
         start,
@@ -965,6 +1125,7 @@ async fn attempt(
         writer_failed,
         most,
         resets,
+        forgeries,
     }
 }
 
@@ -989,6 +1150,9 @@ fn check(
     att: &Attempt,
     before: &Snapshot,
 ) -> Result<bool, String> {
+    if let Some(f) = &att.forgeries {
+        f.check()?;
+    }
     let (start, before_files) = (att.start, &before.files[..]);
     let show = |e: &Result<_, FileError>| match e {
         Ok(_) => "ok".to_string(),
@@ -1304,8 +1468,18 @@ fn check(
 }
 
 /// Runs a case's attempts; the fingerprint of each one's traffic.
+/// What a case that kept every promise did.
+#[derive(Debug, PartialEq)]
+struct Ran {
+    /// The fingerprint of each attempt's traffic.
+    traces: Vec<u64>,
+    /// With a hostile third party: how many of its forgeries (other than
+    /// replays) reached a side.
+    landed: Option<u64>,
+}
+
 /// Its files live in a directory of their own, named after `tag`.
-async fn run_case(case: &Case, tag: &str) -> Result<Vec<u64>, String> {
+async fn run_case(case: &Case, tag: &str) -> Result<Ran, String> {
     let tmp = TempDir::new(&format!("{tag}-{}", case.seed));
     let src = case.source();
     let src_path = tmp.0.join("source.bin");
@@ -1315,7 +1489,10 @@ async fn run_case(case: &Case, tag: &str) -> Result<Vec<u64>, String> {
     prepare(case, &dir, &src);
     let size_known = !matches!(case.mode, Mode::Pipe { .. });
     let mut fault = case.fault;
-    let mut traces = Vec::new();
+    let mut ran = Ran {
+        traces: Vec::new(),
+        landed: None,
+    };
     for n in 0..2 {
         let before = Snapshot {
             files: files_under(&dir),
@@ -1353,23 +1530,26 @@ async fn run_case(case: &Case, tag: &str) -> Result<Vec<u64>, String> {
                 end(receiver)
             )
         })?;
-        traces.push(att.resets.lock().unwrap().trace);
+        ran.traces.push(att.resets.lock().unwrap().trace);
+        if let Some(f) = &att.forgeries {
+            let landed = f.landed.iter().filter(|l| l.2 != Landed::Replay).count();
+            *ran.landed.get_or_insert(0) += landed as u64;
+        }
         let again = att.struck.is_some() && case.fault.fails() && !ok;
         if !again || !matches!(case.mode, Mode::File) {
-            return Ok(traces);
+            return Ok(ran);
         }
         fault = Fault::None;
     }
-    Ok(traces)
+    Ok(ran)
 }
 
 /// Runs one seed; a failure says what broke, with the seed and the case.
-/// A success gives the fingerprints of its attempts' traffic.
-fn run(seed: u64) -> Result<Vec<u64>, String> {
+fn run(seed: u64) -> Result<Ran, String> {
     run_tagged(seed, "file-random")
 }
 
-fn run_tagged(seed: u64, tag: &str) -> Result<Vec<u64>, String> {
+fn run_tagged(seed: u64, tag: &str) -> Result<Ran, String> {
     let case = Case::draw(seed);
     if std::env::var("SWP_FILE_SHOW").is_ok() {
         eprintln!("{case:#?}");
@@ -1388,7 +1568,7 @@ fn run_tagged(seed: u64, tag: &str) -> Result<Vec<u64>, String> {
 fn file_transfers_across_the_parameter_space_keep_every_promise() {
     if let Ok(s) = std::env::var("SWP_FILE_CASE") {
         match run(s.parse().expect("SWP_FILE_CASE is a seed")) {
-            Ok(traces) => eprintln!("traffic fingerprints: {traces:016x?}"),
+            Ok(ran) => eprintln!("traffic fingerprints: {:016x?}", ran.traces),
             Err(e) => panic!("{e}"),
         }
         return;
@@ -1402,7 +1582,13 @@ fn file_transfers_across_the_parameter_space_keep_every_promise() {
         .map(|v| v.parse().expect("SWP_FILE_FIRST is a number"))
         .unwrap_or(0);
     // Every seed runs; the failures are listed together, the first in full.
-    let failed: Vec<String> = (first..first + n).filter_map(|s| run(s).err()).collect();
+    let (mut failed, mut flooded) = (Vec::new(), Vec::new());
+    for seed in first..first + n {
+        match run(seed) {
+            Ok(ran) => flooded.extend(ran.landed),
+            Err(e) => failed.push(e),
+        }
+    }
     if !failed.is_empty() {
         let heads: Vec<&str> = failed.iter().map(|f| f.lines().next().unwrap()).collect();
         panic!(
@@ -1412,6 +1598,14 @@ fn file_transfers_across_the_parameter_space_keep_every_promise() {
             failed[0]
         );
     }
+    // The flood must reach the sides often enough to prove something (a
+    // tiny transfer can end before the forger has seen a packet).
+    let reached = flooded.iter().filter(|&&l| l > 0).count();
+    assert!(
+        flooded.len() < 20 || reached * 2 >= flooded.len(),
+        "the hostile third party reached a side in only {reached} of its {} cases",
+        flooded.len()
+    );
 }
 
 /// A seed replays its run: the same packets, each way, at the same virtual
@@ -1432,8 +1626,8 @@ fn a_seed_replays_its_run_packet_for_packet() {
         let replay = || run_tagged(seed, "file-replay");
         let (first, again) = (replay(), replay());
         if first != again {
-            let head = |r: &Result<Vec<u64>, String>| match r {
-                Ok(t) => format!("{t:016x?}"),
+            let head = |r: &Result<Ran, String>| match r {
+                Ok(r) => format!("{:016x?}", r.traces),
                 Err(e) => e.lines().next().unwrap_or_default().to_string(),
             };
             differ.push(format!(

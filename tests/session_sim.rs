@@ -1241,19 +1241,6 @@ impl swp::simnet::Monitor for Tap {
     }
 }
 
-/// What the flood sent, by the counter that must show it.
-#[derive(Default, Debug)]
-struct Forged {
-    /// Garbage, and real packets with a flipped bit: fail to decode.
-    invalid: u64,
-    /// Real packets with a wrong destination nonce.
-    foreign: u64,
-    /// Acks of data never sent, data far beyond the window.
-    impossible: u64,
-    /// Real packets sent again (not counted anywhere in particular).
-    replays: u64,
-}
-
 /// A third party that sees every packet (as anyone allowed to subscribe to
 /// the inboxes' subjects would) floods both inboxes while both readers wait
 /// for answers and take the packets themselves: garbage, real packets with
@@ -1267,8 +1254,8 @@ struct Forged {
 /// `SWP_SESSION_SEED` one.
 #[tokio::test(start_paused = true)]
 async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stalls_nothing() {
+    use common::forge::Forger;
     use rand::{Rng, SeedableRng};
-    use swp::proto::{Packet, codec};
     let seeds = session_seeds(6);
     let dog = common::Watchdog::start(Duration::from_secs(120), "a_flood");
     for seed in seeds {
@@ -1291,90 +1278,24 @@ async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stall
         let attacker = {
             let (stop, seen) = (stop.clone(), seen.clone());
             tokio::spawn(async move {
-                let mut rng = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xA77AC);
-                let mut sent: [Forged; 2] = Default::default();
-                let mut old: Vec<Bytes> = Vec::new();
-                // Per target (0: A, 1: B): the real packets it receives
-                // (to copy nonces from) and the highest seq it sent.
-                let mut towards: [Option<Packet>; 2] = [None, None];
-                let mut top_seq = [0u64; 2];
+                let mut forger = Forger::new(seed ^ 0xA77AC);
                 let bursts = [1usize, 255, 256, 257, 1023, 1024, 1025, 3000];
                 while stop.load(Ordering::SeqCst) == 0 {
                     for raw in std::mem::take(&mut *seen.lock().unwrap()) {
-                        let Ok(p) = codec::decode(&raw) else { continue };
-                        let to = match p.dest.as_str() {
-                            "A" => 0,
-                            "B" => 1,
-                            _ => continue,
-                        };
-                        if p.kind == Kind::Data {
-                            top_seq[1 - to] = top_seq[1 - to].max(p.seq);
-                        }
-                        if !p.dest_nonce.is_empty() && !p.from_nonce.is_empty() {
-                            towards[to] = Some(p);
-                        }
-                        old.push(raw);
+                        forger.saw(&raw);
                     }
-                    let to = rng.gen_range(0..2usize);
-                    let name = ["A", "B"][to];
-                    let n = bursts[rng.gen_range(0..bursts.len())];
+                    let name = ["A", "B"][forger.rng().gen_range(0..2usize)];
+                    let n = bursts[forger.rng().gen_range(0..bursts.len())];
                     for _ in 0..n {
-                        let Some(real) = towards[to].clone() else {
+                        let Some(bytes) = forger.forge(name) else {
                             break;
-                        };
-                        let f = &mut sent[to];
-                        let bytes = match rng.gen_range(0..6) {
-                            0 => {
-                                f.invalid += 1;
-                                let len = rng.gen_range(0..300);
-                                Bytes::from(
-                                    (0..len).map(|_| rng.r#gen::<u8>()).collect::<Vec<u8>>(),
-                                )
-                            }
-                            1 => {
-                                f.invalid += 1;
-                                let mut v = codec::encode(&real).to_vec();
-                                let i = rng.gen_range(0..v.len());
-                                v[i] ^= 1 << rng.gen_range(0..8);
-                                v.into()
-                            }
-                            2 => {
-                                f.foreign += 1;
-                                let mut p = real.clone();
-                                p.dest_nonce = format!("forged{}", rng.r#gen::<u32>()).into();
-                                codec::encode(&p)
-                            }
-                            3 => {
-                                f.impossible += 1;
-                                let mut p = Packet::new(Kind::Ack);
-                                (p.from, p.dest) = (real.from.clone(), real.dest.clone());
-                                (p.from_nonce, p.dest_nonce) =
-                                    (real.from_nonce.clone(), real.dest_nonce.clone());
-                                p.ack = top_seq[to] + 1_000_000;
-                                (p.wnd_seq, p.wnd_bytes) = (real.wnd_seq, real.wnd_bytes);
-                                codec::encode(&p)
-                            }
-                            4 => {
-                                f.impossible += 1;
-                                let mut p = real.clone();
-                                (p.kind, p.flags) = (Kind::Data, 0);
-                                p.seq = real.seq.max(real.ack) + 1_000_000;
-                                p.data = Bytes::from_static(b"not yours");
-                                codec::encode(&p)
-                            }
-                            _ => match old.get(rng.gen_range(0..old.len().max(1))) {
-                                Some(r) => {
-                                    f.replays += 1;
-                                    r.clone()
-                                }
-                                None => continue,
-                            },
                         };
                         x.publish(name, bytes).await.unwrap();
                     }
-                    tokio::time::sleep(Duration::from_micros(rng.gen_range(100..3000))).await;
+                    let pause = forger.rng().gen_range(100..3000);
+                    tokio::time::sleep(Duration::from_micros(pause)).await;
                 }
-                sent
+                ["A", "B"].map(|n| forger.sent.get(n).copied().unwrap_or_default())
             })
         };
         let echo = tokio::spawn(async move {
@@ -1434,9 +1355,8 @@ async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stall
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         exchange(30, 1, &mut rng).await;
-        let total = |f: &Forged| f.invalid + f.foreign + f.impossible;
         assert!(
-            total(&sent[0]) > 1000 && total(&sent[1]) > 1000,
+            sent[0].dropped() > 1000 && sent[1].dropped() > 1000,
             "seed {seed}: the flood was too small to prove much: {sent:?}"
         );
         a.shutdown().await.unwrap();
@@ -1450,7 +1370,7 @@ async fn a_flood_of_forgeries_under_waiting_readers_is_dropped_counted_and_stall
             assert!(d.invalid >= f.invalid, "{what}");
             assert!(d.foreign >= f.foreign, "{what}");
             assert!(d.impossible + d.beyond_window >= f.impossible, "{what}");
-            assert!(d.total() >= total(f), "{what}");
+            assert!(d.total() >= f.dropped(), "{what}");
         }
         // Both ends close normally (Fin both ways, acknowledged).
         let (ca, cb) = tokio::time::timeout(

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -210,12 +212,8 @@ impl Drop for Watchdog {
 /// A third party on a real nats-server that sees every packet (subscribed
 /// to `>`, with `no_echo` so that it never copies its own) and, for each
 /// packet sent to one of `inboxes`, publishes to the same subject a burst
-/// (1-64) of what no correct peer sends and the protocol promises never to
-/// believe: the packet with a bit flipped, with a wrong nonce, data with
-/// the right nonces far beyond the window, acks of data never sent, and
-/// replays. It does not forge in-window data or Resets with the right
-/// nonces: a plain session cannot tell those from its peer's (sealed
-/// sessions can).
+/// (1-64) of [`forge::Forger`]'s forgeries: what no correct peer sends and
+/// the protocol promises never to believe.
 #[allow(dead_code)]
 pub struct Flood {
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -229,9 +227,8 @@ impl Flood {
     /// everything.
     pub async fn start(url: &str, inboxes: Vec<String>, seed: u64) -> Flood {
         use futures::StreamExt;
-        use rand::{Rng, SeedableRng};
+        use rand::Rng;
         use std::sync::atomic::Ordering;
-        use swp::proto::{Kind, Packet, codec};
         let evil = async_nats::ConnectOptions::new()
             .no_echo()
             .connect(url)
@@ -243,53 +240,17 @@ impl Flood {
         let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (halt, counted) = (stop.clone(), sent.clone());
         let task = tokio::spawn(async move {
-            let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
-            // The highest data seq each inbox sent, for acks beyond it.
-            let mut top_seq = std::collections::HashMap::<String, u64>::new();
+            let mut forger = forge::Forger::new(seed);
             while !halt.load(Ordering::SeqCst) {
                 let next = tokio::time::timeout(std::time::Duration::from_millis(100), sub.next());
                 let Ok(Some(m)) = next.await else { continue };
-                let Ok(real) = codec::decode(&m.payload) else {
-                    continue;
-                };
-                if !inboxes.iter().any(|i| i == m.subject.as_str()) || real.dest_nonce.is_empty() {
+                forger.saw(&m.payload);
+                if !inboxes.iter().any(|i| i == m.subject.as_str()) {
                     continue;
                 }
-                if real.kind == Kind::Data {
-                    let top = top_seq.entry(real.from.to_string()).or_default();
-                    *top = (*top).max(real.seq);
-                }
-                for _ in 0..[1usize, 4, 16, 64][rng.gen_range(0..4)] {
-                    let f = match rng.gen_range(0..5) {
-                        0 => {
-                            let mut v = m.payload.to_vec();
-                            let i = rng.gen_range(0..v.len());
-                            v[i] ^= 1 << rng.gen_range(0..8);
-                            bytes::Bytes::from(v)
-                        }
-                        1 => {
-                            let mut p = real.clone();
-                            p.dest_nonce = format!("x{}", rng.r#gen::<u32>()).into();
-                            codec::encode(&p)
-                        }
-                        2 => {
-                            let mut p = real.clone();
-                            (p.kind, p.flags) = (Kind::Data, 0);
-                            p.seq = real.seq.max(real.ack) + 1_000_000;
-                            p.data = bytes::Bytes::from_static(b"not yours");
-                            codec::encode(&p)
-                        }
-                        3 => {
-                            let mut p = Packet::new(Kind::Ack);
-                            (p.from, p.dest) = (real.from.clone(), real.dest.clone());
-                            (p.from_nonce, p.dest_nonce) =
-                                (real.from_nonce.clone(), real.dest_nonce.clone());
-                            let theirs = top_seq.get(real.dest.as_str()).copied().unwrap_or(0);
-                            p.ack = theirs + 1_000_000;
-                            (p.wnd_seq, p.wnd_bytes) = (real.wnd_seq, real.wnd_bytes);
-                            codec::encode(&p)
-                        }
-                        _ => m.payload.clone(),
+                for _ in 0..[1usize, 4, 16, 64][forger.rng().gen_range(0..4)] {
+                    let Some(f) = forger.forge(m.subject.as_str()) else {
+                        break;
                     };
                     if evil.publish(m.subject.clone(), f).await.is_err() {
                         return;
