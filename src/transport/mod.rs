@@ -309,13 +309,12 @@ pub trait Transport: Send + Sync + 'static {
         None
     }
     /// `Some(seed)` only for a simulated network that replays a run from a
-    /// seed on a paused clock ([`SimTransport`](crate::transport::SimTransport)):
-    /// each session started on it draws its nonce from the next such seed
-    /// instead of the OS, and the file layer runs its disk and hashing jobs
-    /// in line instead of on blocking threads (whose finishing moments
-    /// would reorder the tasks of one virtual instant), so one seed gives
-    /// one run, packet for packet. Real transports keep the default,
-    /// `None`.
+    /// seed on a paused clock ([`SimTransport`]): each session started on
+    /// it draws its nonce from the next such seed instead of the OS, and
+    /// the file layer runs its disk and hashing jobs in line instead of on
+    /// blocking threads (whose finishing moments would reorder the tasks of
+    /// one virtual instant), so one seed gives one run, packet for packet.
+    /// Real transports keep the default, `None`.
     fn replay_seed(&self) -> Option<u64> {
         None
     }
