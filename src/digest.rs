@@ -35,6 +35,22 @@ impl Blake2b512 {
     }
 }
 
+/// BLAKE2b's keyed mode (a MAC; RFC 7693 §2.5) over `parts`, each
+/// length-prefixed so that no two different lists hash alike: 32 bytes.
+pub(crate) fn keyed(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut st = blake2b_simd::Params::new()
+        .hash_length(32)
+        .key(key)
+        .to_state();
+    for p in parts {
+        st.update(&(p.len() as u64).to_le_bytes());
+        st.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(st.finalize().as_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -52,6 +68,30 @@ mod tests {
         assert_eq!(
             super::Blake2b512::digest(b"").as_slice(),
             blake2::Blake2b512::digest(b"").as_slice()
+        );
+    }
+
+    #[test]
+    fn the_keyed_hash_is_rustcryptos_mac_and_tells_lists_apart() {
+        use blake2::digest::{Mac, consts::U32};
+        let key = [7u8; 32];
+        let mut m = blake2::Blake2bMac::<U32>::new_from_slice(&key).unwrap();
+        for p in [&b"ab"[..], b"c"] {
+            m.update(&(p.len() as u64).to_le_bytes());
+            m.update(p);
+        }
+        let want = m.finalize().into_bytes();
+        assert_eq!(
+            super::keyed(&key, &[b"ab", b"c"]).as_slice(),
+            want.as_slice()
+        );
+        assert_ne!(
+            super::keyed(&key, &[b"ab", b"c"]),
+            super::keyed(&key, &[b"a", b"bc"])
+        );
+        assert_ne!(
+            super::keyed(&key, &[b"ab"]),
+            super::keyed(&[8u8; 32], &[b"ab"])
         );
     }
 }

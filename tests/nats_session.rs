@@ -1080,6 +1080,94 @@ async fn a_listener_keeps_listening_through_handshakes_that_fail_and_takes_the_n
     assert!(first.stats().protocol.dropped.foreign >= 1);
 }
 
+/// A flood of forged Syns (each from a made-up client that never answers)
+/// against a point-to-point listener on a real nats-server: a real client
+/// with a short budget still gets in, at once. It used to be kept out: each
+/// forged Syn held the listener for an interval and the next one took it
+/// over, so the real client's Syns were dropped. Now, while a half-open
+/// handshake holds it, the listener answers other Syns with SYN cookies
+/// and takes whichever client answers one (docs/PROTOCOL.md §4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_syns_does_not_keep_a_real_client_from_a_listener() {
+    let server = nats_server();
+    let t = nats(&server).await;
+    let subject = inbox("synflood", "listener");
+    let listener = Session::listen(t.clone(), Config::new(subject.clone(), ""))
+        .await
+        .unwrap();
+    let accepted = tokio::spawn(listener.accept());
+    // Forged Syns, each from another made-up client, 2000 a second.
+    let forged: Vec<Bytes> = (0..4000u64)
+        .map(|i| {
+            let cfg = Config::new(format!("swp.test.synflood.fake.{i}"), subject.clone());
+            let now = std::time::Instant::now();
+            let mut c = swp::proto::Connection::connect(cfg, now, 1000 + i).unwrap();
+            c.poll_transmit(now).unwrap().payload
+        })
+        .collect();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (going, under_way) = tokio::sync::oneshot::channel();
+    let flood = {
+        let (t, subject, stop) = (t.clone(), subject.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut sent, mut going) = (0u32, Some(going));
+            for syn in forged.iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                t.publish(&subject, syn.clone()).await.unwrap();
+                sent += 1;
+                if sent == 200 {
+                    // The listener has them: the flood holds it now.
+                    t.flush().await.unwrap();
+                    let _ = going.take().unwrap().send(());
+                }
+                if sent % 2 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    under_way.await.unwrap();
+    // 3 tries 300 ms apart: well inside the first half-open handshake's
+    // interval (500 ms), which is all the old listener could offer.
+    let client = timeout(
+        Duration::from_secs(10),
+        Session::connect(
+            t.clone(),
+            Config::new(inbox("synflood", "real"), subject.clone())
+                .connect(Duration::from_millis(300), 3),
+        ),
+    )
+    .await
+    .expect("the connect is bounded")
+    .expect("a real client got in through the flood");
+    let got = timeout(Duration::from_secs(5), accepted)
+        .await
+        .expect("accept returns")
+        .unwrap()
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    flood.await.unwrap();
+    assert_eq!(got.remote_inbox(), client.local_inbox());
+    // The listener was held by a forged handshake and let it go for the
+    // real client (through its cookie, or, had the machine stalled for a
+    // whole interval, by taking its Syn over the silent one).
+    let st = got.stats().protocol;
+    assert!(st.loss.handshakes_abandoned >= 1, "{st:?}");
+    assert!(st.wire.cookies_taken <= 1, "{st:?}");
+    // The session works: a message each way.
+    client
+        .send(Bytes::from_static(b"through the flood"))
+        .await
+        .unwrap();
+    let m = timeout(Duration::from_secs(5), got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.as_deref(), Some(&b"through the flood"[..]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_server_max_payload_sizes_every_packet_under_it_or_is_refused_at_once() {
     // Before: the packet size was floored at 1 KiB whatever the server

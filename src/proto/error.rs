@@ -164,6 +164,8 @@ pub enum ResetCode {
     Transport,
     /// A service refused the handshake: it holds as many sessions as it
     /// may (6). Retry later, or against another member of its queue group.
+    /// Also what a point-to-point listener tells a client that answered
+    /// its SYN cookie after another client took it (docs/PROTOCOL.md §4).
     Busy,
     /// The listener refused the handshake over sealing (7): a plain client
     /// at a sealed-only listener, a sealed one at a plain listener, or a

@@ -209,6 +209,11 @@ impl SendState {
         self.batching = on;
     }
 
+    #[cfg(test)]
+    pub(crate) fn batching(&self) -> bool {
+        self.batching
+    }
+
     pub(crate) fn set_max_payload(&mut self, n: usize) {
         self.max_payload = n.max(1);
     }

@@ -64,6 +64,12 @@ pub struct WireStats {
     pub ack_probes_sent: u64,
     /// Window updates (acks sent because the application read data).
     pub window_updates_sent: u64,
+    /// SynAcks a listener sent as SYN cookies, keeping no state: answers
+    /// to other clients' Syns while a half-open handshake held it
+    /// (docs/PROTOCOL.md §4).
+    pub cookies_sent: u64,
+    /// Clients that answered a SYN cookie and so took the listener.
+    pub cookies_taken: u64,
 }
 
 /// The stream's data packets.

@@ -279,6 +279,9 @@ pub struct Connection {
     relisten: Option<Box<Config>>,
     /// What seeded this session's nonce (the next listen's is drawn from it).
     nonce_seed: u64,
+    /// The key of a listener's SYN cookies (§4), kept when it listens
+    /// again, so a cookie it gave stays good.
+    cookie_key: [u8; 32],
     /// The transport capacity the driver reported, for a new listen.
     capacity: (Option<u64>, Option<u64>),
 }
@@ -457,6 +460,13 @@ impl Connection {
             refusals: VecDeque::new(),
             relisten: None,
             nonce_seed,
+            cookie_key: {
+                use rand::RngCore;
+                let mut k = [0u8; 32];
+                rand_chacha::ChaCha8Rng::seed_from_u64(nonce_seed ^ 0xC00C_1E5E_ED00_0000)
+                    .fill_bytes(&mut k);
+                k
+            },
             capacity: (None, None),
             seal_trouble: None,
             cfg,
@@ -1061,6 +1071,7 @@ impl Connection {
             fresh.refusals.push_back(r);
         }
         fresh.relisten = self.relisten.take();
+        fresh.cookie_key = self.cookie_key;
         // The driver's settings, through the setters it used.
         match self.transport_max_payload {
             Some(most) => fresh.set_transport_max_payload(most),
@@ -1797,6 +1808,148 @@ impl Connection {
             && now.saturating_duration_since(self.last_heard) >= h.interval
     }
 
+    /// A listener that keeps listening (plain, native) answers the Syns
+    /// of other clients while a half-open handshake holds it with a SYN
+    /// cookie (§4, as TCP's when its backlog is full): a SynAck whose nonce
+    /// is a MAC of the client's inbox and nonce (and whether it batches),
+    /// keeping no state. A client that answers it with anything carrying
+    /// that nonce takes the listener from the half-open handshake. So a
+    /// flood of forged Syns cannot keep a real client out; each Syn gets at
+    /// most one SynAck (a few queued at once), no retransmits.
+    fn cookies_on(&self) -> bool {
+        self.relisten.is_some() && self.sealer.is_none() && matches!(self.dialect, Dialect::Native)
+    }
+
+    /// The cookie this listener gives the client `from`, `from_nonce`
+    /// (`batch`: its Syn said it reads batches): a nonce's 30 characters,
+    /// the first saying `batch`.
+    fn cookie(&self, from: &str, from_nonce: &str, batch: bool) -> String {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let tag = if batch { b'b' } else { b'n' };
+        let mac = crate::digest::keyed(
+            &self.cookie_key,
+            &[&[tag], from.as_bytes(), from_nonce.as_bytes()],
+        );
+        std::iter::once(tag as char)
+            .chain(
+                mac.iter()
+                    .take(29)
+                    .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char),
+            )
+            .collect()
+    }
+
+    /// Whether `p`'s destination nonce is a cookie this listener gave its
+    /// sender; with the batching it says.
+    fn cookie_of(&self, p: &Packet) -> Option<bool> {
+        let batch = match p.dest_nonce.as_bytes().first() {
+            Some(b'b') => true,
+            Some(b'n') => false,
+            _ => return None,
+        };
+        (p.dest_nonce.len() == 30
+            && self.cookie(&p.from, &p.from_nonce, batch) == p.dest_nonce.as_str())
+        .then_some(batch)
+    }
+
+    /// Handles what SYN cookies concern (see [`cookies_on`](Self::cookies_on)):
+    /// another client's Syn while a half-open handshake holds the
+    /// listener, and any packet carrying a cookie. `true`: handled.
+    fn cookie_packet(&mut self, now: Instant, p: &Packet) -> bool {
+        let bound = self.relisten.as_deref().map(|c| c.remote_inbox.as_str());
+        if !self.cookies_on()
+            || p.dest != self.local_inbox
+            || p.from_nonce.is_empty()
+            || p.from_nonce == self.remote_nonce
+            || bound.is_some_and(|b| !b.is_empty() && p.from != b)
+        {
+            return false;
+        }
+        if p.kind == Kind::Syn {
+            if !matches!(self.phase, Phase::SynReceived(_)) || self.stale_for(now, p) {
+                return false;
+            }
+            if self.refusals.len() >= 4 {
+                self.stats.dropped.unexpected += 1;
+                return true;
+            }
+            let mut a = self.base_packet(Kind::SynAck, now);
+            a.flags |= self.batch_ok_flag();
+            a.dest = p.from.clone();
+            a.from_nonce = Str::from(self.cookie(&p.from, &p.from_nonce, p.has(flags::BATCH_OK)));
+            a.dest_nonce = p.from_nonce.clone();
+            a.ack = self.rcv.rcv_nxt;
+            a.ts_echo = p.ts;
+            self.stats.wire.cookies_sent += 1;
+            self.refusals.push_back(a);
+            return true;
+        }
+        if p.dest_nonce == self.local_nonce {
+            return false;
+        }
+        let Some(batch) = self.cookie_of(p) else {
+            return false;
+        };
+        if p.kind == Kind::Reset {
+            // It gave up, or took another listener's answer: nothing to
+            // take, and no state to let go.
+            if reset_reason(p).0 == ResetCode::AnsweredElsewhere {
+                tracing::warn!(
+                    client = %p.from,
+                    inbox = %self.local_inbox,
+                    "a client took another listener's answer: more than one listens on this subject"
+                );
+            }
+            self.stats.dropped.foreign += 1;
+            return true;
+        }
+        match self.phase {
+            Phase::Listen | Phase::SynReceived(_) => {
+                if matches!(self.phase, Phase::SynReceived(_)) {
+                    let told = "another client completed its handshake while this one was \
+                                half-open; connect again"
+                        .to_string();
+                    if !self.relisten(
+                        now,
+                        "another client answered a SYN cookie",
+                        Some((ResetCode::Unreachable, told)),
+                    ) {
+                        return true;
+                    }
+                }
+                self.learn_remote_inbox(p.from.clone());
+                self.remote_nonce = p.from_nonce.clone();
+                self.local_nonce = p.dest_nonce.clone();
+                self.phase = Phase::SynReceived(self.new_handshake(now));
+                self.snd.set_batching(
+                    self.cfg.tuning.batch_messages && self.dialect.batches() && batch,
+                );
+                self.stats.wire.cookies_taken += 1;
+                tracing::debug!(peer = %p.from, "took a client that answered a SYN cookie");
+                self.on_packet_inner(now, p.clone());
+            }
+            _ => {
+                // Taken by another client since: say so at once, rather
+                // than leave a client that believes it got in.
+                if self.refusals.len() < 4 {
+                    let mut r = Packet::new(Kind::Reset);
+                    r.from = self.local_inbox.clone();
+                    r.dest = p.from.clone();
+                    r.from_nonce = p.dest_nonce.clone();
+                    r.dest_nonce = p.from_nonce.clone();
+                    r.seq = ResetCode::Busy.to_wire();
+                    r.data = Bytes::from_static(
+                        b"this listener took another client first and serves one session: \
+                          connect again when it listens again",
+                    );
+                    self.refusals.push_back(r);
+                }
+                self.stats.dropped.foreign += 1;
+            }
+        }
+        true
+    }
+
     /// Whether `p` is for this session by its inboxes (§3).
     fn addressed_to_us(&self, p: &Packet) -> bool {
         // A service client's handshake is answered from the session's
@@ -2030,6 +2183,9 @@ impl Connection {
                 ResetCode::AnsweredElsewhere,
                 "the client took another listener's answer to its Syn: more than one listener answered it",
             );
+            return;
+        }
+        if self.cookie_packet(now, &p) {
             return;
         }
         if self.stale_for(now, &p) {

@@ -260,7 +260,8 @@ fn a_half_open_handshake_silent_for_an_interval_yields_to_the_next_clients_syn()
         p.from_nonce = nonce.into();
         p
     };
-    // Within the interval the handshake holds: the newcomer is dropped.
+    // Within the interval the handshake holds; the newcomer gets a SYN
+    // cookie (below, and the next test), nothing else changes.
     feed(
         &mut b,
         t0() + interval - ms(1),
@@ -271,7 +272,13 @@ fn a_half_open_handshake_silent_for_an_interval_yields_to_the_next_clients_syn()
         (State::SynReceived, held.as_str())
     );
     assert_eq!(b.remote_inbox(), A);
-    assert!(out(&mut b, t0() + interval - ms(1)).is_empty());
+    let cookie = out(&mut b, t0() + interval - ms(1));
+    assert_eq!(kinds(&cookie), vec![Kind::SynAck]);
+    assert_eq!(
+        (cookie[0].dest.as_str(), cookie[0].dest_nonce.as_str()),
+        ("c.inbox", "client-c")
+    );
+    assert_ne!(cookie[0].from_nonce.as_str(), held);
     // A Syn retransmitted by the client held proves it is there: the
     // interval runs again from it.
     let at = t0() + ms(400);
@@ -321,6 +328,235 @@ fn a_half_open_handshake_silent_for_an_interval_yields_to_the_next_clients_syn()
     feed(&mut bound, t0() + ms(900), &syn_of("c.inbox", "client-c"));
     assert_eq!(bound.remote_inbox(), A);
     assert_eq!(bound.stats().loss.handshakes_abandoned, 0);
+}
+
+/// Delivers everything `from` wants to send to `to` (its packets for
+/// other inboxes go nowhere); what was sent.
+fn pass(from: &mut Connection, to: &mut Connection, now: Instant) -> Vec<Packet> {
+    let sent = out(from, now);
+    let inbox = to.local_inbox.clone();
+    for p in sent.iter().filter(|p| p.dest == inbox) {
+        feed(to, now, p);
+    }
+    sent
+}
+
+/// A listener on B held by a half-open handshake (a Syn from A, never
+/// heard again), that keeps listening.
+fn held_listener(seed: u64) -> (Connection, String) {
+    let mut b = Connection::listen(Config::new(B, ""), t0(), seed).unwrap();
+    b.set_keep_listening(true);
+    feed(&mut b, t0(), &syn_from(A));
+    let held = b.local_nonce().to_string();
+    assert_eq!(kinds(&out(&mut b, t0())), vec![Kind::SynAck]);
+    (b, held)
+}
+
+#[test]
+fn a_listener_held_by_a_half_open_handshake_answers_a_client_with_a_syn_cookie_and_takes_it() {
+    // A forged Syn (or a client that died after it) used to keep every
+    // other client out for an interval, and a flood of them for ever.
+    {
+        let (mut b, held) = held_listener(2);
+        let now = t0() + ms(10); // well within the held handshake's interval
+        let mut c = Connection::connect(Config::new("c.inbox", B), now, 5).unwrap();
+        let syn = pass(&mut c, &mut b, now);
+        // Nothing changed at the listener: the answer is all it made.
+        assert_eq!(
+            (b.state(), b.remote_inbox(), b.local_nonce()),
+            (State::SynReceived, A, held.as_str())
+        );
+        let answer = pass(&mut b, &mut c, now);
+        assert_eq!(kinds(&answer), vec![Kind::SynAck]);
+        let cookie = answer[0].from_nonce.to_string();
+        assert_ne!(cookie, held);
+        assert_eq!(answer[0].ts_echo, syn[0].ts, "it echoes the Syn (§5.5)");
+        assert_eq!(b.stats().wire.cookies_sent, 1);
+        assert_eq!(c.state(), State::Established);
+        assert_eq!(c.remote_nonce(), cookie);
+        // The client's EstabAck carries the cookie: the half-open
+        // handshake goes (its client told why), the client is taken.
+        pass(&mut c, &mut b, now);
+        assert_eq!(b.state(), State::Established);
+        assert_eq!(
+            (b.remote_inbox(), b.local_nonce()),
+            ("c.inbox", cookie.as_str())
+        );
+        assert_eq!(b.stats().wire.cookies_taken, 1);
+        assert_eq!(b.stats().loss.handshakes_abandoned, 1);
+        assert!(b.snd.batching(), "the cookie carries what the Syn said");
+        let told = out(&mut b, now);
+        let reset = told
+            .iter()
+            .find(|p| p.kind == Kind::Reset)
+            .expect("a Reset");
+        assert_eq!(
+            (
+                reset.dest.as_str(),
+                reset.dest_nonce.as_str(),
+                reset.from_nonce.as_str()
+            ),
+            (A, PEER_NONCE, held.as_str())
+        );
+        assert_eq!(ResetCode::from_wire(reset.seq), ResetCode::Unreachable);
+        // A session like any other: data both ways.
+        c.write(b"from the client").unwrap();
+        b.write(b"from the listener").unwrap();
+        for _ in 0..4 {
+            pass(&mut c, &mut b, now);
+            pass(&mut b, &mut c, now);
+        }
+        let mut buf = [0u8; 64];
+        let Recv::Data(n) = b.read(&mut buf).unwrap() else {
+            panic!("no data at the listener")
+        };
+        assert_eq!(&buf[..n], b"from the client");
+        let Recv::Data(n) = c.read(&mut buf).unwrap() else {
+            panic!("no data at the client")
+        };
+        assert_eq!(&buf[..n], b"from the listener");
+    }
+    // A client whose Syn does not say it reads batches gets none.
+    let (mut b, _) = held_listener(3);
+    let mut syn = syn_from("c.inbox");
+    (syn.from_nonce, syn.flags) = ("client-c".into(), 0);
+    feed(&mut b, t0(), &syn);
+    let cookie = out(&mut b, t0())[0].from_nonce.clone();
+    assert!(cookie.starts_with('n'));
+    let mut estab = syn;
+    (estab.kind, estab.dest_nonce) = (Kind::EstabAck, cookie);
+    feed(&mut b, t0(), &estab);
+    assert_eq!(
+        (b.state(), b.remote_inbox()),
+        (State::Established, "c.inbox")
+    );
+    assert!(!b.snd.batching());
+}
+
+#[test]
+fn a_flood_of_forged_syns_gets_one_synack_each_keeps_no_state_and_a_real_client_gets_in() {
+    let (mut b, held) = held_listener(3);
+    let mut now = t0();
+    let forged = |i: u32| {
+        let mut s = syn_from(&format!("victim.{i}"));
+        s.from_nonce = format!("forged-{i}").into();
+        s
+    };
+    for i in 0..1000u32 {
+        now += Duration::from_micros(200); // 5000 a second
+        feed(&mut b, now, &forged(i));
+        let answers = out(&mut b, now);
+        assert_eq!(kinds(&answers), vec![Kind::SynAck], "Syn {i}");
+        assert_eq!(answers[0].dest.as_str(), format!("victim.{i}"));
+    }
+    // Faster than the driver drains: at most four answers wait at once.
+    for i in 1000..1010u32 {
+        feed(&mut b, now, &forged(i));
+    }
+    assert_eq!(out(&mut b, now).len(), 4);
+    assert!(b.stats().dropped.unexpected >= 6);
+    // None of it changed the listener, and nothing is retransmitted.
+    assert_eq!((b.remote_inbox(), b.local_nonce()), (A, held.as_str()));
+    assert_eq!(b.stats().wire.cookies_sent, 1004);
+    // Packets that carry no cookie of ours take nothing: a made-up one, a
+    // real cookie from another inbox or with another nonce.
+    let mut c = Connection::connect(Config::new("c.inbox", B), now, 5).unwrap();
+    pass(&mut c, &mut b, now);
+    let cookie = out(&mut b, now)[0].from_nonce.to_string();
+    let probe = |from: &str, from_nonce: &str, dest_nonce: &str| {
+        let mut p = syn_from(from);
+        p.kind = Kind::Ack;
+        p.from_nonce = from_nonce.into();
+        p.dest_nonce = dest_nonce.into();
+        p
+    };
+    let c_nonce = c.local_nonce().to_string();
+    for p in [
+        probe("c.inbox", &c_nonce, &format!("b{}", "x".repeat(29))),
+        probe("d.inbox", &c_nonce, &cookie),
+        probe("c.inbox", "another-nonce", &cookie),
+        probe("c.inbox", &c_nonce, &cookie[..29]),
+    ] {
+        feed(&mut b, now, &p);
+        assert_eq!(
+            (b.state(), b.remote_inbox()),
+            (State::SynReceived, A),
+            "{p:?}"
+        );
+    }
+    assert_eq!(b.stats().wire.cookies_taken, 0);
+    // The real client, answered while the flood goes on, gets in.
+    let mut c = Connection::connect(Config::new("c2.inbox", B), now, 6).unwrap();
+    pass(&mut c, &mut b, now);
+    feed(&mut b, now, &forged(5000));
+    pass(&mut b, &mut c, now);
+    assert_eq!(c.state(), State::Established);
+    pass(&mut c, &mut b, now);
+    assert_eq!(
+        (b.state(), b.remote_inbox()),
+        (State::Established, "c2.inbox")
+    );
+}
+
+#[test]
+fn a_client_that_answers_its_cookie_after_another_took_the_listener_is_told_busy_at_once() {
+    let (mut b, _) = held_listener(4);
+    let now = t0() + ms(10);
+    let mut c1 = Connection::connect(Config::new("c1.inbox", B), now, 5).unwrap();
+    let mut c2 = Connection::connect(Config::new("c2.inbox", B), now, 6).unwrap();
+    pass(&mut c1, &mut b, now);
+    pass(&mut c2, &mut b, now);
+    for t in out(&mut b, now) {
+        let to = if t.dest.as_str() == "c1.inbox" {
+            &mut c1
+        } else {
+            &mut c2
+        };
+        feed(to, now, &t);
+    }
+    assert_eq!(
+        (c1.state(), c2.state()),
+        (State::Established, State::Established)
+    );
+    pass(&mut c1, &mut b, now);
+    assert_eq!(b.remote_inbox(), "c1.inbox");
+    out(&mut b, now); // the half-open client's Reset
+    // The second believes it got in; it learns otherwise at once.
+    pass(&mut c2, &mut b, now);
+    assert_eq!(
+        (b.state(), b.remote_inbox()),
+        (State::Established, "c1.inbox")
+    );
+    let told = pass(&mut b, &mut c2, now);
+    assert_eq!(kinds(&told), vec![Kind::Reset]);
+    assert!(matches!(
+        c2.close_reason(),
+        Some(CloseReason::Reset {
+            code: ResetCode::Busy,
+            ..
+        })
+    ));
+    assert_eq!(b.stats().wire.cookies_taken, 1);
+}
+
+#[test]
+fn no_syn_cookies_from_a_one_syn_listener_or_one_bound_to_another_peer() {
+    let syn_c = || {
+        let mut s = syn_from("c.inbox");
+        s.from_nonce = "client-c".into();
+        s
+    };
+    // A service's session takes one Syn; a bound listener only its peer.
+    let mut once = Connection::listen(Config::new(B, ""), t0(), 2).unwrap();
+    let mut bound = Connection::listen(Config::new(B, A), t0(), 3).unwrap();
+    bound.set_keep_listening(true);
+    for c in [&mut once, &mut bound] {
+        feed(c, t0(), &syn_from(A));
+        out(c, t0());
+        feed(c, t0() + ms(10), &syn_c());
+        assert!(out(c, t0() + ms(10)).is_empty());
+        assert_eq!(c.stats().wire.cookies_sent, 0);
+    }
 }
 
 #[test]
