@@ -52,6 +52,11 @@ use std::time::{Duration, Instant};
 /// ask again, and one lost Reset would cost it its whole dead-peer budget.
 const UNASKED_RESETS: u32 = 3;
 
+/// How many answers a side prepares without leaving its state (refusals,
+/// SYN cookies) may wait for the driver at once: one per packet that asked,
+/// and no more under a flood.
+const MAX_QUEUED_ANSWERS: usize = 4;
+
 /// Something the application (or driver) should know about.
 ///
 /// ```
@@ -1869,7 +1874,7 @@ impl Connection {
             if !matches!(self.phase, Phase::SynReceived(_)) || self.stale_for(now, p) {
                 return false;
             }
-            if self.refusals.len() >= 4 {
+            if self.refusals.len() >= MAX_QUEUED_ANSWERS {
                 self.stats.dropped.unexpected += 1;
                 return true;
             }
@@ -1931,19 +1936,13 @@ impl Connection {
             _ => {
                 // Taken by another client since: say so at once, rather
                 // than leave a client that believes it got in.
-                if self.refusals.len() < 4 {
-                    let mut r = Packet::new(Kind::Reset);
-                    r.from = self.local_inbox.clone();
-                    r.dest = p.from.clone();
-                    r.from_nonce = p.dest_nonce.clone();
-                    r.dest_nonce = p.from_nonce.clone();
-                    r.seq = ResetCode::Busy.to_wire();
-                    r.data = Bytes::from_static(
-                        b"this listener took another client first and serves one session: \
-                          connect again when it listens again",
-                    );
-                    self.refusals.push_back(r);
-                }
+                self.queue_reset(
+                    p,
+                    p.dest_nonce.clone(),
+                    ResetCode::Busy,
+                    "this listener took another client first and serves one session: \
+                     connect again when it listens again",
+                );
                 self.stats.dropped.foreign += 1;
             }
         }
@@ -2103,18 +2102,25 @@ impl Connection {
         self.refuse_with(now, syn, ResetCode::Sealing, why);
     }
 
-    /// [`refuse`](Self::refuse) with a code of its own.
-    fn refuse_with(&mut self, now: Instant, syn: &Packet, code: ResetCode, why: &str) {
-        if self.refusals.len() < 4 {
+    /// Queues a plain Reset answering `to` (to its inbox and nonce), from
+    /// `ours` (the nonce it knows us by), unless [`MAX_QUEUED_ANSWERS`]
+    /// wait already.
+    fn queue_reset(&mut self, to: &Packet, ours: Str, code: ResetCode, why: &str) {
+        if self.refusals.len() < MAX_QUEUED_ANSWERS {
             let mut r = Packet::new(Kind::Reset);
             r.from = self.local_inbox.clone();
-            r.dest = syn.from.clone();
-            r.from_nonce = self.local_nonce.clone();
-            r.dest_nonce = syn.from_nonce.clone();
+            r.dest = to.from.clone();
+            r.from_nonce = ours;
+            r.dest_nonce = to.from_nonce.clone();
             r.seq = code.to_wire();
             r.data = Bytes::copy_from_slice(why.as_bytes());
             self.refusals.push_back(r);
         }
+    }
+
+    /// [`refuse`](Self::refuse) with a code of its own.
+    fn refuse_with(&mut self, now: Instant, syn: &Packet, code: ResetCode, why: &str) {
+        self.queue_reset(syn, self.local_nonce.clone(), code, why);
         if self.cfg.one_syn && matches!(self.phase, Phase::Listen) {
             self.finish(
                 now,

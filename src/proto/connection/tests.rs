@@ -185,6 +185,24 @@ fn run_timers(
     (now, sent)
 }
 
+/// Among `sent`, the Reset (code 2) that tells A's half-open handshake it
+/// was let go, in that handshake's names (`nonce`: the listener's then).
+fn assert_told_it_was_let_go(sent: &[Packet], nonce: &str) {
+    let reset = sent
+        .iter()
+        .find(|p| p.kind == Kind::Reset)
+        .expect("a Reset");
+    assert_eq!(
+        (
+            reset.dest.as_str(),
+            reset.dest_nonce.as_str(),
+            reset.from_nonce.as_str()
+        ),
+        (A, PEER_NONCE, nonce)
+    );
+    assert_eq!(ResetCode::from_wire(reset.seq), ResetCode::Unreachable);
+}
+
 #[test]
 fn a_listener_that_keeps_listening_lets_an_unanswered_handshake_go_and_takes_the_next_client() {
     let cfg = Config::new(B, "").connect(ms(100), 3);
@@ -199,19 +217,7 @@ fn a_listener_that_keeps_listening_lets_an_unanswered_handshake_go_and_takes_the
     assert_eq!(b.stats().loss.handshakes_abandoned, 1);
     assert_eq!(b.stats().loss.handshake_retransmits, 2, "counters are kept");
     // The vanished client is told, in the old session's names.
-    let reset = sent
-        .iter()
-        .find(|p| p.kind == Kind::Reset)
-        .expect("a Reset");
-    assert_eq!(
-        (
-            reset.dest.as_str(),
-            reset.dest_nonce.as_str(),
-            reset.from_nonce.as_str()
-        ),
-        (A, PEER_NONCE, first.as_str())
-    );
-    assert_eq!(ResetCode::from_wire(reset.seq), ResetCode::Unreachable);
+    assert_told_it_was_let_go(&sent, &first);
     assert_eq!(sent.iter().filter(|p| p.kind == Kind::SynAck).count(), 3);
     // A late packet of the old handshake is somebody else's now.
     let mut late = syn_from(A);
@@ -385,20 +391,7 @@ fn a_listener_held_by_a_half_open_handshake_answers_a_client_with_a_syn_cookie_a
         assert_eq!(b.stats().wire.cookies_taken, 1);
         assert_eq!(b.stats().loss.handshakes_abandoned, 1);
         assert!(b.snd.batching(), "the cookie carries what the Syn said");
-        let told = out(&mut b, now);
-        let reset = told
-            .iter()
-            .find(|p| p.kind == Kind::Reset)
-            .expect("a Reset");
-        assert_eq!(
-            (
-                reset.dest.as_str(),
-                reset.dest_nonce.as_str(),
-                reset.from_nonce.as_str()
-            ),
-            (A, PEER_NONCE, held.as_str())
-        );
-        assert_eq!(ResetCode::from_wire(reset.seq), ResetCode::Unreachable);
+        assert_told_it_was_let_go(&out(&mut b, now), &held);
         // A session like any other: data both ways.
         c.write(b"from the client").unwrap();
         b.write(b"from the listener").unwrap();
