@@ -732,7 +732,8 @@ struct Resets {
     /// Why the others were lost (both ways): loss, partition, overflow.
     lost: (u32, u32, u32),
     /// A fingerprint of every message sent: when, which way, its kind and
-    /// size (nonces are random; the schedule must not be).
+    /// size (not its bytes: they carry wall-clock times; the schedule must
+    /// not vary).
     trace: u64,
 }
 
