@@ -27,6 +27,7 @@ pub(super) struct Jobs {
 
 impl Jobs {
     /// On tokio's blocking threads.
+    #[cfg(test)]
     pub(super) const THREADS: Jobs = Jobs { inline: false };
     /// On the caller's task, as they are started.
     #[cfg(test)]
@@ -101,9 +102,20 @@ impl<T> Job<T> {
     }
 }
 
+impl Jobs {
+    /// `f` as an async reader whose reads run as these jobs do.
+    pub(super) fn reader(self, f: std::fs::File) -> Box<dyn tokio::io::AsyncRead + Unpin + Send> {
+        if self.inline {
+            Box::new(InlineRead(f))
+        } else {
+            Box::new(tokio::fs::File::from_std(f))
+        }
+    }
+}
+
 /// A file read in line, for a simulation's [`Jobs`] (tokio's file reads on
 /// a blocking thread).
-pub(super) struct InlineRead(pub(super) std::fs::File);
+struct InlineRead(std::fs::File);
 
 impl tokio::io::AsyncRead for InlineRead {
     fn poll_read(
@@ -159,18 +171,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_inline_read_reads_the_whole_file() {
+    async fn both_kinds_of_reader_read_the_whole_file() {
         let dir = std::env::temp_dir().join(format!("swp-inline-read-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f");
         let data: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         std::fs::write(&p, &data).unwrap();
-        let mut got = Vec::new();
-        InlineRead(std::fs::File::open(&p).unwrap())
-            .read_to_end(&mut got)
-            .await
-            .unwrap();
-        assert!(got == data);
+        for jobs in [Jobs::THREADS, Jobs::INLINE] {
+            let mut got = Vec::new();
+            jobs.reader(std::fs::File::open(&p).unwrap())
+                .read_to_end(&mut got)
+                .await
+                .unwrap();
+            assert!(got == data, "{jobs:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

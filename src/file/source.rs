@@ -2,7 +2,7 @@
 //! a reader of unknown length (a pipe).
 
 use super::behind::ReadAhead;
-use super::jobs::{InlineRead, Jobs};
+use super::jobs::Jobs;
 use super::part::hash_prefix;
 use super::*;
 use crate::digest::Blake2b512;
@@ -106,14 +106,7 @@ impl<'a> Source<'a> {
         start: u64,
     ) -> Result<Box<dyn AsyncRead + Unpin + Send + '_>, FileError> {
         match self {
-            Source::File(p) => {
-                let f = open_file_at(jobs, p, start).await?;
-                if jobs == Jobs::THREADS {
-                    Ok(Box::new(tokio::fs::File::from_std(f)))
-                } else {
-                    Ok(Box::new(InlineRead(f)))
-                }
-            }
+            Source::File(p) => Ok(jobs.reader(open_file_at(jobs, p, start).await?)),
             Source::Memory(d) => Ok(Box::new(&d[start as usize..])),
             Source::Reader(r) => Ok(Box::new(&mut **r)),
         }

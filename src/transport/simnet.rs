@@ -22,6 +22,8 @@
 use super::{Capacity, Incoming, Transport, TransportError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use simnet::{InboxId, LinkConfig, SimNet};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -34,8 +36,9 @@ struct State {
     epoch: Instant,
     wakers: BTreeMap<InboxId, Waker>,
     unroutable: u64,
-    /// Replay seeds handed out so far.
-    replays: u64,
+    /// Where the sessions' replay seeds come from (drawn from the
+    /// network's seed).
+    replays: ChaCha8Rng,
 }
 
 impl State {
@@ -108,7 +111,7 @@ impl SimNetwork {
             epoch: Instant::now(),
             wakers: BTreeMap::new(),
             unroutable: 0,
-            replays: 0,
+            replays: ChaCha8Rng::seed_from_u64(seed ^ 0x5E55_1045_5EED),
         }));
         let wake = Arc::new(Notify::new());
         tokio::spawn(pump(Arc::downgrade(&state), wake.clone()));
@@ -314,18 +317,10 @@ impl Transport for SimTransport {
         1 << 20
     }
 
-    /// The network's seed mixed with how many were handed out before
-    /// (splitmix64): the sessions' nonces replay with the network.
+    /// The next draw from the network's seed: the sessions' nonces replay
+    /// with the network.
     fn replay_seed(&self) -> Option<u64> {
-        let mut st = self.net.lock();
-        st.replays += 1;
-        let mut z = st
-            .net
-            .seed()
-            .wrapping_add(st.replays.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Some(z ^ (z >> 31))
+        Some(self.net.lock().replays.next_u64())
     }
 
     fn capacity(&self) -> Capacity {

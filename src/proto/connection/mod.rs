@@ -313,11 +313,13 @@ fn reset_reason(p: &Packet) -> (ResetCode, String) {
     (ResetCode::from_wire(p.seq), message)
 }
 
+/// The characters of a nonce (and of a SYN cookie).
+const NONCE_ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
 fn make_nonce(seed: u64) -> String {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..30)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .map(|_| NONCE_ALPHABET[rng.gen_range(0..NONCE_ALPHABET.len())] as char)
         .collect()
 }
 
@@ -1829,7 +1831,6 @@ impl Connection {
     /// (`batch`: its Syn said it reads batches): a nonce's 30 characters,
     /// the first saying `batch`.
     fn cookie(&self, from: &str, from_nonce: &str, batch: bool) -> String {
-        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
         let tag = if batch { b'b' } else { b'n' };
         let mac = crate::digest::keyed(
             &self.cookie_key,
@@ -1839,7 +1840,7 @@ impl Connection {
             .chain(
                 mac.iter()
                     .take(29)
-                    .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char),
+                    .map(|b| NONCE_ALPHABET[*b as usize % NONCE_ALPHABET.len()] as char),
             )
             .collect()
     }
