@@ -510,12 +510,12 @@ fn model(dir: &Path, name: &str, src: &[u8], size_known: bool, overwrite: bool) 
     }
     let (part, record) = part_files(dir, name);
     let recorded = std::fs::read_to_string(record).ok();
-    if recorded == Some(format!("{size}\n")) {
-        if let Ok(have) = std::fs::read(part) {
-            if have.len() as u64 <= size && have[..] == src[..have.len()] {
-                return Expect::Resumed(have.len() as u64);
-            }
-        }
+    if recorded == Some(format!("{size}\n"))
+        && let Ok(have) = std::fs::read(part)
+        && have.len() as u64 <= size
+        && have[..] == src[..have.len()]
+    {
+        return Expect::Resumed(have.len() as u64);
     }
     Expect::Resumed(0)
 }
@@ -612,11 +612,11 @@ impl AsyncWrite for TestWriter {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if let Some(f) = self.fail_at {
-            if self.got.len() as u64 + buf.len() as u64 > f {
-                self.failed.get_or_insert_with(Instant::now);
-                return Poll::Ready(Err(std::io::Error::other("the test's disk is full")));
-            }
+        if let Some(f) = self.fail_at
+            && self.got.len() as u64 + buf.len() as u64 > f
+        {
+            self.failed.get_or_insert_with(Instant::now);
+            return Poll::Ready(Err(std::io::Error::other("the test's disk is full")));
         }
         self.got.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
@@ -832,15 +832,15 @@ impl swp::simnet::Monitor for ResetTap {
         self.count(env, false);
     }
     fn on_deliver(&mut self, env: &swp::simnet::Envelope, _: Duration) {
-        if let Some((x, _)) = &self.attacker {
-            if env.from == *x {
-                let kind = Landed::of(&env.payload, &self.real);
-                self.landed
-                    .lock()
-                    .unwrap()
-                    .push((env.to, Instant::now(), kind));
-                return;
-            }
+        if let Some((x, _)) = &self.attacker
+            && env.from == *x
+        {
+            let kind = Landed::of(&env.payload, &self.real);
+            self.landed
+                .lock()
+                .unwrap()
+                .push((env.to, Instant::now(), kind));
+            return;
         }
         self.count(env, true);
     }
@@ -969,7 +969,7 @@ async fn attempt(
                             if w.write_all(c).await.is_err() {
                                 return;
                             }
-                            if (i as u32 + 1) % every == 0 && !pause.is_zero() {
+                            if (i as u32 + 1).is_multiple_of(every) && !pause.is_zero() {
                                 tokio::time::sleep(pause).await;
                             }
                         }
@@ -1164,10 +1164,10 @@ fn check(
         ("sender", att.sent.as_ref().map(|s| s.1)),
         ("receiver", att.got.as_ref().map(|g| g.1)),
     ] {
-        if let Some(t) = t {
-            if t - start > ATTEMPT_BOUND {
-                return Err(format!("the {who} took {:?}", t - start));
-            }
+        if let Some(t) = t
+            && t - start > ATTEMPT_BOUND
+        {
+            return Err(format!("the {who} took {:?}", t - start));
         }
     }
     let target = dir.join(case.name);
@@ -1237,15 +1237,14 @@ fn check(
                 if meta.size != case.size || meta.blake2b != digest(src) || meta.name != case.name {
                     return Err(format!("wrong metadata {meta:?}"));
                 }
-                if let Sent::Report(report) = report {
-                    if report.resumed_from != *from
-                        || report.bytes_sent != case.size - report.resumed_from
-                    {
-                        return Err(format!(
-                            "resumed from {} and sent {}, the model says from {from}",
-                            report.resumed_from, report.bytes_sent
-                        ));
-                    }
+                if let Sent::Report(report) = report
+                    && (report.resumed_from != *from
+                        || report.bytes_sent != case.size - report.resumed_from)
+                {
+                    return Err(format!(
+                        "resumed from {} and sent {}, the model says from {from}",
+                        report.resumed_from, report.bytes_sent
+                    ));
                 }
                 match saved {
                     Got::Saved(p) => {

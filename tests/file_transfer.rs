@@ -13,6 +13,7 @@ use std::time::Duration;
 use swp::Session;
 use swp::file::{
     FileError, Progress, recv_bytes, recv_file, recv_file_as, send_bytes, send_file, send_file_as,
+    send_reader,
 };
 use swp::proto::{Config, Kind};
 use swp::simnet::{Envelope, LinkConfig, Rule, Verdict};
@@ -58,7 +59,7 @@ async fn file_over_lossy_corrupting_network_arrives_exact() {
                 let data =
                     swp::proto::codec::decode(&e.payload).is_ok_and(|p| p.kind == Kind::Data);
                 k += data as u64;
-                data && k % 7 == 0
+                data && k.is_multiple_of(7)
             },
         ))
     });
@@ -1088,4 +1089,154 @@ async fn a_receiver_blocked_on_its_output_hears_the_sender_fail_at_once() {
         "the receiver heard {:?} after the sender failed",
         ended - failed
     );
+}
+
+/// Two sessions over a real nats-server, `tag` keeping their inboxes apart.
+async fn nats_pair(server: &swp::server::NatsServer, tag: &str) -> (Session, Session) {
+    let (ta, tb) = (common::nats(server).await, common::nats(server).await);
+    let (ia, ib) = (
+        common::inbox("stall", &format!("a{tag}")),
+        common::inbox("stall", &format!("b{tag}")),
+    );
+    let l = Session::listen(tb, Config::new(&ib, "")).await.unwrap();
+    let acc = tokio::spawn(l.accept());
+    let a = Session::connect(ta, Config::new(&ia, &ib)).await.unwrap();
+    (a, acc.await.unwrap().unwrap())
+}
+
+/// A receiver whose disk stops answering mid-write (a dead NFS server, a
+/// failing USB stick) hears at once that the sender failed, in the
+/// sender's words, while its write is still stuck. The stuck write keeps
+/// the part: a new attempt at the same name (other content, so it starts
+/// again at 0) waits for it instead of truncating the part under it, and
+/// the file it presents is exactly the new sender's. Before, the receiver
+/// learned of the failure only when the disk answered, and a write that
+/// returned after a new attempt had started landed stale bytes in the
+/// file that attempt had verified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_on_a_stalled_disk_hears_the_sender_fail_at_once_and_a_new_attempt_waits_for_the_write()
+ {
+    const SIZE: usize = 6 << 20;
+    let server = common::nats_server();
+    let tmp = TempDir::new("stalled-disk");
+    let out = tmp.0.join("out");
+    let (first, second) = (tmp.0.join("first/f.bin"), tmp.0.join("second/f.bin"));
+    for d in [&out, &tmp.0.join("first"), &tmp.0.join("second")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write_pattern(&first, SIZE, 1);
+    write_pattern(&second, SIZE, 2);
+    let stall = swp::testkit::StalledWrite::under(&out);
+
+    let (mut a, mut b) = nats_pair(&server, "1").await;
+    let abort = a.abort_handle();
+    let o = out.clone();
+    let receiver = tokio::spawn(async move {
+        let r = recv_file(&mut b, &o, None).await;
+        (r, std::time::Instant::now())
+    });
+    let s = first.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+        .await
+        .expect("a write into the part is stuck");
+    let failed = std::time::Instant::now();
+    abort.abort_with("the sender's disk went away");
+    let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver returns while its write is stuck")
+        .unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(e.contains("the sender's disk went away"), "{e}");
+    assert!(
+        ended - failed <= Duration::from_secs(2),
+        "the receiver heard {:?} after the sender failed",
+        ended - failed
+    );
+    assert!(
+        stall.is_stuck(),
+        "the write was still stuck when it returned"
+    );
+    assert!(sender.await.unwrap().is_err());
+
+    // A new attempt, other content: it must not write before the stuck
+    // write has returned.
+    let (mut a, mut b) = nats_pair(&server, "2").await;
+    let o = out.clone();
+    let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+    let s = second.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+    tokio::select! {
+        r = &mut receiver => panic!("the new attempt ended before the stuck write returned: {r:?}"),
+        () = stall.a_transfer_waits() => {}
+    }
+    stall.release();
+    let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
+        .await
+        .expect("the new attempt ends once the write returned")
+        .unwrap()
+        .unwrap();
+    sender.await.unwrap().unwrap();
+    stall.returned().await;
+    assert_eq!(meta.size, SIZE as u64);
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&second).unwrap(),
+        "the file is exactly the second sender's"
+    );
+    assert_eq!(listing(&out), vec!["f.bin"]);
+}
+
+/// Two receives into one destination at once (two `swp recv` into one
+/// directory, two clients putting one name): the second is refused at
+/// once, saying who holds the part, its sender hears why, and the first
+/// ends with exactly its own file. Before, both wrote into one part.
+#[tokio::test(start_paused = true)]
+async fn a_second_receive_into_the_same_part_is_refused_at_once_and_the_first_is_untouched() {
+    use tokio::io::AsyncWriteExt;
+    const SIZE: usize = 3 << 20;
+    let tmp = TempDir::new("same-part");
+    let out = tmp.0.join("out");
+    let second = tmp.0.join("second/f.bin");
+    for d in [&out, &tmp.0.join("second")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write_pattern(&second, SIZE, 2);
+    let first: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let net = SimNetwork::new(3, LinkConfig::new().latency(Duration::from_millis(2)));
+    let (mut a1, mut b1) = sim_pair(&net, Config::new("A1", "B1"), Config::new("B1", "")).await;
+    let (mut a2, mut b2) = sim_pair(&net, Config::new("A2", "B2"), Config::new("B2", "")).await;
+    // The first sender streams from a pipe fed here: it is under way, and
+    // holds the part, for as long as the test says.
+    let (mut feed, mut input) = tokio::io::duplex(64 << 10);
+    let (p1, mut progress) = watch::channel(Progress::default());
+    let (o1, o2) = (out.clone(), out.clone());
+    let r1 = tokio::spawn(async move { recv_file(&mut b1, &o1, Some(&p1)).await });
+    let s1 = tokio::spawn(async move { send_reader(&mut a1, &mut input, "f.bin", None).await });
+    feed.write_all(&first[..SIZE / 3]).await.unwrap();
+    progress
+        .wait_for(|p| p.bytes_sent > 0)
+        .await
+        .expect("the first transfer moves");
+    let r2 = tokio::spawn(async move { recv_file(&mut b2, &o2, None).await });
+    let s = second.clone();
+    let s2 = tokio::spawn(async move { send_file(&mut a2, &s, None).await });
+    let e = r2.await.unwrap().unwrap_err();
+    assert!(matches!(e, FileError::Busy { .. }), "{e}");
+    let e = e.to_string();
+    assert!(
+        e.contains("another transfer of this process is receiving into it"),
+        "{e}"
+    );
+    let told = s2.await.unwrap().unwrap_err().to_string();
+    assert!(
+        told.contains("another transfer"),
+        "the second sender heard: {told}"
+    );
+    feed.write_all(&first[SIZE / 3..]).await.unwrap();
+    drop(feed);
+    let (meta, path) = r1.await.unwrap().unwrap();
+    s1.await.unwrap().unwrap();
+    assert_eq!(meta.size, SIZE as u64);
+    assert!(std::fs::read(&path).unwrap() == first);
+    assert_eq!(listing(&out), vec!["f.bin"]);
 }

@@ -135,7 +135,7 @@ impl GoPeer {
             delivered: Vec::new(),
             read_every: Duration::from_millis(1),
             next_read: now,
-            fin_ack_on_halt: seed % 2 == 0,
+            fin_ack_on_halt: seed.is_multiple_of(2),
             window_bytes: WB,
             pending_limit: None,
             slow_consumer_drops: 0,

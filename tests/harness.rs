@@ -1023,7 +1023,7 @@ fn randomized_cases_keep_every_promise() {
         sealed += s as u64;
         *by_api.entry(format!("{api:?}")).or_insert(0u64) += 1;
         normal += ok as u64;
-        if (seed - first + 1) % 100_000 == 0 {
+        if (seed - first + 1).is_multiple_of(100_000) {
             println!("{} cases, {:?}", seed - first + 1, t.elapsed());
         }
     }

@@ -586,10 +586,11 @@ async fn a_sealed_session_counts_and_drops_what_a_gt_subscriber_injects() {
             if !m.subject.starts_with("sealed.") || sent > 200_000 {
                 continue;
             }
-            if let Ok(p) = codec::decode(&m.payload) {
-                if p.has(flags::SEALED) && !nonces.iter().any(|(i, _)| i == p.from.as_str()) {
-                    nonces.push((p.from.to_string(), p.from_nonce.to_string()));
-                }
+            if let Ok(p) = codec::decode(&m.payload)
+                && p.has(flags::SEALED)
+                && !nonces.iter().any(|(i, _)| i == p.from.as_str())
+            {
+                nonces.push((p.from.to_string(), p.from_nonce.to_string()));
             }
             let mut flipped = m.payload.to_vec();
             let at = flipped.len() / 2;

@@ -20,6 +20,7 @@
 //! instead of 160 ms of an otherwise idle machine).
 
 use super::CHUNK;
+use super::hold::{Ender, PartFile};
 use super::jobs::{Job, Jobs};
 use crate::digest::Blake2b512;
 use bytes::Bytes;
@@ -105,7 +106,7 @@ impl ReadAhead {
 }
 
 /// What a [`WriteBehind`] job hands back: the file (if any) and the hash.
-type Written = (Option<std::fs::File>, Blake2b512);
+type Written = (Option<PartFile>, Blake2b512);
 
 /// How many bytes a [`WriteBehind`] writes between two writebacks it
 /// starts beside its writes.
@@ -128,13 +129,26 @@ pub(super) struct WriteBehind {
     writeback: Option<Job<()>>,
     /// Writebacks started (for tests).
     writebacks: u32,
+    /// Ends the part's transfer when this writer is dropped unfinished (a
+    /// failed or cancelled receive): a new attempt then waits for the jobs
+    /// still writing instead of being refused.
+    ender: Option<Ender>,
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        if let Some(e) = self.ender.take() {
+            e.end();
+        }
+    }
 }
 
 impl WriteBehind {
     /// Writes to `file` (if any, from where it is positioned) and hashes
     /// into `hasher`, with `jobs`.
-    pub(super) fn new(jobs: Jobs, file: Option<std::fs::File>, hasher: Blake2b512) -> WriteBehind {
+    pub(super) fn new(jobs: Jobs, file: Option<PartFile>, hasher: Blake2b512) -> WriteBehind {
         WriteBehind {
+            ender: file.as_ref().map(PartFile::ender),
             jobs,
             idle: Some((file, hasher)),
             job: None,
@@ -159,7 +173,19 @@ impl WriteBehind {
         Ok(())
     }
 
+    /// Whether a job (a write or a writeback) is still running: dropping
+    /// the writer now leaves it to finish on its own.
+    pub(super) fn is_busy(&self) -> bool {
+        let running = |j: &Option<Job<_>>| j.as_ref().is_some_and(|j| !j.is_finished());
+        running(&self.job) || self.writeback.as_ref().is_some_and(|w| !w.is_finished())
+    }
+
+    /// The previous job's file and hash. Cancel-safe: dropped while the job
+    /// runs, the job is still there.
     async fn wait(&mut self) -> io::Result<Written> {
+        if let Some(job) = self.job.as_mut() {
+            job.settle().await;
+        }
         match (self.job.take(), self.idle.take()) {
             (Some(job), _) => job.join().await,
             (None, Some(idle)) => Ok(idle),
@@ -172,14 +198,16 @@ impl WriteBehind {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let (mut file, mut hasher) = self.wait().await?;
+        // Every wait comes before the file is taken out of its job, so a
+        // push dropped while it waits loses nothing.
         if self.writeback.as_ref().is_some_and(|w| w.is_finished()) {
             self.end_writeback().await?;
         }
+        let (mut file, mut hasher) = self.wait().await?;
         if self.writeback.is_none() && self.unsynced >= WRITEBACK_EVERY {
             // Only a head start: without a second handle (no descriptor
             // left) the closing sync does it all, as before.
-            if let Some(Ok(f)) = file.as_ref().map(std::fs::File::try_clone) {
+            if let Some(Ok(f)) = file.as_ref().map(PartFile::try_clone) {
                 self.writeback = Some(self.jobs.spawn(move || f.sync_data()));
                 self.writebacks += 1;
                 self.unsynced = 0;
@@ -203,6 +231,8 @@ impl WriteBehind {
     /// Writes and hashes what is left; the file (not yet synced) and the
     /// hash of everything pushed.
     pub(super) async fn finish(mut self) -> io::Result<Written> {
+        // Its caller still holds the part (to seal it, or to say why not).
+        self.ender = None;
         self.submit().await?;
         let written = self.wait().await;
         self.end_writeback().await?;
@@ -211,6 +241,9 @@ impl WriteBehind {
 
     /// Waits for the running writeback, if any, and reports its error.
     async fn end_writeback(&mut self) -> io::Result<()> {
+        if let Some(w) = self.writeback.as_mut() {
+            w.settle().await;
+        }
         match self.writeback.take() {
             Some(w) => w.join().await,
             None => Ok(()),
@@ -218,7 +251,7 @@ impl WriteBehind {
     }
 
     /// [`finish`](Self::finish) for a writer made with a file.
-    pub(super) async fn finish_file(self) -> io::Result<(std::fs::File, Blake2b512)> {
+    pub(super) async fn finish_file(self) -> io::Result<(PartFile, Blake2b512)> {
         match self.finish().await? {
             (Some(f), h) => Ok((f, h)),
             (None, _) => Err(io::Error::other("the writer was made without a file")),
@@ -308,7 +341,7 @@ mod tests {
         {
             let path = temp(&format!("write-{step}"), b"");
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            let mut w = WriteBehind::new(jobs, Some(f), Blake2b512::new());
+            let mut w = WriteBehind::new(jobs, Some(f.into()), Blake2b512::new());
             let mut hash_only = WriteBehind::new(jobs, None, Blake2b512::new());
             // Few one-byte chunks (a million pushes would only be slow).
             let end = if step == 1 { 5000 } else { all.len() };
@@ -345,7 +378,7 @@ mod tests {
         for (len, at_least) in [(every, 0), (every + CHUNK + 1, 1), (all.len(), 1)] {
             let path = temp(&format!("writeback-{len}"), b"");
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            let mut w = WriteBehind::new(Jobs::THREADS, Some(f), Blake2b512::new());
+            let mut w = WriteBehind::new(Jobs::THREADS, Some(f.into()), Blake2b512::new());
             let mut hash_only = WriteBehind::new(Jobs::THREADS, None, Blake2b512::new());
             for c in all[..len].chunks(CHUNK) {
                 w.push(Bytes::copy_from_slice(c), true).await.unwrap();
@@ -382,7 +415,7 @@ mod tests {
         for jobs in [Jobs::THREADS, Jobs::INLINE] {
             let path = temp("readonly", b"");
             let f = std::fs::File::open(&path).unwrap();
-            let mut w = WriteBehind::new(jobs, Some(f), Blake2b512::new());
+            let mut w = WriteBehind::new(jobs, Some(f.into()), Blake2b512::new());
             let mut failed = false;
             for _ in 0..4 {
                 if w.push(Bytes::from(vec![1u8; CHUNK]), true).await.is_err() {

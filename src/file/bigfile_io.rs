@@ -5,6 +5,7 @@
 use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
 use super::exchange::stream_out;
+use super::hold::{PartFile, hold_or_create};
 use super::jobs::Jobs;
 use super::part::{create_parent, part_paths, seal_part};
 use super::source::Source;
@@ -149,8 +150,13 @@ pub(super) async fn recv_bigfile_to(
     let jobs = Jobs::of(session);
     create_parent(jobs, target).await?;
     let (part, _) = part_paths(target);
+    let f = hold_or_create(jobs, &part).await?;
     let f = jobs
-        .on(&part, |p| std::fs::File::create(p))
+        .run(move || {
+            let mut f: PartFile = f;
+            f.file().set_len(0)?;
+            Ok(f)
+        })
         .await
         .map_err(io_err(&part))?;
     let mut behind = WriteBehind::new(jobs, Some(f), Blake2b512::new());
@@ -167,7 +173,13 @@ pub(super) async fn recv_bigfile_to(
         }
         got += chunk.len() as u64;
         let more = session.held().1 > 0;
-        behind.push(chunk, more).await.map_err(io_err(&part))?;
+        // A stalled disk does not keep the sender's failure from us (the
+        // write job runs on, holding the part).
+        tokio::select! {
+            biased;
+            r = behind.push(chunk, more) => r.map_err(io_err(&part))?,
+            e = session.failed() => return Err(e.into()),
+        }
         if let Some(p) = progress {
             p.send_replace(Progress {
                 bytes_sent: got,

@@ -6,6 +6,7 @@ use super::behind::WriteBehind;
 use super::bigfile_io::{
     go_file_name, recv_bigfile_bytes, recv_bigfile_header, recv_bigfile_to, send_bigfile,
 };
+use super::hold::{PartFile, hold_existing, hold_or_create};
 use super::jobs::Jobs;
 use super::part::{check_target, create_parent, hash_prefix, part_paths, seal_part};
 use super::source::Source;
@@ -318,14 +319,15 @@ async fn send_source_inner(
     // to ours; hashing them is the first part of our one pass.
     let mut hasher = Blake2b512::new();
     let mut start = 0;
-    if let Some(size) = size {
-        if offset > 0 && offset <= size {
-            report_hashing(progress, Some(size));
-            let h = source.hash_prefix(jobs, offset).await?;
-            if h.clone().finalize().as_slice() == prefix.as_slice() {
-                start = offset;
-                hasher = h;
-            }
+    if let Some(size) = size
+        && offset > 0
+        && offset <= size
+    {
+        report_hashing(progress, Some(size));
+        let h = source.hash_prefix(jobs, offset).await?;
+        if h.clone().finalize().as_slice() == prefix.as_slice() {
+            start = offset;
+            hasher = h;
         }
     }
     send_control(session, &Control::Start { offset: start }).await?;
@@ -627,7 +629,13 @@ async fn recv_segments(
                         }
                     }
                     let more = session.held().1 > 0;
-                    sink.behind.push(chunk, more).await.map_err(sink_err)?;
+                    // The same for a disk that stalls: the write job runs
+                    // on (the part stays held until it ends), we go.
+                    tokio::select! {
+                        biased;
+                        r = sink.behind.push(chunk, more) => r.map_err(sink_err)?,
+                        e = session.failed() => return Err(e.into()),
+                    }
                     report(progress, got, got, size, start);
                 }
             }
@@ -734,19 +742,24 @@ async fn recv_file_to(
         _ => {}
     }
     // A part of a transfer of the same size can be resumed (the sender
-    // verifies its content against its own first bytes).
-    if matches!(found, Found::Nothing) && meta_line.is_some() {
+    // verifies its content against its own first bytes). It is held first:
+    // nobody else writes into it from here on (a running transfer into it
+    // is refused, an ended one still writing is waited for).
+    let mut held = None;
+    if matches!(found, Found::Nothing) {
+        held = hold_existing(jobs, &part).await?;
+    }
+    if let (Some(f), Some(_)) = (&held, &meta_line) {
         let recorded = jobs
             .on(&meta_path, |p| std::fs::read_to_string(p))
             .await
             .ok();
         if recorded == meta_line {
-            if let Ok(m) = jobs.on(&part, |p| std::fs::metadata(p)).await {
-                if Some(m.len()) <= size {
-                    report_hashing(progress, size);
-                    hasher = hash_prefix(jobs, &part, m.len()).await?;
-                    (found, offset) = (Found::Part, m.len());
-                }
+            let len = f.len().map_err(io_err(&part))?;
+            if Some(len) <= size {
+                report_hashing(progress, size);
+                hasher = hash_prefix(jobs, &part, len).await?;
+                (found, offset) = (Found::Part, len);
             }
         }
     }
@@ -811,6 +824,10 @@ async fn recv_file_to(
     if start == 0 {
         hasher = Blake2b512::new();
     }
+    let f = match held {
+        Some(f) => f,
+        None => hold_or_create(jobs, &part).await?,
+    };
     match meta_line {
         Some(line) => jobs
             .on(&meta_path, move |p| std::fs::write(p, line))
@@ -821,15 +838,11 @@ async fn recv_file_to(
         }
     }
     let f = jobs
-        .on(&part, move |p| {
+        .run(move || {
             use std::io::Seek;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(false)
-                .open(p)?;
-            f.set_len(start)?;
-            f.seek(std::io::SeekFrom::Start(start))?;
+            let mut f: PartFile = f;
+            f.file().set_len(start)?;
+            f.file().seek(std::io::SeekFrom::Start(start))?;
             Ok(f)
         })
         .await
@@ -853,16 +866,30 @@ async fn recv_file_to(
         progress,
     )
     .await;
+    // A stream of unknown size cannot be resumed: a failure drops its part.
+    let unresumable = async || {
+        if size.is_none() {
+            let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;
+        }
+    };
+    let received = match received {
+        Err(e) if sink.behind.is_busy() => {
+            // A write still runs (a slow or stalled disk): the failure is
+            // told now, not when the disk answers. The job finishes on its
+            // own and holds the part until then; a resume waits for it.
+            drop(sink);
+            unresumable().await;
+            return Err(e);
+        }
+        r => r,
+    };
     // Whatever arrived is written before anything else happens to the
     // part: a resume offers only bytes that are really there.
     let written = sink.behind.finish_file().await.map_err(part_err);
     let (got, digest, f, hasher) = match (received, written) {
         (Ok((got, digest)), Ok((f, hasher))) => (got, digest, f, hasher),
         (Err(e), _) | (_, Err(e)) => {
-            if size.is_none() {
-                // A stream of unknown size cannot be resumed: drop its part.
-                let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;
-            }
+            unresumable().await;
             return Err(e);
         }
     };

@@ -91,15 +91,27 @@ impl<T> Job<T> {
         }
     }
 
+    /// Waits until it has finished, keeping its result for
+    /// [`join`](Self::join). Cancel-safe: dropped while waiting, the job
+    /// is still there.
+    pub(super) async fn settle(&mut self) {
+        if let State::Running(h) = &mut self.0 {
+            self.0 = State::Done(Box::new(joined(h.await)));
+        }
+    }
+
     /// Its result; a panic or cancellation of the job is an I/O error.
     pub(super) async fn join(self) -> io::Result<T> {
         match self.0 {
-            State::Running(h) => h
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}")))),
+            State::Running(h) => joined(h.await),
             State::Done(r) => *r,
         }
     }
+}
+
+/// A blocking task's result; its panic or cancellation is an I/O error.
+fn joined<T>(r: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> {
+    r.unwrap_or_else(|e| Err(io::Error::other(format!("file worker failed: {e}"))))
 }
 
 impl Jobs {

@@ -50,6 +50,7 @@ mod behind;
 pub mod bigfile;
 mod bigfile_io;
 mod exchange;
+pub(crate) mod hold;
 mod jobs;
 mod part;
 pub mod service;
@@ -256,6 +257,19 @@ pub enum FileError {
     /// The peer ended the session or broke the exchange.
     #[error("file transfer protocol: {0}")]
     Protocol(String),
+    /// Another transfer is receiving into the same part file: a transfer
+    /// still running (in this process or another), or an ended one of this
+    /// process whose last write has not returned within [`PART_WAIT`].
+    /// Nothing was changed.
+    #[error(
+        "{path}: {why}; nothing was changed (wait for that transfer to end, or receive to another path)"
+    )]
+    Busy {
+        /// The part file.
+        path: PathBuf,
+        /// Who holds it.
+        why: &'static str,
+    },
     /// The session's windows cannot carry the exchange's control messages
     /// (the largest holds the name or a 64-byte digest): nothing was sent.
     #[error(
@@ -286,6 +300,12 @@ pub const OFFER_TIMEOUT: Duration = Duration::from_secs(60);
 /// first hash a part, an existing file or its own prefix (about 700 MiB/s
 /// per core here, so this covers some 400 GiB).
 pub const HASH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a receiver waits for an ended receive of this process into
+/// the same part file to let go of it (its last write job, a few MiB and a
+/// writeback sync, still running on a slow disk) before it fails with
+/// [`FileError::Busy`]. A transfer still running is `Busy` at once.
+pub const PART_WAIT: Duration = CONTROL_TIMEOUT;
 
 /// A sender reading a stream whose input stays idle this long sends an
 /// empty Segment, so the receiver's bounded wait goes on.

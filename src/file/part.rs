@@ -3,6 +3,7 @@
 //! whether an existing destination may be replaced.
 
 use super::behind::ReadAhead;
+use super::hold::PartFile;
 use super::jobs::Jobs;
 use super::*;
 use crate::digest::Blake2b512;
@@ -35,25 +36,32 @@ pub(super) async fn create_parent(jobs: Jobs, target: &Path) -> Result<(), FileE
 /// Makes a fully received part durable and renames it to `target` if its
 /// content hashes to `digest`; otherwise deletes it and reports the
 /// mismatch. Nothing named `target` exists unless the content matched.
+/// The part is held until its new name is in place.
 pub(super) async fn seal_part(
     jobs: Jobs,
-    f: std::fs::File,
+    f: PartFile,
     part: &Path,
     target: &Path,
     hasher: Blake2b512,
     name: &str,
     digest: &[u8],
 ) -> Result<(), FileError> {
-    jobs.run(move || f.sync_all()).await.map_err(io_err(part))?;
+    let f = jobs
+        .run(move || f.sync_all().map(|()| f))
+        .await
+        .map_err(io_err(part))?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest {
         let _ = jobs.on(part, |p| std::fs::remove_file(p)).await;
         return Err(mismatch(name, digest, &actual));
     }
     let to = target.to_path_buf();
-    jobs.on(part, move |p| std::fs::rename(p, to))
+    let renamed = jobs
+        .on(part, move |p| std::fs::rename(p, to))
         .await
-        .map_err(io_err(target))
+        .map_err(io_err(target));
+    drop(f);
+    renamed
 }
 
 /// The longest file name most file systems store (NAME_MAX on Linux, in

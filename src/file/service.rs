@@ -316,15 +316,16 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
         let Ok(m) = e.metadata() else { continue };
         if m.is_dir() {
             walk(root, &p, out);
-        } else if m.is_file() && !is_bookkeeping(&p) {
-            if let Ok(rel) = p.strip_prefix(root) {
-                let name = rel
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                out.push((name, m.len()));
-            }
+        } else if m.is_file()
+            && !is_bookkeeping(&p)
+            && let Ok(rel) = p.strip_prefix(root)
+        {
+            let name = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((name, m.len()));
         }
     }
 }

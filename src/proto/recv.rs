@@ -205,10 +205,10 @@ impl RecvState {
     /// Adds out-of-order `seq` to the runs, joining its neighbours.
     fn add_to_runs(&mut self, seq: u64) {
         let mut start = seq;
-        if let Some((&s, &e)) = self.runs.range(..seq).next_back() {
-            if e == seq {
-                start = s;
-            }
+        if let Some((&s, &e)) = self.runs.range(..seq).next_back()
+            && e == seq
+        {
+            start = s;
         }
         let end = self.runs.remove(&(seq + 1)).unwrap_or(seq + 1);
         self.runs.insert(start, end);

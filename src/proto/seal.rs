@@ -538,12 +538,12 @@ impl Sealer {
                 .local_private_key(&k.secret[..])
                 .map_err(|e| KeyError(format!("noise: {e}")))?;
         }
-        if self.initiator {
-            if let Some(p) = &self.cfg.peer {
-                b = b
-                    .remote_public_key(&p.0)
-                    .map_err(|e| KeyError(format!("noise: {e}")))?;
-            }
+        if self.initiator
+            && let Some(p) = &self.cfg.peer
+        {
+            b = b
+                .remote_public_key(&p.0)
+                .map_err(|e| KeyError(format!("noise: {e}")))?;
         }
         if let Some(psk) = &self.cfg.psk {
             let at = if self.cfg.keys.is_some() { 2 } else { 0 };
@@ -635,10 +635,10 @@ impl Sealer {
     }
 
     fn finish(&mut self) {
-        if let Some(hs) = self.hs.take() {
-            if let Ok(t) = hs.into_stateless_transport_mode() {
-                self.transport = Some(t);
-            }
+        if let Some(hs) = self.hs.take()
+            && let Ok(t) = hs.into_stateless_transport_mode()
+        {
+            self.transport = Some(t);
         }
     }
 

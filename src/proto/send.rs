@@ -556,10 +556,10 @@ impl SendState {
     /// Records the payload of packet `seq` as sent (a slice of its encoded
     /// frame), for retransmission.
     pub(crate) fn set_data(&mut self, seq: u64, data: Bytes) {
-        if seq >= self.snd_una {
-            if let Some(s) = self.in_flight.get_mut((seq - self.snd_una) as usize) {
-                s.data = data;
-            }
+        if seq >= self.snd_una
+            && let Some(s) = self.in_flight.get_mut((seq - self.snd_una) as usize)
+        {
+            s.data = data;
         }
     }
 

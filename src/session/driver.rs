@@ -276,10 +276,10 @@ pub(super) async fn drive(shared: Arc<Shared>) {
                     queue.push_back((tx, None));
                 }
             }
-            if g.conn.is_closed() {
-                if let Some(f) = g.on_close.take() {
-                    f(&g.conn); // a service may take a new session
-                }
+            if g.conn.is_closed()
+                && let Some(f) = g.on_close.take()
+            {
+                f(&g.conn); // a service may take a new session
             }
             let done = g.conn.is_drained() || failed;
             if events || done {

@@ -142,15 +142,15 @@ impl WindowMonitor {
                     None
                 }
             };
-            if let Some(x) = expect {
-                if g.seq_num != x || g.seq_retry != x {
-                    violation(r, || {
-                        format!(
-                            "Go event {} with SeqNum {} (want {x})",
-                            g.tcp_event, g.seq_num
-                        )
-                    });
-                }
+            if let Some(x) = expect
+                && (g.seq_num != x || g.seq_retry != x)
+            {
+                violation(r, || {
+                    format!(
+                        "Go event {} with SeqNum {} (want {x})",
+                        g.tcp_event, g.seq_num
+                    )
+                });
             }
             if g.ack_num < -1 {
                 violation(r, || format!("Go AckNum {}", g.ack_num));

@@ -145,12 +145,13 @@ async fn attacker(url: String, stop: Arc<AtomicU64>, seen: Arc<Mutex<Vec<Bytes>>
             continue;
         }
         seen.lock().unwrap().push(msg.payload.clone());
-        if let Ok(p) = codec::decode(&msg.payload) {
-            if matches!(p.kind, Kind::Syn | Kind::SynAck) && p.has(flags::SEALED) {
-                let s = (p.from.to_string(), p.from_nonce.to_string());
-                if !sides.contains(&s) {
-                    sides.push(s);
-                }
+        if let Ok(p) = codec::decode(&msg.payload)
+            && matches!(p.kind, Kind::Syn | Kind::SynAck)
+            && p.has(flags::SEALED)
+        {
+            let s = (p.from.to_string(), p.from_nonce.to_string());
+            if !sides.contains(&s) {
+                sides.push(s);
             }
         }
         if injected > 40_000 || sides.len() < 2 {

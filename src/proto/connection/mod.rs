@@ -1695,21 +1695,21 @@ impl Connection {
     pub fn handle_packet(&mut self, now: Instant, bytes: Bytes) {
         self.now_hint = self.now_hint.max(now);
         self.stats.wire.bytes_received += bytes.len() as u64;
-        if let Some(s) = self.sealer.as_mut() {
-            if seal::is_sealed_frame(&bytes) {
-                match s.open(&bytes).map(|inner| codec::decode(&inner)) {
-                    Ok(Ok(p)) => {
-                        self.on_packet(now, p, true);
-                        self.update_timers(now);
-                    }
-                    Ok(Err(e)) => self.on_invalid(&e),
-                    Err(e) => {
-                        self.stats.dropped.forged += 1;
-                        tracing::trace!(error = %e, "dropped a sealed frame");
-                    }
+        if let Some(s) = self.sealer.as_mut()
+            && seal::is_sealed_frame(&bytes)
+        {
+            match s.open(&bytes).map(|inner| codec::decode(&inner)) {
+                Ok(Ok(p)) => {
+                    self.on_packet(now, p, true);
+                    self.update_timers(now);
                 }
-                return;
+                Ok(Err(e)) => self.on_invalid(&e),
+                Err(e) => {
+                    self.stats.dropped.forged += 1;
+                    tracing::trace!(error = %e, "dropped a sealed frame");
+                }
             }
+            return;
         }
         let listening = matches!(self.phase, Phase::Listen);
         let decoded = match self.dialect.decode(listening, &bytes) {
@@ -1752,15 +1752,15 @@ impl Connection {
         // at once, instead of one timeout per hole. Only an exact echo of
         // the latest transmission of the last packet acknowledged counts.
         self.go_echo = None;
-        if let Some(ns) = inb.echo_ns.filter(|_| p.ack > una) {
-            if let Some(sent) = self.snd.retransmitted_at(p.ack - 1) {
-                let sent_us = sent.saturating_duration_since(self.epoch).as_micros() as i128;
-                if (ns - self.wall_epoch_ns).div_euclid(1000) == sent_us {
-                    self.go_echo = Some(sent);
-                    // The copy consumed was a retransmission (a timeout's
-                    // or a tail probe's): the original was lost.
-                    self.go_peer_lost();
-                }
+        if let Some(ns) = inb.echo_ns.filter(|_| p.ack > una)
+            && let Some(sent) = self.snd.retransmitted_at(p.ack - 1)
+        {
+            let sent_us = sent.saturating_duration_since(self.epoch).as_micros() as i128;
+            if (ns - self.wall_epoch_ns).div_euclid(1000) == sent_us {
+                self.go_echo = Some(sent);
+                // The copy consumed was a retransmission (a timeout's
+                // or a tail probe's): the original was lost.
+                self.go_peer_lost();
             }
         }
         if let Some(b) = base {
@@ -2581,17 +2581,17 @@ impl Connection {
             // makes these, but a packet that echoes one we sent *after*
             // taking the newer ack was generated later, and a correct
             // peer's ack never goes back (§5.6): the newer one was forged.
-            if let (Some(e), Some(at)) = (echo, self.una_advanced_at) {
-                if e > at {
-                    let why = format!(
-                        "acknowledgements went back: ack {} after data through seq {} \
+            if let (Some(e), Some(at)) = (echo, self.una_advanced_at)
+                && e > at
+            {
+                let why = format!(
+                    "acknowledgements went back: ack {} after data through seq {} \
                          was acknowledged (forged or corrupted packets on the path)",
-                        p.ack,
-                        self.snd.snd_una - 1
-                    );
-                    self.finish(now, CloseReason::ProtocolViolation(why), true);
-                    return;
-                }
+                    p.ack,
+                    self.snd.snd_una - 1
+                );
+                self.finish(now, CloseReason::ProtocolViolation(why), true);
+                return;
             }
             // Ask for a fresh one that will tell (at most once per RTO).
             if self
@@ -2686,28 +2686,28 @@ impl Connection {
     }
 
     fn on_data(&mut self, now: Instant, p: Packet) {
-        if let Some(fin) = self.rcv.fin {
-            if p.seq >= fin {
-                if !self.dialect.fin_end_is_exact() {
-                    self.stats.dropped.unexpected += 1;
-                    return;
-                }
-                // Beyond the window as well: dropped and counted, as
-                // before the Fin (a forger's shot in the dark, which the
-                // real peer never sends either way; §5.6).
-                if self.rcv.beyond_window(p.seq) {
-                    self.stats.dropped.beyond_window += 1;
-                    return;
-                }
-                // The peer's stream ended at `fin`: no correct peer sends
-                // data beyond it (§5.2), and inside the window it may be
-                // the real peer's, after a forged Fin. What it delivered
-                // cannot be trusted; end the session and say so to both
-                // sides.
-                let why = format!("data seq {} after the end of stream at seq {fin}", p.seq);
-                self.finish(now, CloseReason::ProtocolViolation(why), true);
+        if let Some(fin) = self.rcv.fin
+            && p.seq >= fin
+        {
+            if !self.dialect.fin_end_is_exact() {
+                self.stats.dropped.unexpected += 1;
                 return;
             }
+            // Beyond the window as well: dropped and counted, as
+            // before the Fin (a forger's shot in the dark, which the
+            // real peer never sends either way; §5.6).
+            if self.rcv.beyond_window(p.seq) {
+                self.stats.dropped.beyond_window += 1;
+                return;
+            }
+            // The peer's stream ended at `fin`: no correct peer sends
+            // data beyond it (§5.2), and inside the window it may be
+            // the real peer's, after a forged Fin. What it delivered
+            // cannot be trusted; end the session and say so to both
+            // sides.
+            let why = format!("data seq {} after the end of stream at seq {fin}", p.seq);
+            self.finish(now, CloseReason::ProtocolViolation(why), true);
+            return;
         }
         let asap = self.cfg.tuning.asap_limit.is_some();
         let eom = p.has(flags::EOM);
@@ -3273,31 +3273,32 @@ impl Connection {
             bytes_in_order: self.rcv.bytes_in_order,
         };
         let handshake = matches!(p.kind, Kind::Syn | Kind::SynAck);
-        if let Some(s) = self.sealer.as_mut() {
-            if handshake {
-                // The Noise message rides in `data`; its payload is this
-                // packet's header, so what the peer acts on is authenticated.
-                p.flags |= flags::SEALED;
-                if let Some(m) = s.handshake_out(|| seal::handshake_header(&p)) {
-                    p.data = m;
-                }
+        if let Some(s) = self.sealer.as_mut()
+            && handshake
+        {
+            // The Noise message rides in `data`; its payload is this
+            // packet's header, so what the peer acts on is authenticated.
+            p.flags |= flags::SEALED;
+            if let Some(m) = s.handshake_out(|| seal::handshake_header(&p)) {
+                p.data = m;
             }
         }
         let (mut payload, kept) = self.dialect.encode(&mut p, framed, &cx);
         if let Some(data) = kept {
             self.snd.set_data(p.seq, data);
         }
-        if let Some(s) = self.sealer.as_mut() {
-            if !handshake && s.ready() {
-                match s.seal(&payload) {
-                    Some(f) => payload = f,
-                    None => {
-                        // Never plaintext instead: the packet is lost, and
-                        // data is retransmitted as after any loss.
-                        tracing::error!(kind = ?p.kind, len = payload.len(), "sealing failed; packet not sent");
-                        self.update_timers(now);
-                        return None;
-                    }
+        if let Some(s) = self.sealer.as_mut()
+            && !handshake
+            && s.ready()
+        {
+            match s.seal(&payload) {
+                Some(f) => payload = f,
+                None => {
+                    // Never plaintext instead: the packet is lost, and
+                    // data is retransmitted as after any loss.
+                    tracing::error!(kind = ?p.kind, len = payload.len(), "sealing failed; packet not sent");
+                    self.update_timers(now);
+                    return None;
                 }
             }
         }

@@ -1,0 +1,431 @@
+//! One transfer at a time writes into a part file.
+//!
+//! A receiver takes an exclusive lock on `.NAME.swp-part` (an advisory
+//! `flock` on Unix) before it hashes the part for a resume or truncates it,
+//! and the lock goes only when the last write job writing into it has
+//! ended. Without it, two receives into one destination (two `swp recv`
+//! into one directory, two clients putting one name to a service) write
+//! into one file; and a receive that failed or was dropped while a write
+//! job was still running on a slow disk lets that job write into the part
+//! after a new attempt has hashed or truncated it: bytes the new attempt
+//! never verified, in a file it then presents as complete.
+//!
+//! Whoever finds a part locked: if the holder is a transfer of this
+//! process that has ended and only its write jobs still hold the part, it
+//! waits for them (at most [`PART_WAIT`]); a transfer still running, here
+//! or in another process, is a [`FileError::Busy`] at once. Where the file
+//! system has no locks, transfers of this process still exclude each
+//! other.
+
+use super::jobs::Jobs;
+use super::*;
+use std::collections::HashMap;
+use std::fs::{File, TryLockError};
+use std::io;
+use std::sync::{Arc, LazyLock, Mutex};
+use tokio::sync::watch;
+
+/// The parts this process holds, by canonical path; the flag says the
+/// transfer has ended and only its write jobs still hold the part.
+/// Waiters wake when the entry's sender is dropped.
+type Registry = HashMap<PathBuf, Arc<watch::Sender<bool>>>;
+static HELD: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    // A panic while holding it leaves the map consistent (single inserts
+    // and removes).
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This process's hold on one part: dropped (removing its entry) after the
+/// last descriptor of the part is closed, because every [`PartFile`] drops
+/// its file before its `Arc<Held>`.
+struct Held {
+    path: PathBuf,
+    flag: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = registry();
+        if held
+            .get(&self.path)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flag))
+        {
+            held.remove(&self.path);
+        }
+    }
+}
+
+/// A part file held for writing (the lock and this process's entry go
+/// when every handle of it is dropped).
+pub(super) struct PartFile {
+    // Field order matters: the descriptor closes before the hold ends.
+    file: File,
+    held: Arc<Held>,
+}
+
+/// Ends a [`PartFile`]'s transfer: from then on, a new transfer into the
+/// part waits for the write jobs still holding it instead of failing.
+#[derive(Clone)]
+pub(super) struct Ender(Arc<Held>);
+
+impl Ender {
+    pub(super) fn end(&self) {
+        self.0.flag.send_replace(true);
+    }
+}
+
+impl PartFile {
+    /// The file, for what is not a write (setting the length, seeking).
+    pub(super) fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Its length now.
+    pub(super) fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    pub(super) fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    pub(super) fn sync_all(&self) -> io::Result<()> {
+        self.file.sync_all()
+    }
+
+    /// A second handle (another descriptor of the same open file: the lock
+    /// is shared and held until both are closed).
+    pub(super) fn try_clone(&self) -> io::Result<PartFile> {
+        Ok(PartFile {
+            file: self.file.try_clone()?,
+            held: self.held.clone(),
+        })
+    }
+
+    pub(super) fn ender(&self) -> Ender {
+        Ender(self.held.clone())
+    }
+}
+
+#[cfg(test)]
+impl From<File> for PartFile {
+    /// A file no other transfer knows of (unit tests of the writers).
+    fn from(file: File) -> PartFile {
+        PartFile {
+            file,
+            held: Arc::new(Held {
+                path: PathBuf::new(),
+                flag: Arc::new(watch::channel(false).0),
+            }),
+        }
+    }
+}
+
+impl io::Write for PartFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(any(test, feature = "sim"))]
+        stall::before_write(&self.held.path);
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// What one attempt to take a part found.
+enum Took {
+    Held(PartFile),
+    /// No part (and not asked to create one).
+    Nothing,
+    /// Held by an ended transfer of this process: wait for this to close.
+    Finishing(watch::Receiver<bool>),
+    /// Held by a transfer still running (here, or in another process when
+    /// `here` is false).
+    Running {
+        here: bool,
+    },
+    /// The path named another file by the time the lock was taken (the
+    /// holder removed or replaced it): try again.
+    Moved,
+}
+
+/// Takes the part at `path` for writing, if there is one (module docs:
+/// waits for an ended transfer of this process still writing into it,
+/// fails at once if a running transfer holds it).
+pub(super) async fn hold_existing(jobs: Jobs, path: &Path) -> Result<Option<PartFile>, FileError> {
+    hold(jobs, path, false).await
+}
+
+/// Takes the part at `path` for writing, creating it (empty) if there is
+/// none; the rules of [`hold_existing`].
+pub(super) async fn hold_or_create(jobs: Jobs, path: &Path) -> Result<PartFile, FileError> {
+    hold(jobs, path, true).await?.ok_or_else(|| FileError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::NotFound, "created, then gone"),
+    })
+}
+
+async fn hold(jobs: Jobs, path: &Path, create: bool) -> Result<Option<PartFile>, FileError> {
+    let deadline = tokio::time::Instant::now() + PART_WAIT;
+    loop {
+        let took = jobs
+            .on(path, move |p| take(p, create))
+            .await
+            .map_err(io_err(path))?;
+        match took {
+            Took::Held(f) => return Ok(Some(f)),
+            Took::Nothing => return Ok(None),
+            Took::Moved => continue,
+            Took::Running { here } => {
+                return Err(FileError::Busy {
+                    path: path.to_path_buf(),
+                    why: if here {
+                        "another transfer of this process is receiving into it"
+                    } else {
+                        "another process is receiving into it"
+                    },
+                });
+            }
+            Took::Finishing(mut gone) => {
+                #[cfg(any(test, feature = "sim"))]
+                stall::waiting(path);
+                let closed = async { while gone.changed().await.is_ok() {} };
+                if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                    return Err(FileError::Busy {
+                        path: path.to_path_buf(),
+                        why: "an earlier receive into it ended, and its last write has not returned (a stalled disk?)",
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One attempt, in a blocking job: open, lock, check, register.
+fn take(path: &Path, create: bool) -> io::Result<Took> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(Took::Nothing),
+        Err(e) => return Err(e),
+    };
+    let key = std::fs::canonicalize(path)?;
+    let mut held = registry();
+    let free = match file.try_lock() {
+        Ok(()) => true,
+        Err(TryLockError::WouldBlock) => false,
+        // No locks on this file system: this process's own entries still
+        // keep its transfers apart.
+        Err(TryLockError::Error(e)) => {
+            tracing::debug!(path = %path.display(), error = %e, "no file lock; relying on this process's own record");
+            !held.contains_key(&key)
+        }
+    };
+    if !free {
+        return Ok(match held.get(&key) {
+            Some(flag) if *flag.borrow() => Took::Finishing(flag.subscribe()),
+            Some(_) => Took::Running { here: true },
+            None => Took::Running { here: false },
+        });
+    }
+    if !same_file(path, &file)? {
+        return Ok(Took::Moved);
+    }
+    let flag = Arc::new(watch::channel(false).0);
+    held.insert(key.clone(), flag.clone());
+    Ok(Took::Held(PartFile {
+        file,
+        held: Arc::new(Held { path: key, flag }),
+    }))
+}
+
+/// Whether `path` still names the open `file` (the lock is on the file, so
+/// one taken after its holder removed or replaced the path holds nothing).
+#[cfg(unix)]
+fn same_file(path: &Path, file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let (a, b) = match std::fs::metadata(path) {
+        Ok(m) => (m, file.metadata()?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+#[cfg(not(unix))]
+fn same_file(path: &Path, _: &File) -> io::Result<bool> {
+    Ok(path.exists())
+}
+
+/// A stalled disk for tests: [`StalledWrite::under`] holds the next write
+/// into a part file below a directory until it is released.
+#[cfg(any(test, feature = "sim"))]
+pub(crate) mod stall {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, LazyLock, Mutex};
+    use tokio::sync::watch;
+
+    /// Where a stalled write is, and whether a transfer waits for it.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct State {
+        /// Holding a write now.
+        stuck: bool,
+        /// Writes that went by after the stalled one returned.
+        returned: bool,
+        /// Transfers that waited for an ended one to let go of a part
+        /// below the directory.
+        waits: u32,
+    }
+
+    struct Gate {
+        dir: PathBuf,
+        state: watch::Sender<State>,
+        /// Set by the release; the stalled write thread waits on it.
+        open: Mutex<bool>,
+        opened: Condvar,
+        /// Caught a write already (only the first is stalled).
+        caught: AtomicBool,
+    }
+
+    static GATES: LazyLock<Mutex<Vec<Arc<Gate>>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+
+    fn gate_for(path: &Path) -> Option<Arc<Gate>> {
+        let gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+        gates.iter().find(|g| path.starts_with(&g.dir)).cloned()
+    }
+
+    pub(crate) fn before_write(path: &Path) {
+        let Some(g) = gate_for(path) else { return };
+        if g.caught.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        g.state.send_modify(|s| s.stuck = true);
+        let mut open = g.open.lock().unwrap();
+        while !*open {
+            open = g.opened.wait(open).unwrap();
+        }
+        drop(open);
+        g.state.send_modify(|s| {
+            s.stuck = false;
+            s.returned = true;
+        });
+    }
+
+    pub(crate) fn waiting(path: &Path) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        if let Some(g) = gate_for(&path) {
+            g.state.send_modify(|s| s.waits += 1);
+        }
+    }
+
+    /// A disk that stalls the next write into a part file below one
+    /// directory (as a disk that stops answering would) until
+    /// [`release`](Self::release) or drop. Also tells when a transfer
+    /// waits for an ended one to let go of a part there.
+    pub struct StalledWrite {
+        gate: Arc<Gate>,
+    }
+
+    impl StalledWrite {
+        /// Stalls the next part-file write below `dir` (which must exist).
+        pub fn under(dir: &Path) -> StalledWrite {
+            let dir = std::fs::canonicalize(dir).expect("the stalled directory exists");
+            let gate = Arc::new(Gate {
+                dir,
+                state: watch::channel(State::default()).0,
+                open: Mutex::new(false),
+                opened: Condvar::new(),
+                caught: AtomicBool::new(false),
+            });
+            GATES.lock().unwrap().push(gate.clone());
+            StalledWrite { gate }
+        }
+
+        async fn until(&self, f: impl Fn(&State) -> bool) {
+            let mut rx = self.gate.state.subscribe();
+            let _ = rx.wait_for(|s| f(s)).await;
+        }
+
+        /// Returns once a write is held.
+        pub async fn stuck(&self) {
+            self.until(|s| s.stuck).await
+        }
+
+        /// Whether a write is held now.
+        pub fn is_stuck(&self) -> bool {
+            self.gate.state.borrow().stuck
+        }
+
+        /// Returns once a transfer waits for the part's earlier holder.
+        pub async fn a_transfer_waits(&self) {
+            self.until(|s| s.waits > 0).await
+        }
+
+        /// Lets the held write go on.
+        pub fn release(&self) {
+            *self.gate.open.lock().unwrap() = true;
+            self.gate.opened.notify_all();
+        }
+
+        /// Returns once the held write has returned.
+        pub async fn returned(&self) {
+            self.until(|s| s.returned).await
+        }
+    }
+
+    impl Drop for StalledWrite {
+        fn drop(&mut self) {
+            self.release();
+            let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
+            gates.retain(|g| !Arc::ptr_eq(g, &self.gate));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("swp-hold-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(".f.swp-part");
+        std::fs::write(&p, b"abc").unwrap();
+        p
+    }
+
+    /// A lock this process does not know of (another process's, as the
+    /// kernel sees it) is refused at once, saying so; once it goes, the
+    /// part is taken; a running holder of this process is refused; an ended
+    /// one is waited for.
+    #[tokio::test]
+    async fn a_part_is_refused_waited_for_or_taken_by_who_holds_it() {
+        for jobs in [Jobs::THREADS, Jobs::INLINE] {
+            let p = part(&format!("{}", jobs == Jobs::INLINE));
+            let other = File::options().write(true).open(&p).unwrap();
+            other.lock().unwrap();
+            let e = hold_existing(jobs, &p).await.err().expect("refused");
+            assert!(e.to_string().contains("another process"), "{e}");
+            drop(other);
+            let mine = hold_existing(jobs, &p).await.unwrap().expect("taken");
+            assert_eq!(mine.len().unwrap(), 3);
+            let e = hold_or_create(jobs, &p).await.err().expect("refused");
+            assert!(e.to_string().contains("another transfer of this process"), "{e}");
+            mine.ender().end();
+            let (again, ()) = tokio::join!(hold_existing(jobs, &p), async { drop(mine) });
+            assert!(again.unwrap().is_some());
+            let gone = p.with_file_name("nothing");
+            assert!(hold_existing(jobs, &gone).await.unwrap().is_none());
+            std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+}
