@@ -419,7 +419,10 @@ mod tests {
             let mine = hold_existing(jobs, &p).await.unwrap().expect("taken");
             assert_eq!(mine.len().unwrap(), 3);
             let e = hold_or_create(jobs, &p).await.err().expect("refused");
-            assert!(e.to_string().contains("another transfer of this process"), "{e}");
+            assert!(
+                e.to_string().contains("another transfer of this process"),
+                "{e}"
+            );
             mine.ender().end();
             let (again, ()) = tokio::join!(hold_existing(jobs, &p), async { drop(mine) });
             assert!(again.unwrap().is_some());
