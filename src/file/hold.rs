@@ -279,7 +279,7 @@ pub(crate) mod stall {
     struct State {
         /// Holding a write now.
         stuck: bool,
-        /// Writes that went by after the stalled one returned.
+        /// The held write has returned.
         returned: bool,
         /// Transfers that waited for an ended one to let go of a part
         /// below the directory.
@@ -428,6 +428,34 @@ mod tests {
             assert!(again.unwrap().is_some());
             let gone = p.with_file_name("nothing");
             assert!(hold_existing(jobs, &gone).await.unwrap().is_none());
+            std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+
+    /// An ended holder whose last write returns just inside [`PART_WAIT`]
+    /// is waited for; one that outlasts it is `Busy`, saying the write
+    /// has not returned.
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_holder_is_waited_for_up_to_the_budget_and_no_longer() {
+        for (hold_for, taken) in [
+            (PART_WAIT - Duration::from_millis(1), true),
+            (PART_WAIT + Duration::from_millis(1), false),
+        ] {
+            let p = part(&format!("budget-{taken}"));
+            let mine = hold_existing(Jobs::INLINE, &p).await.unwrap().unwrap();
+            mine.ender().end();
+            let writes_on = async {
+                tokio::time::sleep(hold_for).await;
+                drop(mine);
+            };
+            let (again, ()) = tokio::join!(hold_existing(Jobs::INLINE, &p), writes_on);
+            match again {
+                Ok(f) => assert!(taken && f.is_some(), "held {hold_for:?}"),
+                Err(e) => {
+                    assert!(!taken, "held {hold_for:?}: {e}");
+                    assert!(e.to_string().contains("has not returned"), "{e}");
+                }
+            }
             std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
         }
     }
