@@ -1186,6 +1186,148 @@ async fn a_receiver_on_a_stalled_disk_hears_the_sender_fail_at_once_and_a_new_at
     assert_eq!(listing(&out), vec!["f.bin"]);
 }
 
+/// A sender that fails once every byte is at the receiver (it gave up
+/// waiting for the Verdict, it was interrupted) while the receiver's disk
+/// does not finish the final sync: the receiver gives the disk
+/// `LAST_WRITE_GRACE`, no more, and fails with the sender's words while the
+/// sync is still stuck; nothing is presented as complete. The next attempt
+/// waits for the sync to return and seals the whole part without
+/// resending a byte. Before, the receiver waited for the disk for as long
+/// as the disk took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_final_sync_stalls_hears_the_sender_fail_within_the_grace_and_the_next_attempt_resends_nothing()
+ {
+    const SIZE: usize = 3 << 20;
+    let server = common::nats_server();
+    let tmp = TempDir::new("stalled-sync");
+    let (out, src) = (tmp.0.join("out"), tmp.0.join("src/f.bin"));
+    for d in [&out, &tmp.0.join("src")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write_pattern(&src, SIZE, 3);
+    let stall = swp::testkit::StalledWrite::sync_under(&out);
+
+    let (mut a, mut b) = nats_pair(&server, "sync1").await;
+    let abort = a.abort_handle();
+    let o = out.clone();
+    let receiver = tokio::spawn(async move {
+        let r = recv_file(&mut b, &o, None).await;
+        (r, std::time::Instant::now())
+    });
+    let s = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+        .await
+        .expect("the receiver's final sync is stuck");
+    let failed = std::time::Instant::now();
+    abort.abort_with("the sender gave up waiting for the verdict");
+    let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver returns while its sync is stuck")
+        .unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("the sender gave up waiting for the verdict"),
+        "{e}"
+    );
+    let took = ended - failed;
+    assert!(
+        took >= swp::file::LAST_WRITE_GRACE
+            && took <= swp::file::LAST_WRITE_GRACE + Duration::from_secs(2),
+        "the receiver gave up {took:?} after the sender failed, not the grace"
+    );
+    assert!(
+        stall.is_stuck(),
+        "the sync was still stuck when it returned"
+    );
+    assert!(
+        !out.join("f.bin").exists(),
+        "nothing is presented as complete"
+    );
+    assert!(sender.await.unwrap().is_err());
+
+    // The next attempt: the whole part is there once the sync returns.
+    let (mut a, mut b) = nats_pair(&server, "sync2").await;
+    let o = out.clone();
+    let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+    let s = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+    tokio::select! {
+        r = &mut receiver => panic!("the next attempt ended before the stuck sync returned: {r:?}"),
+        () = stall.a_transfer_waits() => {}
+    }
+    stall.release();
+    let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
+        .await
+        .expect("the next attempt ends once the sync returned")
+        .unwrap()
+        .unwrap();
+    let report = sender.await.unwrap().unwrap();
+    assert_eq!(meta.size, SIZE as u64);
+    assert_eq!(
+        (report.resumed_from, report.bytes_sent),
+        (SIZE as u64, 0),
+        "the whole part was resumed, nothing sent again"
+    );
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&src).unwrap(),
+        "the file is exactly the sender's"
+    );
+    assert_eq!(listing(&out), vec!["f.bin"]);
+}
+
+/// The same failure with a disk that answers within the grace: the
+/// receiver, which heard the sender fail, still seals the whole, verified
+/// file and returns it complete (the sender, sent again, finds it there).
+/// Giving up at once would make a slow final sync cost a resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_still_presents_the_file()
+ {
+    const SIZE: usize = 3 << 20;
+    let server = common::nats_server();
+    let tmp = TempDir::new("slow-sync");
+    let (out, src) = (tmp.0.join("out"), tmp.0.join("src/f.bin"));
+    for d in [&out, &tmp.0.join("src")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    write_pattern(&src, SIZE, 4);
+    let stall = swp::testkit::StalledWrite::sync_under(&out);
+
+    let (mut a, mut b) = nats_pair(&server, "slow").await;
+    let (abort, heard) = (a.abort_handle(), b.abort_handle());
+    let o = out.clone();
+    let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+    let s = src.clone();
+    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+        .await
+        .expect("the receiver's final sync is stuck");
+    abort.abort_with("the sender was interrupted");
+    tokio::time::timeout(Duration::from_secs(10), heard.wait_closed())
+        .await
+        .expect("the receiver's session hears the sender's failure");
+    assert!(
+        stall.is_stuck(),
+        "the sync is held until the failure was heard"
+    );
+    stall.release();
+    let (meta, path) = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver returns")
+        .unwrap()
+        .expect("a whole file whose sync returned within the grace is presented");
+    assert_eq!(meta.size, SIZE as u64);
+    assert!(
+        std::fs::read(&path).unwrap() == std::fs::read(&src).unwrap(),
+        "the file is exactly the sender's"
+    );
+    assert_eq!(listing(&out), vec!["f.bin"]);
+    assert!(
+        sender.await.unwrap().is_err(),
+        "the sender failed as it was told"
+    );
+}
+
 /// Two receives into one destination at once (two `swp recv` into one
 /// directory, two clients putting one name): the second is refused at
 /// once, saying who holds the part, its sender hears why, and the first

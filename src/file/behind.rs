@@ -250,6 +250,18 @@ impl WriteBehind {
         }
     }
 
+    /// How its jobs run.
+    pub(super) fn jobs(&self) -> Jobs {
+        self.jobs
+    }
+
+    /// What ends this writer's transfer if the caller gives up on
+    /// [`finish`](Self::finish) (which no longer ends it when dropped: its
+    /// caller holds the part on success).
+    pub(super) fn ender(&self) -> Option<Ender> {
+        self.ender.clone()
+    }
+
     /// [`finish`](Self::finish) for a writer made with a file.
     pub(super) async fn finish_file(self) -> io::Result<(PartFile, Blake2b512)> {
         match self.finish().await? {

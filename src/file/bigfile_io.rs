@@ -4,7 +4,7 @@
 
 use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
-use super::exchange::stream_out;
+use super::exchange::{finish_part, stream_out};
 use super::hold::{PartFile, hold_or_create};
 use super::jobs::Jobs;
 use super::part::{create_parent, part_paths, seal_part};
@@ -204,7 +204,7 @@ pub(super) async fn recv_bigfile_to(
             }
         };
     }
-    let (f, hasher) = behind.finish_file().await.map_err(io_err(&part))?;
+    let (f, hasher) = finish_part(session, behind, &part, true).await??;
     seal_part(jobs, f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
     let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
     Ok((

@@ -8,7 +8,7 @@ use super::bigfile_io::{
 };
 use super::hold::{PartFile, hold_existing, hold_or_create};
 use super::jobs::Jobs;
-use super::part::{check_target, create_parent, hash_prefix, part_paths, seal_part};
+use super::part::{check_target, create_parent, hash_prefix, part_paths, seal_part, sync_part};
 use super::source::Source;
 use super::*;
 use crate::digest::Blake2b512;
@@ -666,6 +666,49 @@ async fn recv_segments(
     }
 }
 
+/// A receiver's last writes into its part and, for a `whole` file (every
+/// byte and the digest here), the sync before it is sealed; the part file
+/// and the hash of everything written. Unless the session fails first:
+/// then a whole file's disk gets [`LAST_WRITE_GRACE`] more, any other
+/// none, and the answer is the session's error (`Err`) while the blocking
+/// job runs on, holding the part, and a new attempt waits for it.
+pub(super) async fn finish_part(
+    session: &Session,
+    behind: WriteBehind,
+    part: &Path,
+    whole: bool,
+) -> Result<Result<(PartFile, Blake2b512), FileError>, SessionError> {
+    let jobs = behind.jobs();
+    // `finish` does not end the transfer when dropped (its caller holds
+    // the part on success): giving up ends it here.
+    let ender = behind.ender();
+    let work = async {
+        let (f, hasher) = behind.finish_file().await.map_err(io_err(part))?;
+        if !whole {
+            return Ok((f, hasher));
+        }
+        Ok((sync_part(jobs, f, part).await?, hasher))
+    };
+    let mut work = std::pin::pin!(work);
+    let failed = tokio::select! {
+        biased;
+        r = &mut work => return Ok(r),
+        e = session.failed() => e,
+    };
+    let grace = if whole {
+        LAST_WRITE_GRACE
+    } else {
+        Duration::ZERO
+    };
+    let r = tokio::time::timeout(grace, work).await;
+    if r.is_err()
+        && let Some(ender) = ender
+    {
+        ender.end();
+    }
+    r.map_err(|_| failed)
+}
+
 /// Where a received file goes.
 #[derive(Clone, Copy)]
 pub(super) enum Dest<'a> {
@@ -884,8 +927,18 @@ async fn recv_file_to(
         r => r,
     };
     // Whatever arrived is written before anything else happens to the
-    // part: a resume offers only bytes that are really there.
-    let written = sink.behind.finish_file().await.map_err(part_err);
+    // part: a resume offers only bytes that are really there (a write that
+    // outlives a failed session runs on, holding the part: finish_part).
+    let written = match finish_part(session, sink.behind, &part, received.is_ok()).await {
+        Ok(w) => w,
+        Err(e) => {
+            unresumable().await;
+            return Err(match received {
+                Err(mid_transfer) => mid_transfer,
+                Ok(_) => e.into(),
+            });
+        }
+    };
     let (got, digest, f, hasher) = match (received, written) {
         (Ok((got, digest)), Ok((f, hasher))) => (got, digest, f, hasher),
         (Err(e), _) | (_, Err(e)) => {

@@ -88,10 +88,14 @@ impl PartFile {
     }
 
     pub(super) fn sync_data(&self) -> io::Result<()> {
+        #[cfg(any(test, feature = "sim"))]
+        stall::before(&self.held.path, stall::Op::Sync);
         self.file.sync_data()
     }
 
     pub(super) fn sync_all(&self) -> io::Result<()> {
+        #[cfg(any(test, feature = "sim"))]
+        stall::before(&self.held.path, stall::Op::Sync);
         self.file.sync_all()
     }
 
@@ -126,7 +130,7 @@ impl From<File> for PartFile {
 impl io::Write for PartFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         #[cfg(any(test, feature = "sim"))]
-        stall::before_write(&self.held.path);
+        stall::before(&self.held.path, stall::Op::Write);
         self.file.write(buf)
     }
 
@@ -266,7 +270,8 @@ fn same_file(path: &Path, _: &File) -> io::Result<bool> {
 }
 
 /// A stalled disk for tests: [`StalledWrite::under`] holds the next write
-/// into a part file below a directory until it is released.
+/// (and [`StalledWrite::sync_under`] the next sync) of a part file below a
+/// directory until it is released.
 #[cfg(any(test, feature = "sim"))]
 pub(crate) mod stall {
     use std::path::{Path, PathBuf};
@@ -277,34 +282,47 @@ pub(crate) mod stall {
     /// Where a stalled write is, and whether a transfer waits for it.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     struct State {
-        /// Holding a write now.
+        /// Holding a write (or sync) now.
         stuck: bool,
-        /// The held write has returned.
+        /// The held write (or sync) has returned.
         returned: bool,
         /// Transfers that waited for an ended one to let go of a part
         /// below the directory.
         waits: u32,
     }
 
+    /// What a gate holds: the first write, or the first sync.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Op {
+        Write,
+        Sync,
+    }
+
     struct Gate {
         dir: PathBuf,
+        op: Op,
         state: watch::Sender<State>,
         /// Set by the release; the stalled write thread waits on it.
         open: Mutex<bool>,
         opened: Condvar,
-        /// Caught a write already (only the first is stalled).
+        /// Caught one already (only the first is stalled).
         caught: AtomicBool,
     }
 
     static GATES: LazyLock<Mutex<Vec<Arc<Gate>>>> = LazyLock::new(|| Mutex::new(Vec::new()));
 
-    fn gate_for(path: &Path) -> Option<Arc<Gate>> {
+    fn gate_for(path: &Path, op: Option<Op>) -> Option<Arc<Gate>> {
         let gates = GATES.lock().unwrap_or_else(|p| p.into_inner());
-        gates.iter().find(|g| path.starts_with(&g.dir)).cloned()
+        gates
+            .iter()
+            .find(|g| path.starts_with(&g.dir) && op.is_none_or(|op| op == g.op))
+            .cloned()
     }
 
-    pub(crate) fn before_write(path: &Path) {
-        let Some(g) = gate_for(path) else { return };
+    pub(crate) fn before(path: &Path, op: Op) {
+        let Some(g) = gate_for(path, Some(op)) else {
+            return;
+        };
         if g.caught.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -322,13 +340,13 @@ pub(crate) mod stall {
 
     pub(crate) fn waiting(path: &Path) {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        if let Some(g) = gate_for(&path) {
+        if let Some(g) = gate_for(&path, None) {
             g.state.send_modify(|s| s.waits += 1);
         }
     }
 
-    /// A disk that stalls the next write into a part file below one
-    /// directory (as a disk that stops answering would) until
+    /// A disk that stalls the next write (or sync) of a part file below
+    /// one directory (as a disk that stops answering would) until
     /// [`release`](Self::release) or drop. Also tells when a transfer
     /// waits for an ended one to let go of a part there.
     pub struct StalledWrite {
@@ -338,9 +356,21 @@ pub(crate) mod stall {
     impl StalledWrite {
         /// Stalls the next part-file write below `dir` (which must exist).
         pub fn under(dir: &Path) -> StalledWrite {
+            Self::gate(dir, Op::Write)
+        }
+
+        /// Stalls the next part-file sync below `dir` (which must exist):
+        /// a writeback's `sync_data` during the transfer, or the final
+        /// `sync_all` before the part is renamed, whichever comes first.
+        pub fn sync_under(dir: &Path) -> StalledWrite {
+            Self::gate(dir, Op::Sync)
+        }
+
+        fn gate(dir: &Path, op: Op) -> StalledWrite {
             let dir = std::fs::canonicalize(dir).expect("the stalled directory exists");
             let gate = Arc::new(Gate {
                 dir,
+                op,
                 state: watch::channel(State::default()).0,
                 open: Mutex::new(false),
                 opened: Condvar::new(),
@@ -355,12 +385,12 @@ pub(crate) mod stall {
             let _ = rx.wait_for(|s| f(s)).await;
         }
 
-        /// Returns once a write is held.
+        /// Returns once a write (or sync) is held.
         pub async fn stuck(&self) {
             self.until(|s| s.stuck).await
         }
 
-        /// Whether a write is held now.
+        /// Whether a write (or sync) is held now.
         pub fn is_stuck(&self) -> bool {
             self.gate.state.borrow().stuck
         }
@@ -370,13 +400,13 @@ pub(crate) mod stall {
             self.until(|s| s.waits > 0).await
         }
 
-        /// Lets the held write go on.
+        /// Lets the held write (or sync) go on.
         pub fn release(&self) {
             *self.gate.open.lock().unwrap() = true;
             self.gate.opened.notify_all();
         }
 
-        /// Returns once the held write has returned.
+        /// Returns once the held write (or sync) has returned.
         pub async fn returned(&self) {
             self.until(|s| s.returned).await
         }

@@ -307,6 +307,16 @@ pub const HASH_TIMEOUT: Duration = Duration::from_secs(600);
 /// [`FileError::Busy`]. A transfer still running is `Busy` at once.
 pub const PART_WAIT: Duration = CONTROL_TIMEOUT;
 
+/// How long a receiver that has every byte and the digest still waits for
+/// its last writes and its sync once the sender has failed (given up
+/// waiting for the Verdict, been interrupted): a disk that answers within
+/// it gets the file sealed and returned complete, and the sender, sent
+/// again, finds it there; past it the receive fails at once with the
+/// sender's reason, the write runs on holding the part, and the next
+/// attempt resumes the whole part without resending a byte. A failure
+/// before the last byte waits for no disk at all.
+pub const LAST_WRITE_GRACE: Duration = Duration::from_secs(2);
+
 /// A sender reading a stream whose input stays idle this long sends an
 /// empty Segment, so the receiver's bounded wait goes on.
 pub const IDLE_HEARTBEAT: Duration = exchange::IDLE_HEARTBEAT;

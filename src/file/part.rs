@@ -1,5 +1,5 @@
 //! The receiver's files: `.NAME.swp-part` and its `.meta`, how a part is
-//! hashed for a resume, sealed (synced, verified, renamed) or refused, and
+//! hashed for a resume, synced and sealed (verified, renamed) or refused, and
 //! whether an existing destination may be replaced.
 
 use super::behind::ReadAhead;
@@ -33,8 +33,16 @@ pub(super) async fn create_parent(jobs: Jobs, target: &Path) -> Result<(), FileE
     Ok(())
 }
 
-/// Makes a fully received part durable and renames it to `target` if its
-/// content hashes to `digest`; otherwise deletes it and reports the
+/// Makes a fully received part durable (data and length) before
+/// [`seal_part`] may rename it.
+pub(super) async fn sync_part(jobs: Jobs, f: PartFile, part: &Path) -> Result<PartFile, FileError> {
+    jobs.run(move || f.sync_all().map(|()| f))
+        .await
+        .map_err(io_err(part))
+}
+
+/// Renames a fully received part, synced by [`sync_part`], to `target` if
+/// its content hashes to `digest`; otherwise deletes it and reports the
 /// mismatch. Nothing named `target` exists unless the content matched.
 /// The part is held until its new name is in place.
 pub(super) async fn seal_part(
@@ -46,10 +54,6 @@ pub(super) async fn seal_part(
     name: &str,
     digest: &[u8],
 ) -> Result<(), FileError> {
-    let f = jobs
-        .run(move || f.sync_all().map(|()| f))
-        .await
-        .map_err(io_err(part))?;
     let actual = hasher.finalize();
     if actual.as_slice() != digest {
         let _ = jobs.on(part, |p| std::fs::remove_file(p)).await;
