@@ -1272,7 +1272,10 @@ fn main() {
         }
     });
     match interrupted {
-        Err(Ok(())) => {}
+        // Every other way out is process::exit, which waits for no thread.
+        // Dropping the runtime would wait for its blocking jobs without a
+        // bound (a read or write stuck on a dead disk): give them a moment.
+        Err(Ok(())) => rt.shutdown_timeout(Duration::from_secs(1)),
         Err(Err(e)) => {
             eprintln!("swp: {e}");
             std::process::exit(1);
