@@ -182,7 +182,13 @@ async fn hold(jobs: Jobs, path: &Path, create: bool) -> Result<Option<PartFile>,
         match took {
             Took::Held(f) => return Ok(Some(f)),
             Took::Nothing => return Ok(None),
-            Took::Moved => continue,
+            Took::Moved if tokio::time::Instant::now() < deadline => continue,
+            Took::Moved => {
+                return Err(FileError::Busy {
+                    path: path.to_path_buf(),
+                    why: "it was removed or replaced under every attempt to take it",
+                });
+            }
             Took::Running { here } => {
                 return Err(FileError::Busy {
                     path: path.to_path_buf(),
@@ -221,9 +227,22 @@ fn take(path: &Path, create: bool) -> io::Result<Took> {
         Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(Took::Nothing),
         Err(e) => return Err(e),
     };
-    let key = std::fs::canonicalize(path)?;
+    #[cfg(test)]
+    seams::at(path, seams::Stage::Opened);
+    let key = match std::fs::canonicalize(path) {
+        Ok(k) => k,
+        // Removed since it was opened (by its holder): try again.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Took::Moved),
+        Err(e) => return Err(e),
+    };
+    #[cfg(test)]
+    seams::at(path, seams::Stage::Named);
     let mut held = registry();
-    let free = match file.try_lock() {
+    #[cfg(test)]
+    let locked = seams::try_lock(path, &file);
+    #[cfg(not(test))]
+    let locked = file.try_lock();
+    let free = match locked {
         Ok(()) => true,
         Err(TryLockError::WouldBlock) => false,
         // No locks on this file system: this process's own entries still
@@ -421,6 +440,86 @@ pub(crate) mod stall {
     }
 }
 
+/// Seams for the unit tests: a file system without locks, and a holder
+/// that removes or replaces the part between two steps of [`take`]. Each
+/// applies only below the directory it was set for.
+#[cfg(test)]
+mod seams {
+    use std::fs::{File, TryLockError};
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Stage {
+        /// The part is open, not yet named (canonicalized).
+        Opened,
+        /// Named, not yet locked.
+        Named,
+    }
+
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    struct Seam {
+        dir: PathBuf,
+        no_locks: bool,
+        hook: Option<(Stage, Hook)>,
+    }
+
+    static SEAMS: Mutex<Vec<Seam>> = Mutex::new(Vec::new());
+
+    /// Sets the seams below `dir` until the guard drops: `no_locks` makes
+    /// every lock fail as on a file system without them; `hook` runs once,
+    /// at its stage of the next take.
+    pub(super) fn set(dir: &Path, no_locks: bool, hook: Option<(Stage, Hook)>) -> Guard {
+        SEAMS.lock().unwrap().push(Seam {
+            dir: dir.to_path_buf(),
+            no_locks,
+            hook,
+        });
+        Guard(dir.to_path_buf())
+    }
+
+    pub(super) struct Guard(PathBuf);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let mut seams = SEAMS.lock().unwrap_or_else(|p| p.into_inner());
+            seams.retain(|s| s.dir != self.0);
+        }
+    }
+
+    pub(super) fn at(path: &Path, stage: Stage) {
+        let hook = {
+            let mut seams = SEAMS.lock().unwrap();
+            seams
+                .iter_mut()
+                .find(|s| path.starts_with(&s.dir))
+                .and_then(|s| match &s.hook {
+                    Some((at, _)) if *at == stage => s.hook.take().map(|(_, h)| h),
+                    _ => None,
+                })
+        };
+        if let Some(h) = hook {
+            h();
+        }
+    }
+
+    pub(super) fn try_lock(path: &Path, file: &File) -> Result<(), TryLockError> {
+        let no_locks = SEAMS
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.no_locks && path.starts_with(&s.dir));
+        if no_locks {
+            return Err(TryLockError::Error(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no locks on this file system (a test's seam)",
+            )));
+        }
+        file.try_lock()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -459,6 +558,87 @@ mod tests {
             let gone = p.with_file_name("nothing");
             assert!(hold_existing(jobs, &gone).await.unwrap().is_none());
             std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+
+    /// On a file system without locks this process's own record still
+    /// keeps its transfers apart: a running holder is refused, an ended
+    /// one waited for, a free part taken.
+    #[tokio::test]
+    async fn without_file_locks_this_process_still_keeps_its_transfers_apart() {
+        for jobs in [Jobs::THREADS, Jobs::INLINE] {
+            let p = part(&format!("nolocks-{}", jobs == Jobs::INLINE));
+            let _seam = seams::set(p.parent().unwrap(), true, None);
+            let mine = hold_existing(jobs, &p).await.unwrap().expect("taken");
+            let e = hold_or_create(jobs, &p).await.err().expect("refused");
+            assert!(
+                e.to_string().contains("another transfer of this process"),
+                "{e}"
+            );
+            mine.ender().end();
+            let (again, ()) = tokio::join!(hold_or_create(jobs, &p), async { drop(mine) });
+            let again = again.expect("taken once the ended holder let go");
+            assert_eq!(again.len().unwrap(), 3, "the same part");
+            drop(again);
+            assert!(hold_existing(jobs, &p).await.unwrap().is_some());
+            std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+        }
+    }
+
+    /// An ended holder that removes or replaces the part, and lets go,
+    /// while a new attempt is between opening it and locking it: the new
+    /// attempt does not take the old file (a lock on a file no longer at
+    /// the path keeps nobody out, and its writes would go nowhere); it
+    /// tries again and holds what the path names now (a new empty part,
+    /// the replacement, or nothing).
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_part_removed_or_replaced_under_a_new_attempt_is_taken_as_the_path_names_it_now() {
+        use std::os::unix::fs::MetadataExt;
+        for (case, stage) in [
+            ("removed-opened", seams::Stage::Opened),
+            ("removed-named", seams::Stage::Named),
+            ("replaced-named", seams::Stage::Named),
+        ] {
+            for create in [true, false] {
+                let p = part(&format!("{case}-{create}"));
+                let old = hold_existing(Jobs::INLINE, &p).await.unwrap().unwrap();
+                old.ender().end();
+                let replaced = case.starts_with("replaced");
+                let q = p.clone();
+                let holder_lets_go: Box<dyn FnOnce() + Send> = Box::new(move || {
+                    if replaced {
+                        let other = q.with_file_name("other");
+                        std::fs::write(&other, b"replacement").unwrap();
+                        std::fs::rename(&other, &q).unwrap();
+                    } else {
+                        std::fs::remove_file(&q).unwrap();
+                    }
+                    drop(old);
+                });
+                let _seam = seams::set(p.parent().unwrap(), false, Some((stage, holder_lets_go)));
+                let took = hold(Jobs::INLINE, &p, create).await.unwrap();
+                let at_path = std::fs::metadata(&p).ok();
+                match (&took, &at_path) {
+                    (Some(f), Some(m)) => {
+                        let held = f.file.metadata().unwrap();
+                        assert_eq!(
+                            (held.dev(), held.ino()),
+                            (m.dev(), m.ino()),
+                            "{case}: the file at the path"
+                        );
+                        let want = if replaced { 11 } else { 0 };
+                        assert_eq!(f.len().unwrap(), want, "{case} create={create}");
+                    }
+                    (None, None) => assert!(!create && !replaced, "{case}: nothing taken"),
+                    _ => panic!(
+                        "{case} create={create}: took {}, path {at_path:?}",
+                        took.is_some()
+                    ),
+                }
+                drop(took);
+                std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
+            }
         }
     }
 
