@@ -1112,78 +1112,84 @@ async fn nats_pair(server: &swp::server::NatsServer, tag: &str) -> (Session, Ses
 /// the file it presents is exactly the new sender's. Before, the receiver
 /// learned of the failure only when the disk answered, and a write that
 /// returned after a new attempt had started landed stale bytes in the
-/// file that attempt had verified.
+/// file that attempt had verified. The same for a stuck writeback (the
+/// `sync_data` a receiver starts beside its writes every 32 MiB): the
+/// transfer goes on beside it, the sender fails mid-transfer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_on_a_stalled_disk_hears_the_sender_fail_at_once_and_a_new_attempt_waits_for_the_write()
  {
-    const SIZE: usize = 6 << 20;
     let server = common::nats_server();
-    let tmp = TempDir::new("stalled-disk");
-    let out = tmp.0.join("out");
-    let (first, second) = (tmp.0.join("first/f.bin"), tmp.0.join("second/f.bin"));
-    for d in [&out, &tmp.0.join("first"), &tmp.0.join("second")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    write_pattern(&first, SIZE, 1);
-    write_pattern(&second, SIZE, 2);
-    let stall = swp::testkit::StalledWrite::under(&out);
+    for (case, size) in [("write", 6usize << 20), ("writeback", 64 << 20)] {
+        let tmp = TempDir::new(&format!("stalled-{case}"));
+        let out = tmp.0.join("out");
+        let (first, second) = (tmp.0.join("first/f.bin"), tmp.0.join("second/f.bin"));
+        for d in [&out, &tmp.0.join("first"), &tmp.0.join("second")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        write_pattern(&first, size, 1);
+        write_pattern(&second, size, 2);
+        let stall = match case {
+            "write" => swp::testkit::StalledWrite::under(&out),
+            _ => swp::testkit::StalledWrite::sync_under(&out),
+        };
 
-    let (mut a, mut b) = nats_pair(&server, "1").await;
-    let abort = a.abort_handle();
-    let o = out.clone();
-    let receiver = tokio::spawn(async move {
-        let r = recv_file(&mut b, &o, None).await;
-        (r, std::time::Instant::now())
-    });
-    let s = first.clone();
-    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
-        .await
-        .expect("a write into the part is stuck");
-    let failed = std::time::Instant::now();
-    abort.abort_with("the sender's disk went away");
-    let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
-        .await
-        .expect("the receiver returns while its write is stuck")
-        .unwrap();
-    let e = r.unwrap_err().to_string();
-    assert!(e.contains("the sender's disk went away"), "{e}");
-    assert!(
-        ended - failed <= Duration::from_secs(2),
-        "the receiver heard {:?} after the sender failed",
-        ended - failed
-    );
-    assert!(
-        stall.is_stuck(),
-        "the write was still stuck when it returned"
-    );
-    assert!(sender.await.unwrap().is_err());
+        let (mut a, mut b) = nats_pair(&server, &format!("{case}1")).await;
+        let abort = a.abort_handle();
+        let o = out.clone();
+        let receiver = tokio::spawn(async move {
+            let r = recv_file(&mut b, &o, None).await;
+            (r, std::time::Instant::now())
+        });
+        let s = first.clone();
+        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+        tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+            .await
+            .unwrap_or_else(|_| panic!("{case}: a write into the part is stuck"));
+        let failed = std::time::Instant::now();
+        abort.abort_with("the sender's disk went away");
+        let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the receiver returns while its write is stuck"))
+            .unwrap();
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("the sender's disk went away"), "{case}: {e}");
+        assert!(
+            ended - failed <= Duration::from_secs(2),
+            "{case}: the receiver heard {:?} after the sender failed",
+            ended - failed
+        );
+        assert!(
+            stall.is_stuck(),
+            "{case}: the write was still stuck when it returned"
+        );
+        assert!(sender.await.unwrap().is_err());
 
-    // A new attempt, other content: it must not write before the stuck
-    // write has returned.
-    let (mut a, mut b) = nats_pair(&server, "2").await;
-    let o = out.clone();
-    let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-    let s = second.clone();
-    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-    tokio::select! {
-        r = &mut receiver => panic!("the new attempt ended before the stuck write returned: {r:?}"),
-        () = stall.a_transfer_waits() => {}
+        // A new attempt, other content: it must not write before the stuck
+        // write has returned.
+        let (mut a, mut b) = nats_pair(&server, &format!("{case}2")).await;
+        let o = out.clone();
+        let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+        let s = second.clone();
+        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+        tokio::select! {
+            r = &mut receiver => panic!("{case}: the new attempt ended before the stuck write returned: {r:?}"),
+            () = stall.a_transfer_waits() => {}
+        }
+        stall.release();
+        let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the new attempt ends once the write returned"))
+            .unwrap()
+            .unwrap();
+        sender.await.unwrap().unwrap();
+        stall.returned().await;
+        assert_eq!(meta.size, size as u64);
+        assert!(
+            std::fs::read(&path).unwrap() == std::fs::read(&second).unwrap(),
+            "{case}: the file is exactly the second sender's"
+        );
+        assert_eq!(listing(&out), vec!["f.bin"]);
     }
-    stall.release();
-    let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
-        .await
-        .expect("the new attempt ends once the write returned")
-        .unwrap()
-        .unwrap();
-    sender.await.unwrap().unwrap();
-    stall.returned().await;
-    assert_eq!(meta.size, SIZE as u64);
-    assert!(
-        std::fs::read(&path).unwrap() == std::fs::read(&second).unwrap(),
-        "the file is exactly the second sender's"
-    );
-    assert_eq!(listing(&out), vec!["f.bin"]);
 }
 
 /// A sender that fails once every byte is at the receiver (it gave up
