@@ -1104,6 +1104,120 @@ async fn nats_pair(server: &swp::server::NatsServer, tag: &str) -> (Session, Ses
     (a, acc.await.unwrap().unwrap())
 }
 
+/// A stalled-disk scene: `out` (where the receiver writes, stalled as
+/// `stall` says) and one source file per salt, `size` bytes each.
+struct Stalled {
+    tag: String,
+    /// Removes it all at the end.
+    _tmp: TempDir,
+    out: std::path::PathBuf,
+    sources: Vec<std::path::PathBuf>,
+    stall: swp::testkit::StalledWrite,
+}
+
+impl Stalled {
+    fn new(tag: &str, sync: bool, size: usize, salts: &[u8]) -> Stalled {
+        let tmp = TempDir::new(tag);
+        let out = tmp.0.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let sources = salts
+            .iter()
+            .map(|&salt| {
+                let dir = tmp.0.join(format!("src{salt}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                write_pattern(&dir.join("f.bin"), size, salt);
+                dir.join("f.bin")
+            })
+            .collect();
+        let stall = if sync {
+            swp::testkit::StalledWrite::sync_under(&out)
+        } else {
+            swp::testkit::StalledWrite::under(&out)
+        };
+        Stalled {
+            tag: tag.to_string(),
+            _tmp: tmp,
+            out,
+            sources,
+            stall,
+        }
+    }
+
+    /// Sends source `i` over a new pair until the receiver's disk is
+    /// stuck, then fails the sender with `why`. The receiver's result and
+    /// the instant it returned, the sender's, and when the sender failed.
+    async fn fail_the_sender_when_stuck(
+        &self,
+        server: &swp::server::NatsServer,
+        i: usize,
+        why: &str,
+    ) -> (
+        Result<(swp::file::FileMeta, std::path::PathBuf), FileError>,
+        Duration,
+        Result<swp::file::SendReport, FileError>,
+    ) {
+        let (mut a, mut b) = nats_pair(server, &format!("{}-{i}", self.tag)).await;
+        let abort = a.abort_handle();
+        let o = self.out.clone();
+        let receiver = tokio::spawn(async move {
+            let r = recv_file(&mut b, &o, None).await;
+            (r, std::time::Instant::now())
+        });
+        let s = self.sources[i].clone();
+        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+        tokio::time::timeout(Duration::from_secs(30), self.stall.stuck())
+            .await
+            .expect("the receiver's disk is stuck");
+        let failed = std::time::Instant::now();
+        abort.abort_with(why);
+        let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
+            .await
+            .expect("the receiver returns while its disk is stuck")
+            .unwrap();
+        (r, ended - failed, sender.await.unwrap())
+    }
+
+    /// Sends source `i` over a new pair; the receiver must wait for the
+    /// stuck write before it ends, and ends once it is released with
+    /// exactly source `i` as the only file in `out`. The sender's report.
+    async fn next_attempt_waits_for_the_disk(
+        &self,
+        server: &swp::server::NatsServer,
+        i: usize,
+    ) -> swp::file::SendReport {
+        let (mut a, mut b) = nats_pair(server, &format!("{}-next{i}", self.tag)).await;
+        let o = self.out.clone();
+        let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+        let s = self.sources[i].clone();
+        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
+        tokio::select! {
+            r = &mut receiver => panic!("the next attempt ended before the stuck write returned: {r:?}"),
+            () = self.stall.a_transfer_waits() => {}
+        }
+        self.stall.release();
+        let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
+            .await
+            .expect("the next attempt ends once the disk answered")
+            .unwrap()
+            .unwrap();
+        let report = sender.await.unwrap().unwrap();
+        self.stall.returned().await;
+        self.presents(i, &meta, &path);
+        report
+    }
+
+    /// `out` holds exactly source `i`, as `f.bin`, and nothing else.
+    fn presents(&self, i: usize, meta: &swp::file::FileMeta, path: &Path) {
+        let want = std::fs::read(&self.sources[i]).unwrap();
+        assert_eq!(meta.size, want.len() as u64);
+        assert!(
+            std::fs::read(path).unwrap() == want,
+            "the file is exactly source {i}"
+        );
+        assert_eq!(listing(&self.out), vec!["f.bin"]);
+    }
+}
+
 /// A receiver whose disk stops answering mid-write (a dead NFS server, a
 /// failing USB stick) hears at once that the sender failed, in the
 /// sender's words, while its write is still stuck. The stuck write keeps
@@ -1119,76 +1233,25 @@ async fn nats_pair(server: &swp::server::NatsServer, tag: &str) -> (Session, Ses
 async fn a_receiver_on_a_stalled_disk_hears_the_sender_fail_at_once_and_a_new_attempt_waits_for_the_write()
  {
     let server = common::nats_server();
-    for (case, size) in [("write", 6usize << 20), ("writeback", 64 << 20)] {
-        let tmp = TempDir::new(&format!("stalled-{case}"));
-        let out = tmp.0.join("out");
-        let (first, second) = (tmp.0.join("first/f.bin"), tmp.0.join("second/f.bin"));
-        for d in [&out, &tmp.0.join("first"), &tmp.0.join("second")] {
-            std::fs::create_dir_all(d).unwrap();
-        }
-        write_pattern(&first, size, 1);
-        write_pattern(&second, size, 2);
-        let stall = match case {
-            "write" => swp::testkit::StalledWrite::under(&out),
-            _ => swp::testkit::StalledWrite::sync_under(&out),
-        };
-
-        let (mut a, mut b) = nats_pair(&server, &format!("{case}1")).await;
-        let abort = a.abort_handle();
-        let o = out.clone();
-        let receiver = tokio::spawn(async move {
-            let r = recv_file(&mut b, &o, None).await;
-            (r, std::time::Instant::now())
-        });
-        let s = first.clone();
-        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-        tokio::time::timeout(Duration::from_secs(30), stall.stuck())
-            .await
-            .unwrap_or_else(|_| panic!("{case}: a write into the part is stuck"));
-        let failed = std::time::Instant::now();
-        abort.abort_with("the sender's disk went away");
-        let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
-            .await
-            .unwrap_or_else(|_| panic!("{case}: the receiver returns while its write is stuck"))
-            .unwrap();
+    for (case, sync, size) in [("write", false, 6 << 20), ("writeback", true, 64 << 20)] {
+        let scene = Stalled::new(&format!("stalled-{case}"), sync, size, &[1, 2]);
+        let (r, took, sent) = scene
+            .fail_the_sender_when_stuck(&server, 0, "the sender's disk went away")
+            .await;
         let e = r.unwrap_err().to_string();
         assert!(e.contains("the sender's disk went away"), "{case}: {e}");
         assert!(
-            ended - failed <= Duration::from_secs(2),
-            "{case}: the receiver heard {:?} after the sender failed",
-            ended - failed
+            took <= Duration::from_secs(2),
+            "{case}: the receiver heard {took:?} after the sender failed"
         );
         assert!(
-            stall.is_stuck(),
+            scene.stall.is_stuck(),
             "{case}: the write was still stuck when it returned"
         );
-        assert!(sender.await.unwrap().is_err());
-
+        assert!(sent.is_err());
         // A new attempt, other content: it must not write before the stuck
         // write has returned.
-        let (mut a, mut b) = nats_pair(&server, &format!("{case}2")).await;
-        let o = out.clone();
-        let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-        let s = second.clone();
-        let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-        tokio::select! {
-            r = &mut receiver => panic!("{case}: the new attempt ended before the stuck write returned: {r:?}"),
-            () = stall.a_transfer_waits() => {}
-        }
-        stall.release();
-        let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
-            .await
-            .unwrap_or_else(|_| panic!("{case}: the new attempt ends once the write returned"))
-            .unwrap()
-            .unwrap();
-        sender.await.unwrap().unwrap();
-        stall.returned().await;
-        assert_eq!(meta.size, size as u64);
-        assert!(
-            std::fs::read(&path).unwrap() == std::fs::read(&second).unwrap(),
-            "{case}: the file is exactly the second sender's"
-        );
-        assert_eq!(listing(&out), vec!["f.bin"]);
+        scene.next_attempt_waits_for_the_disk(&server, 1).await;
     }
 }
 
@@ -1205,81 +1268,36 @@ async fn a_receiver_whose_final_sync_stalls_hears_the_sender_fail_within_the_gra
  {
     const SIZE: usize = 3 << 20;
     let server = common::nats_server();
-    let tmp = TempDir::new("stalled-sync");
-    let (out, src) = (tmp.0.join("out"), tmp.0.join("src/f.bin"));
-    for d in [&out, &tmp.0.join("src")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    write_pattern(&src, SIZE, 3);
-    let stall = swp::testkit::StalledWrite::sync_under(&out);
-
-    let (mut a, mut b) = nats_pair(&server, "sync1").await;
-    let abort = a.abort_handle();
-    let o = out.clone();
-    let receiver = tokio::spawn(async move {
-        let r = recv_file(&mut b, &o, None).await;
-        (r, std::time::Instant::now())
-    });
-    let s = src.clone();
-    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
-        .await
-        .expect("the receiver's final sync is stuck");
-    let failed = std::time::Instant::now();
-    abort.abort_with("the sender gave up waiting for the verdict");
-    let (r, ended) = tokio::time::timeout(Duration::from_secs(30), receiver)
-        .await
-        .expect("the receiver returns while its sync is stuck")
-        .unwrap();
+    let scene = Stalled::new("stalled-sync", true, SIZE, &[3]);
+    let (r, took, sent) = scene
+        .fail_the_sender_when_stuck(&server, 0, "the sender gave up waiting for the verdict")
+        .await;
     let e = r.unwrap_err().to_string();
     assert!(
         e.contains("the sender gave up waiting for the verdict"),
         "{e}"
     );
-    let took = ended - failed;
+    let grace = swp::file::LAST_WRITE_GRACE;
     assert!(
-        took >= swp::file::LAST_WRITE_GRACE
-            && took <= swp::file::LAST_WRITE_GRACE + Duration::from_secs(2),
+        took >= grace && took <= grace + Duration::from_secs(2),
         "the receiver gave up {took:?} after the sender failed, not the grace"
     );
     assert!(
-        stall.is_stuck(),
+        scene.stall.is_stuck(),
         "the sync was still stuck when it returned"
     );
     assert!(
-        !out.join("f.bin").exists(),
+        !scene.out.join("f.bin").exists(),
         "nothing is presented as complete"
     );
-    assert!(sender.await.unwrap().is_err());
-
+    assert!(sent.is_err());
     // The next attempt: the whole part is there once the sync returns.
-    let (mut a, mut b) = nats_pair(&server, "sync2").await;
-    let o = out.clone();
-    let mut receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-    let s = src.clone();
-    let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-    tokio::select! {
-        r = &mut receiver => panic!("the next attempt ended before the stuck sync returned: {r:?}"),
-        () = stall.a_transfer_waits() => {}
-    }
-    stall.release();
-    let (meta, path) = tokio::time::timeout(Duration::from_secs(60), receiver)
-        .await
-        .expect("the next attempt ends once the sync returned")
-        .unwrap()
-        .unwrap();
-    let report = sender.await.unwrap().unwrap();
-    assert_eq!(meta.size, SIZE as u64);
+    let report = scene.next_attempt_waits_for_the_disk(&server, 0).await;
     assert_eq!(
         (report.resumed_from, report.bytes_sent),
         (SIZE as u64, 0),
         "the whole part was resumed, nothing sent again"
     );
-    assert!(
-        std::fs::read(&path).unwrap() == std::fs::read(&src).unwrap(),
-        "the file is exactly the sender's"
-    );
-    assert_eq!(listing(&out), vec!["f.bin"]);
 }
 
 /// The same failure with a disk that answers within the grace: the
@@ -1289,23 +1307,15 @@ async fn a_receiver_whose_final_sync_stalls_hears_the_sender_fail_within_the_gra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_still_presents_the_file()
  {
-    const SIZE: usize = 3 << 20;
     let server = common::nats_server();
-    let tmp = TempDir::new("slow-sync");
-    let (out, src) = (tmp.0.join("out"), tmp.0.join("src/f.bin"));
-    for d in [&out, &tmp.0.join("src")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    write_pattern(&src, SIZE, 4);
-    let stall = swp::testkit::StalledWrite::sync_under(&out);
-
+    let scene = Stalled::new("slow-sync", true, 3 << 20, &[4]);
     let (mut a, mut b) = nats_pair(&server, "slow").await;
     let (abort, heard) = (a.abort_handle(), b.abort_handle());
-    let o = out.clone();
+    let o = scene.out.clone();
     let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-    let s = src.clone();
+    let s = scene.sources[0].clone();
     let sender = tokio::spawn(async move { send_file(&mut a, &s, None).await });
-    tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+    tokio::time::timeout(Duration::from_secs(30), scene.stall.stuck())
         .await
         .expect("the receiver's final sync is stuck");
     abort.abort_with("the sender was interrupted");
@@ -1313,21 +1323,16 @@ async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_stil
         .await
         .expect("the receiver's session hears the sender's failure");
     assert!(
-        stall.is_stuck(),
+        scene.stall.is_stuck(),
         "the sync is held until the failure was heard"
     );
-    stall.release();
+    scene.stall.release();
     let (meta, path) = tokio::time::timeout(Duration::from_secs(30), receiver)
         .await
         .expect("the receiver returns")
         .unwrap()
         .expect("a whole file whose sync returned within the grace is presented");
-    assert_eq!(meta.size, SIZE as u64);
-    assert!(
-        std::fs::read(&path).unwrap() == std::fs::read(&src).unwrap(),
-        "the file is exactly the sender's"
-    );
-    assert_eq!(listing(&out), vec!["f.bin"]);
+    scene.presents(0, &meta, &path);
     assert!(
         sender.await.unwrap().is_err(),
         "the sender failed as it was told"

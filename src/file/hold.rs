@@ -532,6 +532,26 @@ mod tests {
         p
     }
 
+    /// The part at `p` (3 bytes, free) is taken; a second take while the
+    /// first runs is refused, saying so; one after it ended waits for the
+    /// last handle to go and takes the same part.
+    async fn this_process_refuses_a_running_holder_and_waits_for_an_ended_one(
+        jobs: Jobs,
+        p: &Path,
+    ) {
+        let mine = hold_existing(jobs, p).await.unwrap().expect("taken");
+        assert_eq!(mine.len().unwrap(), 3);
+        let e = hold_or_create(jobs, p).await.err().expect("refused");
+        assert!(
+            e.to_string().contains("another transfer of this process"),
+            "{e}"
+        );
+        mine.ender().end();
+        let (again, ()) = tokio::join!(hold_or_create(jobs, p), async { drop(mine) });
+        let again = again.expect("taken once the ended holder let go");
+        assert_eq!(again.len().unwrap(), 3, "the same part");
+    }
+
     /// A lock this process does not know of (another process's, as the
     /// kernel sees it) is refused at once, saying so; once it goes, the
     /// part is taken; a running holder of this process is refused; an ended
@@ -545,16 +565,7 @@ mod tests {
             let e = hold_existing(jobs, &p).await.err().expect("refused");
             assert!(e.to_string().contains("another process"), "{e}");
             drop(other);
-            let mine = hold_existing(jobs, &p).await.unwrap().expect("taken");
-            assert_eq!(mine.len().unwrap(), 3);
-            let e = hold_or_create(jobs, &p).await.err().expect("refused");
-            assert!(
-                e.to_string().contains("another transfer of this process"),
-                "{e}"
-            );
-            mine.ender().end();
-            let (again, ()) = tokio::join!(hold_existing(jobs, &p), async { drop(mine) });
-            assert!(again.unwrap().is_some());
+            this_process_refuses_a_running_holder_and_waits_for_an_ended_one(jobs, &p).await;
             let gone = p.with_file_name("nothing");
             assert!(hold_existing(jobs, &gone).await.unwrap().is_none());
             std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
@@ -569,17 +580,7 @@ mod tests {
         for jobs in [Jobs::THREADS, Jobs::INLINE] {
             let p = part(&format!("nolocks-{}", jobs == Jobs::INLINE));
             let _seam = seams::set(p.parent().unwrap(), true, None);
-            let mine = hold_existing(jobs, &p).await.unwrap().expect("taken");
-            let e = hold_or_create(jobs, &p).await.err().expect("refused");
-            assert!(
-                e.to_string().contains("another transfer of this process"),
-                "{e}"
-            );
-            mine.ender().end();
-            let (again, ()) = tokio::join!(hold_or_create(jobs, &p), async { drop(mine) });
-            let again = again.expect("taken once the ended holder let go");
-            assert_eq!(again.len().unwrap(), 3, "the same part");
-            drop(again);
+            this_process_refuses_a_running_holder_and_waits_for_an_ended_one(jobs, &p).await;
             assert!(hold_existing(jobs, &p).await.unwrap().is_some());
             std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
         }
