@@ -1112,7 +1112,7 @@ struct Stalled {
     _tmp: TempDir,
     out: std::path::PathBuf,
     sources: Vec<std::path::PathBuf>,
-    stall: swp::testkit::StalledWrite,
+    stall: swp::testkit::StalledDisk,
 }
 
 impl Stalled {
@@ -1130,9 +1130,9 @@ impl Stalled {
             })
             .collect();
         let stall = if sync {
-            swp::testkit::StalledWrite::sync_under(&out)
+            swp::testkit::StalledDisk::syncs(&out)
         } else {
-            swp::testkit::StalledWrite::under(&out)
+            swp::testkit::StalledDisk::writes(&out)
         };
         Stalled {
             tag: tag.to_string(),
@@ -1336,6 +1336,126 @@ async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_stil
     assert!(
         sender.await.unwrap().is_err(),
         "the sender failed as it was told"
+    );
+}
+
+/// A sender whose disk stops answering while it reads its file (a chunk
+/// to send, or the prefix it hashes to prove a resume) hears at once that
+/// the receiver failed, in the receiver's words, while the read is still
+/// stuck. Before, it learned only when the read returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_on_a_stalled_disk_hears_the_receiver_fail_at_once() {
+    const SIZE: usize = 3 << 20;
+    let server = common::nats_server();
+    for case in ["chunk", "resume-hash"] {
+        let tmp = TempDir::new(&format!("stalled-read-{case}"));
+        let (out, src_dir) = (tmp.0.join("out"), tmp.0.join("src"));
+        for d in [&out, &src_dir] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let src = src_dir.join("f.bin");
+        write_pattern(&src, SIZE, 5);
+        if case == "resume-hash" {
+            // A part of an earlier attempt: the sender hashes its own
+            // first MiB before it says where to start.
+            let data = std::fs::read(&src).unwrap();
+            std::fs::write(out.join(".f.bin.swp-part"), &data[..1 << 20]).unwrap();
+            std::fs::write(out.join(".f.bin.swp-part.meta"), format!("{SIZE}\n")).unwrap();
+        }
+        let stall = swp::testkit::StalledDisk::reads(&src_dir);
+        let (mut a, mut b) = nats_pair(&server, &format!("read-{case}")).await;
+        let abort = b.abort_handle();
+        let sender = tokio::spawn(async move {
+            let r = send_file(&mut a, &src, None).await;
+            (r, std::time::Instant::now())
+        });
+        let o = out.clone();
+        let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+        tokio::time::timeout(Duration::from_secs(30), stall.stuck())
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the sender's read is stuck"));
+        let failed = std::time::Instant::now();
+        abort.abort_with("the receiver's program was stopped");
+        let (r, ended) = tokio::time::timeout(Duration::from_secs(30), sender)
+            .await
+            .unwrap_or_else(|_| panic!("{case}: the sender returns while its read is stuck"))
+            .unwrap();
+        let e = r.unwrap_err().to_string();
+        assert!(
+            e.contains("the receiver's program was stopped"),
+            "{case}: {e}"
+        );
+        assert!(
+            ended - failed <= Duration::from_secs(2),
+            "{case}: the sender heard {:?} after the receiver failed",
+            ended - failed
+        );
+        assert!(
+            stall.is_stuck(),
+            "{case}: the read was still stuck when it returned"
+        );
+        assert!(receiver.await.unwrap().is_err());
+        stall.release();
+        stall.returned().await;
+    }
+}
+
+/// A sender whose session lives (keepalives answered) but whose data stops
+/// in the middle of a file (its read stuck) is given up on after
+/// `CONTROL_TIMEOUT` of silence, not before and not never: the receiver
+/// says why, tells the sender, and keeps what arrived for a resume. Before,
+/// it waited for as long as the session lived.
+#[tokio::test(start_paused = true)]
+async fn a_sender_whose_data_stops_mid_file_is_given_up_on_after_the_control_timeout() {
+    use tokio::io::AsyncWriteExt;
+    const SIZE: u64 = 3 << 20;
+    let tmp = TempDir::new("silent-mid-file");
+    let out = tmp.0.join("out");
+    let net = SimNetwork::new(43, LinkConfig::new().latency(Duration::from_millis(2)));
+    let (mut a, mut b) = sim_pair(&net, Config::new("A", "B"), Config::new("B", "")).await;
+    let o = out.clone();
+    let receiver = tokio::spawn(async move {
+        let r = recv_file(&mut b, &o, None).await;
+        (r, tokio::time::Instant::now())
+    });
+    offer(&a, "f.bin", Some(SIZE)).await;
+    let _accept = next_control(&a).await;
+    control(&a, Control::Start { offset: 0 }).await;
+    control(&a, Control::Segment { len: SIZE }).await;
+    let sent = (1 << 20) + 1;
+    let data: Vec<u8> = (0..sent).map(swp::testkit::pattern_byte).collect();
+    a.write_all(&data).await.unwrap();
+    a.flush_acked().await.unwrap();
+    let silent = tokio::time::Instant::now();
+    let (r, ended) = tokio::time::timeout(3 * swp::file::CONTROL_TIMEOUT, receiver)
+        .await
+        .expect("the receiver gives up on a silent sender")
+        .unwrap();
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains(&format!(
+            "no data from the sender for {:?}, {sent} bytes into f.bin",
+            swp::file::CONTROL_TIMEOUT
+        )),
+        "{e}"
+    );
+    let took = ended - silent;
+    assert!(
+        took >= swp::file::CONTROL_TIMEOUT
+            && took <= swp::file::CONTROL_TIMEOUT + Duration::from_secs(1),
+        "gave up after {took:?} of silence"
+    );
+    match next_control(&a).await {
+        Control::Verdict { ok: false, message } => {
+            assert!(message.contains("no data from the sender"), "{message}")
+        }
+        other => panic!("the sender is told why, got {other:?}"),
+    }
+    let part = std::fs::read(out.join(".f.bin.swp-part")).unwrap();
+    assert!(
+        part == data,
+        "the part keeps exactly what arrived ({} bytes)",
+        part.len()
     );
 }
 

@@ -41,24 +41,32 @@ pub(super) struct ReadAhead {
     asked: u64,
     /// The hash, once every job is done.
     done: Option<Blake2b512>,
+    /// The file's path, for the tests' stalled disk.
+    #[cfg(any(test, feature = "sim"))]
+    path: std::sync::Arc<std::path::Path>,
 }
 
 impl ReadAhead {
-    /// Starts reading the first chunk of `file` at once, hashing into
-    /// `hasher` (`None`: no hashing, for a sender whose digest is already
-    /// known), with `jobs`.
+    /// Starts reading the first chunk of `file` (opened from `path`) at
+    /// once, hashing into `hasher` (`None`: no hashing, for a sender whose
+    /// digest is already known), with `jobs`.
     pub(super) fn start(
         jobs: Jobs,
         file: std::fs::File,
+        path: &std::path::Path,
         hasher: Option<Blake2b512>,
         len: u64,
     ) -> ReadAhead {
+        #[cfg(not(any(test, feature = "sim")))]
+        let _ = path;
         let mut r = ReadAhead {
             jobs,
             job: None,
             left: len,
             asked: 0,
             done: None,
+            #[cfg(any(test, feature = "sim"))]
+            path: path.into(),
         };
         r.spawn(file, hasher);
         r
@@ -72,7 +80,11 @@ impl ReadAhead {
         let want = self.left.min(CHUNK as u64);
         self.left -= want;
         self.asked = want;
+        #[cfg(any(test, feature = "sim"))]
+        let path = self.path.clone();
         self.job = Some(self.jobs.spawn(move || {
+            #[cfg(any(test, feature = "sim"))]
+            super::hold::stall::before(&path, super::hold::stall::Op::Read);
             // `read_to_end` reads a file straight into the spare capacity:
             // no zeroing, one copy from the page cache.
             let mut buf = Vec::with_capacity(want as usize);
@@ -86,7 +98,11 @@ impl ReadAhead {
 
     /// The next chunk, and the read of the one after it started; `None` at
     /// the end. A chunk shorter than asked (the file shrank) is the last.
+    /// Cancel-safe: dropped while a read runs, the read is still there.
     pub(super) async fn next(&mut self) -> io::Result<Option<Bytes>> {
+        if let Some(job) = self.job.as_mut() {
+            job.settle().await;
+        }
         let Some(job) = self.job.take() else {
             return Ok(None);
         };
@@ -309,7 +325,7 @@ mod tests {
             let mut f = std::fs::File::open(&path).unwrap();
             std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start as u64)).unwrap();
             let prefix = Blake2b512::new().chain_update(&all[..start]);
-            let mut r = ReadAhead::start(jobs, f, Some(prefix), len as u64);
+            let mut r = ReadAhead::start(jobs, f, &path, Some(prefix), len as u64);
             let mut got = Vec::new();
             while let Some(c) = r.next().await.unwrap() {
                 assert!(c.len() <= CHUNK);
@@ -332,7 +348,13 @@ mod tests {
         let all = data(CHUNK + 10);
         let path = temp("short", &all);
         let f = std::fs::File::open(&path).unwrap();
-        let mut r = ReadAhead::start(Jobs::THREADS, f, Some(Blake2b512::new()), 4 * CHUNK as u64);
+        let mut r = ReadAhead::start(
+            Jobs::THREADS,
+            f,
+            &path,
+            Some(Blake2b512::new()),
+            4 * CHUNK as u64,
+        );
         let mut got = 0;
         while let Some(c) = r.next().await.unwrap() {
             got += c.len();

@@ -4,7 +4,7 @@
 
 use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
-use super::exchange::{finish_part, stream_out};
+use super::exchange::{data_within, finish_part, stream_out};
 use super::hold::{PartFile, hold_or_create};
 use super::jobs::Jobs;
 use super::part::{create_parent, part_paths, seal_part};
@@ -193,8 +193,9 @@ pub(super) async fn recv_bigfile_to(
         if got == size {
             break;
         }
-        chunk = match session.read_chunk(CHUNK.min((size - got) as usize)).await? {
-            Some(c) if !c.is_empty() => c,
+        let next = data_within(session, CHUNK.min((size - got) as usize), &h.filepath, got).await;
+        chunk = match next? {
+            c if !c.is_empty() => c,
             _ => {
                 let _ = behind.finish().await;
                 let _ = jobs.on(&part, |p| std::fs::remove_file(p)).await;

@@ -324,7 +324,13 @@ async fn send_source_inner(
         && offset <= size
     {
         report_hashing(progress, Some(size));
-        let h = source.hash_prefix(jobs, offset).await?;
+        // The receiver waits (HASH_TIMEOUT); if it fails meanwhile, we hear
+        // it now, not when a long hash or a stalled read ends.
+        let h = tokio::select! {
+            biased;
+            h = source.hash_prefix(jobs, offset) => h?,
+            e = session.failed() => return Err(e.into()),
+        };
         if h.clone().finalize().as_slice() == prefix.as_slice() {
             start = offset;
             hasher = h;
@@ -532,10 +538,21 @@ pub(super) async fn stream_out(
         .chunks_at(Jobs::of(session), start, size - start, first)
         .await?;
     let mut sent = start;
-    while let Some(chunk) = chunks.next().await.map_err(|e| FileError::Io {
-        path: PathBuf::from(&what),
-        source: e,
-    })? {
+    loop {
+        // A read stuck on a stalled disk does not keep the receiver's
+        // failure from us (the read runs on; nothing waits for it).
+        let next = tokio::select! {
+            biased;
+            r = chunks.next() => r,
+            e = session.failed() => return Err(e.into()),
+        };
+        let Some(chunk) = next.map_err(|e| FileError::Io {
+            path: PathBuf::from(&what),
+            source: e,
+        })?
+        else {
+            break;
+        };
         session
             .write_all(&chunk)
             .await
@@ -609,7 +626,7 @@ async fn recv_segments(
                 while got < end {
                     let want = (end - got).min(CHUNK as u64) as usize;
                     // Zero-copy: the received packet payloads go to the sink.
-                    let chunk = session.read_chunk(want).await?.unwrap_or_default();
+                    let chunk = data_within(session, want, name, got).await?;
                     if chunk.is_empty() {
                         return Err(FileError::Protocol(format!(
                             "the sender ended the stream {got} bytes into {name}"
@@ -707,6 +724,25 @@ pub(super) async fn finish_part(
         ender.end();
     }
     r.map_err(|_| failed)
+}
+
+/// The next at most `want` bytes of a Segment (empty: the stream ended),
+/// `got` bytes into `name`. Bounded: a sender whose session lives but whose
+/// data stops (its read stuck on a stalled disk) is given up on after
+/// [`CONTROL_TIMEOUT`], as a control message would be.
+pub(super) async fn data_within(
+    session: &Session,
+    want: usize,
+    name: &str,
+    got: u64,
+) -> Result<Bytes, FileError> {
+    match tokio::time::timeout(CONTROL_TIMEOUT, session.read_chunk(want)).await {
+        Ok(r) => Ok(r?.unwrap_or_default()),
+        Err(_) => Err(FileError::Protocol(format!(
+            "no data from the sender for {CONTROL_TIMEOUT:?}, {got} bytes into {name}, although \
+             the session is alive; is its disk or program stuck?"
+        ))),
+    }
 }
 
 /// Where a received file goes.

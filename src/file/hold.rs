@@ -288,9 +288,10 @@ fn same_file(path: &Path, _: &File) -> io::Result<bool> {
     Ok(path.exists())
 }
 
-/// A stalled disk for tests: [`StalledWrite::under`] holds the next write
-/// (and [`StalledWrite::sync_under`] the next sync) of a part file below a
-/// directory until it is released.
+/// A stalled disk for tests: [`StalledDisk::writes`] holds the next write
+/// of a part file below a directory until it is released,
+/// [`StalledDisk::syncs`] the next sync of one, [`StalledDisk::reads`] the
+/// next chunk read of any file read for a transfer.
 #[cfg(any(test, feature = "sim"))]
 pub(crate) mod stall {
     use std::path::{Path, PathBuf};
@@ -310,11 +311,12 @@ pub(crate) mod stall {
         waits: u32,
     }
 
-    /// What a gate holds: the first write, or the first sync.
+    /// What a gate holds: the first write, sync or read.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Op {
         Write,
         Sync,
+        Read,
     }
 
     struct Gate {
@@ -338,8 +340,14 @@ pub(crate) mod stall {
             .cloned()
     }
 
+    /// Called before a write, sync or read of `path` (a part's canonical
+    /// path; a read's as the caller named it).
     pub(crate) fn before(path: &Path, op: Op) {
-        let Some(g) = gate_for(path, Some(op)) else {
+        if GATES.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return;
+        }
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let Some(g) = gate_for(&path, Some(op)) else {
             return;
         };
         if g.caught.swap(true, Ordering::SeqCst) {
@@ -364,28 +372,35 @@ pub(crate) mod stall {
         }
     }
 
-    /// A disk that stalls the next write (or sync) of a part file below
-    /// one directory (as a disk that stops answering would) until
+    /// A disk that stalls the next write, sync or read below one directory
+    /// (as a disk that stops answering would) until
     /// [`release`](Self::release) or drop. Also tells when a transfer
     /// waits for an ended one to let go of a part there.
-    pub struct StalledWrite {
+    pub struct StalledDisk {
         gate: Arc<Gate>,
     }
 
-    impl StalledWrite {
+    impl StalledDisk {
         /// Stalls the next part-file write below `dir` (which must exist).
-        pub fn under(dir: &Path) -> StalledWrite {
+        pub fn writes(dir: &Path) -> StalledDisk {
             Self::gate(dir, Op::Write)
         }
 
         /// Stalls the next part-file sync below `dir` (which must exist):
         /// a writeback's `sync_data` during the transfer, or the final
         /// `sync_all` before the part is renamed, whichever comes first.
-        pub fn sync_under(dir: &Path) -> StalledWrite {
+        pub fn syncs(dir: &Path) -> StalledDisk {
             Self::gate(dir, Op::Sync)
         }
 
-        fn gate(dir: &Path, op: Op) -> StalledWrite {
+        /// Stalls the next chunk read of a file below `dir` (which must
+        /// exist): a sender's source, or a part or file hashed for a
+        /// resume.
+        pub fn reads(dir: &Path) -> StalledDisk {
+            Self::gate(dir, Op::Read)
+        }
+
+        fn gate(dir: &Path, op: Op) -> StalledDisk {
             let dir = std::fs::canonicalize(dir).expect("the stalled directory exists");
             let gate = Arc::new(Gate {
                 dir,
@@ -396,7 +411,7 @@ pub(crate) mod stall {
                 caught: AtomicBool::new(false),
             });
             GATES.lock().unwrap().push(gate.clone());
-            StalledWrite { gate }
+            StalledDisk { gate }
         }
 
         async fn until(&self, f: impl Fn(&State) -> bool) {
@@ -431,7 +446,7 @@ pub(crate) mod stall {
         }
     }
 
-    impl Drop for StalledWrite {
+    impl Drop for StalledDisk {
         fn drop(&mut self) {
             self.release();
             let mut gates = GATES.lock().unwrap_or_else(|p| p.into_inner());

@@ -289,8 +289,9 @@ pub enum FileError {
 
 /// How long a peer may take to send a control message that no disk work
 /// stands before (the next Segment or the End; a sender whose input is idle
-/// says so every [`IDLE_HEARTBEAT`]): a peer that is heard from but silent
-/// this long is stuck.
+/// says so every [`IDLE_HEARTBEAT`]), and how long a receiver waits for
+/// the next bytes in the middle of a Segment: a peer that is heard from but
+/// silent this long is stuck (its program, or its disk).
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a receiver waits for the Offer (the sender sends it at once).

@@ -19,7 +19,7 @@ pub(super) async fn hash_prefix(
         .on(path, |p| std::fs::File::open(p))
         .await
         .map_err(io_err(path))?;
-    let mut chunks = ReadAhead::start(jobs, f, Some(Blake2b512::new()), len);
+    let mut chunks = ReadAhead::start(jobs, f, path, Some(Blake2b512::new()), len);
     while chunks.next().await.map_err(io_err(path))?.is_some() {}
     Ok(chunks.into_hasher())
 }

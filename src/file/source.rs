@@ -125,7 +125,7 @@ impl<'a> Source<'a> {
         match self {
             Source::File(p) => {
                 let f = open_file_at(jobs, p, start).await?;
-                Ok(Chunks::File(ReadAhead::start(jobs, f, hasher, len)))
+                Ok(Chunks::File(ReadAhead::start(jobs, f, p, hasher, len)))
             }
             Source::Memory(d) => {
                 let from = (start as usize).min(d.len());

@@ -28,7 +28,7 @@ mod pair;
 mod sessions;
 mod transfer;
 
-pub use crate::file::hold::stall::StalledWrite;
+pub use crate::file::hold::stall::StalledDisk;
 pub use monitor::{WindowMonitor, WindowReport};
 pub use pair::{INBOX_CAPACITY, Pair, SIM_WALL_CLOCK_NS, Side, epoch};
 pub use sessions::session_pair;
