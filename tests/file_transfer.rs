@@ -1104,6 +1104,17 @@ async fn nats_pair(server: &swp::server::NatsServer, tag: &str) -> (Session, Ses
     (a, acc.await.unwrap().unwrap())
 }
 
+/// Which disk operation a scene stalls (`StalledDisk::writes`, ...).
+type MakeStall = fn(&Path) -> swp::testkit::StalledDisk;
+
+/// How a stalled transfer ended: the receiver's result, how long after the
+/// sender failed it returned, the sender's result.
+type Outcome = (
+    Result<(swp::file::FileMeta, std::path::PathBuf), FileError>,
+    Duration,
+    Result<swp::file::SendReport, FileError>,
+);
+
 /// A stalled-disk scene: `out` (where the receiver writes, stalled as
 /// `stall` says) and one source file per salt, `size` bytes each.
 struct Stalled {
@@ -1116,7 +1127,7 @@ struct Stalled {
 }
 
 impl Stalled {
-    fn new(tag: &str, sync: bool, size: usize, salts: &[u8]) -> Stalled {
+    fn new(tag: &str, stall: MakeStall, size: usize, salts: &[u8]) -> Stalled {
         let tmp = TempDir::new(tag);
         let out = tmp.0.join("out");
         std::fs::create_dir_all(&out).unwrap();
@@ -1129,11 +1140,7 @@ impl Stalled {
                 dir.join("f.bin")
             })
             .collect();
-        let stall = if sync {
-            swp::testkit::StalledDisk::syncs(&out)
-        } else {
-            swp::testkit::StalledDisk::writes(&out)
-        };
+        let stall = stall(&out);
         Stalled {
             tag: tag.to_string(),
             _tmp: tmp,
@@ -1151,11 +1158,7 @@ impl Stalled {
         server: &swp::server::NatsServer,
         i: usize,
         why: &str,
-    ) -> (
-        Result<(swp::file::FileMeta, std::path::PathBuf), FileError>,
-        Duration,
-        Result<swp::file::SendReport, FileError>,
-    ) {
+    ) -> Outcome {
         let (mut a, mut b) = nats_pair(server, &format!("{}-{i}", self.tag)).await;
         let abort = a.abort_handle();
         let o = self.out.clone();
@@ -1206,6 +1209,22 @@ impl Stalled {
         report
     }
 
+    /// The receiver failed in the sender's words (`why`) within 2 s of the
+    /// sender's failure, while its disk was still stuck.
+    fn heard_at_once(&self, case: &str, why: &str, (r, took, sent): Outcome) {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(why), "{case}: {e}");
+        assert!(
+            took <= Duration::from_secs(2),
+            "{case}: the receiver heard {took:?} after the sender failed"
+        );
+        assert!(
+            self.stall.is_stuck(),
+            "{case}: the disk was still stuck when it returned"
+        );
+        assert!(sent.is_err());
+    }
+
     /// `out` holds exactly source `i`, as `f.bin`, and nothing else.
     fn presents(&self, i: usize, meta: &swp::file::FileMeta, path: &Path) {
         let want = std::fs::read(&self.sources[i]).unwrap();
@@ -1233,26 +1252,51 @@ impl Stalled {
 async fn a_receiver_on_a_stalled_disk_hears_the_sender_fail_at_once_and_a_new_attempt_waits_for_the_write()
  {
     let server = common::nats_server();
-    for (case, sync, size) in [("write", false, 6 << 20), ("writeback", true, 64 << 20)] {
-        let scene = Stalled::new(&format!("stalled-{case}"), sync, size, &[1, 2]);
-        let (r, took, sent) = scene
-            .fail_the_sender_when_stuck(&server, 0, "the sender's disk went away")
-            .await;
-        let e = r.unwrap_err().to_string();
-        assert!(e.contains("the sender's disk went away"), "{case}: {e}");
-        assert!(
-            took <= Duration::from_secs(2),
-            "{case}: the receiver heard {took:?} after the sender failed"
-        );
-        assert!(
-            scene.stall.is_stuck(),
-            "{case}: the write was still stuck when it returned"
-        );
-        assert!(sent.is_err());
+    use swp::testkit::StalledDisk;
+    let cases: [(&str, MakeStall, usize); 2] = [
+        ("write", StalledDisk::writes, 6 << 20),
+        ("writeback", StalledDisk::syncs, 64 << 20),
+    ];
+    for (case, stall, size) in cases {
+        let scene = Stalled::new(&format!("stalled-{case}"), stall, size, &[1, 2]);
+        let why = "the sender's disk went away";
+        let outcome = scene.fail_the_sender_when_stuck(&server, 0, why).await;
+        scene.heard_at_once(case, why, outcome);
         // A new attempt, other content: it must not write before the stuck
         // write has returned.
         scene.next_attempt_waits_for_the_disk(&server, 1).await;
     }
+}
+
+/// A receiver whose disk stalls while it hashes a part to offer a resume
+/// (the sender waits up to `HASH_TIMEOUT` for its Accept) hears at once
+/// that the sender failed, while the read is still stuck; the part is
+/// untouched, and the next attempt resumes from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_resume_hash_stalls_hears_the_sender_fail_at_once() {
+    const SIZE: usize = 3 << 20;
+    let server = common::nats_server();
+    let scene = Stalled::new("stalled-hash", swp::testkit::StalledDisk::reads, SIZE, &[6]);
+    let data = std::fs::read(&scene.sources[0]).unwrap();
+    let part = scene.out.join(".f.bin.swp-part");
+    std::fs::write(&part, &data[..1 << 20]).unwrap();
+    std::fs::write(scene.out.join(".f.bin.swp-part.meta"), format!("{SIZE}\n")).unwrap();
+    let why = "the sender was stopped";
+    let outcome = scene.fail_the_sender_when_stuck(&server, 0, why).await;
+    scene.heard_at_once("resume hash", why, outcome);
+    assert!(
+        std::fs::read(&part).unwrap() == data[..1 << 20],
+        "the part is untouched"
+    );
+    // A read holds no part: the next attempt goes on at once, from it.
+    scene.stall.release();
+    let (mut a, mut b) = nats_pair(&server, "stalled-hash-next").await;
+    let o = scene.out.clone();
+    let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+    let report = send_file(&mut a, &scene.sources[0], None).await.unwrap();
+    let (meta, path) = receiver.await.unwrap().unwrap();
+    assert_eq!(report.resumed_from, 1 << 20);
+    scene.presents(0, &meta, &path);
 }
 
 /// A sender that fails once every byte is at the receiver (it gave up
@@ -1268,7 +1312,7 @@ async fn a_receiver_whose_final_sync_stalls_hears_the_sender_fail_within_the_gra
  {
     const SIZE: usize = 3 << 20;
     let server = common::nats_server();
-    let scene = Stalled::new("stalled-sync", true, SIZE, &[3]);
+    let scene = Stalled::new("stalled-sync", swp::testkit::StalledDisk::syncs, SIZE, &[3]);
     let (r, took, sent) = scene
         .fail_the_sender_when_stuck(&server, 0, "the sender gave up waiting for the verdict")
         .await;
@@ -1308,7 +1352,7 @@ async fn a_receiver_whose_final_sync_stalls_hears_the_sender_fail_within_the_gra
 async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_still_presents_the_file()
  {
     let server = common::nats_server();
-    let scene = Stalled::new("slow-sync", true, 3 << 20, &[4]);
+    let scene = Stalled::new("slow-sync", swp::testkit::StalledDisk::syncs, 3 << 20, &[4]);
     let (mut a, mut b) = nats_pair(&server, "slow").await;
     let (abort, heard) = (a.abort_handle(), b.abort_handle());
     let o = scene.out.clone();

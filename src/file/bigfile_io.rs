@@ -4,7 +4,7 @@
 
 use super::behind::WriteBehind;
 use super::bigfile::{BigFileHeader, encode_bigfile_header, parse_bigfile_header};
-use super::exchange::{data_within, finish_part, stream_out};
+use super::exchange::{data_within, finish_part, or_failed, stream_out};
 use super::hold::{PartFile, hold_or_create};
 use super::jobs::Jobs;
 use super::part::{create_parent, part_paths, seal_part};
@@ -175,11 +175,9 @@ pub(super) async fn recv_bigfile_to(
         let more = session.held().1 > 0;
         // A stalled disk does not keep the sender's failure from us (the
         // write job runs on, holding the part).
-        tokio::select! {
-            biased;
-            r = behind.push(chunk, more) => r.map_err(io_err(&part))?,
-            e = session.failed() => return Err(e.into()),
-        }
+        or_failed(session, behind.push(chunk, more))
+            .await?
+            .map_err(io_err(&part))?;
         if let Some(p) = progress {
             p.send_replace(Progress {
                 bytes_sent: got,

@@ -326,11 +326,7 @@ async fn send_source_inner(
         report_hashing(progress, Some(size));
         // The receiver waits (HASH_TIMEOUT); if it fails meanwhile, we hear
         // it now, not when a long hash or a stalled read ends.
-        let h = tokio::select! {
-            biased;
-            h = source.hash_prefix(jobs, offset) => h?,
-            e = session.failed() => return Err(e.into()),
-        };
+        let h = or_failed(session, source.hash_prefix(jobs, offset)).await??;
         if h.clone().finalize().as_slice() == prefix.as_slice() {
             start = offset;
             hasher = h;
@@ -541,11 +537,7 @@ pub(super) async fn stream_out(
     loop {
         // A read stuck on a stalled disk does not keep the receiver's
         // failure from us (the read runs on; nothing waits for it).
-        let next = tokio::select! {
-            biased;
-            r = chunks.next() => r,
-            e = session.failed() => return Err(e.into()),
-        };
+        let next = or_failed(session, chunks.next()).await?;
         let Some(chunk) = next.map_err(|e| FileError::Io {
             path: PathBuf::from(&what),
             source: e,
@@ -639,20 +631,16 @@ async fn recv_segments(
                         // failure from us: the output is incomplete
                         // either way. The write goes first; the watch
                         // costs nothing while writes complete at once.
-                        tokio::select! {
-                            biased;
-                            r = w.write_all(&chunk) => r.map_err(sink_err)?,
-                            e = session.failed() => return Err(e.into()),
-                        }
+                        or_failed(session, w.write_all(&chunk))
+                            .await?
+                            .map_err(sink_err)?;
                     }
                     let more = session.held().1 > 0;
                     // The same for a disk that stalls: the write job runs
                     // on (the part stays held until it ends), we go.
-                    tokio::select! {
-                        biased;
-                        r = sink.behind.push(chunk, more) => r.map_err(sink_err)?,
-                        e = session.failed() => return Err(e.into()),
-                    }
+                    or_failed(session, sink.behind.push(chunk, more))
+                        .await?
+                        .map_err(sink_err)?;
                     report(progress, got, got, size, start);
                 }
             }
@@ -683,6 +671,22 @@ async fn recv_segments(
     }
 }
 
+/// `work` (a read, write or hash on a disk that may stall; a write to a
+/// consumer that may stop reading), unless the session fails first: then
+/// the session's error at once, and the work is dropped (a blocking job
+/// under it runs on by itself). The work is polled first, so this costs
+/// nothing while it completes at once.
+pub(super) async fn or_failed<T>(
+    session: &Session,
+    work: impl Future<Output = T>,
+) -> Result<T, SessionError> {
+    tokio::select! {
+        biased;
+        r = work => Ok(r),
+        e = session.failed() => Err(e),
+    }
+}
+
 /// A receiver's last writes into its part and, for a `whole` file (every
 /// byte and the digest here), the sync before it is sealed; the part file
 /// and the hash of everything written. Unless the session fails first:
@@ -707,10 +711,9 @@ pub(super) async fn finish_part(
         Ok((sync_part(jobs, f, part).await?, hasher))
     };
     let mut work = std::pin::pin!(work);
-    let failed = tokio::select! {
-        biased;
-        r = &mut work => return Ok(r),
-        e = session.failed() => e,
+    let failed = match or_failed(session, &mut work).await {
+        Ok(r) => return Ok(r),
+        Err(e) => e,
     };
     let grace = if whole {
         LAST_WRITE_GRACE
@@ -810,7 +813,7 @@ async fn recv_file_to(
     match jobs.on(target, |p| std::fs::symlink_metadata(p)).await {
         Ok(m) if m.is_file() && Some(m.len()) == size => {
             report_hashing(progress, size);
-            hasher = hash_prefix(jobs, target, m.len()).await?;
+            hasher = or_failed(session, hash_prefix(jobs, target, m.len())).await??;
             (found, offset) = (Found::Same, m.len());
         }
         Ok(_) if !opts.overwrite => {
@@ -837,7 +840,7 @@ async fn recv_file_to(
             let len = f.len().map_err(io_err(&part))?;
             if Some(len) <= size {
                 report_hashing(progress, size);
-                hasher = hash_prefix(jobs, &part, len).await?;
+                hasher = or_failed(session, hash_prefix(jobs, &part, len)).await??;
                 (found, offset) = (Found::Part, len);
             }
         }
