@@ -299,12 +299,12 @@ pub(crate) mod stall {
     use std::sync::{Arc, Condvar, LazyLock, Mutex};
     use tokio::sync::watch;
 
-    /// Where a stalled write is, and whether a transfer waits for it.
+    /// Where a stalled call is, and whether a transfer waits for it.
     #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
     struct State {
-        /// Holding a write (or sync) now.
+        /// Holding a call (a write, sync or read) now.
         stuck: bool,
-        /// The held write (or sync) has returned.
+        /// The held call has returned.
         returned: bool,
         /// Transfers that waited for an ended one to let go of a part
         /// below the directory.
@@ -323,7 +323,7 @@ pub(crate) mod stall {
         dir: PathBuf,
         op: Op,
         state: watch::Sender<State>,
-        /// Set by the release; the stalled write thread waits on it.
+        /// Set by the release; the stalled thread waits on it.
         open: Mutex<bool>,
         opened: Condvar,
         /// Caught one already (only the first is stalled).
@@ -419,12 +419,12 @@ pub(crate) mod stall {
             let _ = rx.wait_for(|s| f(s)).await;
         }
 
-        /// Returns once a write (or sync) is held.
+        /// Returns once a call (a write, sync or read) is held.
         pub async fn stuck(&self) {
             self.until(|s| s.stuck).await
         }
 
-        /// Whether a write (or sync) is held now.
+        /// Whether a call is held now.
         pub fn is_stuck(&self) -> bool {
             self.gate.state.borrow().stuck
         }
@@ -434,13 +434,13 @@ pub(crate) mod stall {
             self.until(|s| s.waits > 0).await
         }
 
-        /// Lets the held write (or sync) go on.
+        /// Lets the held call go on.
         pub fn release(&self) {
             *self.gate.open.lock().unwrap() = true;
             self.gate.opened.notify_all();
         }
 
-        /// Returns once the held write (or sync) has returned.
+        /// Returns once the held call has returned.
         pub async fn returned(&self) {
             self.until(|s| s.returned).await
         }
