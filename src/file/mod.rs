@@ -528,8 +528,21 @@ pub async fn recv_to_writer(
     writer: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<FileMeta, FileError> {
+    receiving(session, async |s| {
+        recv_to_writer_inner(s, writer, progress).await
+    })
+    .await
+}
+
+/// Runs one receive on `session`: its failure is told to the sender
+/// ([`told`]), and a receive dropped half-way resets the session with the
+/// reason (`CancelGuard`).
+async fn receiving<T>(
+    session: &mut Session,
+    run: impl AsyncFnOnce(&mut Session) -> Result<T, FileError>,
+) -> Result<T, FileError> {
     let guard = exchange::CancelGuard::new(session, "receiver");
-    let r = recv_to_writer_inner(session, writer, progress).await;
+    let r = run(session).await;
     guard.done(told(session, "receiver", r).await)
 }
 
@@ -656,9 +669,8 @@ pub async fn recv_file_with(
     opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    let guard = exchange::CancelGuard::new(session, "receiver");
-    let r = recv_into(session, Dest::Dir(dir.as_ref()), opts, progress).await;
-    guard.done(told(session, "receiver", r).await)
+    let dest = Dest::Dir(dir.as_ref());
+    receiving(session, async |s| recv_into(s, dest, opts, progress).await).await
 }
 
 /// Receives one file over an established session and saves it at exactly
@@ -724,9 +736,8 @@ pub async fn recv_file_as_with(
     opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
-    let guard = exchange::CancelGuard::new(session, "receiver");
-    let r = recv_into(session, Dest::Exactly(path.as_ref()), opts, progress).await;
-    guard.done(told(session, "receiver", r).await)
+    let dest = Dest::Exactly(path.as_ref());
+    receiving(session, async |s| recv_into(s, dest, opts, progress).await).await
 }
 
 /// Sends `data` as a file named `name` (go-swp's `SendFile(path, data, time)`).
@@ -784,7 +795,5 @@ pub async fn recv_bytes(
     session: &mut Session,
     max_size: u64,
 ) -> Result<(FileMeta, Bytes), FileError> {
-    let guard = exchange::CancelGuard::new(session, "receiver");
-    let r = recv_bytes_inner(session, max_size).await;
-    guard.done(told(session, "receiver", r).await)
+    receiving(session, async |s| recv_bytes_inner(s, max_size).await).await
 }
