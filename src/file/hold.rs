@@ -172,8 +172,13 @@ pub(super) async fn hold_or_create(jobs: Jobs, path: &Path) -> Result<PartFile, 
     })
 }
 
+/// How many times a take may find the part removed or replaced under it
+/// (its holder let go of it meanwhile) before it gives up.
+const MOVED_TRIES: u32 = 8;
+
 async fn hold(jobs: Jobs, path: &Path, create: bool) -> Result<Option<PartFile>, FileError> {
     let deadline = tokio::time::Instant::now() + PART_WAIT;
+    let mut moved = 0;
     loop {
         let took = jobs
             .on(path, move |p| take(p, create))
@@ -182,12 +187,14 @@ async fn hold(jobs: Jobs, path: &Path, create: bool) -> Result<Option<PartFile>,
         match took {
             Took::Held(f) => return Ok(Some(f)),
             Took::Nothing => return Ok(None),
-            Took::Moved if tokio::time::Instant::now() < deadline => continue,
             Took::Moved => {
-                return Err(FileError::Busy {
-                    path: path.to_path_buf(),
-                    why: "it was removed or replaced under every attempt to take it",
-                });
+                moved += 1;
+                if moved == MOVED_TRIES {
+                    return Err(FileError::Busy {
+                        path: path.to_path_buf(),
+                        why: "it was removed or replaced under each of 8 attempts to take it",
+                    });
+                }
             }
             Took::Running { here } => {
                 return Err(FileError::Busy {
@@ -472,7 +479,9 @@ mod seams {
         Named,
     }
 
-    type Hook = Box<dyn FnOnce() + Send>;
+    /// Runs at its stage of every take (of the next one only if it
+    /// returns false).
+    pub(super) type Hook = Box<dyn FnMut() -> bool + Send>;
 
     struct Seam {
         dir: PathBuf,
@@ -483,8 +492,9 @@ mod seams {
     static SEAMS: Mutex<Vec<Seam>> = Mutex::new(Vec::new());
 
     /// Sets the seams below `dir` until the guard drops: `no_locks` makes
-    /// every lock fail as on a file system without them; `hook` runs once,
-    /// at its stage of the next take.
+    /// every lock fail as on a file system without them; `hook` runs at its
+    /// stage of the next take, and of every later one while it returns
+    /// true.
     pub(super) fn set(dir: &Path, no_locks: bool, hook: Option<(Stage, Hook)>) -> Guard {
         SEAMS.lock().unwrap().push(Seam {
             dir: dir.to_path_buf(),
@@ -504,18 +514,23 @@ mod seams {
     }
 
     pub(super) fn at(path: &Path, stage: Stage) {
-        let hook = {
+        // Taken out to run (it may drop a holder, which takes the
+        // registry), put back if it wants to run again.
+        let (dir, mut hook) = {
             let mut seams = SEAMS.lock().unwrap();
-            seams
-                .iter_mut()
-                .find(|s| path.starts_with(&s.dir))
-                .and_then(|s| match &s.hook {
-                    Some((at, _)) if *at == stage => s.hook.take().map(|(_, h)| h),
-                    _ => None,
-                })
+            let Some(s) = seams.iter_mut().find(|s| path.starts_with(&s.dir)) else {
+                return;
+            };
+            match &s.hook {
+                Some((at, _)) if *at == stage => (s.dir.clone(), s.hook.take().unwrap().1),
+                _ => return,
+            }
         };
-        if let Some(h) = hook {
-            h();
+        if hook() {
+            let mut seams = SEAMS.lock().unwrap();
+            if let Some(s) = seams.iter_mut().find(|s| s.dir == dir) {
+                s.hook = Some((stage, hook));
+            }
         }
     }
 
@@ -622,7 +637,8 @@ mod tests {
                 old.ender().end();
                 let replaced = case.starts_with("replaced");
                 let q = p.clone();
-                let holder_lets_go: Box<dyn FnOnce() + Send> = Box::new(move || {
+                let mut old = Some(old);
+                let holder_lets_go: seams::Hook = Box::new(move || {
                     if replaced {
                         let other = q.with_file_name("other");
                         std::fs::write(&other, b"replacement").unwrap();
@@ -630,7 +646,8 @@ mod tests {
                     } else {
                         std::fs::remove_file(&q).unwrap();
                     }
-                    drop(old);
+                    drop(old.take());
+                    false
                 });
                 let _seam = seams::set(p.parent().unwrap(), false, Some((stage, holder_lets_go)));
                 let took = hold(Jobs::INLINE, &p, create).await.unwrap();
@@ -656,6 +673,41 @@ mod tests {
                 std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
             }
         }
+    }
+
+    /// A part replaced under every attempt to take it (a pathological
+    /// holder) is given up on after `MOVED_TRIES` attempts, saying so,
+    /// instead of spinning.
+    #[tokio::test]
+    async fn a_part_replaced_under_every_attempt_is_given_up_on() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let p = part("replaced-always");
+        let tries = Arc::new(AtomicU32::new(0));
+        let (q, counted) = (p.clone(), tries.clone());
+        let replacing: seams::Hook = Box::new(move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let other = q.with_file_name(format!("other{n}"));
+            std::fs::write(&other, b"replacement").unwrap();
+            std::fs::rename(&other, &q).unwrap();
+            true
+        });
+        let _seam = seams::set(
+            p.parent().unwrap(),
+            false,
+            Some((seams::Stage::Named, replacing)),
+        );
+        let e = hold_or_create(Jobs::INLINE, &p)
+            .await
+            .err()
+            .expect("given up");
+        assert!(matches!(e, FileError::Busy { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("each of {MOVED_TRIES} attempts")),
+            "{e}"
+        );
+        assert_eq!(tries.load(Ordering::SeqCst), MOVED_TRIES);
+        std::fs::remove_dir_all(p.parent().unwrap()).unwrap();
     }
 
     /// An ended holder whose last write returns just inside [`PART_WAIT`]
