@@ -23,7 +23,11 @@ use std::time::Duration;
 pub struct TransferSpec {
     /// Bytes to send from A to B.
     pub bytes: u64,
-    /// Virtual-time budget; exceeding it is an error.
+    /// Virtual-time budget for the data and, with `close`, for both closes
+    /// to settle (`Connection::close_settled`); exceeding it is an error.
+    /// Once settled, the engines get one dead-peer timeout more to reach
+    /// Closed: a close whose last FinAck was lost after the peer stopped
+    /// lingering ends (Normal) only then (docs/PROTOCOL.md §7.1).
     pub budget: Duration,
     /// If set, B's application reads at most this many bytes per millisecond
     /// of virtual time (a slow consumer); else it reads everything at once.
@@ -114,6 +118,12 @@ pub fn transfer(pair: &mut Pair, spec: &TransferSpec) -> Result<TransferReport, 
     let mut buf = vec![0u8; 256 * 1024];
     let mut last_read_tick = pair.now();
     let mut closed_a = false;
+    // The budget covers the data and a settled close (what `Session::close`
+    // waits for). A close whose last FinAck was lost after the peer had
+    // stopped lingering reaches Closed (Normal) only at the dead-peer
+    // timeout (docs/PROTOCOL.md §7.1): that much more is allowed then.
+    let mut deadline = deadline;
+    let mut settled = false;
     loop {
         // The writer: fill the send buffer.
         while written < spec.bytes && pair.a.send_space() > 0 && !pair.a.is_closed() {
@@ -192,11 +202,30 @@ pub fn transfer(pair: &mut Pair, spec: &TransferSpec) -> Result<TransferReport, 
         if finished {
             break;
         }
+        if spec.close
+            && !settled
+            && done_at.is_some()
+            && pair.a.close_settled()
+            && pair.b.close_settled()
+        {
+            settled = true;
+            let lost_fin_ack = [pair.a.dead_peer_timeout(), pair.b.dead_peer_timeout()]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or_default();
+            deadline = deadline.max(pair.now() + lost_fin_ack);
+        }
         if pair.now() >= deadline {
             return Err(format!(
-                "seed {}: out of virtual time after {:?}: wrote {written}, read {read} of {} (A {:?}, B {:?})",
+                "seed {}: out of virtual time after {:?}{}: wrote {written}, read {read} of {} (A {:?}, B {:?})",
                 pair.net.seed(),
                 spec.budget,
+                if settled {
+                    " and a dead-peer timeout after the close settled"
+                } else {
+                    ""
+                },
                 spec.bytes,
                 pair.a.state(),
                 pair.b.state()
