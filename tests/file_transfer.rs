@@ -1151,8 +1151,7 @@ impl Stalled {
     }
 
     /// Sends source `i` over a new pair until the receiver's disk is
-    /// stuck, then fails the sender with `why`. The receiver's result and
-    /// the instant it returned, the sender's, and when the sender failed.
+    /// stuck, then fails the sender with `why`; how it ended.
     async fn fail_the_sender_when_stuck(
         &self,
         server: &swp::server::NatsServer,
@@ -1483,9 +1482,11 @@ async fn a_sender_whose_data_stops_mid_file_is_given_up_on_after_the_control_tim
         )),
         "{e}"
     );
+    // `silent` is when the sender heard the last byte acknowledged: the
+    // receiver's wait began up to a round trip before.
     let took = ended - silent;
     assert!(
-        took >= swp::file::CONTROL_TIMEOUT
+        took >= swp::file::CONTROL_TIMEOUT - Duration::from_millis(100)
             && took <= swp::file::CONTROL_TIMEOUT + Duration::from_secs(1),
         "gave up after {took:?} of silence"
     );
