@@ -1298,6 +1298,32 @@ async fn a_receiver_whose_resume_hash_stalls_hears_the_sender_fail_at_once() {
     scene.presents(0, &meta, &path);
 }
 
+/// A receiver whose file system stops answering before its Accept (the
+/// first call: creating the destination directory, as on a dead NFS
+/// mount) hears at once that the sender failed, while the call is still
+/// stuck; once the file system answers, a new attempt goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_whose_file_system_stalls_before_the_accept_hears_the_sender_fail_at_once() {
+    let server = common::nats_server();
+    let scene = Stalled::new(
+        "stalled-meta",
+        swp::testkit::StalledDisk::metadata,
+        1 << 20,
+        &[7],
+    );
+    let why = "the sender gave up on the receiver";
+    let outcome = scene.fail_the_sender_when_stuck(&server, 0, why).await;
+    scene.heard_at_once("metadata", why, outcome);
+    scene.stall.release();
+    scene.stall.returned().await;
+    let (mut a, mut b) = nats_pair(&server, "stalled-meta-next").await;
+    let o = scene.out.clone();
+    let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+    send_file(&mut a, &scene.sources[0], None).await.unwrap();
+    let (meta, path) = receiver.await.unwrap().unwrap();
+    scene.presents(0, &meta, &path);
+}
+
 /// A sender that fails once every byte is at the receiver (it gave up
 /// waiting for the Verdict, it was interrupted) while the receiver's disk
 /// does not finish the final sync: the receiver gives the disk

@@ -148,17 +148,20 @@ pub(super) async fn recv_bigfile_to(
     progress: Option<&watch::Sender<Progress>>,
 ) -> Result<(FileMeta, PathBuf), FileError> {
     let jobs = Jobs::of(session);
-    create_parent(jobs, target).await?;
     let (part, _) = part_paths(target);
-    let f = hold_or_create(jobs, &part).await?;
-    let f = jobs
-        .run(move || {
+    // A stalled file system does not keep the sender's failure from us.
+    let prepare = async {
+        create_parent(jobs, target).await?;
+        let f = hold_or_create(jobs, &part).await?;
+        jobs.run(move || {
             let mut f: PartFile = f;
             f.file().set_len(0)?;
             Ok(f)
         })
         .await
-        .map_err(io_err(&part))?;
+        .map_err(io_err(&part))
+    };
+    let f = or_failed(session, prepare).await??;
     let mut behind = WriteBehind::new(jobs, Some(f), Blake2b512::new());
     let size = h.data_len;
     let mut got = 0u64;

@@ -770,7 +770,7 @@ pub(super) async fn recv_into(
             Dest::Dir(dir) => dir.join(go_file_name(&h.filepath)?),
             Dest::Exactly(p) => p.to_path_buf(),
         };
-        check_target(Jobs::of(session), &target, opts).await?;
+        or_failed(session, check_target(Jobs::of(session), &target, opts)).await??;
         return recv_bigfile_to(session, &target, h, first, progress).await;
     }
     let (name, size, send_time) = recv_offer(session).await?;
@@ -791,30 +791,29 @@ enum Found {
     Same,
 }
 
-async fn recv_file_to(
-    session: &mut Session,
+/// What a receiver finds before its Accept: an existing file of the
+/// offered size (hashed, to offer it whole), a part of a transfer of that
+/// size (held and hashed, to resume it), or nothing; and the part, if held.
+#[allow(clippy::too_many_arguments)]
+async fn look_for_resume(
+    jobs: Jobs,
     target: &Path,
-    opts: &ReceiveOptions,
-    name: String,
+    part: &Path,
+    meta_path: &Path,
+    meta_line: &Option<String>,
     size: Option<u64>,
-    send_time_ns: u64,
+    opts: &ReceiveOptions,
     progress: Option<&watch::Sender<Progress>>,
-) -> Result<(FileMeta, PathBuf), FileError> {
-    let jobs = Jobs::of(session);
+) -> Result<(Found, Blake2b512, u64, Option<PartFile>), FileError> {
     create_parent(jobs, target).await?;
-    let (part, meta_path) = part_paths(target);
-    let meta_line = size.map(|s| format!("{s}\n"));
     // An existing file of the offered size may be this very file: offer
     // its hash, the sender compares (and we skip the transfer). Any other
     // existing file is refused unless replacing was asked for.
-    let mut found = Found::Nothing;
-    let mut hasher = Blake2b512::new();
-    let mut offset = 0;
     match jobs.on(target, |p| std::fs::symlink_metadata(p)).await {
         Ok(m) if m.is_file() && Some(m.len()) == size => {
             report_hashing(progress, size);
-            hasher = or_failed(session, hash_prefix(jobs, target, m.len())).await??;
-            (found, offset) = (Found::Same, m.len());
+            let hasher = hash_prefix(jobs, target, m.len()).await?;
+            return Ok((Found::Same, hasher, m.len(), None));
         }
         Ok(_) if !opts.overwrite => {
             return Err(FileError::Exists {
@@ -827,24 +826,42 @@ async fn recv_file_to(
     // verifies its content against its own first bytes). It is held first:
     // nobody else writes into it from here on (a running transfer into it
     // is refused, an ended one still writing is waited for).
-    let mut held = None;
-    if matches!(found, Found::Nothing) {
-        held = hold_existing(jobs, &part).await?;
-    }
-    if let (Some(f), Some(_)) = (&held, &meta_line) {
+    let held = hold_existing(jobs, part).await?;
+    if let (Some(f), Some(_)) = (&held, meta_line) {
         let recorded = jobs
-            .on(&meta_path, |p| std::fs::read_to_string(p))
+            .on(meta_path, |p| std::fs::read_to_string(p))
             .await
             .ok();
-        if recorded == meta_line {
-            let len = f.len().map_err(io_err(&part))?;
+        if recorded.as_ref() == meta_line.as_ref() {
+            let len = f.len().map_err(io_err(part))?;
             if Some(len) <= size {
                 report_hashing(progress, size);
-                hasher = or_failed(session, hash_prefix(jobs, &part, len)).await??;
-                (found, offset) = (Found::Part, len);
+                let hasher = hash_prefix(jobs, part, len).await?;
+                return Ok((Found::Part, hasher, len, held));
             }
         }
     }
+    Ok((Found::Nothing, Blake2b512::new(), 0, held))
+}
+
+async fn recv_file_to(
+    session: &mut Session,
+    target: &Path,
+    opts: &ReceiveOptions,
+    name: String,
+    size: Option<u64>,
+    send_time_ns: u64,
+    progress: Option<&watch::Sender<Progress>>,
+) -> Result<(FileMeta, PathBuf), FileError> {
+    let jobs = Jobs::of(session);
+    let (part, meta_path) = part_paths(target);
+    let meta_line = size.map(|s| format!("{s}\n"));
+    // Disk work the sender waits for (up to HASH_TIMEOUT): if it fails
+    // meanwhile, we hear it now, not when a stalled disk answers.
+    let look = look_for_resume(
+        jobs, target, &part, &meta_path, &meta_line, size, opts, progress,
+    );
+    let (found, mut hasher, offset, held) = or_failed(session, look).await??;
     send_control(
         session,
         &Control::Accept {
@@ -906,29 +923,41 @@ async fn recv_file_to(
     if start == 0 {
         hasher = Blake2b512::new();
     }
+    // The same for the part's preparation (the sender waits for data).
     let f = match held {
         Some(f) => f,
-        None => hold_or_create(jobs, &part).await?,
+        None => or_failed(session, hold_or_create(jobs, &part)).await??,
     };
-    match meta_line {
-        Some(line) => jobs
-            .on(&meta_path, move |p| std::fs::write(p, line))
-            .await
-            .map_err(io_err(&meta_path))?,
-        None => {
-            let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
+    let recorded = async {
+        match meta_line {
+            Some(line) => jobs
+                .on(&meta_path, move |p| std::fs::write(p, line))
+                .await
+                .map_err(io_err(&meta_path)),
+            None => {
+                let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
+                Ok(())
+            }
         }
-    }
-    let f = jobs
-        .run(move || {
-            use std::io::Seek;
-            let mut f: PartFile = f;
-            f.file().set_len(start)?;
-            f.file().seek(std::io::SeekFrom::Start(start))?;
-            Ok(f)
-        })
-        .await
-        .map_err(io_err(&part))?;
+    };
+    or_failed(session, recorded).await??;
+    let ender = f.ender();
+    let truncated = jobs.run(move || {
+        use std::io::Seek;
+        let mut f: PartFile = f;
+        f.file().set_len(start)?;
+        f.file().seek(std::io::SeekFrom::Start(start))?;
+        Ok(f)
+    });
+    let f = match or_failed(session, truncated).await {
+        Ok(r) => r.map_err(io_err(&part))?,
+        Err(e) => {
+            // The job holds the part until it returns: a new attempt
+            // waits for it.
+            ender.end();
+            return Err(e.into());
+        }
+    };
     let mut sink = Sink {
         behind: WriteBehind::new(jobs, Some(f), hasher),
         writer: None,

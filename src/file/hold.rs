@@ -298,7 +298,8 @@ fn same_file(path: &Path, _: &File) -> io::Result<bool> {
 /// A stalled disk for tests: [`StalledDisk::writes`] holds the next write
 /// of a part file below a directory until it is released,
 /// [`StalledDisk::syncs`] the next sync of one, [`StalledDisk::reads`] the
-/// next chunk read of any file read for a transfer.
+/// next chunk read of any file read for a transfer, [`StalledDisk::metadata`]
+/// the next other file-system call.
 #[cfg(any(test, feature = "sim"))]
 pub(crate) mod stall {
     use std::path::{Path, PathBuf};
@@ -318,12 +319,14 @@ pub(crate) mod stall {
         waits: u32,
     }
 
-    /// What a gate holds: the first write, sync or read.
+    /// What a gate holds: the first write, sync, read or other file-system
+    /// call.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Op {
         Write,
         Sync,
         Read,
+        Meta,
     }
 
     struct Gate {
@@ -379,8 +382,8 @@ pub(crate) mod stall {
         }
     }
 
-    /// A disk that stalls the next write, sync or read below one directory
-    /// (as a disk that stops answering would) until
+    /// A disk that stalls the next write, sync, read or other call below one
+    /// directory (as a disk that stops answering would) until
     /// [`release`](Self::release) or drop. Also tells when a transfer
     /// waits for an ended one to let go of a part there.
     pub struct StalledDisk {
@@ -405,6 +408,14 @@ pub(crate) mod stall {
         /// resume.
         pub fn reads(dir: &Path) -> StalledDisk {
             Self::gate(dir, Op::Read)
+        }
+
+        /// Stalls the next other file-system call on a path below `dir`
+        /// (which must exist): creating a directory, reading metadata,
+        /// opening and locking the part, writing or removing its meta
+        /// file, renaming it.
+        pub fn metadata(dir: &Path) -> StalledDisk {
+            Self::gate(dir, Op::Meta)
         }
 
         fn gate(dir: &Path, op: Op) -> StalledDisk {

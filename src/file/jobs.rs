@@ -68,7 +68,12 @@ impl Jobs {
         f: impl FnOnce(&Path) -> io::Result<T> + Send + 'static,
     ) -> io::Result<T> {
         let path = path.to_path_buf();
-        self.run(move || f(&path)).await
+        self.run(move || {
+            #[cfg(any(test, feature = "sim"))]
+            super::hold::stall::before(&path, super::hold::stall::Op::Meta);
+            f(&path)
+        })
+        .await
     }
 }
 
