@@ -1208,6 +1208,25 @@ impl Stalled {
         report
     }
 
+    /// Lets the stuck call go and waits for it to return; then sends source
+    /// `i` over a new pair, which must end with exactly it in `out`. The
+    /// sender's report.
+    async fn next_attempt_goes_through(
+        &self,
+        server: &swp::server::NatsServer,
+        i: usize,
+    ) -> swp::file::SendReport {
+        self.stall.release();
+        self.stall.returned().await;
+        let (mut a, mut b) = nats_pair(server, &format!("{}-after{i}", self.tag)).await;
+        let o = self.out.clone();
+        let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
+        let report = send_file(&mut a, &self.sources[i], None).await.unwrap();
+        let (meta, path) = receiver.await.unwrap().unwrap();
+        self.presents(i, &meta, &path);
+        report
+    }
+
     /// The receiver failed in the sender's words (`why`) within 2 s of the
     /// sender's failure, while its disk was still stuck.
     fn heard_at_once(&self, case: &str, why: &str, (r, took, sent): Outcome) {
@@ -1287,41 +1306,36 @@ async fn a_receiver_whose_resume_hash_stalls_hears_the_sender_fail_at_once() {
         std::fs::read(&part).unwrap() == data[..1 << 20],
         "the part is untouched"
     );
-    // A read holds no part: the next attempt goes on at once, from it.
-    scene.stall.release();
-    let (mut a, mut b) = nats_pair(&server, "stalled-hash-next").await;
-    let o = scene.out.clone();
-    let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-    let report = send_file(&mut a, &scene.sources[0], None).await.unwrap();
-    let (meta, path) = receiver.await.unwrap().unwrap();
+    // A read holds no part: the next attempt goes on from it.
+    let report = scene.next_attempt_goes_through(&server, 0).await;
     assert_eq!(report.resumed_from, 1 << 20);
-    scene.presents(0, &meta, &path);
 }
 
-/// A receiver whose file system stops answering before its Accept (the
-/// first call: creating the destination directory, as on a dead NFS
-/// mount) hears at once that the sender failed, while the call is still
-/// stuck; once the file system answers, a new attempt goes through.
+/// A receiver whose file system stops answering (a dead NFS mount) hears
+/// at once that the sender failed, while the call is still stuck; once the
+/// file system answers, a new attempt goes through. Two places: before the
+/// Accept (the first call: creating the destination directory), and after
+/// the Start while it prepares its part (recording the offered size in the
+/// meta file; a stale one of an earlier attempt, with no part beside it,
+/// is touched first there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_receiver_whose_file_system_stalls_before_the_accept_hears_the_sender_fail_at_once() {
+async fn a_receiver_whose_file_system_stalls_hears_the_sender_fail_at_once() {
     let server = common::nats_server();
-    let scene = Stalled::new(
-        "stalled-meta",
-        swp::testkit::StalledDisk::metadata,
-        1 << 20,
-        &[7],
-    );
-    let why = "the sender gave up on the receiver";
-    let outcome = scene.fail_the_sender_when_stuck(&server, 0, why).await;
-    scene.heard_at_once("metadata", why, outcome);
-    scene.stall.release();
-    scene.stall.returned().await;
-    let (mut a, mut b) = nats_pair(&server, "stalled-meta-next").await;
-    let o = scene.out.clone();
-    let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
-    send_file(&mut a, &scene.sources[0], None).await.unwrap();
-    let (meta, path) = receiver.await.unwrap().unwrap();
-    scene.presents(0, &meta, &path);
+    let cases: [(&str, MakeStall); 2] = [
+        ("before the accept", swp::testkit::StalledDisk::metadata),
+        ("preparing the part", |out| {
+            let meta = out.join(".f.bin.swp-part.meta");
+            std::fs::write(&meta, "stale\n").unwrap();
+            swp::testkit::StalledDisk::metadata(&meta)
+        }),
+    ];
+    for (i, (case, stall)) in cases.into_iter().enumerate() {
+        let scene = Stalled::new(&format!("stalled-fs-{i}"), stall, 1 << 20, &[7]);
+        let why = "the sender gave up on the receiver";
+        let outcome = scene.fail_the_sender_when_stuck(&server, 0, why).await;
+        scene.heard_at_once(case, why, outcome);
+        scene.next_attempt_goes_through(&server, 0).await;
+    }
 }
 
 /// A sender that fails once every byte is at the receiver (it gave up
