@@ -1423,14 +1423,21 @@ async fn a_final_sync_that_returns_within_the_grace_after_the_sender_failed_stil
 }
 
 /// A sender whose disk stops answering while it reads its file (a chunk
-/// to send, or the prefix it hashes to prove a resume) hears at once that
-/// the receiver failed, in the receiver's words, while the read is still
-/// stuck. Before, it learned only when the read returned.
+/// to send, the prefix it hashes to prove a resume, or the file's metadata
+/// before its Offer) hears at once that the receiver failed, in the
+/// receiver's words, while the call is still stuck. Before, it learned
+/// only when the call returned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sender_on_a_stalled_disk_hears_the_receiver_fail_at_once() {
     const SIZE: usize = 3 << 20;
     let server = common::nats_server();
-    for case in ["chunk", "resume-hash"] {
+    use swp::testkit::StalledDisk;
+    let cases: [(&str, MakeStall); 3] = [
+        ("chunk", StalledDisk::reads),
+        ("resume-hash", StalledDisk::reads),
+        ("metadata", StalledDisk::metadata),
+    ];
+    for (case, stall) in cases {
         let tmp = TempDir::new(&format!("stalled-read-{case}"));
         let (out, src_dir) = (tmp.0.join("out"), tmp.0.join("src"));
         for d in [&out, &src_dir] {
@@ -1445,7 +1452,7 @@ async fn a_sender_on_a_stalled_disk_hears_the_receiver_fail_at_once() {
             std::fs::write(out.join(".f.bin.swp-part"), &data[..1 << 20]).unwrap();
             std::fs::write(out.join(".f.bin.swp-part.meta"), format!("{SIZE}\n")).unwrap();
         }
-        let stall = swp::testkit::StalledDisk::reads(&src_dir);
+        let stall = stall(&src_dir);
         let (mut a, mut b) = nats_pair(&server, &format!("read-{case}")).await;
         let abort = b.abort_handle();
         let sender = tokio::spawn(async move {
@@ -1456,12 +1463,12 @@ async fn a_sender_on_a_stalled_disk_hears_the_receiver_fail_at_once() {
         let receiver = tokio::spawn(async move { recv_file(&mut b, &o, None).await });
         tokio::time::timeout(Duration::from_secs(30), stall.stuck())
             .await
-            .unwrap_or_else(|_| panic!("{case}: the sender's read is stuck"));
+            .unwrap_or_else(|_| panic!("{case}: the sender's disk is stuck"));
         let failed = std::time::Instant::now();
         abort.abort_with("the receiver's program was stopped");
         let (r, ended) = tokio::time::timeout(Duration::from_secs(30), sender)
             .await
-            .unwrap_or_else(|_| panic!("{case}: the sender returns while its read is stuck"))
+            .unwrap_or_else(|_| panic!("{case}: the sender returns while its disk is stuck"))
             .unwrap();
         let e = r.unwrap_err().to_string();
         assert!(
@@ -1475,7 +1482,7 @@ async fn a_sender_on_a_stalled_disk_hears_the_receiver_fail_at_once() {
         );
         assert!(
             stall.is_stuck(),
-            "{case}: the read was still stuck when it returned"
+            "{case}: the disk was still stuck when it returned"
         );
         assert!(receiver.await.unwrap().is_err());
         stall.release();

@@ -282,12 +282,16 @@ async fn send_source_inner(
 ) -> Result<SendReport, FileError> {
     safe_relative_path(name)?;
     let jobs = Jobs::of(session);
-    source.check(jobs).await?;
+    // The source's metadata, on a file system that may stall (a dead NFS
+    // mount): a receiver that fails meanwhile is heard now.
+    or_failed(session, source.check(jobs)).await??;
     if session.wire_format() == WireFormat::Go {
         return send_bigfile(session, source, name, progress).await;
     }
-    let size = source.size(jobs).await?;
-    let stamp = source.stamp(jobs).await?;
+    let (size, stamp) = or_failed(session, async {
+        Ok::<_, FileError>((source.size(jobs).await?, source.stamp(jobs).await?))
+    })
+    .await??;
     let send_time = SystemTime::now();
     let send_time_ns = send_time
         .duration_since(UNIX_EPOCH)
@@ -334,7 +338,7 @@ async fn send_source_inner(
     }
     send_control(session, &Control::Start { offset: start }).await?;
     let size = stream_segments(session, &mut source, start, size, &mut hasher, progress).await?;
-    if source.stamp(jobs).await? != stamp {
+    if or_failed(session, source.stamp(jobs)).await?? != stamp {
         return Err(FileError::Protocol(format!(
             "{} changed during the transfer (its length or modification time moved); \
              the receiver keeps nothing as complete; send it again",
@@ -530,9 +534,8 @@ pub(super) async fn stream_out(
     let first = hasher
         .as_deref_mut()
         .map(|h| std::mem::replace(h, Blake2b512::new()));
-    let mut chunks = source
-        .chunks_at(Jobs::of(session), start, size - start, first)
-        .await?;
+    let opened = source.chunks_at(Jobs::of(session), start, size - start, first);
+    let mut chunks = or_failed(session, opened).await??;
     let mut sent = start;
     loop {
         // A read stuck on a stalled disk does not keep the receiver's
