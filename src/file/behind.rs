@@ -20,7 +20,7 @@
 //! instead of 160 ms of an otherwise idle machine).
 
 use super::CHUNK;
-use super::hold::{Ender, PartFile};
+use super::hold::PartFile;
 use super::jobs::{Job, Jobs};
 use crate::digest::Blake2b512;
 use bytes::Bytes;
@@ -145,18 +145,6 @@ pub(super) struct WriteBehind {
     writeback: Option<Job<()>>,
     /// Writebacks started (for tests).
     writebacks: u32,
-    /// Ends the part's transfer when this writer is dropped unfinished (a
-    /// failed or cancelled receive): a new attempt then waits for the jobs
-    /// still writing instead of being refused.
-    ender: Option<Ender>,
-}
-
-impl Drop for WriteBehind {
-    fn drop(&mut self) {
-        if let Some(e) = self.ender.take() {
-            e.end();
-        }
-    }
 }
 
 impl WriteBehind {
@@ -164,7 +152,6 @@ impl WriteBehind {
     /// into `hasher`, with `jobs`.
     pub(super) fn new(jobs: Jobs, file: Option<PartFile>, hasher: Blake2b512) -> WriteBehind {
         WriteBehind {
-            ender: file.as_ref().map(PartFile::ender),
             jobs,
             idle: Some((file, hasher)),
             job: None,
@@ -247,8 +234,6 @@ impl WriteBehind {
     /// Writes and hashes what is left; the file (not yet synced) and the
     /// hash of everything pushed.
     pub(super) async fn finish(mut self) -> io::Result<Written> {
-        // Its caller still holds the part (to seal it, or to say why not).
-        self.ender = None;
         self.submit().await?;
         let written = self.wait().await;
         self.end_writeback().await?;
@@ -269,13 +254,6 @@ impl WriteBehind {
     /// How its jobs run.
     pub(super) fn jobs(&self) -> Jobs {
         self.jobs
-    }
-
-    /// What ends this writer's transfer if the caller gives up on
-    /// [`finish`](Self::finish) (which no longer ends it when dropped: its
-    /// caller holds the part on success).
-    pub(super) fn ender(&self) -> Option<Ender> {
-        self.ender.clone()
     }
 
     /// [`finish`](Self::finish) for a writer made with a file.

@@ -162,6 +162,8 @@ pub(super) async fn recv_bigfile_to(
         .map_err(io_err(&part))
     };
     let f = or_failed(session, prepare).await??;
+    // Ends the transfer whichever way this receive ends (hold::Ender).
+    let transfer = f.ender();
     let mut behind = WriteBehind::new(jobs, Some(f), Blake2b512::new());
     let size = h.data_len;
     let mut got = 0u64;
@@ -208,6 +210,7 @@ pub(super) async fn recv_bigfile_to(
     }
     let (f, hasher) = finish_part(session, behind, &part, true).await??;
     seal_part(jobs, f, &part, target, hasher, &h.filepath, &h.blake2b).await?;
+    drop(transfer);
     let send_time_ns = u64::try_from(golink::unix_ns(h.send_time)).unwrap_or(0);
     Ok((
         file_meta(h.filepath, size, &h.blake2b, send_time_ns),

@@ -695,7 +695,8 @@ pub(super) async fn or_failed<T>(
 /// and the hash of everything written. Unless the session fails first:
 /// then a whole file's disk gets [`LAST_WRITE_GRACE`] more, any other
 /// none, and the answer is the session's error (`Err`) while the blocking
-/// job runs on, holding the part, and a new attempt waits for it.
+/// job runs on, holding the part (the caller's `hold::Ender` ends the
+/// transfer, so a new attempt waits for it).
 pub(super) async fn finish_part(
     session: &Session,
     behind: WriteBehind,
@@ -703,9 +704,6 @@ pub(super) async fn finish_part(
     whole: bool,
 ) -> Result<Result<(PartFile, Blake2b512), FileError>, SessionError> {
     let jobs = behind.jobs();
-    // `finish` does not end the transfer when dropped (its caller holds
-    // the part on success): giving up ends it here.
-    let ender = behind.ender();
     let work = async {
         let (f, hasher) = behind.finish_file().await.map_err(io_err(part))?;
         if !whole {
@@ -723,13 +721,7 @@ pub(super) async fn finish_part(
     } else {
         Duration::ZERO
     };
-    let r = tokio::time::timeout(grace, work).await;
-    if r.is_err()
-        && let Some(ender) = ender
-    {
-        ender.end();
-    }
-    r.map_err(|_| failed)
+    tokio::time::timeout(grace, work).await.map_err(|_| failed)
 }
 
 /// The next at most `want` bytes of a Segment (empty: the stream ended),
@@ -931,6 +923,9 @@ async fn recv_file_to(
         Some(f) => f,
         None => or_failed(session, hold_or_create(jobs, &part)).await??,
     };
+    // Whichever way this receive ends from here on, the transfer ends with
+    // it: a job still holding the part then makes a new attempt wait.
+    let transfer = f.ender();
     let recorded = async {
         match meta_line {
             Some(line) => jobs
@@ -944,7 +939,6 @@ async fn recv_file_to(
         }
     };
     or_failed(session, recorded).await??;
-    let ender = f.ender();
     let truncated = jobs.run(move || {
         use std::io::Seek;
         let mut f: PartFile = f;
@@ -952,15 +946,9 @@ async fn recv_file_to(
         f.file().seek(std::io::SeekFrom::Start(start))?;
         Ok(f)
     });
-    let f = match or_failed(session, truncated).await {
-        Ok(r) => r.map_err(io_err(&part))?,
-        Err(e) => {
-            // The job holds the part until it returns: a new attempt
-            // waits for it.
-            ender.end();
-            return Err(e.into());
-        }
-    };
+    let f = or_failed(session, truncated)
+        .await?
+        .map_err(io_err(&part))?;
     let mut sink = Sink {
         behind: WriteBehind::new(jobs, Some(f), hasher),
         writer: None,
@@ -1024,6 +1012,8 @@ async fn recv_file_to(
         return Err(err);
     }
     let _ = jobs.on(&meta_path, |p| std::fs::remove_file(p)).await;
+    // Renamed: nothing of this transfer holds the part any more.
+    drop(transfer);
     accept_verdict(session).await;
     Ok((
         file_meta(name, got, &digest, send_time_ns),

@@ -65,14 +65,23 @@ pub(super) struct PartFile {
     held: Arc<Held>,
 }
 
-/// Ends a [`PartFile`]'s transfer: from then on, a new transfer into the
-/// part waits for the write jobs still holding it instead of failing.
-#[derive(Clone)]
+/// Ends a [`PartFile`]'s transfer when dropped (or at [`end`](Self::end)):
+/// from then on, a new transfer into the part waits for the jobs still
+/// holding it (a write, a sync, a truncation on a slow disk) instead of
+/// failing. A receiver keeps one for as long as its transfer runs, so
+/// every way out (a failure, giving up on a stalled disk, a cancelled
+/// future, success) ends it in one place.
 pub(super) struct Ender(Arc<Held>);
 
 impl Ender {
     pub(super) fn end(&self) {
         self.0.flag.send_replace(true);
+    }
+}
+
+impl Drop for Ender {
+    fn drop(&mut self) {
+        self.end();
     }
 }
 
